@@ -1,0 +1,3 @@
+"""hrmonitor: keeps an outbound mail service's IP reputation safe."""
+
+__version__ = "0.1.0"

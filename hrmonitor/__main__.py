@@ -1,0 +1,5 @@
+"""``python -m hrmonitor``."""
+
+from hrmonitor.cli import main
+
+main()

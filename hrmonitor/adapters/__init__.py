@@ -1,0 +1,1 @@
+"""I/O adapters: each turns the outside world into core values."""

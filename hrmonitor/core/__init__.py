@@ -1,0 +1,1 @@
+"""Pure decision logic: standard library only, no I/O, no clock reads."""

@@ -1,0 +1,1 @@
+"""The loops that drive the core with the adapters."""
