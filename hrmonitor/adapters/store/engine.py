@@ -1,0 +1,62 @@
+"""Engines for SQLite and PostgreSQL, configured for a relay that acknowledges mail on commit.
+
+SQLite gets WAL (readers never block the writer), ``synchronous=FULL`` (a commit
+survives power loss, not only a crash), foreign keys and a busy timeout, and every
+transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so a
+read-then-write transaction can never fail half-way with SQLITE_BUSY when another
+process (a second daemon, ``hrmonitor ip retire``) wrote in between.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from hrmonitor.errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql+psycopg://...``.
+
+    ``postgresql://`` means psycopg 3 (the only PostgreSQL driver hrmonitor ships with).
+    A relative SQLite path is relative to the current directory.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database url {url!r} is not a valid URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    if backend == "sqlite":
+        engine = create_engine(parsed)
+        _configure_sqlite(engine)
+        return engine
+    raise StoreError(f"database url {url!r}: only sqlite and postgresql are supported")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so that the
+        # "begin" hook below decides how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,215 @@
+"""The tables: one declarative ``Base`` shared by every store module (the queue adds its own).
+
+Changing a table here needs a migration in ``migrations/versions``; the schema
+in the database is made only by migrations, never by ``metadata.create_all``.
+
+Timestamps go through :class:`UtcDateTime`: timezone-aware UTC in and out, whatever
+the backend keeps (SQLite has no time zones, so it stores naive UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+IP = String(45)  # the longest IPv6 text form
+NAME = String(100)  # pool names, list keys, scopes
+STATE = String(32)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime; naive values are refused rather than guessed at."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), date: Date()}  # noqa: RUF012
+
+
+class PoolRow(Base):
+    __tablename__ = "pools"
+
+    name: Mapped[str] = mapped_column(NAME, primary_key=True)
+    risk: Mapped[str] = mapped_column(STATE)
+
+
+class IpRow(Base):
+    __tablename__ = "ips"
+
+    ip: Mapped[str] = mapped_column(IP, primary_key=True)
+    pool: Mapped[str] = mapped_column(ForeignKey("pools.name"))
+    state: Mapped[str] = mapped_column(STATE)
+    state_since: Mapped[datetime]
+    warmup_stage: Mapped[int | None] = mapped_column(Integer)
+    sent_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    sent_day: Mapped[date | None]
+    last_sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class IpPoolHistoryRow(Base):
+    """Every pool an IP ever served, with that pool's risk at the time."""
+
+    __tablename__ = "ip_pool_history"
+    __table_args__ = (UniqueConstraint("ip", "pool", "risk"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ip: Mapped[str] = mapped_column(IP, index=True)
+    pool: Mapped[str] = mapped_column(NAME)
+    risk: Mapped[str] = mapped_column(STATE)
+    first_seen: Mapped[datetime]
+
+
+class ZoneHealthRow(Base):
+    __tablename__ = "zone_health"
+
+    list_key: Mapped[str] = mapped_column(NAME, primary_key=True)
+    health: Mapped[str] = mapped_column(STATE)
+    detail: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    checked_at: Mapped[datetime]
+    changed_at: Mapped[datetime]
+
+
+class AnswerRow(Base):
+    """The latest trustworthy answer per (ip, list); ``clean_since`` starts a clean run."""
+
+    __tablename__ = "answers"
+
+    ip: Mapped[str] = mapped_column(IP, primary_key=True)
+    list_key: Mapped[str] = mapped_column(NAME, primary_key=True)
+    status: Mapped[str] = mapped_column(STATE)
+    codes: Mapped[list[str]] = mapped_column(JSON)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    severity: Mapped[str | None] = mapped_column(STATE)
+    txt: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    checked_at: Mapped[datetime]
+    clean_since: Mapped[datetime | None]
+
+
+class ListingRow(Base):
+    """One listing interval: open while ``cleared_at`` is NULL (at most one per ip and list)."""
+
+    __tablename__ = "listings"
+    __table_args__ = (
+        Index(
+            "uq_listings_open",
+            "ip",
+            "list_key",
+            unique=True,
+            sqlite_where=text("cleared_at IS NULL"),
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_listings_ip_first_seen", "ip", "first_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ip: Mapped[str] = mapped_column(IP)
+    list_key: Mapped[str] = mapped_column(NAME)
+    codes: Mapped[list[str]] = mapped_column(JSON)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    severity: Mapped[str] = mapped_column(STATE)
+    txt: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_ip_at", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    ip: Mapped[str] = mapped_column(IP)
+    pool: Mapped[str] = mapped_column(NAME)
+    kind: Mapped[str] = mapped_column(STATE)
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(NAME)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    until: Mapped[datetime | None]
+
+
+class SuspensionRow(Base):
+    """A timed ban of an IP for one destination provider, or ``*`` for the whole IP."""
+
+    __tablename__ = "suspensions"
+    __table_args__ = (
+        Index(
+            "uq_suspensions_open",
+            "ip",
+            "scope",
+            unique=True,
+            sqlite_where=text("lifted_at IS NULL"),
+            postgresql_where=text("lifted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ip: Mapped[str] = mapped_column(IP)
+    scope: Mapped[str] = mapped_column(NAME)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(NAME)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    lifted_at: Mapped[datetime | None]
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(NAME)
+    severity: Mapped[str] = mapped_column(STATE)
+    first_at: Mapped[datetime]
+    last_sent_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
