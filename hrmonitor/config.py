@@ -1,0 +1,443 @@
+"""TOML -> a frozen, validated :class:`Config`.
+
+Every problem is reported as :class:`~hrmonitor.errors.ConfigError` naming the
+file, the key path (``pools.high-risk.ips[1]``) and the problem; the CLI turns
+that into exit status 2 before anything starts. Unknown keys are errors, so a
+typo never silently falls back to a default.
+
+Relative paths inside the config (catalogue and rule files, TLS files) are
+resolved against the directory of the config file, so the daemon behaves the
+same whatever directory it is started from. The SQLite URL is the exception: it
+follows SQLAlchemy's rules (relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hrmonitor.core.model import (
+    OnListing,
+    Pool,
+    PoolPolicy,
+    RiskClass,
+    Severity,
+    WarmupStage,
+    WhenExhausted,
+    canonical_ip,
+)
+from hrmonitor.core.units import parse_duration, parse_size
+from hrmonitor.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "config.toml"
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration string (write e.g. '90s', '15m', '24h')")
+    return parse_duration(value)
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{value!r} is not a size (write e.g. '35MB' or a number of bytes)")
+    return parse_size(value)
+
+
+def _ip(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address")
+    try:
+        return canonical_ip(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _network(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a network")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a network (write e.g. '192.0.2.0/24')") from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+IP = Annotated[str, BeforeValidator(_ip)]
+Network = Annotated[str, BeforeValidator(_network)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///hrmonitor.db"
+
+
+class DnsConfig(_Section):
+    nameservers: tuple[IP, ...] = ()
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=2)
+    attempts: int = Field(default=2, ge=1, le=10)
+
+
+class DnsblConfig(_Section):
+    catalogue: tuple[str, ...] = ("rules/dnsbl.toml",)
+    zones: tuple[str, ...] = ("spamhaus-zen", "spamcop", "barracuda", "mailspike-z", "psbl")
+    interval: Duration = timedelta(minutes=30)
+    dqs_key: str = ""
+    max_in_flight: int = Field(default=256, ge=1, le=4096)
+    rate_per_zone: float = Field(default=50.0, gt=0)  # queries per second per zone
+    daily_budget: int = Field(default=250_000, ge=1)  # queries per zone per day (Spamhaus: <300k)
+    confirm_listings: bool = True
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_unique(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(zones)) != len(zones):
+            raise ValueError("a zone is named twice")
+        return zones
+
+
+class WarmupStageConfig(_Section):
+    daily_cap: int = Field(ge=1)
+    min_delivery_rate: float = Field(default=0.9, ge=0, le=1)
+
+
+# SparkPost/SendGrid style ramp, compressed: caps per IP per day.
+DEFAULT_WARMUP = tuple(
+    WarmupStageConfig(daily_cap=cap) for cap in (50, 100, 500, 1000, 5000, 10000, 20000, 50000)
+)
+
+
+class PoolConfig(_Section):
+    risk: RiskClass
+    ips: tuple[IP, ...] = ()
+    standby: tuple[IP, ...] = ()
+    interval: Duration | None = None  # None: [dnsbl] interval
+    on_listing: OnListing = OnListing.RETIRE
+    retire_at: Severity = Severity.HIGH
+    min_active: int = Field(default=1, ge=0)
+    cooldown: Duration = timedelta(hours=24)
+    when_exhausted: WhenExhausted = WhenExhausted.DEFER
+    warmup: tuple[WarmupStageConfig, ...] = DEFAULT_WARMUP
+    idle_rewarm: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _high_pools_defer(self) -> PoolConfig:
+        if self.risk is not RiskClass.NORMAL and self.when_exhausted is WhenExhausted.USE_LISTED:
+            raise ValueError(
+                "when_exhausted = 'use-listed' is only allowed for normal pools: "
+                "high-risk mail must be held, never sent from a listed IP"
+            )
+        if not self.ips and not self.standby:
+            raise ValueError("a pool needs at least one IP in ips or standby")
+        return self
+
+
+class ListenerConfig(_Section):
+    bind: str = "127.0.0.1:2525"
+    hostname: str = "localhost"
+    max_message_size: Size = 35_000_000
+    max_recipients: int = Field(default=1000, ge=1)
+    max_line_length: int = Field(default=998, ge=78)
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_auth_tls: bool = True
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, bind: str) -> str:
+        split_address(bind)
+        return bind
+
+
+class TenantConfig(_Section):
+    name: str
+    networks: tuple[Network, ...] = ()
+    domains: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # SMTP AUTH user names allowed to relay for this tenant
+
+
+class RoutingConfig(_Section):
+    rules: tuple[str, ...] = ("rules/routing.toml",)
+    spam_threshold: float = 5.0
+    spam_headers: tuple[str, ...] = ("X-Spam-Score", "X-Spam-Status", "X-Rspamd-Score")
+    trusted_filters: tuple[Network, ...] = ("127.0.0.1/32",)
+    dns_unknown_hold: Duration = timedelta(minutes=10)
+    on_dns_unknown: str = "high-risk"
+    relay_pool: str = ""  # a pool of risk "relay" for relayed foreign-domain mail; "" = off
+
+
+class LimitsConfig(_Section):
+    recipients_per_hour: int = Field(default=1000, ge=1)
+    recipients_per_day: int = Field(default=10000, ge=1)
+
+
+class DeliveryConfig(_Section):
+    port: int = Field(default=25, ge=1, le=65535)
+    retry: tuple[Duration, ...] = tuple(parse_duration(x) for x in ("1m", "5m", "15m", "1h", "4h"))
+    max_queue_time: Duration = timedelta(days=5)
+    feedback: tuple[str, ...] = ("rules/feedback.toml",)
+    connect_timeout: Duration = timedelta(seconds=30)
+    command_timeout: Duration = timedelta(seconds=60)
+    per_destination_concurrency: int = Field(default=10, ge=1)
+    concurrency: int = Field(default=100, ge=1)
+
+    @field_validator("retry")
+    @classmethod
+    def _retry_nonempty(cls, retry: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if not retry:
+            raise ValueError("needs at least one retry interval")
+        return retry
+
+
+class AlertConfig(_Section):
+    type: Literal["log", "webhook", "email"]
+    url: str = ""  # webhook
+    to: tuple[str, ...] = ()  # email
+    sender: str = "hrmonitor@localhost"  # email envelope and From
+    smtp_host: str = "127.0.0.1"  # email
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=10)
+    min_severity: Severity = Severity.LOW
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertConfig:
+        if self.type == "webhook" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("a webhook alert needs url = 'http(s)://...'")
+        if self.type == "email" and not self.to:
+            raise ValueError("an email alert needs to = ['someone@example.net']")
+        return self
+
+
+class AlertingConfig(_Section):
+    repeat_after: Duration = timedelta(hours=4)  # a still-open alert is re-sent after this
+
+
+class MetricsConfig(_Section):
+    bind: str = "127.0.0.1:9108"  # "" turns the endpoint off
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, bind: str) -> str:
+        if bind:
+            split_address(bind)
+        return bind
+
+
+class SurgeConfig(_Section):
+    window: Duration = timedelta(hours=1)
+    bucket: Duration = timedelta(minutes=1)
+    min_volume: int = Field(default=50, ge=1)
+    ratio: float = Field(default=0.1, gt=0, le=1)
+    ewma_lambda: float = Field(default=0.2, gt=0, le=1)
+    ewma_limit: float = Field(default=3.0, gt=0)
+    max_keys: int = Field(default=50_000, ge=10)
+
+
+class VerpConfig(_Section):
+    enabled: bool = False
+    secret: str = ""
+    key_number: int = Field(default=0, ge=0, le=9)
+    valid_days: int = Field(default=7, ge=1, le=999)
+
+    @model_validator(mode="after")
+    def _secret(self) -> VerpConfig:
+        if self.enabled and len(self.secret) < 16:
+            raise ValueError("verp.enabled needs a secret of at least 16 characters")
+        return self
+
+
+class Config(_Section):
+    """The whole validated configuration. ``source`` is the file it came from."""
+
+    source: Path = Path(DEFAULT_CONFIG_PATH)
+    database: DatabaseConfig = DatabaseConfig()
+    dns: DnsConfig = DnsConfig()
+    dnsbl: DnsblConfig = DnsblConfig()
+    pools: dict[str, PoolConfig]
+    listener: ListenerConfig = ListenerConfig()
+    tenants: tuple[TenantConfig, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    alerts: tuple[AlertConfig, ...] = ()
+    alerting: AlertingConfig = AlertingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    surge: SurgeConfig = SurgeConfig()
+    verp: VerpConfig = VerpConfig()
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, resolved against the config file's directory."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else self.source.parent / candidate
+
+    def core_pools(self) -> tuple[Pool, ...]:
+        return tuple(
+            Pool(
+                name=name,
+                risk=pool.risk,
+                ips=pool.ips,
+                standby=pool.standby,
+                interval=pool.interval or self.dnsbl.interval,
+                policy=PoolPolicy(
+                    on_listing=pool.on_listing,
+                    retire_at=pool.retire_at,
+                    min_active=pool.min_active,
+                    cooldown=pool.cooldown,
+                    when_exhausted=pool.when_exhausted,
+                    warmup=tuple(
+                        WarmupStage(s.daily_cap, s.min_delivery_rate) for s in pool.warmup
+                    ),
+                    idle_rewarm=pool.idle_rewarm,
+                ),
+            )
+            for name, pool in self.pools.items()
+        )
+
+    def pool_of(self, ip: str) -> str | None:
+        canonical = canonical_ip(ip)
+        for name, pool in self.pools.items():
+            if canonical in pool.ips or canonical in pool.standby:
+                return name
+        return None
+
+
+def split_address(bind: str) -> tuple[str, int]:
+    """``"127.0.0.1:2525"`` / ``"[::1]:2525"`` -> (host, port); ValueError otherwise."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ValueError(f"{bind!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _cross_checks(config: Config) -> list[tuple[str, str]]:
+    """Problems that need the whole file: (key path, problem)."""
+    problems: list[tuple[str, str]] = []
+    risks = [pool.risk for pool in config.pools.values()]
+    if RiskClass.NORMAL not in risks:
+        problems.append(("pools", "needs one pool with risk = 'normal'"))
+    if risks.count(RiskClass.NORMAL) > 1:
+        problems.append(("pools", "only one pool may have risk = 'normal'"))
+    if RiskClass.HIGH not in risks:
+        problems.append(("pools", "needs at least one pool with risk = 'high'"))
+
+    seen: dict[str, str] = {}
+    for name, pool in config.pools.items():
+        for field_name in ("ips", "standby"):
+            for index, ip in enumerate(getattr(pool, field_name)):
+                key = f"pools.{name}.{field_name}[{index}]"
+                if ip in seen:
+                    problems.append(
+                        (key, f"{ip} is already in {seen[ip]}: an IP belongs to one pool")
+                    )
+                else:
+                    seen[ip] = f"pools.{name}.{field_name}"
+    problems.extend(_shared_v6_prefixes(config))
+
+    pool_names = set(config.pools)
+    hold = config.routing.on_dns_unknown
+    if hold not in pool_names:
+        problems.append(("routing.on_dns_unknown", f"names no configured pool: {hold!r}"))
+    relay = config.routing.relay_pool
+    if relay and (relay not in pool_names or config.pools[relay].risk is not RiskClass.RELAY):
+        problems.append(
+            ("routing.relay_pool", f"{relay!r} is not a configured pool of risk 'relay'")
+        )
+    names = [tenant.name for tenant in config.tenants]
+    if len(set(names)) != len(names):
+        problems.append(("tenants", "two tenants share a name"))
+    return problems
+
+
+def _shared_v6_prefixes(config: Config) -> list[tuple[str, str]]:
+    """Lists record IPv6 at /64: a normal and a risky pool sharing one would share listings."""
+    owners: dict[ipaddress.IPv6Network, tuple[str, RiskClass]] = {}
+    problems: list[tuple[str, str]] = []
+    for name, pool in config.pools.items():
+        for ip in (*pool.ips, *pool.standby):
+            address = ipaddress.ip_address(ip)
+            if not isinstance(address, ipaddress.IPv6Address) or address.ipv4_mapped:
+                continue
+            prefix = ipaddress.IPv6Network((address, 64), strict=False)
+            other = owners.setdefault(prefix, (name, pool.risk))
+            if other[0] != name and RiskClass.NORMAL in (other[1], pool.risk):
+                problems.append(
+                    (
+                        f"pools.{name}",
+                        f"{ip} shares the /64 {prefix} with pool {other[0]!r}: blocklists "
+                        "list IPv6 by /64, so a high-risk listing would hit the normal pool",
+                    )
+                )
+    return problems
+
+
+def _key_path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part:  # pydantic's validator frames, e.g. "function-after[...]"
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_config(data: dict[str, Any], source: Path) -> Config:
+    """Validate already-parsed TOML. Raises ConfigError naming file, key and problem."""
+    if "source" in data:
+        raise ConfigError(str(source), "source", "unknown key")
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as error:
+        first = error.errors()[0]
+        problem = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            problem = "unknown key"
+        elif first["type"] == "missing":
+            problem = "required key is missing"
+        more = len(error.errors()) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(str(source), _key_path(first["loc"]), problem) from None
+    problems = _cross_checks(config)
+    if problems:
+        key, problem = problems[0]
+        raise ConfigError(str(source), key, problem)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file. Raises ConfigError (exit status 2 in the CLI)."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(source), "", "no such file") from None
+    except OSError as error:
+        raise ConfigError(str(source), "", f"cannot be read: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(source), "", f"is not valid TOML: {error}") from None
+    return parse_config(data, source)
