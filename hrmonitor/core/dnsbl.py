@@ -81,17 +81,30 @@ def covers(zone_list: ZoneList, ip: str) -> bool:
     return family_of(ip) in zone_list.families
 
 
-def reversed_labels(ip: str) -> str:
-    """``5.2.0.192`` for 192.0.2.5; 32 reversed nibbles for IPv6."""
-    address = lookup_address(ip)
+def reversed_labels(ip: str, *, unmap: bool = True) -> str:
+    """``5.2.0.192`` for 192.0.2.5; 32 reversed nibbles for IPv6.
+
+    ``unmap=False`` keeps an IPv4-mapped address in nibble form: the IPv6
+    test points (::ffff:7f00:2) are asked that way (RFC 5782 section 5).
+    """
+    address = lookup_address(ip) if unmap else ipaddress.ip_address(ip)
     if address.version == 4:
         return ".".join(reversed(str(address).split(".")))
     return ".".join(reversed(address.exploded.replace(":", "")))
 
 
-def query_name(ip: str, zone: str) -> str:
+def query_name(ip: str, zone: str, *, unmap: bool = True) -> str:
     """The A query for ``ip`` in ``zone``, without the trailing dot."""
-    return f"{reversed_labels(ip)}.{zone.rstrip('.')}"
+    return f"{reversed_labels(ip, unmap=unmap)}.{zone.rstrip('.')}"
+
+
+def self_test_names(zone_list: ZoneList) -> list[tuple[str, str]]:
+    """(test point, query name) for every test point of the list's families."""
+    return [
+        (point, query_name(point, zone_list.zone, unmap=False))
+        for family in sorted(zone_list.families)
+        for point in TEST_POINTS[family]
+    ]
 
 
 # --- classification ---------------------------------------------------------------------
