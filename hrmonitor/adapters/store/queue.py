@@ -1,0 +1,550 @@
+"""The durable mail queue: messages, their recipients, and every delivery attempt.
+
+The listener acknowledges a message only after :meth:`QueueRepository.enqueue`
+returned, i.e. after the transaction holding the message, its envelope and its
+routing decision committed (SQLite WAL with ``synchronous=FULL``, or
+PostgreSQL). ``enqueue`` takes a batch so the relay can group-commit
+concurrent acceptances: one fsync for many messages.
+
+A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
+claims it, then to ``delivered``, ``bounced`` or ``deferred``. A crash leaves
+claimed recipients ``delivering``; :meth:`recover` makes them due again on
+start-up (at least once: the remote side may see a message twice, never zero
+times). On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several nodes
+can share one queue; on SQLite the write lock taken by ``BEGIN IMMEDIATE``
+serialises claims.
+
+Statements are SQLAlchemy Core against the ORM tables: the queue is the hot
+path and needs no identity map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hrmonitor.adapters.store.schema import IP, NAME, STATE, Base
+from hrmonitor.errors import StoreError
+
+
+class RecipientStatus(StrEnum):
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    DEFERRED = "deferred"
+
+    @property
+    def final(self) -> bool:
+        return self in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
+
+
+class QueueMessageRow(Base):
+    __tablename__ = "queue_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(NAME)
+    client_ip: Mapped[str] = mapped_column(IP)
+    mail_from: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    arrived_at: Mapped[datetime]
+    pool: Mapped[str] = mapped_column(NAME)
+    risk: Mapped[str] = mapped_column(STATE)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    bounce_kind: Mapped[str | None] = mapped_column(STATE)
+    hold_until: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(Text)
+    smtputf8: Mapped[int] = mapped_column(Integer)
+    dsn_of: Mapped[str | None] = mapped_column(String(40))
+
+
+class QueueRecipientRow(Base):
+    __tablename__ = "queue_recipients"
+    __table_args__ = (
+        Index("ix_queue_recipients_due", "status", "next_attempt_at"),
+        Index("ix_queue_recipients_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("queue_messages.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(Text)
+    domain: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(STATE)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_reply: Mapped[str] = mapped_column(Text)
+    remote_mta: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class QueueAttemptRow(Base):
+    __tablename__ = "queue_attempts"
+    __table_args__ = (Index("ix_queue_attempts_message_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(40))
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    pool: Mapped[str] = mapped_column(NAME)
+    source_ip: Mapped[str | None] = mapped_column(IP)
+    destination: Mapped[str] = mapped_column(Text)
+    code: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime]
+    own: Mapped[int] = mapped_column(Integer)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+MESSAGES = _table(QueueMessageRow)
+RECIPIENTS = _table(QueueRecipientRow)
+ATTEMPTS = _table(QueueAttemptRow)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message as accepted, with its routing decision; ``reasons`` are JSON-able dicts."""
+
+    id: str
+    tenant: str
+    client_ip: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    body: bytes
+    arrived_at: datetime
+    pool: str
+    risk: str
+    reasons: tuple[Mapping[str, Any], ...] = ()
+    bounce_kind: str | None = None
+    hold_until: datetime | None = None
+    message_id: str = ""
+    smtputf8: bool = False
+    dsn_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueRecipient:
+    """A claimed recipient (now ``delivering``) with what the runner needs of its message."""
+
+    recipient_id: int
+    message_id: str
+    address: str
+    domain: str
+    attempts: int
+    mail_from: str
+    pool: str
+    risk: str
+    arrived_at: datetime
+    size: int
+    smtputf8: bool
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt for one recipient, and the recipient's new state."""
+
+    recipient_id: int
+    message_id: str
+    status: RecipientStatus
+    at: datetime
+    pool: str
+    next_attempt_at: datetime | None = None
+    source_ip: str | None = None
+    destination: str = ""
+    code: int | None = None
+    reply: str = ""
+    duration_ms: float = 0.0
+    own: bool = False  # an internal deferral (no eligible IP, DNS failure), not a remote reply
+    counts_as_attempt: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRecord:
+    id: int
+    message_id: str
+    address: str
+    domain: str
+    status: RecipientStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_code: int | None
+    last_reply: str
+    remote_mta: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    tenant: str
+    client_ip: str
+    mail_from: str
+    size: int
+    arrived_at: datetime
+    pool: str
+    risk: str
+    reasons: tuple[Mapping[str, Any], ...]
+    bounce_kind: str | None
+    hold_until: datetime | None
+    message_id: str
+    dsn_of: str | None
+    recipients: tuple[RecipientRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    message_id: str
+    recipient_id: int
+    pool: str
+    source_ip: str | None
+    destination: str
+    code: int | None
+    reply: str
+    duration_ms: float
+    at: datetime
+    own: bool
+
+
+_WAITING = (RecipientStatus.QUEUED.value, RecipientStatus.DEFERRED.value)
+
+
+class QueueRepository:
+    """Synchronous queue operations; the relay runs them on its own store thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def enqueue(self, messages: Sequence[NewMessage]) -> None:
+        """Store ``messages`` and their recipients in one transaction; returns after commit."""
+        if not messages:
+            return
+        message_rows = [
+            {
+                "id": m.id,
+                "tenant": m.tenant,
+                "client_ip": m.client_ip,
+                "mail_from": m.mail_from,
+                "body": m.body,
+                "size": len(m.body),
+                "arrived_at": m.arrived_at,
+                "pool": m.pool,
+                "risk": m.risk,
+                "reasons": [dict(r) for r in m.reasons],
+                "bounce_kind": m.bounce_kind,
+                "hold_until": m.hold_until,
+                "message_id": m.message_id,
+                "smtputf8": int(m.smtputf8),
+                "dsn_of": m.dsn_of,
+            }
+            for m in messages
+        ]
+        recipient_rows = [
+            {
+                "message_id": m.id,
+                "address": address,
+                "domain": address.rpartition("@")[2].lower(),
+                "status": RecipientStatus.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": m.hold_until or m.arrived_at,
+                "last_code": None,
+                "last_reply": "",
+                "remote_mta": "",
+                "updated_at": m.arrived_at,
+            }
+            for m in messages
+            for address in m.recipients
+        ]
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(MESSAGES), message_rows)
+                if recipient_rows:
+                    conn.execute(insert(RECIPIENTS), recipient_rows)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
+
+    def claim_due(self, now: datetime, limit: int) -> list[DueRecipient]:
+        """Mark up to ``limit`` due recipients ``delivering`` and return them, oldest due first."""
+        query = (
+            select(
+                RECIPIENTS.c.id,
+                RECIPIENTS.c.message_id,
+                RECIPIENTS.c.address,
+                RECIPIENTS.c.domain,
+                RECIPIENTS.c.attempts,
+                MESSAGES.c.mail_from,
+                MESSAGES.c.pool,
+                MESSAGES.c.risk,
+                MESSAGES.c.arrived_at,
+                MESSAGES.c.size,
+                MESSAGES.c.smtputf8,
+                MESSAGES.c.tenant,
+            )
+            .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+            .where(RECIPIENTS.c.status.in_(_WAITING), RECIPIENTS.c.next_attempt_at <= now)
+            .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
+            .limit(limit)
+        )
+        try:
+            with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update(of=RECIPIENTS, skip_locked=True)
+                rows = conn.execute(query).all()
+                if not rows:
+                    return []
+                conn.execute(
+                    update(RECIPIENTS)
+                    .where(RECIPIENTS.c.id.in_([r.id for r in rows]))
+                    .values(status=RecipientStatus.DELIVERING.value, updated_at=now)
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not claim due recipients: {exc}") from exc
+        return [
+            DueRecipient(
+                recipient_id=r.id,
+                message_id=r.message_id,
+                address=r.address,
+                domain=r.domain,
+                attempts=r.attempts,
+                mail_from=r.mail_from,
+                pool=r.pool,
+                risk=r.risk,
+                arrived_at=r.arrived_at,
+                size=r.size,
+                smtputf8=bool(r.smtputf8),
+                tenant=r.tenant,
+            )
+            for r in rows
+        ]
+
+    def body(self, message_id: str) -> bytes:
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(
+                    select(MESSAGES.c.body).where(MESSAGES.c.id == message_id)
+                ).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read message {message_id}: {exc}") from exc
+        if value is None:
+            raise StoreError(f"message {message_id} is not in the queue")
+        return bytes(value)
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Store the attempts and the recipients' new states in one transaction."""
+        if not outcomes:
+            return
+        attempts = [
+            {
+                "message_id": o.message_id,
+                "recipient_id": o.recipient_id,
+                "pool": o.pool,
+                "source_ip": o.source_ip,
+                "destination": o.destination,
+                "code": o.code,
+                "reply": o.reply,
+                "duration_ms": o.duration_ms,
+                "at": o.at,
+                "own": int(o.own),
+            }
+            for o in outcomes
+        ]
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(ATTEMPTS), attempts)
+                for o in outcomes:
+                    values: dict[str, Any] = {
+                        "status": o.status.value,
+                        "updated_at": o.at,
+                        "last_reply": o.reply,
+                    }
+                    if o.counts_as_attempt:
+                        values["attempts"] = RECIPIENTS.c.attempts + 1
+                    if o.code is not None:
+                        values["last_code"] = o.code
+                    if o.destination:
+                        values["remote_mta"] = o.destination
+                    if o.next_attempt_at is not None:
+                        values["next_attempt_at"] = o.next_attempt_at
+                    conn.execute(
+                        update(RECIPIENTS).where(RECIPIENTS.c.id == o.recipient_id).values(values)
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
+
+    def recover(self, now: datetime) -> int:
+        """After a crash: every ``delivering`` recipient becomes due now. Returns how many."""
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(
+                    update(RECIPIENTS)
+                    .where(RECIPIENTS.c.status == RecipientStatus.DELIVERING.value)
+                    .values(
+                        status=RecipientStatus.DEFERRED.value, next_attempt_at=now, updated_at=now
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not recover the queue: {exc}") from exc
+        return int(result.rowcount)
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest waiting recipient falls due (None if nothing waits)."""
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(
+                    select(func.min(RECIPIENTS.c.next_attempt_at)).where(
+                        RECIPIENTS.c.status.in_(_WAITING)
+                    )
+                ).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the queue: {exc}") from exc
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value
+
+    def message(self, message_id: str) -> MessageRecord | None:
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(MESSAGES).where(MESSAGES.c.id == message_id)
+                ).one_or_none()
+                if row is None:
+                    return None
+                recipients = conn.execute(
+                    select(RECIPIENTS)
+                    .where(RECIPIENTS.c.message_id == message_id)
+                    .order_by(RECIPIENTS.c.id)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read message {message_id}: {exc}") from exc
+        return MessageRecord(
+            id=row.id,
+            tenant=row.tenant,
+            client_ip=row.client_ip,
+            mail_from=row.mail_from,
+            size=row.size,
+            arrived_at=row.arrived_at,
+            pool=row.pool,
+            risk=row.risk,
+            reasons=tuple(row.reasons),
+            bounce_kind=row.bounce_kind,
+            hold_until=row.hold_until,
+            message_id=row.message_id,
+            dsn_of=row.dsn_of,
+            recipients=tuple(_recipient(r) for r in recipients),
+        )
+
+    def message_ids(self) -> list[str]:
+        try:
+            with self._engine.connect() as conn:
+                return list(
+                    conn.execute(select(MESSAGES.c.id).order_by(MESSAGES.c.arrived_at)).scalars()
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the queue: {exc}") from exc
+
+    def attempts(self, message_id: str) -> list[AttemptRecord]:
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(ATTEMPTS)
+                    .where(ATTEMPTS.c.message_id == message_id)
+                    .order_by(ATTEMPTS.c.id)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read attempts of {message_id}: {exc}") from exc
+        return [
+            AttemptRecord(
+                message_id=r.message_id,
+                recipient_id=r.recipient_id,
+                pool=r.pool,
+                source_ip=r.source_ip,
+                destination=r.destination,
+                code=r.code,
+                reply=r.reply,
+                duration_ms=r.duration_ms,
+                at=r.at,
+                own=bool(r.own),
+            )
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Recipients per pool and status (the report's queue section)."""
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(MESSAGES.c.pool, RECIPIENTS.c.status, func.count())
+                    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+                    .group_by(MESSAGES.c.pool, RECIPIENTS.c.status)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not count the queue: {exc}") from exc
+        result: dict[str, dict[str, int]] = {}
+        for pool, status, count in rows:
+            result.setdefault(pool, {})[status] = int(count)
+        return result
+
+    def purge_finished(self, before: datetime) -> int:
+        """Delete messages whose recipients are all final and that arrived before ``before``."""
+        unfinished = select(RECIPIENTS.c.message_id).where(
+            or_(
+                RECIPIENTS.c.status.in_(_WAITING),
+                RECIPIENTS.c.status == RecipientStatus.DELIVERING.value,
+            )
+        )
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(
+                    delete(MESSAGES).where(
+                        and_(MESSAGES.c.arrived_at < before, MESSAGES.c.id.not_in(unfinished))
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not purge the queue: {exc}") from exc
+        return int(result.rowcount)
+
+
+def _recipient(r: Any) -> RecipientRecord:
+    return RecipientRecord(
+        id=r.id,
+        message_id=r.message_id,
+        address=r.address,
+        domain=r.domain,
+        status=RecipientStatus(r.status),
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        last_code=r.last_code,
+        last_reply=r.last_reply,
+        remote_mta=r.remote_mta,
+    )

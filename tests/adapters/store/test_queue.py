@@ -1,0 +1,192 @@
+"""The durable queue on SQLite and PostgreSQL: enqueue, claim, record, recover."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from hrmonitor.adapters.store.engine import create_store_engine
+from hrmonitor.adapters.store.migrate import upgrade
+from hrmonitor.adapters.store.queue import NewMessage, Outcome, QueueRepository, RecipientStatus
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_engine() -> Iterator[Engine]:
+    schema = f"queue_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # the server is a real peer; say so when it is missing
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def queue(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[QueueRepository]:
+    if request.param == "sqlite":
+        engine = create_store_engine(f"sqlite:///{tmp_path}/queue.db")
+        upgrade(engine)
+        yield QueueRepository(engine)
+        engine.dispose()
+    else:
+        for engine in _pg_engine():
+            upgrade(engine)
+            yield QueueRepository(engine)
+
+
+def _message(
+    mid: str = "m1", rcpts: tuple[str, ...] = ("b@rcpt.test",), **kw: object
+) -> NewMessage:
+    values: dict[str, object] = {
+        "id": mid,
+        "tenant": "contoso",
+        "client_ip": "127.0.0.5",
+        "mail_from": "a@contoso.test",
+        "recipients": rcpts,
+        "body": b"Subject: x\r\n\r\nbody\r\n",
+        "arrived_at": T0,
+        "pool": "normal",
+        "risk": "normal",
+        "reasons": ({"rule": "default", "detail": "clean"},),
+        "message_id": "<m1@contoso.test>",
+    }
+    values.update(kw)
+    return NewMessage(**values)  # type: ignore[arg-type]
+
+
+def test_enqueued_message_keeps_envelope_body_and_routing_reasons(queue: QueueRepository) -> None:
+    queue.enqueue([_message(rcpts=("b@rcpt.test", "c@Other.TEST"))])
+    record = queue.message("m1")
+    assert record is not None
+    assert (record.mail_from, record.pool, record.risk) == ("a@contoso.test", "normal", "normal")
+    assert record.reasons == ({"rule": "default", "detail": "clean"},)
+    assert [(r.address, r.domain, r.status) for r in record.recipients] == [
+        ("b@rcpt.test", "rcpt.test", RecipientStatus.QUEUED),
+        ("c@Other.TEST", "other.test", RecipientStatus.QUEUED),
+    ]
+    assert queue.body("m1") == b"Subject: x\r\n\r\nbody\r\n"
+    assert record.arrived_at == T0
+
+
+def test_claim_takes_only_due_recipients_and_only_once(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1"), _message("m2", hold_until=T0 + timedelta(minutes=10))])
+    claimed = queue.claim_due(T0, limit=10)
+    assert [c.message_id for c in claimed] == ["m1"]
+    assert queue.claim_due(T0, limit=10) == []
+    assert [c.message_id for c in queue.claim_due(T0 + timedelta(minutes=10), limit=10)] == ["m2"]
+
+
+def test_recorded_outcomes_update_recipients_and_keep_every_attempt(queue: QueueRepository) -> None:
+    queue.enqueue([_message()])
+    (due,) = queue.claim_due(T0, limit=10)
+    retry_at = T0 + timedelta(minutes=1)
+    queue.record(
+        [
+            Outcome(
+                due.recipient_id,
+                "m1",
+                RecipientStatus.DEFERRED,
+                T0,
+                "normal",
+                next_attempt_at=retry_at,
+                source_ip="127.0.0.10",
+                destination="127.0.0.50",
+                code=451,
+                reply="451 4.7.1 later",
+                duration_ms=3.5,
+            )
+        ]
+    )
+    assert queue.claim_due(T0, limit=10) == []
+    assert queue.next_due_at() == retry_at
+    (again,) = queue.claim_due(retry_at, limit=10)
+    assert again.attempts == 1
+    queue.record(
+        [
+            Outcome(
+                again.recipient_id,
+                "m1",
+                RecipientStatus.DELIVERED,
+                retry_at,
+                "normal",
+                source_ip="127.0.0.11",
+                destination="127.0.0.50",
+                code=250,
+                reply="250 ok",
+            )
+        ]
+    )
+    record = queue.message("m1")
+    assert record is not None
+    (rcpt,) = record.recipients
+    assert (rcpt.status, rcpt.attempts, rcpt.last_code) == (RecipientStatus.DELIVERED, 2, 250)
+    attempts = queue.attempts("m1")
+    assert [(a.source_ip, a.code) for a in attempts] == [("127.0.0.10", 451), ("127.0.0.11", 250)]
+    assert queue.next_due_at() is None
+
+
+def test_recover_makes_recipients_left_delivering_due_again(queue: QueueRepository) -> None:
+    queue.enqueue([_message()])
+    assert len(queue.claim_due(T0, limit=10)) == 1
+    later = T0 + timedelta(hours=1)
+    assert queue.recover(later) == 1
+    assert [c.message_id for c in queue.claim_due(later, limit=10)] == ["m1"]
+
+
+def test_own_deferrals_do_not_count_as_attempts(queue: QueueRepository) -> None:
+    queue.enqueue([_message()])
+    (due,) = queue.claim_due(T0, limit=10)
+    queue.record(
+        [
+            Outcome(
+                due.recipient_id,
+                "m1",
+                RecipientStatus.DEFERRED,
+                T0,
+                "normal",
+                next_attempt_at=T0,
+                reply="pool exhausted",
+                own=True,
+                counts_as_attempt=False,
+            )
+        ]
+    )
+    (again,) = queue.claim_due(T0, limit=10)
+    assert again.attempts == 0
+    assert queue.attempts("m1")[0].own is True
+
+
+def test_purge_removes_only_finished_messages(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1"), _message("m2")])
+    first, _second = queue.claim_due(T0, limit=10)
+    queue.record(
+        [Outcome(first.recipient_id, first.message_id, RecipientStatus.DELIVERED, T0, "normal")]
+    )
+    assert queue.purge_finished(T0 + timedelta(days=1)) == 1
+    assert queue.message_ids() == ["m2"]
+    assert queue.counts() == {"normal": {"delivering": 1}}
+
+
+def test_a_batch_enqueues_atomically(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1")])
+    from hrmonitor.errors import StoreError
+
+    with pytest.raises(StoreError):
+        queue.enqueue([_message("m2"), _message("m1")])  # m1 collides: nothing of the batch stays
+    assert queue.message_ids() == ["m1"]
