@@ -216,8 +216,11 @@ def _point_health(zone_list: ZoneList, point: str, reply: Reply, must_list: bool
 
 
 def trusted(answer: Answer, health: ZoneHealth) -> Answer:
-    """An answer from a zone failing its self-test changes nothing: it becomes Unknown."""
-    if health is ZoneHealth.OK or answer.status is Status.UNKNOWN:
+    """An answer from a zone failing its self-test changes nothing: it becomes Unknown.
+
+    Error and Unknown already change nothing and stay as they are.
+    """
+    if health is ZoneHealth.OK or answer.status in (Status.UNKNOWN, Status.ERROR):
         return answer
     return Unknown(
         answer.ip, answer.zone, f"zone {health.value} this sweep ({answer.status} ignored)"
