@@ -1,1 +1,32 @@
-"""The store: SQLAlchemy 2 tables, repositories and Alembic migrations (SQLite or PostgreSQL)."""
+"""The store: SQLAlchemy 2 tables, repositories and Alembic migrations (SQLite or PostgreSQL).
+
+Use :func:`open_store` and the :class:`Store` it returns; the modules behind it
+(pools, listings, suspensions, alerts, audit) each hold one field's queries.
+"""
+
+from hrmonitor.adapters.store.records import (
+    AlertRecord,
+    AnswerRecord,
+    IpRecord,
+    ListingChanges,
+    ListingRecord,
+    PoolHistoryRecord,
+    Suspension,
+    ZoneHealthChange,
+    ZoneHealthRecord,
+)
+from hrmonitor.adapters.store.store import Store, open_store
+
+__all__ = [
+    "AlertRecord",
+    "AnswerRecord",
+    "IpRecord",
+    "ListingChanges",
+    "ListingRecord",
+    "PoolHistoryRecord",
+    "Store",
+    "Suspension",
+    "ZoneHealthChange",
+    "ZoneHealthRecord",
+    "open_store",
+]

@@ -9,6 +9,7 @@ the backend keeps (SQLite has no time zones, so it stores naive UTC).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,12 +22,14 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -213,3 +216,21 @@ class AlertRow(Base):
     last_sent_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def insert_new(session: Session, model: type[Base], values: Mapping[str, object]) -> bool:
+    """INSERT one row unless it collides with a unique key; True if it was inserted.
+
+    The collision is settled by the database, so two nodes racing to insert the same
+    listing, suspension or alert end up with one row and exactly one ``True``.
+    """
+    table = model.__table__
+    assert isinstance(table, Table)
+    statement: sqlite.Insert | postgresql.Insert
+    if session.get_bind().dialect.name == "postgresql":
+        statement = postgresql.insert(table).values(dict(values)).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).values(dict(values)).on_conflict_do_nothing()
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+    first_key = next(iter(table.primary_key.columns))
+    return session.execute(statement.returning(first_key)).first() is not None

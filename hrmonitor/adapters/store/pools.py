@@ -1,0 +1,192 @@
+"""Pools and their IPs: registration from config, states by compare-and-set, warm-up volume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import case, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from hrmonitor.adapters.store.audit import add_event
+from hrmonitor.adapters.store.records import IpRecord, PoolHistoryRecord
+from hrmonitor.adapters.store.schema import IpPoolHistoryRow, IpRow, PoolRow, insert_new
+from hrmonitor.core.model import AuditEvent, IPState, Pool, RiskClass, canonical_ip
+
+
+def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[str]:
+    """Register the configured pools and IPs; the problems found, or [] once applied.
+
+    New IPs start ``active`` (configured in ``ips``) or ``standby`` (in ``standby``);
+    known IPs keep their stored state. An IP belongs to one pool for life: one that
+    the store saw in another pool is refused, and so, with its own message, is one
+    that ever served a high-risk pool and is now configured in a normal pool. When
+    there is any problem nothing is written (the caller rolls the session back).
+    """
+    problems: list[str] = []
+    planned: list[tuple[Pool, str, IPState]] = []
+    configured: dict[str, str] = {}
+    for pool in pools:
+        for key, ips, state in (
+            ("ips", pool.ips, IPState.ACTIVE),
+            ("standby", pool.standby, IPState.STANDBY),
+        ):
+            for index, text in enumerate(ips):
+                where = f"pools.{pool.name}.{key}[{index}]"
+                try:
+                    ip = canonical_ip(text)
+                except ValueError:
+                    problems.append(f"{where}: {text!r} is not an IP address")
+                    continue
+                other = configured.setdefault(ip, where)
+                if other != where:
+                    problems.append(f"{where}: {ip} is already configured as {other}")
+                    continue
+                problem = _refusal(session, pool, ip)
+                if problem:
+                    problems.append(f"{where}: {problem}")
+                else:
+                    planned.append((pool, ip, state))
+    if problems:
+        return problems
+
+    for pool in pools:
+        row = session.get(PoolRow, pool.name)
+        if row is None:
+            session.add(PoolRow(name=pool.name, risk=pool.risk.value))
+        else:
+            row.risk = pool.risk.value
+    session.flush()
+    for pool, ip, state in planned:
+        if session.get(IpRow, ip) is None:
+            session.add(
+                IpRow(ip=ip, pool=pool.name, state=state.value, state_since=now, updated_at=now)
+            )
+        insert_new(
+            session,
+            IpPoolHistoryRow,
+            {"ip": ip, "pool": pool.name, "risk": pool.risk.value, "first_seen": now},
+        )
+    session.flush()
+    return []
+
+
+def _refusal(session: Session, pool: Pool, ip: str) -> str:
+    """Why ``ip`` may not serve ``pool``, from what the store remembers; "" if it may."""
+    history = session.scalars(
+        select(IpPoolHistoryRow)
+        .where(IpPoolHistoryRow.ip == ip)
+        .order_by(IpPoolHistoryRow.first_seen)
+    ).all()
+    if pool.risk is RiskClass.NORMAL:
+        for past in history:
+            if past.risk == RiskClass.HIGH.value:
+                since = f"{past.first_seen:%Y-%m-%d}"
+                return (
+                    f"{ip} sent for high-risk pool {past.pool!r} (since {since}); an IP "
+                    f"that ever sent high-risk mail never joins normal pool {pool.name!r}"
+                )
+    for past in history:
+        if past.pool != pool.name:
+            return (
+                f"{ip} belongs to pool {past.pool!r} (since {past.first_seen:%Y-%m-%d}); "
+                f"an IP never moves to another pool, such as {pool.name!r}"
+            )
+    return ""
+
+
+def ip_records(session: Session, pool: str | None) -> list[IpRecord]:
+    statement = select(IpRow).order_by(IpRow.pool, IpRow.ip)
+    if pool is not None:
+        statement = statement.where(IpRow.pool == pool)
+    return [_ip_record(row) for row in session.scalars(statement)]
+
+
+def ip_record(session: Session, ip: str) -> IpRecord | None:
+    row = session.get(IpRow, ip)
+    return None if row is None else _ip_record(row)
+
+
+def _ip_record(row: IpRow) -> IpRecord:
+    return IpRecord(
+        ip=row.ip,
+        pool=row.pool,
+        state=IPState(row.state),
+        state_since=row.state_since,
+        warmup_stage=row.warmup_stage,
+        sent_today=row.sent_today,
+        sent_day=row.sent_day,
+        last_sent_at=row.last_sent_at,
+    )
+
+
+def pool_history(session: Session, ip: str) -> list[PoolHistoryRecord]:
+    rows = session.scalars(
+        select(IpPoolHistoryRow)
+        .where(IpPoolHistoryRow.ip == ip)
+        .order_by(IpPoolHistoryRow.first_seen)
+    )
+    return [PoolHistoryRecord(r.ip, r.pool, RiskClass(r.risk), r.first_seen) for r in rows]
+
+
+def transition_ip(
+    session: Session,
+    ip: str,
+    expected: IPState,
+    to: IPState,
+    event: AuditEvent,
+    warmup_stage: int | None,
+) -> bool:
+    """Compare-and-set the IP's state; the audit event goes in only if this call won."""
+    if to is IPState.WARMING:
+        stage: int | None = 0 if warmup_stage is None else warmup_stage
+    else:
+        stage = warmup_stage
+    result = session.execute(
+        update(IpRow)
+        .where(IpRow.ip == ip, IpRow.state == expected.value)
+        .values(state=to.value, state_since=event.at, updated_at=event.at, warmup_stage=stage)
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        return False
+    add_event(session, event)
+    return True
+
+
+def set_warmup_stage(
+    session: Session, ip: str, expected: int | None, to: int | None, event: AuditEvent
+) -> bool:
+    """Compare-and-set the warm-up stage, audited; False if it was not ``expected``."""
+    current = IpRow.warmup_stage.is_(None) if expected is None else IpRow.warmup_stage == expected
+    result = session.execute(
+        update(IpRow).where(IpRow.ip == ip, current).values(warmup_stage=to, updated_at=event.at)
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        return False
+    add_event(session, event)
+    return True
+
+
+def record_sent(session: Session, ip: str, now: datetime, count: int) -> int:
+    """Add ``count`` to the IP's volume for ``now``'s UTC day; the day's total after it.
+
+    One UPDATE does the arithmetic in the database, so two nodes sending from the
+    same IP never lose each other's counts. An unknown IP counts nothing and gives 0.
+    """
+    today = now.astimezone(UTC).date()
+    result = session.execute(
+        update(IpRow)
+        .where(IpRow.ip == ip)
+        .values(
+            sent_today=case((IpRow.sent_day == today, IpRow.sent_today + count), else_=count),
+            sent_day=today,
+            last_sent_at=now,
+        )
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        return 0
+    return session.scalar(select(IpRow.sent_today).where(IpRow.ip == ip)) or 0

@@ -1,0 +1,120 @@
+"""What the store hands back: small frozen values, never ORM rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from hrmonitor.core.model import IPState, RiskClass, Severity, Status, ZoneHealth
+
+
+@dataclass(frozen=True, slots=True)
+class IpRecord:
+    ip: str
+    pool: str
+    state: IPState
+    state_since: datetime
+    warmup_stage: int | None
+    sent_today: int  # counted on ``sent_day``; use :meth:`sent_on` for "today"
+    sent_day: date | None
+    last_sent_at: datetime | None
+
+    def sent_on(self, day: date) -> int:
+        """Messages counted on ``day`` (0 when the stored count belongs to an earlier day)."""
+        return self.sent_today if self.sent_day == day else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolHistoryRecord:
+    ip: str
+    pool: str
+    risk: RiskClass
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """The latest answer for (ip, zone) from a healthy zone."""
+
+    ip: str
+    zone: str
+    status: Status
+    codes: tuple[str, ...]
+    tags: tuple[str, ...]
+    severity: Severity | None
+    txt: str  # the TXT reason, or why the answer was Error/Unknown
+    checked_at: datetime
+    clean_since: datetime | None  # start of the unbroken run of clean/info answers
+
+
+@dataclass(frozen=True, slots=True)
+class ListingRecord:
+    ip: str
+    zone: str
+    codes: tuple[str, ...]
+    tags: tuple[str, ...]
+    severity: Severity
+    txt: str
+    first_seen: datetime
+    last_seen: datetime
+    cleared_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.cleared_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneHealthRecord:
+    zone: str
+    health: ZoneHealth
+    detail: str
+    checked_at: datetime
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneHealthChange:
+    zone: str
+    before: ZoneHealth | None  # None: first time this zone was seen (only reported if not ok)
+    after: ZoneHealth
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListingChanges:
+    """What one sweep changed: the things worth an alert."""
+
+    listed: tuple[ListingRecord, ...] = ()
+    cleared: tuple[ListingRecord, ...] = ()
+    zones: tuple[ZoneHealthChange, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.listed or self.cleared or self.zones)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    ip: str
+    scope: str  # a destination provider, or "*" for the whole IP
+    reason: str
+    actor: str
+    since: datetime
+    until: datetime
+    lifted_at: datetime | None = None
+    evidence: Mapping[str, object] = field(default_factory=dict)
+
+    def active_at(self, now: datetime) -> bool:
+        return self.lifted_at is None and now < self.until
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    key: str
+    kind: str
+    severity: Severity
+    first_at: datetime
+    last_sent_at: datetime
+    resolved_at: datetime | None
+    payload: Mapping[str, object] = field(default_factory=dict)

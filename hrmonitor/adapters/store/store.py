@@ -1,0 +1,244 @@
+"""The one object services talk to: every method is a transaction, typed in and out.
+
+Synchronous on purpose (SQLAlchemy's sync engine); async services call it through
+``asyncio.to_thread``. Several daemons may share one database: every decision that
+two nodes could make at once (a state transition, opening a listing, claiming an
+alert, lifting a suspension) is a compare-and-set settled by the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions
+from hrmonitor.adapters.store.engine import create_store_engine
+from hrmonitor.adapters.store.records import (
+    AlertRecord,
+    AnswerRecord,
+    IpRecord,
+    ListingChanges,
+    ListingRecord,
+    PoolHistoryRecord,
+    Suspension,
+    ZoneHealthRecord,
+)
+from hrmonitor.core.model import (
+    Answer,
+    AuditEvent,
+    IPState,
+    Pool,
+    Severity,
+    ZoneHealth,
+    canonical_ip,
+)
+from hrmonitor.errors import OperatorError, StoreError
+
+T = TypeVar("T")
+
+
+def open_store(url: str) -> Store:
+    """A store on ``sqlite:///path`` or ``postgresql+psycopg://...`` (not yet upgraded)."""
+    return Store(create_store_engine(url))
+
+
+def _ip(text: str) -> str:
+    try:
+        return canonical_ip(text)
+    except ValueError as exc:
+        raise OperatorError(f"{text!r} is not an IP address") from exc
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, shared with the queue tables (``hrmonitor.adapters.store.queue``)."""
+        return self._engine
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One transaction; committed on success, rolled back on any exception."""
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with self._session() as session:
+            return work(session)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def upgrade(self) -> bool:
+        """Apply the migrations up to every head; False (and cheap) if already there."""
+        try:
+            return migrate.upgrade(self._engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database migration failed: {exc}") from exc
+
+    def is_current(self) -> bool:
+        """True if the database schema is at the shipped head revisions."""
+        try:
+            with self._engine.connect() as connection:
+                return migrate.current_revisions(connection) == migrate.head_revisions()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- pools and IPs ---------------------------------------------------------------
+
+    def sync_pools(self, configured: Sequence[Pool], now: datetime) -> list[str]:
+        """Register configured pools and IPs; the problems (nothing applied) or []."""
+        return self._run(lambda s: pools.sync_pools(s, configured, now))
+
+    def ip_records(self, pool: str | None = None) -> list[IpRecord]:
+        return self._run(lambda s: pools.ip_records(s, pool))
+
+    def ip_record(self, ip: str) -> IpRecord | None:
+        return self._run(lambda s: pools.ip_record(s, _ip(ip)))
+
+    def pool_history(self, ip: str) -> list[PoolHistoryRecord]:
+        return self._run(lambda s: pools.pool_history(s, _ip(ip)))
+
+    def transition_ip(
+        self,
+        ip: str,
+        expected: IPState,
+        to: IPState,
+        event: AuditEvent,
+        *,
+        warmup_stage: int | None = None,
+    ) -> bool:
+        """Move ``ip`` from ``expected`` to ``to`` and store ``event``, or change nothing.
+
+        False if the IP is unknown or no longer in ``expected`` (another node or an
+        operator moved it first). ``state_since`` becomes ``event.at``. The warm-up
+        stage becomes ``warmup_stage``; entering ``warming`` without one starts at 0.
+        """
+        return self._run(
+            lambda s: pools.transition_ip(s, _ip(ip), expected, to, event, warmup_stage)
+        )
+
+    def set_warmup_stage(
+        self, ip: str, expected: int | None, to: int | None, event: AuditEvent
+    ) -> bool:
+        """Compare-and-set the warm-up stage with its audit event; False if not ``expected``."""
+        return self._run(lambda s: pools.set_warmup_stage(s, _ip(ip), expected, to, event))
+
+    def record_sent(self, ip: str, now: datetime, count: int = 1) -> int:
+        """Count ``count`` messages sent from ``ip`` on ``now``'s UTC day; the day's total."""
+        return self._run(lambda s: pools.record_sent(s, _ip(ip), now, count))
+
+    # --- DNSBL ----------------------------------------------------------------------
+
+    def record_sweep(
+        self,
+        answers: Sequence[Answer],
+        health: Mapping[str, ZoneHealth],
+        now: datetime,
+        *,
+        details: Mapping[str, str] | None = None,
+    ) -> ListingChanges:
+        """Store one sweep's answers and zone health; what changed, for alerts.
+
+        ``health`` must name every zone answered for: a zone missing from it counts
+        as unhealthy, so its answers change nothing. ``details`` explains a zone's
+        health (shown in reports).
+        """
+        return self._run(lambda s: listings.record_sweep(s, answers, health, now, details or {}))
+
+    def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
+        return self._run(lambda s: listings.current_listings(s, None if ip is None else _ip(ip)))
+
+    def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]:
+        return self._run(lambda s: listings.latest_answers(s, None if ip is None else _ip(ip)))
+
+    def listing_history(self, ip: str) -> list[ListingRecord]:
+        """Every listing interval of ``ip``, oldest first."""
+        return self._run(lambda s: listings.listing_history(s, _ip(ip)))
+
+    def zone_health(self) -> dict[str, ZoneHealthRecord]:
+        return self._run(listings.zone_health)
+
+    def clean_since(self, ip: str, zones: Collection[str]) -> datetime | None:
+        """Since when ``ip`` has had trustworthy clean answers on every zone in ``zones``
+        and no open listing; None if it has not (yet), which never counts as clean."""
+        return self._run(lambda s: listings.clean_since(s, _ip(ip), zones))
+
+    # --- suspensions and audit ------------------------------------------------------
+
+    def add_suspension(
+        self,
+        ip: str,
+        scope: str,
+        reason: str,
+        evidence: Mapping[str, object],
+        since: datetime,
+        until: datetime,
+        actor: str,
+    ) -> Suspension:
+        """Suspend ``ip`` for ``scope`` (a provider, or ``*``), or extend its open suspension."""
+        return self._run(
+            lambda s: suspensions.add_suspension(
+                s, _ip(ip), scope, reason, evidence, since, until, actor
+            )
+        )
+
+    def active_suspensions(self, now: datetime, ip: str | None = None) -> list[Suspension]:
+        return self._run(
+            lambda s: suspensions.active_suspensions(s, now, None if ip is None else _ip(ip))
+        )
+
+    def lift_expired(self, now: datetime, actor: str = "suspension.expiry") -> list[Suspension]:
+        """Lift (and audit) every suspension whose time is up; those this call lifted."""
+        return self._run(lambda s: suspensions.lift_expired(s, now, actor))
+
+    def lift_suspension(self, ip: str, scope: str, now: datetime, actor: str, reason: str) -> bool:
+        """Lift an open suspension early, audited; False if there was none."""
+        return self._run(lambda s: suspensions.lift(s, _ip(ip), scope, now, actor, reason))
+
+    def record_event(self, event: AuditEvent) -> None:
+        """Store an audit event that goes with no state change here (e.g. an alert-only policy)."""
+        self._run(lambda s: audit.add_event(s, event))
+
+    def audit_trail(self, ip: str) -> list[AuditEvent]:
+        """The IP's audit events, oldest first."""
+        return self._run(lambda s: audit.trail(s, _ip(ip)))
+
+    # --- alerts ---------------------------------------------------------------------
+
+    def claim_alert(
+        self,
+        key: str,
+        kind: str,
+        severity: Severity,
+        payload: Mapping[str, object],
+        now: datetime,
+        repeat_after: timedelta,
+    ) -> bool:
+        """True if this alert should be sent now (and the send is recorded atomically)."""
+        return self._run(
+            lambda s: alerts.claim_alert(s, key, kind, severity, payload, now, repeat_after)
+        )
+
+    def resolve_alert(self, key: str, now: datetime) -> bool:
+        """True if the alert was open, so its resolution should be sent."""
+        return self._run(lambda s: alerts.resolve_alert(s, key, now))
+
+    def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
+        return self._run(lambda s: alerts.recent_alerts(s, limit))
+
+    def open_alerts(self) -> list[AlertRecord]:
+        return self._run(alerts.open_alerts)

@@ -1,0 +1,119 @@
+"""Migrations build the schema from nothing, run again as a no-op, and SQLite is durable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from hrmonitor.adapters.store import Store, open_store
+from hrmonitor.adapters.store.migrate import head_revisions
+from hrmonitor.core.model import Severity
+from hrmonitor.errors import StoreError
+
+TABLES = {
+    "pools",
+    "ips",
+    "ip_pool_history",
+    "zone_health",
+    "answers",
+    "listings",
+    "audit_events",
+    "suspensions",
+    "alerts",
+    "alembic_version",
+}
+
+
+def test_upgrade_builds_every_table_from_an_empty_database(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        assert not store.is_current()
+        assert store.upgrade() is True
+        assert set(inspect(store.engine).get_table_names()) >= TABLES
+        assert store.is_current()
+    finally:
+        store.close()
+
+
+def test_upgrade_again_changes_nothing_and_says_so(store: Store) -> None:
+    with store.engine.connect() as connection:
+        before = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        assert set(before) == set(head_revisions())
+    assert store.upgrade() is False
+
+
+def test_a_second_store_on_an_upgraded_database_sees_it_current(store_url: str) -> None:
+    first = open_store(store_url)
+    second = open_store(store_url)
+    try:
+        first.upgrade()
+        assert second.is_current()
+        assert second.upgrade() is False
+    finally:
+        first.close()
+        second.close()
+
+
+def test_postgres_version_table_lives_in_the_test_schema(postgres_url: str) -> None:
+    """Isolation: alembic_version must not land in ``public`` where other runs would see it."""
+    store = open_store(postgres_url)
+    try:
+        store.upgrade()
+        with store.engine.connect() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            found = connection.execute(
+                text(
+                    "SELECT table_schema FROM information_schema.tables"
+                    " WHERE table_name = 'alembic_version' AND table_schema = :schema"
+                ),
+                {"schema": schema},
+            ).scalar_one()
+        assert schema.startswith("hrm_test_")
+        assert found == schema
+    finally:
+        store.close()
+
+
+def test_sqlite_runs_in_wal_with_synchronous_full_and_foreign_keys(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    try:
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        store.close()
+
+
+def test_relative_sqlite_path_is_relative_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///relative.db")
+    try:
+        store.upgrade()
+    finally:
+        store.close()
+    assert (tmp_path / "relative.db").exists()
+
+
+def test_unsupported_database_url_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="only sqlite and postgresql"):
+        open_store("mysql://localhost/hrmonitor")
+
+
+def test_naive_timestamps_are_refused_not_guessed(store: Store) -> None:
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.resolve_alert("k", datetime(2026, 11, 28, 12, 0))
+
+
+def test_timestamps_come_back_timezone_aware_utc(store: Store) -> None:
+    sent = datetime(2026, 11, 28, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert store.claim_alert("k", "listing", Severity.HIGH, {}, sent, timedelta(hours=1))
+    (alert,) = store.recent_alerts()
+    assert alert.last_sent_at == datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert alert.last_sent_at.tzinfo is UTC
