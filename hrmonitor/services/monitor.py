@@ -1,0 +1,189 @@
+"""The monitor: sweeps a pool's IPs against the DNS lists, stores what changed, tells people.
+
+One sweep = the engine's self-test, lookups and confirmations (adapters.dns),
+then ``record_sweep`` in the store (which keeps transitions, not every clean
+answer), then alerts for new and cleared listings and zone-health changes,
+then the rotation controller's turn through ``on_sweep``. A sweep that fails
+raises; the scheduler adapter logs it and the next sweep runs as planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from hrmonitor.adapters.store.records import AnswerRecord, ListingChanges, ListingRecord
+from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.catalogue import ZoneList
+from hrmonitor.core.dnsbl import SweepResult
+from hrmonitor.core.model import Clock, Pool, Severity, Status, ZoneHealth
+
+log = logging.getLogger(__name__)
+
+
+class SweepEngine(Protocol):
+    async def sweep(
+        self,
+        ips: Sequence[str],
+        lists: Sequence[ZoneList],
+        previous: Mapping[tuple[str, str], Status] | None = None,
+    ) -> SweepResult: ...
+
+
+class MonitorStore(Protocol):
+    def record_sweep(
+        self, answers: Sequence[object], health: Mapping[str, ZoneHealth], now: datetime
+    ) -> ListingChanges: ...
+
+    def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]: ...
+
+
+class MonitorMetrics(Protocol):
+    def count_answers(self, answers: Sequence[tuple[str, str]]) -> None: ...
+
+    def sweep_done(self, pool: str, outcome: str, seconds: float) -> None: ...
+
+    def set_zone_health(self, health: Mapping[str, str]) -> None: ...
+
+
+AlertSink = Callable[[Alert], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    pool: str | None
+    at: datetime
+    result: SweepResult
+    changes: ListingChanges
+
+
+SweepListener = Callable[[SweepReport], Awaitable[None]]
+
+_HEALTH_SEVERITY = {
+    ZoneHealth.DEAD: Severity.HIGH,
+    ZoneHealth.LISTS_EVERYTHING: Severity.HIGH,
+    ZoneHealth.REFUSING: Severity.MEDIUM,
+    ZoneHealth.UNREACHABLE: Severity.MEDIUM,
+}
+
+
+class Monitor:
+    def __init__(
+        self,
+        engine: SweepEngine,
+        lists: Sequence[ZoneList],
+        store: MonitorStore,
+        clock: Clock,
+        emit: AlertSink,
+        pools: Sequence[Pool] = (),
+        metrics: MonitorMetrics | None = None,
+    ) -> None:
+        self._engine = engine
+        self._lists = tuple(lists)
+        self._by_key = {z.key: z for z in self._lists}
+        self._store = store
+        self._clock = clock
+        self._emit = emit
+        self._pool_of = {ip: pool.name for pool in pools for ip in pool.all_ips}
+        self._pools = {pool.name: pool for pool in pools}
+        self._metrics = metrics
+        self._listeners: list[SweepListener] = []
+
+    @property
+    def lists(self) -> tuple[ZoneList, ...]:
+        return self._lists
+
+    def on_sweep(self, listener: SweepListener) -> None:
+        """Call ``listener`` after every stored sweep (the rotation controller)."""
+        self._listeners.append(listener)
+
+    def pool_of(self, ip: str) -> str | None:
+        return self._pool_of.get(ip)
+
+    async def sweep_pool(self, name: str) -> SweepReport:
+        pool = self._pools[name]
+        return await self.sweep(pool.all_ips, pool=name)
+
+    async def sweep(self, ips: Sequence[str], pool: str | None = None) -> SweepReport:
+        """Sweep ``ips``; answers of IPs that belong to no pool are reported, not stored."""
+        started = time.perf_counter()
+        known = await asyncio.to_thread(self._store.latest_answers, None)
+        previous = {(a.ip, a.zone): a.status for a in known}
+        try:
+            result = await self._engine.sweep(ips, self._lists, previous)
+        except Exception:
+            if self._metrics is not None:
+                self._metrics.sweep_done(pool or "-", "failed", time.perf_counter() - started)
+            raise
+        now = self._clock.now()
+        stored = [a for a in result.answers if a.ip in self._pool_of]
+        changes = await asyncio.to_thread(self._store.record_sweep, stored, result.health, now)
+        report = SweepReport(pool, now, result, changes)
+        if self._metrics is not None:
+            self._metrics.count_answers([(a.zone, str(a.status)) for a in result.trusted])
+            self._metrics.set_zone_health({k: str(v) for k, v in result.health.items()})
+            self._metrics.sweep_done(pool or "-", "ok", time.perf_counter() - started)
+        await self._tell(changes, now)
+        for listener in self._listeners:
+            await listener(report)
+        return report
+
+    async def _tell(self, changes: ListingChanges, now: datetime) -> None:
+        for listing in changes.listed:
+            await self._emit(self._listing_alert(listing, now, resolved=False))
+        for listing in changes.cleared:
+            await self._emit(self._listing_alert(listing, now, resolved=True))
+        for change in changes.zones:
+            ok = change.after is ZoneHealth.OK
+            zone = self._by_key.get(change.zone)
+            await self._emit(
+                Alert(
+                    kind=AlertKind.ZONE_HEALTH,
+                    severity=_HEALTH_SEVERITY.get(change.after, Severity.MEDIUM),
+                    key=alert_key(AlertKind.ZONE_HEALTH, None, None, change.zone),
+                    summary=(
+                        f"zone {change.zone} is healthy again"
+                        if ok
+                        else f"zone {change.zone} is {change.after}: its answers are ignored"
+                    ),
+                    at=now,
+                    details={
+                        "zone": change.zone,
+                        "dns_zone": zone.zone if zone else change.zone,
+                        "before": str(change.before) if change.before else None,
+                        "after": str(change.after),
+                        "detail": change.detail,
+                    },
+                    resolved=ok,
+                )
+            )
+
+    def _listing_alert(self, listing: ListingRecord, now: datetime, *, resolved: bool) -> Alert:
+        pool = self._pool_of.get(listing.ip)
+        zone = self._by_key.get(listing.zone)
+        what = "delisted from" if resolved else "listed on"
+        return Alert(
+            kind=AlertKind.DELISTING if resolved else AlertKind.LISTING,
+            severity=listing.severity,
+            key=alert_key(AlertKind.LISTING, pool, listing.ip, listing.zone),
+            summary=f"{listing.ip} ({pool}) {what} {listing.zone}",
+            at=now,
+            details={
+                "zone": listing.zone,
+                "dns_zone": zone.zone if zone else listing.zone,
+                "codes": listing.codes,
+                "tags": listing.tags,
+                "txt": listing.txt,
+                "since": listing.first_seen,
+                "cleared_at": listing.cleared_at,
+                "lookup_url": zone.lookup_url if zone else "",
+            },
+            pool=pool,
+            ip=listing.ip,
+            resolved=resolved,
+        )
