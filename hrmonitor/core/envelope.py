@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
@@ -164,3 +165,22 @@ def parse_path(
     if problem is not None:
         return problem
     return Mailbox(local=local, domain=domain.lower().rstrip("."))
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One message as the listener accepted it from a tenant, before routing and queueing.
+
+    ``data`` is the message exactly as received (after dot-unstuffing), with
+    the listener's ``Received:`` header in front.
+    """
+
+    tenant: str
+    client_ip: str
+    helo: str
+    mail_from: str  # "" for the null reverse-path
+    recipients: tuple[str, ...]
+    data: bytes
+    received_at: datetime
+    smtputf8: bool = False
+    auth_user: str | None = None

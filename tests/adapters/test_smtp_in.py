@@ -1,0 +1,251 @@
+"""The SMTP listener against real SMTP clients on loopback: who may relay, what is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant, tenant_for
+from hrmonitor.core.envelope import Submission
+from tests.fixtures.peers import FakeClock
+
+TENANT_IP = "127.0.0.5"
+STRANGER_IP = "127.0.0.99"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.accepted: list[Submission] = []
+
+    async def accept(self, submission: Submission) -> str:
+        self.accepted.append(submission)
+        return "250 2.0.0 Ok: queued as test"
+
+
+@pytest.fixture
+async def listener(fake_clock: FakeClock) -> AsyncIterator[tuple[Listener, Recorder]]:
+    recorder = Recorder()
+    settings = ListenerSettings(
+        host="127.0.0.1",
+        port=0,
+        hostname="relay.test",
+        tenants=(Tenant("contoso", (ipaddress.ip_network("127.0.0.0/29"),)),),
+        max_message_size=10_000,
+        max_recipients=3,
+    )
+    server = Listener(settings, recorder.accept, fake_clock)
+    await server.start()
+    yield server, recorder
+    await server.stop()
+
+
+class Client:
+    """A raw SMTP client: sends exactly the bytes a test wants, reads each reply."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, source: str) -> Client:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), 5
+        )
+        client = cls(reader, writer)
+        await client.reply()
+        return client
+
+    async def reply(self) -> str:
+        lines = []
+        while True:
+            line = (await asyncio.wait_for(self.reader.readline(), 5)).decode()
+            lines.append(line.rstrip("\r\n"))
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    async def cmd(self, line: str | bytes) -> str:
+        self.writer.write(line if isinstance(line, bytes) else line.encode() + b"\r\n")
+        await self.writer.drain()
+        return await self.reply()
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def _session(port: int, source: str = TENANT_IP) -> Client:
+    client = await Client.open(port, source)
+    assert (await client.cmd("EHLO client.test")).startswith("250")
+    return client
+
+
+async def test_tenant_mail_is_handed_over_with_envelope_and_received_header(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<b@rcpt.test>")).startswith("250")
+    assert (await client.cmd("DATA")).startswith("354")
+    reply = await client.cmd(b"Subject: hi\r\n\r\nhello\r\n..dot\r\n.\r\n")
+    assert reply == "250 2.0.0 Ok: queued as test"
+    await client.close()
+    (sub,) = recorder.accepted
+    assert (sub.tenant, sub.client_ip, sub.mail_from, sub.recipients) == (
+        "contoso",
+        TENANT_IP,
+        "a@contoso.test",
+        ("b@rcpt.test",),
+    )
+    assert sub.data.startswith(b"Received: from client.test ([127.0.0.5])\r\n")
+    assert sub.data.endswith(b"Subject: hi\r\n\r\nhello\r\n.dot\r\n")
+
+
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "<b@rcpt.test>",
+        "<user%other.test@relay.test>",
+        '<"user@other.test"@relay.test>',
+        "<@relay.test:user@other.test>",
+        "<user@other.test@relay.test>",
+    ],
+)
+async def test_a_stranger_gets_relaying_denied_for_every_address_form(listener, rcpt: str) -> None:
+    server, recorder = listener
+    client = await _session(server.port, STRANGER_IP)
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd(f"RCPT TO:{rcpt}")).startswith("550 5.7.1 relaying denied")
+    assert (await client.cmd("DATA")).startswith("503")
+    await client.close()
+    assert recorder.accepted == []
+
+
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "<user%other.test@relay.test>",
+        '<"user@other.test"@relay.test>',
+        "<@relay.test:user@other.test>",
+        "<user@other.test@relay.test>",
+    ],
+)
+async def test_relay_trick_address_forms_are_refused_even_from_a_tenant(
+    listener, rcpt: str
+) -> None:
+    server, _ = listener
+    client = await _session(server.port)
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd(f"RCPT TO:{rcpt}")).startswith("550 5.7.1")
+    await client.close()
+
+
+async def test_injection_characters_and_invalid_addresses_get_501_or_553(listener) -> None:
+    server, _ = listener
+    client = await _session(server.port)
+    assert (await client.cmd(b"MAIL FROM:<a\x00@contoso.test>\r\n")).startswith("501")
+    assert (await client.cmd(b"MAIL FROM:<a\r@contoso.test>\r\n")).startswith("501")
+    assert (await client.cmd("MAIL FROM:<not an address>")).startswith("553")
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<nodomain>")).startswith("553")
+    assert (await client.cmd("RCPT TO:<x@bad_domain.test>")).startswith("553")
+    await client.close()
+
+
+async def test_oversized_message_gets_552_5_3_4_and_is_not_stored(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    assert (await client.cmd("MAIL FROM:<a@contoso.test> SIZE=20000")).startswith("552")
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<b@rcpt.test>")).startswith("250")
+    assert (await client.cmd("DATA")).startswith("354")
+    big = b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 300 + b".\r\n"
+    assert (await client.cmd(big)).startswith("552 5.3.4")
+    await client.close()
+    assert recorder.accepted == []
+
+
+async def test_recipient_limit_answers_452_for_the_extra_recipient(listener) -> None:
+    server, _ = listener
+    client = await _session(server.port)
+    await client.cmd("MAIL FROM:<a@contoso.test>")
+    for n in range(3):
+        assert (await client.cmd(f"RCPT TO:<r{n}@rcpt.test>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<r4@rcpt.test>")).startswith("452 4.5.3")
+    await client.close()
+
+
+async def test_bare_lf_and_nul_in_data_are_stored_as_received(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    await client.cmd("MAIL FROM:<a@contoso.test>")
+    await client.cmd("RCPT TO:<b@rcpt.test>")
+    await client.cmd("DATA")
+    assert (await client.cmd(b"Subject: x\r\n\r\nbare\nlf and \x00 nul\r\n.\r\n")).startswith("250")
+    await client.close()
+    assert recorder.accepted[0].data.endswith(b"bare\nlf and \x00 nul\r\n")
+
+
+async def test_overlong_line_is_refused_and_the_session_survives(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    await client.cmd("MAIL FROM:<a@contoso.test>")
+    await client.cmd("RCPT TO:<b@rcpt.test>")
+    await client.cmd("DATA")
+    assert (await client.cmd(b"Subject: x\r\n\r\n" + b"y" * 2000 + b"\r\n.\r\n")).startswith(
+        "500 5.5.2"
+    )
+    assert (await client.cmd("NOOP")).startswith("250")
+    await client.close()
+    assert recorder.accepted == []
+
+
+async def test_smtputf8_and_8bitmime_are_offered_and_utf8_addresses_accepted(listener) -> None:
+    server, recorder = listener
+    client = await Client.open(server.port, TENANT_IP)
+    ehlo = await client.cmd("EHLO client.test")
+    assert "SMTPUTF8" in ehlo and "8BITMIME" in ehlo
+    assert (await client.cmd("MAIL FROM:<jörg@contoso.test> SMTPUTF8 BODY=8BITMIME")).startswith(
+        "250"
+    )
+    assert (await client.cmd("RCPT TO:<zoë@bücher.test>")).startswith("250")
+    await client.cmd("DATA")
+    assert (await client.cmd("Subject: grüße\r\n\r\nä\r\n.\r\n".encode())).startswith("250")
+    await client.close()
+    assert recorder.accepted[0].smtputf8 is True
+    assert recorder.accepted[0].recipients == ("zoë@bücher.test",)
+
+
+async def test_a_failing_accept_callback_answers_451_and_the_listener_keeps_serving(
+    fake_clock,
+) -> None:
+    async def broken(_: Submission) -> str:
+        raise RuntimeError("store down")
+
+    settings = ListenerSettings(
+        "127.0.0.1", 0, "relay.test", (Tenant("t", (ipaddress.ip_network("127.0.0.0/8"),)),)
+    )
+    server = Listener(settings, broken, fake_clock)
+    await server.start()
+    try:
+        client = await _session(server.port)
+        await client.cmd("MAIL FROM:<a@contoso.test>")
+        await client.cmd("RCPT TO:<b@rcpt.test>")
+        await client.cmd("DATA")
+        assert (await client.cmd(b"Subject: x\r\n\r\nx\r\n.\r\n")).startswith("451 4.3.0")
+        assert (await client.cmd("NOOP")).startswith("250")
+        await client.close()
+    finally:
+        await server.stop()
+
+
+def test_tenant_for_matches_networks_and_mapped_ipv4() -> None:
+    tenants = (
+        Tenant("a", (ipaddress.ip_network("10.0.0.0/8"),)),
+        Tenant("b", (ipaddress.ip_network("::1/128"),)),
+    )
+    assert tenant_for(tenants, "10.1.2.3") == "a"
+    assert tenant_for(tenants, "::ffff:10.1.2.3") == "a"
+    assert tenant_for(tenants, "::1") == "b"
+    assert tenant_for(tenants, "192.0.2.1") is None
+    assert tenant_for(tenants, "garbage") is None
