@@ -1,0 +1,164 @@
+"""Spam scores from the operator's own filter, read from header fields, and their removal.
+
+Which headers are read is configuration (``[routing] spam_headers``). Their
+formats:
+
+- SpamAssassin ``X-Spam-Status: Yes, score=7.2 required=5.0 tests=...``
+  (``hits=`` in old versions) and ``X-Spam-Score: 7.2``;
+- rspamd ``X-Rspamd-Score: 7.2`` (also ``7.20 / 15.00``);
+- Microsoft's Spam Confidence Level, any header whose name ends in ``-SCL``
+  (``X-MS-Exchange-Organization-SCL: 5``): an integer from -1 to 9. It is
+  compared with ``spam_threshold`` as it stands, so the default threshold
+  5.0 routes exactly what Exchange calls spam (SCL 5-6) and high-confidence
+  spam (7-9) to the high-risk pool; SCL -1 (trusted sender, filtering
+  bypassed) and 0-1 (not spam) never do. Set the threshold on the SCL scale
+  when SCL is the only score header.
+- any other configured header: the first number in its value.
+
+A score counts only when the connecting client is inside
+``trusted_filters``; from anywhere else the headers are forged or stale and
+are stripped before the message is stored (:func:`strip_header_fields`).
+When several score headers are present the highest score wins: a forged
+high score can only hurt its forger, a forged low one must not help.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+_SA_STATUS = re.compile(rf"\b(?:score|hits)\s*=\s*({_NUMBER})", re.IGNORECASE)
+_FIRST_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})")
+_SCL_MIN, _SCL_MAX = -1, 9
+
+
+def parse_score(name: str, value: str) -> float | None:
+    """The score a header field carries, or None if it carries none."""
+    lowered = name.strip().lower()
+    if lowered == "x-spam-status":
+        match = _SA_STATUS.search(value)
+        return float(match.group(1)) if match else None
+    if lowered.endswith("-scl"):
+        text = value.strip()
+        if re.fullmatch(r"[-+]?\d+", text) is None:
+            return None
+        level = int(text)
+        return float(level) if _SCL_MIN <= level <= _SCL_MAX else None
+    match = _FIRST_NUMBER.search(value)
+    return float(match.group(1)) if match else None
+
+
+def client_is_trusted(client_ip: str | None, trusted_filters: Sequence[str]) -> bool:
+    """True if ``client_ip`` lies in one of the ``trusted_filters`` networks."""
+    if not client_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip.strip())
+    except ValueError:
+        return False
+    for network in trusted_filters:
+        net = ipaddress.ip_network(network, strict=False)
+        if address.version == net.version and address in net:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class SpamScore:
+    """The score that counts for routing, or why none does."""
+
+    score: float | None
+    header: str | None  # the header field the score came from
+    trusted: bool  # the client is one of the trusted filters
+    ignored: tuple[str, ...] = ()  # score headers present but not counted (untrusted client)
+
+
+def spam_score(
+    fields: Iterable[tuple[str, str]],
+    spam_headers: Sequence[str],
+    client_ip: str | None,
+    trusted_filters: Sequence[str],
+) -> SpamScore:
+    """The highest score among the configured headers, counted only from a trusted filter."""
+    wanted = {h.lower() for h in spam_headers}
+    trusted = client_is_trusted(client_ip, trusted_filters)
+    best: tuple[float, str] | None = None
+    present: list[str] = []
+    for name, value in fields:
+        if name.lower() not in wanted:
+            continue
+        present.append(name)
+        score = parse_score(name, value)
+        if score is not None and (best is None or score > best[0]):
+            best = (score, name)
+    if not trusted:
+        return SpamScore(None, None, False, tuple(present))
+    if best is None:
+        return SpamScore(None, None, True)
+    return SpamScore(best[0], best[1], True)
+
+
+def _header_lines(message: bytes) -> tuple[list[bytes], int]:
+    """The header section's lines (with line ends) and the offset where the body starts."""
+    lines: list[bytes] = []
+    offset = 0
+    for line in message.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n", b"\r"):
+            break
+        lines.append(line)
+        offset += len(line)
+    return lines, offset
+
+
+def _fields(lines: list[bytes]) -> list[list[bytes]]:
+    """Group header lines into fields: a field is a line plus its folded continuations."""
+    fields: list[list[bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    return fields
+
+
+def _field_name(first_line: bytes) -> str:
+    name, colon, _ = first_line.partition(b":")
+    return name.strip().decode("ascii", "replace").lower() if colon else ""
+
+
+def strip_header_fields(message: bytes, names: Iterable[str]) -> bytes:
+    """``message`` with every header field named in ``names`` removed, all else byte for byte."""
+    drop = {n.lower() for n in names}
+    lines, offset = _header_lines(message)
+    kept = [b"".join(f) for f in _fields(lines) if _field_name(f[0]) not in drop]
+    return b"".join(kept) + message[offset:]
+
+
+def header_fields(message: bytes) -> tuple[tuple[str, str], ...]:
+    """The header section as (name, unfolded value) pairs, in order; bytes decoded leniently."""
+    lines, _ = _header_lines(message)
+    result: list[tuple[str, str]] = []
+    for field_lines in _fields(lines):
+        raw = b"".join(field_lines)
+        name, colon, value = raw.partition(b":")
+        if not colon:
+            continue
+        text = value.decode("utf-8", "replace")
+        unfolded = re.sub(r"\r?\n(?=[ \t])", "", text).strip()
+        result.append((name.strip().decode("ascii", "replace"), unfolded))
+    return tuple(result)
+
+
+def strip_untrusted_scores(
+    message: bytes,
+    client_ip: str | None,
+    spam_headers: Sequence[str],
+    trusted_filters: Sequence[str],
+) -> bytes:
+    """What the listener stores: unchanged from a trusted filter, else without score headers."""
+    if client_is_trusted(client_ip, trusted_filters):
+        return message
+    return strip_header_fields(message, spam_headers)
