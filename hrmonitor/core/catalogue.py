@@ -61,6 +61,10 @@ class CodeRange:
         return self.first <= code <= self.last
 
 
+REFUSAL_CODE = CodeMeaning(CodeClass.ERROR, tag="refused")
+_REFUSAL_RANGE = range(
+    int(ipaddress.IPv4Address("127.255.255.0")), int(ipaddress.IPv4Address("127.255.255.255")) + 1
+)
 DEFAULT_UNKNOWN_CODE = CodeMeaning(CodeClass.LISTED, tag="unknown-code", severity=Severity.MEDIUM)
 
 
@@ -81,11 +85,18 @@ class ZoneList:
     source: str = ""  # the catalogue file that defined it
 
     def meaning(self, code: str) -> CodeMeaning:
-        """The meaning of a 127/8 return code; codes not in the table get ``unknown_code``."""
+        """The meaning of a 127/8 return code.
+
+        Codes not in the table get ``unknown_code``, except 127.255.255.0/24:
+        lists use that range to refuse a querier (Spamhaus), so an unlisted
+        code there is an error, never a listing.
+        """
         value = int(ipaddress.IPv4Address(code))
         for entry in self.codes:
             if value in entry:
                 return entry.meaning
+        if value in _REFUSAL_RANGE:
+            return REFUSAL_CODE
         return self.unknown_code
 
 
