@@ -1,4 +1,4 @@
-"""Durations (``"90s"``, ``"15m"``, ``"24h"``, ``"5d"``) and sizes (``"35MB"``) as config writes them."""
+"""Durations ("90s", "15m", "24h", "5d") and sizes ("35MB") as config writes them."""
 
 from __future__ import annotations
 

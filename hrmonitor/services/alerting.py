@@ -17,6 +17,7 @@ from typing import Protocol
 
 from hrmonitor.adapters.alerts import Channel, Delivery, wants
 from hrmonitor.core.alert import Alert
+from hrmonitor.core.model import Severity
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ class AlertStore(Protocol):
         self,
         key: str,
         kind: str,
-        severity: str,
+        severity: Severity,
         payload: Mapping[str, object],
         now: datetime,
         repeat_after: timedelta,
@@ -70,7 +71,7 @@ class Alerting:
         return self._store.claim_alert(
             alert.key,
             str(alert.kind),
-            str(alert.severity),
+            alert.severity,
             alert.as_dict(),
             alert.at,
             self._repeat_after,

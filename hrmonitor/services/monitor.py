@@ -21,7 +21,7 @@ from hrmonitor.adapters.store.records import AnswerRecord, ListingChanges, Listi
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.dnsbl import SweepResult
-from hrmonitor.core.model import Clock, Pool, Severity, Status, ZoneHealth
+from hrmonitor.core.model import Answer, Clock, Pool, Severity, Status, ZoneHealth
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SweepEngine(Protocol):
 
 class MonitorStore(Protocol):
     def record_sweep(
-        self, answers: Sequence[object], health: Mapping[str, ZoneHealth], now: datetime
+        self, answers: Sequence[Answer], health: Mapping[str, ZoneHealth], now: datetime
     ) -> ListingChanges: ...
 
     def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]: ...

@@ -1,0 +1,189 @@
+"""The only module that imports rich: renders report and check data for a terminal.
+
+It takes the same JSON-able dicts that ``--json`` prints, so what a person sees
+and what a script reads can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rich.columns import Columns
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+_STATE_STYLE = {
+    "active": "green",
+    "warming": "cyan",
+    "standby": "blue",
+    "retired": "red",
+    "disabled": "dim",
+}
+_HEALTH_STYLE = {
+    "healthy": "bold green",
+    "degraded": "bold yellow",
+    "critical": "bold red",
+    "exhausted": "bold white on red",
+    "ok": "green",
+}
+_STATUS_STYLE = {
+    "listed": "bold red",
+    "clean": "green",
+    "info": "cyan",
+    "error": "yellow",
+    "unknown": "magenta",
+}
+
+
+def _style(value: str, table: Mapping[str, str], default: str = "yellow") -> Text:
+    return Text(value, style=table.get(value, default))
+
+
+def _listing_text(listings: Sequence[Mapping[str, Any]]) -> Text:
+    text = Text()
+    for index, listing in enumerate(listings):
+        if index:
+            text.append("\n")
+        codes = ",".join(listing.get("codes", ()))
+        text.append(f"{listing['zone']} {codes}", style="red")
+        since = str(listing.get("since", ""))[:16].replace("T", " ")
+        text.append(f" since {since}", style="dim")
+    return text or Text("-", style="dim")
+
+
+def _pool_panel(pool: Mapping[str, Any]) -> Panel:
+    table = Table(expand=True, show_edge=False, pad_edge=False)
+    table.add_column("IP", no_wrap=True)
+    table.add_column("state")
+    table.add_column("listings")
+    table.add_column("suspended")
+    table.add_column("today", justify="right")
+    for ip in pool["ips"]:
+        suspensions = ", ".join(
+            f"{s['scope']} until {str(s['until'])[11:16]}" for s in ip.get("suspensions", ())
+        )
+        cap = ip.get("daily_cap")
+        volume = f"{ip.get('sent_today', 0)}" + (f"/{cap}" if cap else "")
+        state = ip["state"] + (f" s{ip['warmup_stage']}" if ip.get("warmup_stage") else "")
+        table.add_row(
+            ip["ip"],
+            _style(state, _STATE_STYLE) if ip["state"] in _STATE_STYLE else Text(state),
+            _listing_text(ip.get("listings", ())),
+            Text(suspensions or "-", style="yellow" if suspensions else "dim"),
+            volume,
+        )
+    summary = pool.get("summary", {})
+    title = Text.assemble(
+        (f"{pool['name']} ", "bold"),
+        (f"({pool['risk']}) ", "dim"),
+        _style(str(pool["health"]), _HEALTH_STYLE),
+        (f"  score {summary.get('score', '-')}", "dim"),
+    )
+    queue = pool.get("queue", {})
+    footer = ", ".join(f"{k} {v}" for k, v in sorted(queue.items())) or "queue empty"
+    return Panel(Group(table, Text(footer, style="dim")), title=title, expand=True)
+
+
+def _zones_table(zones: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="zones", expand=False)
+    table.add_column("list")
+    table.add_column("zone")
+    table.add_column("health")
+    table.add_column("checked")
+    for zone in zones:
+        table.add_row(
+            zone["name"],
+            zone.get("zone", ""),
+            _style(zone["health"], _HEALTH_STYLE),
+            str(zone.get("checked_at") or "-")[:19].replace("T", " "),
+        )
+    return table
+
+
+def _alerts_table(alerts: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="recent alerts", expand=True)
+    table.add_column("when", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("severity")
+    table.add_column("summary")
+    for alert in alerts:
+        resolved = " (resolved)" if alert.get("resolved_at") else ""
+        table.add_row(
+            str(alert.get("last_sent_at", ""))[:19].replace("T", " "),
+            alert["kind"],
+            alert["severity"],
+            str(alert.get("summary", "")) + resolved,
+        )
+    return table
+
+
+def _tenants_table(tenants: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="bounce and complaint rates", expand=False)
+    for column in ("tenant", "messages", "hard bounces", "status", "complaints", "status"):
+        table.add_column(column)
+    for row in tenants:
+        table.add_row(
+            row["tenant"],
+            str(row.get("messages", 0)),
+            f"{100 * row.get('hard_bounce_rate', 0):.2f} %",
+            row.get("hard_bounce_status", "-"),
+            f"{100 * row.get('complaint_rate', 0):.3f} %",
+            row.get("complaint_status", "-"),
+        )
+    return table
+
+
+def report_renderable(report: Mapping[str, Any]) -> RenderableType:
+    parts: list[RenderableType] = [
+        Columns([_pool_panel(pool) for pool in report["pools"]], equal=True, expand=True)
+    ]
+    if report.get("zones"):
+        parts.append(_zones_table(report["zones"]))
+    if report.get("tenants"):
+        parts.append(_tenants_table(report["tenants"]))
+    if report.get("alerts"):
+        parts.append(_alerts_table(report["alerts"]))
+    return Group(*parts)
+
+
+def check_renderable(check: Mapping[str, Any]) -> RenderableType:
+    zones = _zones_table(check["zones"])
+    results = Table(title="results", expand=False)
+    for column in ("IP", "pool", "zone", "status", "codes", "severity", "reason"):
+        results.add_column(column)
+    for row in check["results"]:
+        results.add_row(
+            row["ip"],
+            row.get("pool") or "-",
+            row["zone"],
+            _style(row["status"], _STATUS_STYLE),
+            ",".join(row.get("codes", ())),
+            row.get("severity") or "",
+            row.get("txt") or "",
+        )
+    verdict = Text(f"verdict: {check.get('verdict', '')}", style="bold")
+    return Group(zones, results, verdict)
+
+
+def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:
+    (console or Console()).print(report_renderable(report))
+
+
+def print_check(check: Mapping[str, Any], console: Console | None = None) -> None:
+    (console or Console()).print(check_renderable(check))
+
+
+def watch(
+    build: Callable[[], Mapping[str, Any]],
+    every: float,
+    wait: Callable[[float], bool],
+    console: Console | None = None,
+) -> None:
+    """Redraw the report every ``every`` seconds until ``wait`` returns True (stop)."""
+    with Live(report_renderable(build()), console=console, screen=False) as live:
+        while not wait(every):
+            live.update(report_renderable(build()))

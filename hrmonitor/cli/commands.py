@@ -1,0 +1,133 @@
+"""The daemon, monitoring and store commands; other modules here add route, bounce and ip."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hrmonitor import app
+from hrmonitor.adapters import terminal
+from hrmonitor.cli.options import config_option, json_option, load
+from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@click.command("run")
+@config_option
+def run_command(config_path: str | None) -> None:
+    """Run the daemon: scheduler, listener, queue runner, controller, watcher."""
+    config = load(config_path)
+    daemon = app.Daemon(config)
+    asyncio.run(daemon.run())
+
+
+@click.command("check")
+@click.argument("ips", nargs=-1)
+@click.option("--pool", default=None, help="Check every IP of this pool.")
+@json_option
+@config_option
+def check_command(
+    ips: tuple[str, ...], pool: str | None, as_json: bool, config_path: str | None
+) -> None:
+    """One sweep now, printed. Exit 0 clean, 1 warning, 2 critical, 3 unknown."""
+    config = load(config_path)
+    outcome = asyncio.run(app.run_check(config, ips, pool))
+    if as_json:
+        _print_json(outcome.data)
+    else:
+        terminal.print_check(outcome.data)
+    sys.exit(int(outcome.verdict))
+
+
+@click.command("report")
+@json_option
+@click.option("--watch", is_flag=True, help="Refresh live until interrupted.")
+@click.option("--every", default=5.0, show_default=True, help="Seconds between refreshes.")
+@config_option
+def report_command(as_json: bool, watch: bool, every: float, config_path: str | None) -> None:
+    """The pool health report: pools side by side, each IP's state and listings."""
+    config = load(config_path)
+    if as_json and not watch:
+        _print_json(app.report_data(config))
+        return
+    if not watch:
+        terminal.print_report(app.report_data(config))
+        return
+    stop = threading.Event()
+    try:
+        terminal.watch(lambda: app.report_data(config), every, stop.wait)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@click.command("history")
+@click.argument("ip")
+@json_option
+@config_option
+def history_command(ip: str, as_json: bool, config_path: str | None) -> None:
+    """An IP's listings and audit trail."""
+    data = app.history_data(load(config_path), ip)
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"{data['ip']}  pool {data['pool']}  state {data['state']}")
+    click.echo("listings:")
+    for listing in data["listings"]:
+        cleared = listing["cleared_at"] or "open"
+        codes = ",".join(listing["codes"])
+        click.echo(f"  {listing['zone']} {codes} {listing['since']} .. {cleared}  {listing['txt']}")
+    click.echo("audit:")
+    for event in data["audit"]:
+        change = f"{event['from']} -> {event['to']}" if event["to"] else event["kind"]
+        click.echo(f"  {event['at']}  {change}  by {event['by']}: {event['reason']}")
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """Rule files: the DNSBL catalogue, routing rules, reply feedback, bounce patterns."""
+
+
+@rules_group.command("check")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@config_option
+def rules_check_command(files: tuple[str, ...], config_path: str | None) -> None:
+    """Validate rule files (default: every rule file the config names). Exit 2 on problems."""
+    targets = [Path(f) for f in files] or configured_rule_files(load(config_path))
+    problems = check_rule_files(targets)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(2)
+    click.echo(f"{len(targets)} rule file(s) valid")
+
+
+@click.group("db")
+def db_group() -> None:
+    """The database."""
+
+
+@db_group.command("upgrade")
+@config_option
+def db_upgrade_command(config_path: str | None) -> None:
+    """Apply migrations (run and check do this themselves on a fresh database)."""
+    changed = app.upgrade_database(load(config_path))
+    click.echo("database upgraded" if changed else "database already current")
+
+
+ALL: list[click.Command] = [
+    run_command,
+    check_command,
+    report_command,
+    history_command,
+    rules_group,
+    db_group,
+]

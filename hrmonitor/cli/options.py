@@ -1,0 +1,58 @@
+"""Options every command shares, and the one way commands turn errors into exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from hrmonitor.config import DEFAULT_CONFIG_PATH, Config, load_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONFIG_ENV = "HRMONITOR_CONFIG"
+
+
+def config_option(command: F) -> F:
+    """``--config PATH`` on a command; falls back to the group's, then $HRMONITOR_CONFIG."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"Config file (default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG_PATH}).",
+    )(command)
+
+
+def config_path(value: str | None) -> str:
+    if value:
+        return value
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, dict) and ctx.obj.get("config_path"):
+            return str(ctx.obj["config_path"])
+        ctx = ctx.parent
+    return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+
+
+def load(value: str | None) -> Config:
+    """Load the config a command was pointed at; ConfigError becomes exit 2 in main()."""
+    return load_config(config_path(value))
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+
+
+def passes_config(command: F) -> F:
+    """Decorator: adds --config and hands the command a loaded Config as ``config``."""
+
+    @config_option
+    @functools.wraps(command)
+    def wrapper(*args: Any, config_path: str | None, **kwargs: Any) -> Any:
+        return command(*args, config=load(config_path), **kwargs)
+
+    return wrapper  # type: ignore[return-value]

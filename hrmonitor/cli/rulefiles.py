@@ -1,0 +1,57 @@
+"""``hrmonitor rules check``: which validator reads which rule file.
+
+A file named on the command line is recognised by its name (``*dnsbl*``,
+``*routing*``, ``*feedback*``, ``*bounce*``) or else by its top-level tables.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hrmonitor.adapters.dns.dnsbl import validate_catalogue_files
+from hrmonitor.config import Config
+
+Validator = Callable[[Sequence[Path]], list[str]]
+
+VALIDATORS: dict[str, Validator] = {
+    "dnsbl": lambda paths: validate_catalogue_files(list(paths)),
+}
+
+_MARKERS = {"dnsbl": ("lists", "dead")}
+
+
+def configured_rule_files(config: Config) -> list[Path]:
+    names = [*config.dnsbl.catalogue, *config.routing.rules, *config.delivery.feedback]
+    return [config.path(name) for name in names]
+
+
+def kind_of(path: Path) -> str | None:
+    for kind in VALIDATORS:
+        if kind in path.name.lower():
+            return kind
+    try:
+        tables = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    for kind, markers in _MARKERS.items():
+        if tables & set(markers):
+            return kind
+    return None
+
+
+def check_rule_files(paths: Sequence[Path]) -> list[str]:
+    problems: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            problems.append(f"{path}: no such file")
+            continue
+        kind = kind_of(path)
+        if kind is None:
+            problems.append(
+                f"{path}: not a rule file hrmonitor knows (dnsbl, routing, feedback, bounce)"
+            )
+            continue
+        problems.extend(VALIDATORS[kind]([path]))
+    return problems

@@ -1,0 +1,177 @@
+"""The pool health report and an IP's history, as JSON-able data from the store.
+
+``hrmonitor report`` prints this through the terminal adapter, ``--json`` prints
+it as it is: one builder, so the two can never disagree. Health is computed
+per pool (core.health) from that pool's IPs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.adapters.store.records import IpRecord, ListingRecord, Suspension
+from hrmonitor.config import Config
+from hrmonitor.core.health import IpCondition, pool_health
+from hrmonitor.core.model import IPState
+
+WHOLE_IP = "*"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _listing(listing: ListingRecord) -> dict[str, Any]:
+    return {
+        "zone": listing.zone,
+        "codes": list(listing.codes),
+        "tags": list(listing.tags),
+        "severity": str(listing.severity),
+        "txt": listing.txt,
+        "since": _iso(listing.first_seen),
+        "last_seen": _iso(listing.last_seen),
+    }
+
+
+def _suspension(suspension: Suspension) -> dict[str, Any]:
+    return {
+        "scope": suspension.scope,
+        "reason": suspension.reason,
+        "since": _iso(suspension.since),
+        "until": _iso(suspension.until),
+        "by": suspension.actor,
+    }
+
+
+def _daily_cap(config: Config, record: IpRecord) -> int | None:
+    if record.state is not IPState.WARMING or record.warmup_stage is None:
+        return None
+    stages = config.pools[record.pool].warmup
+    if not stages:
+        return None
+    return stages[min(record.warmup_stage, len(stages) - 1)].daily_cap
+
+
+def build_report(
+    config: Config, store: Store, now: datetime, tenants: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    records = store.ip_records()
+    listings: dict[str, list[ListingRecord]] = {}
+    for listing in store.current_listings():
+        listings.setdefault(listing.ip, []).append(listing)
+    suspensions: dict[str, list[Suspension]] = {}
+    for suspension in store.active_suspensions(now):
+        suspensions.setdefault(suspension.ip, []).append(suspension)
+    queue = QueueRepository(store.engine).counts()
+
+    pools = []
+    for name, pool in config.pools.items():
+        own = [r for r in records if r.pool == name]
+        conditions = [
+            IpCondition(
+                r.ip,
+                r.state,
+                len(listings.get(r.ip, ())),
+                any(s.scope == WHOLE_IP for s in suspensions.get(r.ip, ())),
+                bool(suspensions.get(r.ip)),
+            )
+            for r in own
+        ]
+        summary = pool_health(pool.risk, pool.min_active, conditions)
+        pools.append(
+            {
+                "name": name,
+                "risk": str(pool.risk),
+                "health": str(summary.health),
+                "summary": summary.as_dict(),
+                "policy": {
+                    "on_listing": str(pool.on_listing),
+                    "retire_at": str(pool.retire_at),
+                    "min_active": pool.min_active,
+                    "when_exhausted": str(pool.when_exhausted),
+                },
+                "queue": queue.get(name, {}),
+                "ips": [
+                    {
+                        "ip": r.ip,
+                        "state": str(r.state),
+                        "state_since": _iso(r.state_since),
+                        "warmup_stage": r.warmup_stage if r.state is IPState.WARMING else None,
+                        "sent_today": r.sent_on(now.date()),
+                        "daily_cap": _daily_cap(config, r),
+                        "last_sent_at": _iso(r.last_sent_at),
+                        "listings": [_listing(x) for x in listings.get(r.ip, ())],
+                        "suspensions": [_suspension(s) for s in suspensions.get(r.ip, ())],
+                    }
+                    for r in own
+                ],
+            }
+        )
+    health = store.zone_health()
+    zones = [
+        {
+            "name": key,
+            "health": str(record.health),
+            "detail": record.detail,
+            "checked_at": _iso(record.checked_at),
+            "changed_at": _iso(record.changed_at),
+        }
+        for key, record in sorted(health.items())
+    ]
+    alerts = [
+        {
+            "key": a.key,
+            "kind": a.kind,
+            "severity": str(a.severity),
+            "summary": a.payload.get("summary", ""),
+            "first_at": _iso(a.first_at),
+            "last_sent_at": _iso(a.last_sent_at),
+            "resolved_at": _iso(a.resolved_at),
+        }
+        for a in store.recent_alerts(20)
+    ]
+    totals: dict[str, int] = {}
+    for counts in queue.values():
+        for status, count in counts.items():
+            totals[status] = totals.get(status, 0) + count
+    return {
+        "generated_at": now.isoformat(),
+        "pools": pools,
+        "zones": zones,
+        "queue": {"by_pool": queue, "totals": totals},
+        "alerts": alerts,
+        "tenants": list(tenants),
+    }
+
+
+def build_history(store: Store, ip: str) -> dict[str, Any]:
+    record = store.ip_record(ip)
+    return {
+        "ip": ip,
+        "pool": record.pool if record else None,
+        "state": str(record.state) if record else None,
+        "pools_served": [
+            {"pool": h.pool, "risk": str(h.risk), "first_seen": _iso(h.first_seen)}
+            for h in store.pool_history(ip)
+        ],
+        "listings": [
+            {**_listing(x), "cleared_at": _iso(x.cleared_at)} for x in store.listing_history(ip)
+        ],
+        "audit": [
+            {
+                "at": _iso(e.at),
+                "kind": e.kind,
+                "from": e.from_state,
+                "to": e.to_state,
+                "reason": e.reason,
+                "by": e.actor,
+                "evidence": dict(e.evidence),
+                "until": _iso(e.until),
+            }
+            for e in store.audit_trail(ip)
+        ],
+    }
