@@ -1,0 +1,352 @@
+"""Bounce classification: what kind of automatic message this is, and who failed why.
+
+``classify_message`` takes the raw bytes of a message and returns a
+``BounceReport``: the kind (RFC 3464 DSN, non-standard bounce, MDN, ARF
+complaint, auto-reply, none), the recipients with action, status, diagnostic,
+reason and hard/soft, and the identifiers the surge watcher matches against
+its outbound log to spot backscatter.
+
+Precedence, most specific first: a delivery-status part (DSN); a feedback
+report (ARF); a disposition notification (MDN, except a Sieve reject which is
+a bounce); mail-daemon bounce structure or text (which wins over
+``Auto-Submitted``, since Postfix and Exim set it on their bounces); RFC 3834
+auto-replies; none. Attached ``message/rfc822`` parts are never read, so a
+forwarded bounce is not a bounce (their headers are read for the original
+Message-ID only) -- except the one gateway re-wrap where a mail daemon sends a
+message whose only report is a daemon's DSN attached whole.
+
+Any byte sequence gives a report; the work is capped (MAX_BYTES, parts, depth,
+text length, recipients).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hrmonitor.core import bounce_text
+from hrmonitor.core.bounce_dsn import parse_delivery_status
+from hrmonitor.core.bounce_mime import Part, parse_fields, parse_message
+from hrmonitor.core.bounce_reason import (
+    NO_PATTERNS,
+    BouncePatterns,
+    Reason,
+    find_reply_class,
+    find_status,
+    is_hard,
+    reason_for,
+)
+
+MAX_BYTES = 1024 * 1024  # bytes of a message looked at; the original copy is at the end anyway
+
+_SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
+_ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers")
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
+_FORWARD_SUBJECT = re.compile(r"\s*(?:fwd?|fw|wg|tr|rv|enc|i)\s*:", re.IGNORECASE)
+_AUTOREPLY_SUBJECT = re.compile(
+    r"out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response|autoresponder|"
+    r"vacation|away from (?:the|my) office|abwesenheit|absence|r[ée]ponse automatique|"
+    r"risposta automatica|respuesta autom[áa]tica|automatisch antwoord|自動応答|自动回复",
+    re.IGNORECASE,
+)
+
+
+class BounceKind(StrEnum):
+    DSN = "dsn"
+    NONSTANDARD_BOUNCE = "nonstandard-bounce"
+    MDN = "mdn"
+    ARF = "arf"
+    AUTOREPLY = "autoreply"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecipient:
+    """One recipient a report speaks about (a success DSN's recipients have reason delivered)."""
+
+    address: str
+    action: str  # failed, delayed, delivered, relayed, expanded
+    status: str  # RFC 3463 "5.1.1"; derived from the text where the report gives none
+    remote_mta: str
+    diagnostic: str
+    reason: Reason
+    hard: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.action not in _SUCCESS_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class BounceReport:
+    kind: BounceKind
+    recipients: tuple[FailedRecipient, ...] = ()
+    message_id: str = ""  # of the report itself
+    original_message_id: str = ""  # of the message that bounced, where the report shows it
+    original_envelope_id: str = ""  # RFC 3461 ENVID echoed in the DSN
+    reporting_mta: str = ""
+
+    @property
+    def failures(self) -> tuple[FailedRecipient, ...]:
+        return tuple(recipient for recipient in self.recipients if recipient.failed)
+
+
+def classify_message(raw: bytes, *, patterns: BouncePatterns | None = None) -> BounceReport:
+    """Classify one message. Never raises: a daemon loop must survive any input.
+
+    ``patterns`` are the diagnostic-text patterns (rules/bounce.toml); without
+    them reasons come from status codes alone.
+    """
+    try:
+        return classify(raw, patterns or NO_PATTERNS)
+    except (RecursionError, MemoryError):  # pathological input; the parser itself raises nothing
+        return BounceReport(kind=BounceKind.NONE)
+
+
+def classify(raw: bytes, patterns: BouncePatterns) -> BounceReport:
+    root = parse_message(raw, max_bytes=MAX_BYTES)
+    parts = root.walk()
+    ids = _Ids(root.field("message-id") or "", _original_message_id(parts))
+
+    status_parts = [part for part in parts if part.content_type in _DSN_TYPES]
+    if not status_parts and _is_daemon(root) and bounce_text.BOUNCE_SUBJECT.search(_subject(root)):
+        status_parts = _rewrapped_status_parts(parts)
+    for part in status_parts:
+        report = _from_delivery_status(part, ids, patterns)
+        if report is not None:
+            return report
+
+    report_type = (root.param("report-type") or "").lower()
+    if report_type == "feedback-report" or any(
+        part.content_type == "message/feedback-report" for part in parts
+    ):
+        return ids.report(BounceKind.ARF)
+    mdn = next((part for part in parts if part.content_type in _MDN_TYPES), None)
+    if mdn is not None or report_type == "disposition-notification":
+        return _from_mdn(root, mdn, ids, patterns)
+
+    structure = bool(status_parts) or report_type == "delivery-status"
+    report = _from_text(root, structure, ids, patterns)
+    if report is not None:
+        return report
+    if _is_autoreply(root):
+        return ids.report(BounceKind.AUTOREPLY)
+    return ids.report(BounceKind.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ids:
+    message_id: str
+    original_message_id: str
+    envelope_id: str = ""
+    reporting_mta: str = ""
+
+    def report(
+        self, kind: BounceKind, recipients: tuple[FailedRecipient, ...] = ()
+    ) -> BounceReport:
+        return BounceReport(
+            kind=kind,
+            recipients=recipients,
+            message_id=_first_id(self.message_id),
+            original_message_id=self.original_message_id,
+            original_envelope_id=self.envelope_id,
+            reporting_mta=self.reporting_mta,
+        )
+
+
+def _first_id(value: str) -> str:
+    match = _MESSAGE_ID.search(value)
+    return match.group(0) if match else value.strip()[:250]
+
+
+def _original_message_id(parts: list[Part]) -> str:
+    for part in parts:
+        if part.content_type in _ORIGINAL_TYPES:
+            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            for name, value in parse_fields(head):
+                if name == "message-id":
+                    return _first_id(value)
+    for part in parts:
+        if not part.parts and part.content_type == "text/plain":
+            match = _QUOTED_MESSAGE_ID.search(part.text())
+            if match is not None:
+                return match.group(1)
+    return ""
+
+
+def _subject(root: Part) -> str:
+    return root.field("subject") or ""
+
+
+def _is_daemon(root: Part) -> bool:
+    sender = root.field("from") or ""
+    return bool(bounce_text.DAEMON_SENDER.search(sender)) or "@" not in sender
+
+
+def _rewrapped_status_parts(parts: list[Part]) -> list[Part]:
+    """Delivery-status parts of a daemon's DSN attached whole by a gateway (one level only)."""
+    found: list[Part] = []
+    for part in parts:
+        if part.content_type == "message/rfc822":
+            inner = parse_message(part.body.encode("latin-1"), max_bytes=MAX_BYTES)
+            if _is_daemon(inner):
+                found.extend(p for p in inner.walk() if p.content_type in _DSN_TYPES)
+    return found
+
+
+def _from_delivery_status(part: Part, ids: _Ids, patterns: BouncePatterns) -> BounceReport | None:
+    status = parse_delivery_status(part.text())
+    if not status.recipients:
+        return None
+    recipients = tuple(
+        _recipient(
+            block.address,
+            block.action,
+            block.status,
+            block.remote_mta,
+            block.diagnostic,
+            patterns,
+        )
+        for block in status.recipients
+    )
+    ids = _Ids(ids.message_id, ids.original_message_id, status.envelope_id, status.reporting_mta)
+    return ids.report(BounceKind.DSN, recipients)
+
+
+def _recipient(
+    address: str,
+    action: str,
+    status_field: str,
+    remote_mta: str,
+    diagnostic: str,
+    patterns: BouncePatterns,
+    context: str = "",
+) -> FailedRecipient:
+    """One recipient; ``context`` is surrounding text consulted when the diagnostic says little."""
+    evidence = diagnostic
+    if context and find_status(diagnostic) is None and patterns.match(diagnostic) is None:
+        evidence = f"{diagnostic}\n{context}"
+    status = _status(status_field, evidence, action)
+    if not action:
+        action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
+    reason = reason_for(status, evidence, patterns)
+    if action in _SUCCESS_ACTIONS:
+        reason = Reason.DELIVERED
+    elif reason is Reason.DELIVERED:  # a failure that carries a 2.x.x code: trust the action
+        reason = reason_for("5.0.0", evidence, patterns)
+    return FailedRecipient(
+        address=address,
+        action=action,
+        status=status,
+        remote_mta=remote_mta,
+        diagnostic=diagnostic,
+        reason=reason,
+        hard=action == "failed" and is_hard(status, reason),
+    )
+
+
+def _status(field: str, diagnostic: str, action: str) -> str:
+    """The best RFC 3463 status: the field's, refined by the diagnostic's where it is generic."""
+    status = find_status(field)
+    detailed = find_status(diagnostic)
+    if status is None or (
+        status.endswith(".0.0") and detailed is not None and detailed[0] == status[0]
+    ):
+        status = detailed or status
+    if status is not None:
+        return status
+    klass = find_reply_class(diagnostic)
+    if klass is None:
+        klass = {"delayed": "4", "delivered": "2", "relayed": "2", "expanded": "2"}.get(action, "5")
+    return f"{klass}.0.0"
+
+
+def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: BouncePatterns) -> BounceReport:
+    fields = dict(reversed(parse_fields(mdn.text()))) if mdn is not None else {}
+    disposition = fields.get("disposition", "").lower().replace(" ", "")
+    if not ("automatic-action" in disposition and "deleted" in disposition.split(";")[-1]):
+        return ids.report(BounceKind.MDN)
+    # A Sieve reject (RFC 5429): the recipient's filter refused the message.
+    address = fields.get("final-recipient", "").partition(";")[2].strip().strip("<>")
+    text = bounce_text.readable_text(root)
+    status = _status("", text, "failed")
+    reason = reason_for(status, text, patterns)
+    if reason is Reason.UNDEFINED:
+        reason = Reason.FILTERED
+    recipients = (
+        FailedRecipient(address, "failed", status, "", text[:600].strip(), reason, False),
+    )
+    return ids.report(BounceKind.NONSTANDARD_BOUNCE, recipients if address else ())
+
+
+def _from_text(
+    root: Part, report_structure: bool, ids: _Ids, patterns: BouncePatterns
+) -> BounceReport | None:
+    """A bounce read from its text, or None if the message does not look like one.
+
+    Mail-daemon evidence (X-Failed-Recipients, qmail's text, a delivery-status
+    report, a daemon sender with bounce wording, MTA-only phrases) is strong;
+    a bounce subject with bounce wording is weak evidence, taken only from
+    messages that are not replies, forwards or auto-replies.
+    """
+    failed_header = root.field("x-failed-recipients")
+    subject = _subject(root)
+    region = bounce_text.failure_region(bounce_text.readable_text(root))
+    subject_says = bounce_text.BOUNCE_SUBJECT.search(subject) is not None
+    text_says = bounce_text.FAILURE_TEXT.search(region) is not None
+    strong = bool(
+        failed_header
+        or report_structure
+        or bounce_text.QMAIL.search(region)
+        or (_is_daemon(root) and (subject_says or text_says))
+        or (
+            (_is_daemon(root) or subject_says or text_says)
+            and bounce_text.STRONG_TEXT.search(region)
+        )
+    )
+    weak = (
+        subject_says
+        and text_says
+        and root.field("in-reply-to") is None
+        and not _FORWARD_SUBJECT.match(subject)
+        and not _is_autoreply(root)
+    )
+    if not (strong or weak):
+        return None
+    delayed = bool(bounce_text.DELAY_TEXT.search(region) or bounce_text.DELAY_TEXT.search(subject))
+    default_action = "delayed" if delayed else "failed"
+    failures = bounce_text.failed_addresses(
+        region,
+        bounce_text.own_addresses(root),
+        bounce_text.reporting_domain(root.field("from") or ""),
+    )
+    if failed_header:
+        listed = [address.strip(" <>") for address in failed_header.split(",")]
+        named = {failure.address.lower(): failure for failure in failures}
+        failures = tuple(
+            named.get(address.lower(), bounce_text.TextFailure(address, ""))
+            for address in listed
+            if "@" in address
+        )
+    recipients = tuple(
+        _recipient(failure.address, default_action, "", "", failure.diagnostic, patterns, region)
+        for failure in failures
+    )
+    kind = BounceKind.DSN if report_structure else BounceKind.NONSTANDARD_BOUNCE
+    return ids.report(kind, recipients)
+
+
+def _is_autoreply(root: Part) -> bool:
+    submitted = (root.field("auto-submitted") or "").lower()
+    precedence = (root.field("precedence") or "").lower()
+    return (
+        submitted.startswith("auto-replied")
+        or root.field("x-autoreply") is not None
+        or root.field("x-autorespond") is not None
+        or "auto_reply" in precedence
+        or bool(_AUTOREPLY_SUBJECT.search(_subject(root)))
+    )

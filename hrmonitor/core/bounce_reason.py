@@ -1,0 +1,225 @@
+"""The bounce reason taxonomy: status code first, refined by diagnostic-text patterns.
+
+Reason names follow Sisimai's 2025 taxonomy (docs/mail-facts.md). The status
+table below is fixed by the RFCs (3463, 7372, 7505); the text patterns are data
+(rules/bounce.toml), parsed here from plain dicts and validated with errors
+that name the file and key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hrmonitor.errors import RuleError
+
+
+class Reason(StrEnum):
+    USERUNKNOWN = "userunknown"
+    HOSTUNKNOWN = "hostunknown"
+    HASMOVED = "hasmoved"
+    NOTACCEPT = "notaccept"
+    MAILBOXFULL = "mailboxfull"
+    SUSPEND = "suspend"
+    SYSTEMFULL = "systemfull"
+    EMAILTOOLARGE = "emailtoolarge"
+    BLOCKED = "blocked"
+    BADREPUTATION = "badreputation"
+    REQUIREPTR = "requireptr"
+    REJECTED = "rejected"
+    NORELAYING = "norelaying"
+    AUTHFAILURE = "authfailure"
+    SECURITYERROR = "securityerror"
+    FAILEDSTARTTLS = "failedstarttls"
+    SUPPRESSED = "suppressed"
+    SPAMDETECTED = "spamdetected"
+    VIRUSDETECTED = "virusdetected"
+    POLICYVIOLATION = "policyviolation"
+    FILTERED = "filtered"
+    CONTENTERROR = "contenterror"
+    NOTCOMPLIANTRFC = "notcompliantrfc"
+    RATELIMITED = "ratelimited"
+    EXPIRED = "expired"
+    NETWORKERROR = "networkerror"
+    SYSTEMERROR = "systemerror"
+    MAILERERROR = "mailererror"
+    SYNTAXERROR = "syntaxerror"
+    ONHOLD = "onhold"
+    UNDEFINED = "undefined"
+    DELIVERED = "delivered"
+    FEEDBACK = "feedback"
+    VACATION = "vacation"
+
+
+# Reasons that say the address itself is bad: with a permanent (5.x.x) status
+# they are hard bounces; everything else is soft (Sisimai's and SES's reading).
+HARD_REASONS = frozenset(
+    {Reason.USERUNKNOWN, Reason.HOSTUNKNOWN, Reason.HASMOVED, Reason.NOTACCEPT}
+)
+
+# Status code (class stripped: "1.1" for x.1.1) -> reason. A "firm" code says
+# what happened; a weak one (x.0.0, x.7.1, ...) is a default the text overrides.
+_FIRM: dict[str, Reason] = {
+    "1.1": Reason.USERUNKNOWN,
+    "1.2": Reason.HOSTUNKNOWN,
+    "1.3": Reason.USERUNKNOWN,
+    "1.6": Reason.HASMOVED,
+    "1.7": Reason.REJECTED,
+    "1.8": Reason.REJECTED,
+    "1.10": Reason.NOTACCEPT,
+    "2.2": Reason.MAILBOXFULL,
+    "2.3": Reason.EMAILTOOLARGE,
+    "3.1": Reason.SYSTEMFULL,
+    "3.4": Reason.EMAILTOOLARGE,
+    "4.4": Reason.HOSTUNKNOWN,
+    "4.7": Reason.EXPIRED,
+    "5.3": Reason.RATELIMITED,
+    "7.13": Reason.SUSPEND,
+    "7.16": Reason.EMAILTOOLARGE,
+    "7.17": Reason.HASMOVED,
+    "7.18": Reason.HASMOVED,
+    "7.20": Reason.AUTHFAILURE,
+    "7.21": Reason.AUTHFAILURE,
+    "7.22": Reason.AUTHFAILURE,
+    "7.23": Reason.AUTHFAILURE,
+    "7.24": Reason.AUTHFAILURE,
+    "7.25": Reason.REQUIREPTR,
+    "7.26": Reason.AUTHFAILURE,
+    "7.27": Reason.REJECTED,
+    "7.28": Reason.SPAMDETECTED,
+    "7.29": Reason.AUTHFAILURE,
+    "7.30": Reason.FAILEDSTARTTLS,
+}
+_WEAK: dict[str, Reason] = {
+    "1.0": Reason.USERUNKNOWN,
+    "1.4": Reason.FILTERED,
+    "1.9": Reason.SYSTEMERROR,
+    "2.0": Reason.FILTERED,
+    "2.1": Reason.SUSPEND,
+    "2.4": Reason.FILTERED,
+    "3.0": Reason.SYSTEMERROR,
+    "3.2": Reason.NOTACCEPT,
+    "3.3": Reason.SYSTEMERROR,
+    "3.5": Reason.SYSTEMERROR,
+    "4.0": Reason.NETWORKERROR,
+    "4.1": Reason.NETWORKERROR,
+    "4.2": Reason.NETWORKERROR,
+    "4.3": Reason.NETWORKERROR,
+    "4.5": Reason.SYSTEMFULL,
+    "4.6": Reason.NETWORKERROR,
+    "5.1": Reason.SYNTAXERROR,
+    "5.2": Reason.SYNTAXERROR,
+    "5.4": Reason.SYNTAXERROR,
+    "5.5": Reason.SYSTEMERROR,
+    "6.0": Reason.CONTENTERROR,
+    "7.0": Reason.SECURITYERROR,
+    "7.1": Reason.SECURITYERROR,
+    "7.2": Reason.SECURITYERROR,
+    "7.7": Reason.SECURITYERROR,
+    "7.8": Reason.SECURITYERROR,
+    "7.9": Reason.SECURITYERROR,
+    "7.10": Reason.FAILEDSTARTTLS,
+    "7.11": Reason.FAILEDSTARTTLS,
+}
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
+
+
+@dataclass(frozen=True, slots=True)
+class BouncePattern:
+    reason: Reason
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class BouncePatterns:
+    """Diagnostic-text patterns, tried in order; the first match names the reason."""
+
+    patterns: tuple[BouncePattern, ...]
+
+    def match(self, text: str) -> Reason | None:
+        for pattern in self.patterns:
+            if pattern.regex.search(text) is not None:
+                return pattern.reason
+        return None
+
+
+NO_PATTERNS = BouncePatterns(())
+
+
+def find_status(text: str) -> str | None:
+    """The first RFC 3463 enhanced status code in ``text`` ("5.1.1"), or None."""
+    match = _STATUS.search(text)
+    return None if match is None else ".".join(match.groups())
+
+
+def find_reply_class(text: str) -> str | None:
+    """The class ("4" or "5") of the first SMTP reply code (421, 550, ...) in ``text``."""
+    match = _REPLY.search(text)
+    return None if match is None else match.group(1)
+
+
+def reason_for(status: str, diagnostic: str, patterns: BouncePatterns) -> Reason:
+    """The reason for a failure with ``status`` ("5.1.1") and its diagnostic text.
+
+    A firm status code wins; otherwise a matching text pattern; otherwise the
+    weak default for the code; otherwise ``undefined``.
+    """
+    klass, _, detail = status.partition(".")
+    if klass == "2":
+        return Reason.DELIVERED
+    firm = _FIRM.get(detail)
+    if firm is not None:
+        return firm
+    by_text = patterns.match(diagnostic) if diagnostic else None
+    if by_text is not None:
+        return by_text
+    return _WEAK.get(detail, Reason.UNDEFINED)
+
+
+def is_hard(status: str, reason: Reason) -> bool:
+    """A hard bounce: a permanent status and a reason that says the address itself is bad."""
+    return status.startswith("5") and reason in HARD_REASONS
+
+
+def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePatterns:
+    """Validate rules/bounce.toml data (already parsed from TOML) into BouncePatterns.
+
+    Shape: ``version = 1`` and ``[[pattern]]`` tables with ``reason`` (a taxonomy
+    name) and ``match`` (a list of case-insensitive regular expressions).
+    Raises RuleError(file, key, problem) for anything else.
+    """
+    unknown = sorted(set(data) - {"version", "pattern"})
+    if unknown:
+        raise RuleError(file, unknown[0], "unknown key")
+    if data.get("version", 1) != 1:
+        raise RuleError(file, "version", f"unsupported version {data.get('version')!r}")
+    entries = data.get("pattern", [])
+    if not isinstance(entries, list):
+        raise RuleError(file, "pattern", "must be an array of tables ([[pattern]])")
+    built: list[BouncePattern] = []
+    for index, entry in enumerate(entries):
+        key = f"pattern[{index}]"
+        if not isinstance(entry, Mapping):
+            raise RuleError(file, key, "must be a table")
+        extra = sorted(set(entry) - {"reason", "match", "comment"})
+        if extra:
+            raise RuleError(file, f"{key}.{extra[0]}", "unknown key")
+        reason = entry.get("reason")
+        if reason not in Reason.__members__.values():
+            raise RuleError(file, f"{key}.reason", f"{reason!r} is not a reason in the taxonomy")
+        matches = entry.get("match")
+        if not isinstance(matches, list) or not matches:
+            raise RuleError(file, f"{key}.match", "must be a non-empty list of regular expressions")
+        for position, text in enumerate(matches):
+            if not isinstance(text, str) or not text:
+                raise RuleError(file, f"{key}.match[{position}]", "must be a non-empty string")
+            try:
+                re.compile(text)
+            except re.error as error:
+                raise RuleError(file, f"{key}.match[{position}]", f"bad regex: {error}") from None
+        regex = re.compile("|".join(f"(?:{text})" for text in matches), re.IGNORECASE)
+        built.append(BouncePattern(reason=Reason(str(reason)), regex=regex))
+    return BouncePatterns(tuple(built))
