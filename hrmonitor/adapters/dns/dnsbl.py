@@ -224,6 +224,11 @@ class DnsblEngine:
         self._sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def nameservers(self) -> tuple[tuple[str, int], ...]:
+        """The (address, port) pairs queries go to, in the order attempts rotate over them."""
+        return tuple(self._servers)
+
     # -- lifecycle
 
     async def __aenter__(self) -> DnsblEngine:
