@@ -1,0 +1,110 @@
+"""``hrmonitor check``, ``history`` and ``report`` against a real rbldnsd on loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from hrmonitor.cli import main
+from tests.fixtures.app_config import make_config
+from tests.fixtures.rbldnsd import Rbldnsd
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_of_a_listed_high_risk_ip_is_critical_and_names_the_listing(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    code, out, _ = run("check", "--config", str(config), "--json", "127.0.0.20")
+    assert code == 2
+    data = json.loads(out)
+    assert data["zones"] == [{"name": "bl", "zone": "bl.test", "health": "ok"}]
+    [row] = data["results"]
+    assert row["ip"] == "127.0.0.20"
+    assert row["pool"] == "high-risk"
+    assert row["status"] == "listed"
+    assert row["codes"] == ["127.0.0.2"]
+    assert row["tags"] == ["SBL"]
+    assert row["severity"] == "critical"
+    assert row["txt"] == "Listed, see https://bl.test/?ip=127.0.0.20"
+
+
+def test_check_persists_the_listing_for_history_and_report(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    assert run("check", "--config", str(config), "--pool", "high-risk")[0] == 2
+
+    code, out, _ = run("history", "--config", str(config), "--json", "127.0.0.20")
+    assert code == 0
+    history = json.loads(out)
+    assert [(x["zone"], x["codes"], x["cleared_at"]) for x in history["listings"]] == [
+        ("bl", ["127.0.0.2"], None)
+    ]
+
+    code, out, _ = run("report", "--config", str(config), "--json")
+    assert code == 0
+    report = json.loads(out)
+    pools = {p["name"]: p for p in report["pools"]}
+    assert set(pools) == {"normal", "high-risk"}
+    high = {ip["ip"]: ip for ip in pools["high-risk"]["ips"]}
+    assert [x["zone"] for x in high["127.0.0.20"]["listings"]] == ["bl"]
+    assert high["127.0.0.20"]["listings"][0]["since"]
+    assert high["127.0.0.22"]["state"] == "standby"
+    normal = {ip["ip"]: ip for ip in pools["normal"]["ips"]}
+    assert all(not ip["listings"] for ip in normal.values())
+    assert pools["normal"]["health"] == "healthy"
+    assert "queue" in report
+    assert isinstance(report["alerts"], list)
+
+
+def test_check_of_clean_ips_is_ok(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    code, out, _ = run("check", "--config", str(config), "--json", "--pool", "normal")
+    assert code == 0, out
+    assert {r["status"] for r in json.loads(out)["results"]} == {"clean"}
+
+
+def test_a_zone_that_lists_the_world_is_ignored_and_makes_a_warning(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd, zones=("world",))
+    code, out, _ = run("check", "--config", str(config), "--json", "--pool", "normal")
+    data = json.loads(out)
+    assert data["zones"][0]["health"] == "lists-everything"
+    assert {r["status"] for r in data["results"]} == {"unknown"}
+    assert code == 3  # nothing trustworthy learnt: never "ok", never "critical"
+    code, out, _ = run("history", "--config", str(config), "--json", "127.0.0.10")
+    assert json.loads(out)["listings"] == []
+
+
+def test_a_list_that_refuses_us_is_an_error_not_a_listing(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd, zones=("bl", "err"))
+    code, out, _ = run("check", "--config", str(config), "--json", "127.0.0.10")
+    data = json.loads(out)
+    statuses = {r["list"]: r["status"] for r in data["results"]}
+    assert statuses["bl"] == "clean"
+    assert statuses["err"] in ("error", "unknown")
+    assert code == 1
+
+
+def test_a_resolver_that_never_answers_gives_unknown(
+    blackhole_nameserver: tuple[str, int], tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, nameserver=blackhole_nameserver)
+    code, out, _ = run("check", "--config", str(config), "--json", "127.0.0.20")
+    assert code == 3
+    assert {r["status"] for r in json.loads(out)["results"]} == {"unknown"}
+
+
+def test_check_refuses_an_unknown_pool(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    code, _, err = run("check", "--config", str(config), "--pool", "nope")
+    assert code == 2
+    assert "nope" in err
