@@ -166,3 +166,12 @@ def load_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]
 def validate_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]:
     """For ``hrmonitor rules check``."""
     return load_feedback_files(paths)
+
+
+def feedback_file_problems(paths: Sequence[str | Path]) -> list[str]:
+    """``rules check`` form: each problem as "file: key: problem" (empty when valid)."""
+    try:
+        validate_feedback_files(paths)
+    except RuleError as error:
+        return [str(error)]
+    return []

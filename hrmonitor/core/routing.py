@@ -61,6 +61,7 @@ class RoutingSettings:
     trusted_filters: tuple[str, ...] = ("127.0.0.1/32",)
     dns_unknown_hold: timedelta = timedelta(minutes=10)
     on_dns_unknown: str = "high-risk"  # a pool name
+    relay_pool: str = ""  # the pool ``risk = "relay"`` rules send to; "" switches them off
     limits: SendingLimits = field(default_factory=SendingLimits)
 
 
@@ -274,11 +275,16 @@ def decide(
             if target is None:  # config validation should have caught it: fail closed
                 target = _riskiest(pools)
                 detail += f"; pool {rule.pool!r} is not configured, routed to {target.name}"
+        elif rule.risk is RiskClass.RELAY:
+            target = by_name.get(settings.relay_pool)
+            if target is None:
+                continue  # the relay rules apply only where [routing] relay_pool names a pool
         else:
             assert rule.risk is not None
             target = _first_of_risk(pools, rule.risk)
-            if target is None:
-                continue  # e.g. the optional relay rule with no relay pool configured
+            if target is None:  # config validation should have caught it: fail closed
+                target = _riskiest(pools)
+                detail += f"; no {rule.risk} pool is configured, routed to {target.name}"
         reasons.append(Reason(rule.name, detail))
         chosen.append(target)
         if rule.alert and rule.alert not in alerts:

@@ -18,8 +18,9 @@ Conditions::
     header = { name = "X-Mailer", regex = "(?i)bulkmailer" }   # or a list of them
     min_recipients = 100                  # at least this many envelope recipients
 
-Actions: ``risk = "normal" | "relay" | "high"`` (the first configured pool of
-that class) or ``pool = "<pool name>"``. ``alert = "<alert kind>"`` adds an
+Actions: ``risk = "normal" | "high"`` (the first configured pool of that
+class), ``risk = "relay"`` (the pool named by ``[routing] relay_pool``; the
+rule is off while that is empty) or ``pool = "<pool name>"``. ``alert = "<alert kind>"`` adds an
 alert to the decision. ``description`` is free text.
 """
 
@@ -211,8 +212,8 @@ def validate_routing_files(paths: Sequence[str | Path]) -> tuple[RoutingRule, ..
 def check_rule_pools(rules: Sequence[RoutingRule], pools: Sequence[Pool]) -> None:
     """At startup: every ``pool =`` action names a configured pool (RuleError otherwise).
 
-    A ``risk = "relay"`` rule without a relay pool is allowed: the relay rule
-    is optional and simply never applies. Other risk classes must exist.
+    A ``risk = "relay"`` rule without ``[routing] relay_pool`` is allowed: the
+    relay rule is optional and simply never applies. Other risk classes must exist.
     """
     names = {p.name for p in pools}
     risks = {p.risk for p in pools}
@@ -221,3 +222,12 @@ def check_rule_pools(rules: Sequence[RoutingRule], pools: Sequence[Pool]) -> Non
             raise RuleError(rule.file, f"rules.{rule.name}.pool", f"no pool named {rule.pool!r}")
         if rule.risk is not None and rule.risk is not RiskClass.RELAY and rule.risk not in risks:
             raise RuleError(rule.file, f"rules.{rule.name}.risk", f"no {rule.risk} pool")
+
+
+def routing_file_problems(paths: Sequence[str | Path]) -> list[str]:
+    """``rules check`` form: each problem as "file: key: problem" (empty when valid)."""
+    try:
+        validate_routing_files(paths)
+    except RuleError as error:
+        return [str(error)]
+    return []

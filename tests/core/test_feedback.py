@@ -249,3 +249,14 @@ def test_property_own_deferrals_never_produce_evidence(code: int, text: str, pro
     own = reply(code, "4.3.0", text, own=True)
     assert match_reply(own, provider, RULES) == ()
     assert all(e.ip == IP for e in match_reply(replace(own, own=False), provider, RULES))
+
+
+def test_feedback_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
+    from hrmonitor.core.feedback_rules import feedback_file_problems
+
+    bad = tmp_path / "feedback.toml"
+    bad.write_text('[patterns.x]\ntext = "x"\naction = "stop"\n')
+    assert feedback_file_problems([SHIPPED]) == []
+    assert feedback_file_problems([bad]) == [
+        f"{bad}: patterns.x.action: one of pause, slow, recheck"
+    ]

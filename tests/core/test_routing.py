@@ -27,7 +27,9 @@ from hrmonitor.core.routing_rules import RoutingRule, load_routing_files, parse_
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
 RULES = load_routing_files([SHIPPED])
 ARRIVAL = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-SETTINGS = RoutingSettings(limits=SendingLimits(recipients_per_hour=10, recipients_per_day=100))
+SETTINGS = RoutingSettings(
+    limits=SendingLimits(recipients_per_hour=10, recipients_per_day=100), relay_pool="relay"
+)
 CONTOSO = Tenant("contoso", ("127.0.0.0/8",), ("contoso.example",))
 
 
@@ -122,10 +124,14 @@ def test_every_matching_rule_is_recorded_and_the_riskiest_pool_wins():
 
 
 def test_foreign_sender_goes_to_relay_pool_only_where_one_is_configured():
-    with_relay = decide(facts("eve@other.example"), RULES, (*POOLS, RELAY), SETTINGS, ARRIVAL)
-    without = decide(facts("eve@other.example"), RULES, POOLS, SETTINGS, ARRIVAL)
+    foreign = facts("eve@other.example")
+    with_relay = decide(foreign, RULES, (*POOLS, RELAY), SETTINGS, ARRIVAL)
+    without = decide(foreign, RULES, POOLS, SETTINGS, ARRIVAL)
+    switched_off = replace(SETTINGS, relay_pool="")
+    not_named = decide(foreign, RULES, (*POOLS, RELAY), switched_off, ARRIVAL)
     assert with_relay.pool == "relay"
     assert (without.pool, without.reasons) == ("normal", ())
+    assert (not_named.pool, not_named.reasons) == ("normal", ())
 
 
 def test_tenant_subdomain_is_not_foreign():

@@ -132,3 +132,11 @@ def test_property_window_counts_equal_a_brute_force_sum(events: list[tuple[int, 
     hour = sum(c for m, c in events if now - 60 < m <= now)
     day = sum(c for m, c in events if now - 1440 < m <= now)
     assert window.counts("s@x.test", T0 + timedelta(minutes=now)) == (hour, day)
+
+
+def test_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
+    from hrmonitor.core.routing_rules import routing_file_problems
+
+    bad = write(tmp_path, '[rules.x]\nrisk = "high"\n')
+    assert routing_file_problems([SHIPPED]) == []
+    assert routing_file_problems([bad]) == [f"{bad}: rules.x: a rule needs at least one condition"]
