@@ -1,0 +1,88 @@
+"""``hrmonitor run``: scheduled sweeps keep the listing history; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hrmonitor.adapters.store import open_store
+from hrmonitor.app import Daemon
+from hrmonitor.config import load_config
+from tests.fixtures.app_config import make_config
+from tests.fixtures.rbldnsd import Rbldnsd
+
+pytestmark = pytest.mark.slow
+
+
+async def eventually(condition: Callable[[], bool], within: float = 15.0) -> None:
+    """Poll ``condition`` until true; fail after ``within`` seconds (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_scheduled_sweeps_open_and_close_a_listing_interval(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    rbldnsd.delist_ip("127.0.0.21")
+    config = load_config(make_config(tmp_path, rbldnsd=rbldnsd))
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    store = open_store(config.database.url)
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+
+        def open_listings() -> set[str]:
+            return {x.ip for x in store.current_listings()}
+
+        await eventually(lambda: "127.0.0.20" in open_listings())
+        assert "127.0.0.21" not in open_listings()
+
+        rbldnsd.list_ip("127.0.0.21", code="127.0.0.4")
+        await eventually(lambda: "127.0.0.21" in open_listings())
+        rbldnsd.delist_ip("127.0.0.21")
+        await eventually(lambda: "127.0.0.21" not in open_listings())
+        [interval] = store.listing_history("127.0.0.21")
+        assert interval.codes == ("127.0.0.4",)
+        assert interval.cleared_at is not None
+        assert interval.first_seen <= interval.last_seen <= interval.cleared_at
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
+        store.close()
+
+
+def test_the_daemon_process_stops_cleanly_on_sigterm(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    with subprocess.Popen(
+        [sys.executable, "-m", "hrmonitor", "-v", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if "hrmonitor running" in line:
+                    break
+            else:
+                pytest.fail(f"daemon did not start: exit {process.wait()}")
+            process.send_signal(signal.SIGTERM)
+            _, rest = process.communicate(timeout=15)
+            assert process.returncode == 0, rest
+            assert "hrmonitor stopping" in rest
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
