@@ -1,0 +1,134 @@
+"""The Router against the real mail DNS adapter and the loopback DNS server, with a fake clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.core.limits import SendingLimits
+from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
+from hrmonitor.core.mx import DomainStatus
+from hrmonitor.core.routing import RoutingSettings, Tenant
+from hrmonitor.core.routing_rules import load_routing_files
+from hrmonitor.services.routing import Router
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.peers import FakeClock
+
+SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
+POOLS = tuple(
+    Pool(name, risk, (), (), PoolPolicy(), timedelta(minutes=30))
+    for name, risk in (("normal", RiskClass.NORMAL), ("high-risk", RiskClass.HIGH))
+)
+CONTOSO = Tenant("contoso", ("127.0.0.0/8",), ("contoso.example",))
+MESSAGE = b"From: a@contoso.example\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def router(dns_server: DnsTestServer) -> Router:
+    dns_server.add("contoso.example", "MX", "10 mx.contoso.example.")
+    settings = RoutingSettings(limits=SendingLimits(recipients_per_hour=3, recipients_per_day=50))
+    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=0.3, attempts=1)
+    return Router(load_routing_files([SHIPPED]), POOLS, settings, mail_dns, [CONTOSO])
+
+
+async def test_tenant_mail_with_a_resolving_domain_goes_normal(
+    router: Router, fake_clock: FakeClock
+):
+    decision = await router.route(
+        mail_from="a@contoso.example",
+        rcpts=["b@rcpt.test"],
+        client_ip="127.0.0.1",
+        message=MESSAGE,
+        arrival=fake_clock.now(),
+    )
+    assert (decision.pool, decision.reasons, decision.hold) == ("normal", (), False)
+    assert decision.facts["tenant"] == "contoso"
+
+
+async def test_sender_domain_without_records_is_resolved_and_goes_high(
+    router: Router, fake_clock: FakeClock
+):
+    decision = await router.route(
+        mail_from="x@ghost.test",
+        rcpts=["b@rcpt.test"],
+        client_ip="127.0.0.1",
+        message=MESSAGE,
+        arrival=fake_clock.now(),
+    )
+    assert decision.pool == "high-risk"
+    assert decision.facts["sender_domain_status"] == "no-records"
+
+
+async def test_servfail_holds_then_routes_high_once_the_hold_is_over(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    dns_server.servfail("flaky.test")
+    arrival = fake_clock.now()
+    args: dict[str, Any] = {
+        "mail_from": "x@flaky.test",
+        "rcpts": ["b@rcpt.test"],
+        "client_ip": "127.0.0.1",
+        "message": MESSAGE,
+        "arrival": arrival,
+    }
+    first = await router.route(**args)
+    assert first.hold
+    fake_clock.advance(timedelta(minutes=10))
+    later = await router.route(**args, now=fake_clock.now(), count=False)
+    assert not later.hold
+    assert later.pool == "high-risk"
+    assert [r.rule for r in later.reasons] == ["dns-unknown"]
+
+
+async def test_unknown_is_never_cached_so_a_healed_domain_is_re_resolved(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    dns_server.servfail("heals.test")
+    now = fake_clock.now()
+    assert await router.sender_domain_status("heals.test", now) is DomainStatus.UNKNOWN
+    dns_server.heal("heals.test")
+    dns_server.add("heals.test", "A", "192.0.2.1")
+    assert await router.sender_domain_status("heals.test", now) is DomainStatus.EXISTS
+
+
+async def test_the_message_that_crosses_the_hourly_limit_goes_high_with_an_alert(
+    router: Router, fake_clock: FakeClock
+):
+    decisions = []
+    for _ in range(2):
+        decisions.append(
+            await router.route(
+                mail_from="a@contoso.example",
+                rcpts=["b@rcpt.test", "c@rcpt.test"],
+                client_ip="127.0.0.1",
+                message=MESSAGE,
+                arrival=fake_clock.now(),
+            )
+        )
+        fake_clock.advance(timedelta(minutes=1))
+    assert [d.pool for d in decisions] == ["normal", "high-risk"]
+    assert decisions[1].alerts == ("sending-limit",)
+
+
+async def test_null_sender_needs_no_dns_and_goes_high(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    decision = await router.route(
+        mail_from="",
+        rcpts=["b@rcpt.test"],
+        client_ip="127.0.0.1",
+        message=MESSAGE,
+        arrival=fake_clock.now(),
+    )
+    assert decision.pool == "high-risk"
+    assert dns_server.queries == []
+
+
+def test_stored_form_strips_scores_from_untrusted_clients(router: Router):
+    message = b"X-Spam-Score: -5\r\nSubject: s\r\n\r\nb"
+    assert router.stored_form(message, "127.0.0.1") == message
+    assert router.stored_form(message, "192.0.2.1") == b"Subject: s\r\n\r\nb"
