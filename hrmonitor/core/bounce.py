@@ -43,7 +43,12 @@ MAX_BYTES = 1024 * 1024  # bytes of a message looked at; the original copy is at
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
-_ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers")
+_ORIGINAL_TYPES = (
+    "message/rfc822",
+    "message/global",
+    "message/global-headers",
+    "text/rfc822-headers",
+)
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
 _QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
 _FORWARD_SUBJECT = re.compile(r"\s*(?:fwd?|fw|wg|tr|rv|enc|i)\s*:", re.IGNORECASE)
@@ -250,16 +255,21 @@ def _recipient(
 
 
 def _status(field: str, diagnostic: str, action: str) -> str:
-    """The best RFC 3463 status: the field's, refined by the diagnostic's where it is generic."""
+    """The best RFC 3463 status: the field's, refined by the diagnostic's where it is generic.
+
+    A failure's text is searched for failure codes only: a 2.x.x there is a
+    transcript line or a version number, not the outcome.
+    """
+    classes = "245" if action in _SUCCESS_ACTIONS else "45"
     status = find_status(field)
-    detailed = find_status(diagnostic)
+    detailed = find_status(diagnostic, classes)
     if status is None or (
         status.endswith(".0.0") and detailed is not None and detailed[0] == status[0]
     ):
         status = detailed or status
     if status is not None:
         return status
-    klass = find_reply_class(diagnostic)
+    klass = find_reply_class(diagnostic, classes)
     if klass is None:
         klass = {"delayed": "4", "delivered": "2", "relayed": "2", "expanded": "2"}.get(action, "5")
     return f"{klass}.0.0"

@@ -123,7 +123,7 @@ _WEAK: dict[str, Reason] = {
     "7.10": Reason.FAILEDSTARTTLS,
     "7.11": Reason.FAILEDSTARTTLS,
 }
-_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
 _REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
 
 
@@ -149,16 +149,20 @@ class BouncePatterns:
 NO_PATTERNS = BouncePatterns(())
 
 
-def find_status(text: str) -> str | None:
-    """The first RFC 3463 enhanced status code in ``text`` ("5.1.1"), or None."""
-    match = _STATUS.search(text)
-    return None if match is None else ".".join(match.groups())
+def find_status(text: str, classes: str = "245") -> str | None:
+    """The first RFC 3463 enhanced status code in ``text`` ("5.1.1") of one of ``classes``."""
+    for match in _STATUS.finditer(text):
+        if match.group(1) in classes:
+            return ".".join(match.groups())
+    return None
 
 
-def find_reply_class(text: str) -> str | None:
+def find_reply_class(text: str, classes: str = "245") -> str | None:
     """The class ("4" or "5") of the first SMTP reply code (421, 550, ...) in ``text``."""
-    match = _REPLY.search(text)
-    return None if match is None else match.group(1)
+    for match in _REPLY.finditer(text):
+        if match.group(1) in classes:
+            return match.group(1)
+    return None
 
 
 def reason_for(status: str, diagnostic: str, patterns: BouncePatterns) -> Reason:

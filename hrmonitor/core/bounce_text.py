@@ -45,12 +45,13 @@ _HEADER_LINE = re.compile(
 )
 _MARKER = re.compile(
     r"^(?:[ \t]*[-=*_#]{2,}.*?(?:original|copy of|unsent|returned|rejected|undelivered|"
-    r"message follows|headers? follow|message text|message header).*"
+    r"message follows|headers? follow|message text|message header|source (?:mail|message)).*"
     r"|[ \t]*(?:below this line is a copy|a copy of the original message|"
     r"the original message headers|"
     r"original message headers|original message follows|unsent message follows|"
     r"message headers? follows?|header of the original message|"
-    r"original message header|the text of (?:your|the) message).*)$",
+    r"original message header|the text of (?:your|the) message|header of the source|"
+    r"original message as received).*)$",
     re.IGNORECASE | re.MULTILINE,
 )
 _HEADING = re.compile(
@@ -162,11 +163,15 @@ def readable_text(root: Part, *, limit: int = MAX_REGION) -> str:
 
 
 def failure_region(text: str) -> str:
-    """The text up to the copy of the original message (the first marker after an address)."""
-    start = 0
+    """The text up to the copy of the original message.
+
+    That is the first marker line with an address or failure wording before it:
+    some bounces open with a marker-like line before saying anything.
+    """
     for marker in _MARKER.finditer(text):
-        if _ADDRESS.search(text, start, marker.start()) is not None:
-            return text[: marker.start()][:MAX_REGION]
+        before = text[: marker.start()]
+        if _ADDRESS.search(before) is not None or FAILURE_TEXT.search(before) is not None:
+            return before[:MAX_REGION]
     return text[:MAX_REGION]
 
 
