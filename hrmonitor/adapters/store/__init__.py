@@ -7,6 +7,7 @@ Use :func:`open_store` and the :class:`Store` it returns; the modules behind it
 from hrmonitor.adapters.store.records import (
     AlertRecord,
     AnswerRecord,
+    CleanRun,
     IpRecord,
     ListingChanges,
     ListingRecord,
@@ -20,6 +21,7 @@ from hrmonitor.adapters.store.store import Store, open_store
 __all__ = [
     "AlertRecord",
     "AnswerRecord",
+    "CleanRun",
     "IpRecord",
     "ListingChanges",
     "ListingRecord",

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.records import (
     AnswerRecord,
+    CleanRun,
     ListingChanges,
     ListingRecord,
     ZoneHealthChange,
@@ -259,10 +260,10 @@ def zone_health(session: Session) -> dict[str, ZoneHealthRecord]:
     }
 
 
-def clean_since(session: Session, ip: str, zones: Collection[str]) -> datetime | None:
-    """Since when ``ip`` has been clean on every one of ``zones``, with no open listing.
+def clean_run(session: Session, ip: str, zones: Collection[str]) -> CleanRun | None:
+    """The run of clean answers ``ip`` is in on every one of ``zones``, with no open listing.
 
-    None when there is no such run yet: an open listing (on any zone), a zone without
+    None when there is no such run: an open listing (on any zone), a zone without
     an answer, or a zone whose run is broken. No zones means no evidence, so None too.
     """
     wanted = set(zones)
@@ -273,12 +274,12 @@ def clean_since(session: Session, ip: str, zones: Collection[str]) -> datetime |
     )
     if open_listing is not None:
         return None
-    runs = session.execute(
-        select(AnswerRow.list_key, AnswerRow.clean_since).where(
+    rows = session.execute(
+        select(AnswerRow.list_key, AnswerRow.clean_since, AnswerRow.checked_at).where(
             AnswerRow.ip == ip, AnswerRow.list_key.in_(wanted)
         )
     ).all()
-    starts = {zone: since for zone, since in runs}
-    if set(starts) != wanted or any(since is None for since in starts.values()):
+    starts = [since for _zone, since, _checked in rows if since is not None]
+    if {zone for zone, _since, _checked in rows} != wanted or len(starts) != len(wanted):
         return None
-    return max(since for since in starts.values() if since is not None)
+    return CleanRun(since=max(starts), checked_at=min(checked for _z, _s, checked in rows))

@@ -61,7 +61,14 @@ def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[s
     for pool, ip, state in planned:
         if session.get(IpRow, ip) is None:
             session.add(
-                IpRow(ip=ip, pool=pool.name, state=state.value, state_since=now, updated_at=now)
+                IpRow(
+                    ip=ip,
+                    pool=pool.name,
+                    state=state.value,
+                    state_since=now,
+                    state_actor="config",
+                    updated_at=now,
+                )
             )
         insert_new(
             session,
@@ -114,8 +121,12 @@ def _ip_record(row: IpRow) -> IpRecord:
         pool=row.pool,
         state=IPState(row.state),
         state_since=row.state_since,
+        state_until=row.state_until,
+        state_actor=row.state_actor,
         warmup_stage=row.warmup_stage,
+        warmup_since=row.warmup_since,
         sent_today=row.sent_today,
+        delivered_today=row.delivered_today,
         sent_day=row.sent_day,
         last_sent_at=row.last_sent_at,
     )
@@ -146,7 +157,15 @@ def transition_ip(
     result = session.execute(
         update(IpRow)
         .where(IpRow.ip == ip, IpRow.state == expected.value)
-        .values(state=to.value, state_since=event.at, updated_at=event.at, warmup_stage=stage)
+        .values(
+            state=to.value,
+            state_since=event.at,
+            state_until=event.until,
+            state_actor=event.actor,
+            updated_at=event.at,
+            warmup_stage=stage,
+            warmup_since=None if stage is None else event.at,
+        )
     )
     assert isinstance(result, CursorResult)
     if result.rowcount != 1:
@@ -161,7 +180,13 @@ def set_warmup_stage(
     """Compare-and-set the warm-up stage, audited; False if it was not ``expected``."""
     current = IpRow.warmup_stage.is_(None) if expected is None else IpRow.warmup_stage == expected
     result = session.execute(
-        update(IpRow).where(IpRow.ip == ip, current).values(warmup_stage=to, updated_at=event.at)
+        update(IpRow)
+        .where(IpRow.ip == ip, current)
+        .values(
+            warmup_stage=to,
+            warmup_since=None if to is None else event.at,
+            updated_at=event.at,
+        )
     )
     assert isinstance(result, CursorResult)
     if result.rowcount != 1:
@@ -170,22 +195,27 @@ def set_warmup_stage(
     return True
 
 
-def record_sent(session: Session, ip: str, now: datetime, count: int) -> int:
-    """Add ``count`` to the IP's volume for ``now``'s UTC day; the day's total after it.
+def record_volume(session: Session, ip: str, now: datetime, sent: int, delivered: int) -> int:
+    """Add to the IP's sent and delivered counts for ``now``'s UTC day; the day's sent total.
 
     One UPDATE does the arithmetic in the database, so two nodes sending from the
-    same IP never lose each other's counts. An unknown IP counts nothing and gives 0.
+    same IP never lose each other's counts; the first count of a new day starts both
+    counters over. An unknown IP counts nothing and gives 0.
     """
     today = now.astimezone(UTC).date()
-    result = session.execute(
-        update(IpRow)
-        .where(IpRow.ip == ip)
-        .values(
-            sent_today=case((IpRow.sent_day == today, IpRow.sent_today + count), else_=count),
-            sent_day=today,
-            last_sent_at=now,
+    same_day = IpRow.sent_day == today
+    values: dict[str, object] = {
+        "sent_today": case((same_day, IpRow.sent_today + sent), else_=sent),
+        "delivered_today": case((same_day, IpRow.delivered_today + delivered), else_=delivered),
+        "sent_day": today,
+    }
+    if sent:
+        values["last_sent_at"] = case(
+            (IpRow.last_sent_at.is_(None), now),
+            (IpRow.last_sent_at < now, now),
+            else_=IpRow.last_sent_at,
         )
-    )
+    result = session.execute(update(IpRow).where(IpRow.ip == ip).values(values))
     assert isinstance(result, CursorResult)
     if result.rowcount != 1:
         return 0

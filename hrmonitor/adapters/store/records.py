@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from hrmonitor.core.model import IPState, RiskClass, Severity, Status, ZoneHealth
+from hrmonitor.core.suspension import Suspension as CoreSuspension
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,14 +16,21 @@ class IpRecord:
     pool: str
     state: IPState
     state_since: datetime
-    warmup_stage: int | None
+    state_until: datetime | None  # an operator's "until" for the current state
+    state_actor: str  # the rule or operator that made the current state ("config" at first)
+    warmup_stage: int | None  # None unless warming
+    warmup_since: datetime | None  # when the current stage began
     sent_today: int  # counted on ``sent_day``; use :meth:`sent_on` for "today"
+    delivered_today: int  # counted on ``sent_day`` too; use :meth:`delivered_on`
     sent_day: date | None
     last_sent_at: datetime | None
 
     def sent_on(self, day: date) -> int:
         """Messages counted on ``day`` (0 when the stored count belongs to an earlier day)."""
         return self.sent_today if self.sent_day == day else 0
+
+    def delivered_on(self, day: date) -> int:
+        return self.delivered_today if self.sent_day == day else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,14 @@ class ListingRecord:
     @property
     def is_open(self) -> bool:
         return self.cleared_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class CleanRun:
+    """An IP clean on every zone asked about, with no open listing."""
+
+    since: datetime  # the latest start among the zones' unbroken clean runs
+    checked_at: datetime  # the oldest of the zones' latest clean answers: all were clean then
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +123,18 @@ class Suspension:
 
     def active_at(self, now: datetime) -> bool:
         return self.lifted_at is None and now < self.until
+
+    def as_core(self) -> CoreSuspension:
+        """The rotation core's value (it has no notion of a lifted suspension)."""
+        return CoreSuspension(
+            ip=self.ip,
+            scope=self.scope,
+            since=self.since,
+            until=self.until if self.lifted_at is None else min(self.until, self.lifted_at),
+            reason=self.reason,
+            actor=self.actor,
+            evidence=self.evidence,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,8 +89,13 @@ class IpRow(Base):
     pool: Mapped[str] = mapped_column(ForeignKey("pools.name"))
     state: Mapped[str] = mapped_column(STATE)
     state_since: Mapped[datetime]
+    state_until: Mapped[datetime | None]  # an operator's "until" for the current state
+    state_actor: Mapped[str] = mapped_column(NAME, server_default=text("''"))
     warmup_stage: Mapped[int | None] = mapped_column(Integer)
+    warmup_since: Mapped[datetime | None]
+    # Volume of the UTC day ``sent_day``; the next day's first count starts them over.
     sent_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    delivered_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     sent_day: Mapped[date | None]
     last_sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.records import (
     AlertRecord,
     AnswerRecord,
+    CleanRun,
     IpRecord,
     ListingChanges,
     ListingRecord,
@@ -83,7 +85,7 @@ class Store:
         """Apply the migrations up to every head; False (and cheap) if already there."""
         try:
             return migrate.upgrade(self._engine)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, CommandError) as exc:
             raise StoreError(f"database migration failed: {exc}") from exc
 
     def is_current(self) -> bool:
@@ -138,8 +140,15 @@ class Store:
         return self._run(lambda s: pools.set_warmup_stage(s, _ip(ip), expected, to, event))
 
     def record_sent(self, ip: str, now: datetime, count: int = 1) -> int:
-        """Count ``count`` messages sent from ``ip`` on ``now``'s UTC day; the day's total."""
-        return self._run(lambda s: pools.record_sent(s, _ip(ip), now, count))
+        """Count ``count`` messages sent from ``ip`` on ``now``'s UTC day; the day's total.
+
+        The warm-up cap counts these; ``last_sent_at`` (idle re-warm) moves to ``now``.
+        """
+        return self._run(lambda s: pools.record_volume(s, _ip(ip), now, count, 0))
+
+    def record_delivered(self, ip: str, now: datetime, count: int = 1) -> None:
+        """Count ``count`` messages delivered from ``ip`` on ``now``'s UTC day (warm-up rate)."""
+        self._run(lambda s: pools.record_volume(s, _ip(ip), now, 0, count))
 
     # --- DNSBL ----------------------------------------------------------------------
 
@@ -172,10 +181,15 @@ class Store:
     def zone_health(self) -> dict[str, ZoneHealthRecord]:
         return self._run(listings.zone_health)
 
+    def clean_run(self, ip: str, zones: Collection[str]) -> CleanRun | None:
+        """The run of trustworthy clean answers ``ip`` is in on every zone in ``zones``
+        with no open listing; None if there is none, which never counts as clean."""
+        return self._run(lambda s: listings.clean_run(s, _ip(ip), zones))
+
     def clean_since(self, ip: str, zones: Collection[str]) -> datetime | None:
-        """Since when ``ip`` has had trustworthy clean answers on every zone in ``zones``
-        and no open listing; None if it has not (yet), which never counts as clean."""
-        return self._run(lambda s: listings.clean_since(s, _ip(ip), zones))
+        """Since when ``ip`` has been clean on every zone in ``zones`` (see :meth:`clean_run`)."""
+        run = self.clean_run(ip, zones)
+        return None if run is None else run.since
 
     # --- suspensions and audit ------------------------------------------------------
 

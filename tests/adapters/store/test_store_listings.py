@@ -198,3 +198,16 @@ def test_current_listings_filter_by_ip(store: Store) -> None:
     store.record_sweep([listed(), other], OK, T0)
     assert [r.ip for r in store.current_listings()] == [IP, "203.0.113.21"]
     assert [r.ip for r in store.current_listings("203.0.113.21")] == ["203.0.113.21"]
+
+
+def test_clean_run_says_since_when_and_up_to_when_every_zone_was_clean(store: Store) -> None:
+    zones = [ZEN, SPAMCOP]
+    store.record_sweep([Clean(IP, ZEN), Clean(IP, SPAMCOP)], OK, T0)
+    store.record_sweep([Clean(IP, ZEN)], OK, T0 + timedelta(hours=1))
+    run = store.clean_run(IP, zones)
+    assert run is not None
+    assert (run.since, run.checked_at) == (T0, T0)  # spamcop was last seen clean at T0
+    store.record_sweep([Clean(IP, SPAMCOP)], OK, T0 + timedelta(hours=2))
+    run = store.clean_run(IP, zones)
+    assert run is not None
+    assert run.checked_at == T0 + timedelta(hours=1)

@@ -117,3 +117,11 @@ def test_timestamps_come_back_timezone_aware_utc(store: Store) -> None:
     (alert,) = store.recent_alerts()
     assert alert.last_sent_at == datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     assert alert.last_sent_at.tzinfo is UTC
+
+
+def test_a_database_from_a_newer_hrmonitor_is_a_store_error(store: Store) -> None:
+    """A revision this release does not ship (someone ran a newer version) stops the upgrade."""
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="migration failed"):
+        store.upgrade()

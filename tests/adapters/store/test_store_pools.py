@@ -231,3 +231,62 @@ def test_record_sent_from_two_stores_loses_no_count(store: Store, store_url: str
 
 def test_record_sent_for_an_unknown_ip_counts_nothing(store: Store) -> None:
     assert store.record_sent("192.0.2.1", T0) == 0
+
+
+def test_a_transition_keeps_who_made_it_and_until_when(store: Store) -> None:
+    store.sync_pools([HIGH], T0)
+    ip = "203.0.113.20"
+    record = store.ip_record(ip)
+    assert record is not None
+    assert (record.state_actor, record.state_until) == ("config", None)
+    until = T0 + timedelta(days=2)
+    disable = AuditEvent(
+        T0,
+        ip,
+        "high-risk",
+        "state",
+        "active",
+        "disabled",
+        "maintenance",
+        "operator:alice",
+        {},
+        until,
+    )
+    assert store.transition_ip(ip, IPState.ACTIVE, IPState.DISABLED, disable)
+    record = store.ip_record(ip)
+    assert record is not None
+    assert (record.state, record.state_actor, record.state_until) == (
+        IPState.DISABLED,
+        "operator:alice",
+        until,
+    )
+    assert store.audit_trail(ip)[-1].until == until
+
+
+def test_warmup_stage_remembers_when_it_began(store: Store) -> None:
+    store.sync_pools([HIGH], T0)
+    ip = "203.0.113.22"
+    store.transition_ip(
+        ip, IPState.STANDBY, IPState.WARMING, event(ip, IPState.WARMING, IPState.STANDBY)
+    )
+    advanced_at = T0 + timedelta(days=1)
+    store.set_warmup_stage(ip, 0, 1, event(ip, IPState.WARMING, IPState.WARMING, at=advanced_at))
+    record = store.ip_record(ip)
+    assert record is not None
+    assert (record.warmup_stage, record.warmup_since) == (1, advanced_at)
+
+
+def test_delivered_counts_share_the_day_with_sent_counts(store: Store) -> None:
+    store.sync_pools([HIGH], T0)
+    ip = "203.0.113.20"
+    store.record_sent(ip, T0, count=10)
+    store.record_delivered(ip, T0, count=9)
+    record = store.ip_record(ip)
+    assert record is not None
+    assert (record.sent_on(T0.date()), record.delivered_on(T0.date())) == (10, 9)
+    tomorrow = T0 + timedelta(days=1)
+    store.record_delivered(ip, tomorrow)
+    record = store.ip_record(ip)
+    assert record is not None
+    assert (record.sent_on(tomorrow.date()), record.delivered_on(tomorrow.date())) == (0, 1)
+    assert record.last_sent_at == T0  # a delivery report is not a send

@@ -105,3 +105,16 @@ def test_an_operator_can_lift_a_suspension_early(pooled: Store) -> None:
 def test_a_suspension_must_end_after_it_starts(pooled: Store) -> None:
     with pytest.raises(ValueError, match="is not after"):
         suspend(pooled, "outlook.com", T0, T0)
+
+
+def test_a_stored_suspension_converts_to_the_rotation_core_value(pooled: Store) -> None:
+    suspend(pooled, "outlook.com", T0, T0 + HOUR)
+    (active,) = pooled.active_suspensions(T0)
+    core = active.as_core()
+    assert (core.ip, core.scope, core.since, core.until) == (IP, "outlook.com", T0, T0 + HOUR)
+    assert core.active(T0)
+    assert core.covers("outlook.com")
+    assert not core.covers("gmail.com")
+    pooled.lift_suspension(IP, "outlook.com", T0 + HOUR / 4, "operator:alice", "done")
+    lifted = pooled.lift_expired(T0 + 2 * HOUR)
+    assert lifted == []  # already lifted by the operator: nothing left to expire
