@@ -27,6 +27,7 @@ __all__ = ["DomainStatus", "MessageFacts", "Reason", "RouteDecision", "RoutingSe
 
 DNS_UNKNOWN_RULE = "dns-unknown"
 FAIL_CLOSED_RULE = "fail-closed"
+NULL_SENDER_FLOOR_RULE = "null-sender-floor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +321,12 @@ def decide(
         pool = normal if normal is not None else _riskiest(pools)
         if normal is None:
             reasons.append(Reason(FAIL_CLOSED_RULE, f"no normal pool; routed to {pool.name}"))
+    if facts.null_sender and pool.risk is not RiskClass.HIGH:
+        # Bounces never leave through a normal pool, whatever the rule files say.
+        pool = _first_of_risk(pools, RiskClass.HIGH) or _riskiest(pools)
+        reasons.append(
+            Reason(NULL_SENDER_FLOOR_RULE, f"null reverse-path always leaves via {pool.name}")
+        )
     return RouteDecision(
         pool=pool.name,
         risk=pool.risk,
@@ -328,4 +335,25 @@ def decide(
         hold=hold,
         hold_until=hold_until,
         alerts=tuple(alerts),
+    )
+
+
+def decision_from_json(data: Mapping[str, object]) -> RouteDecision:
+    """A stored decision read back from :meth:`RouteDecision.to_json` output."""
+    reasons = data["reasons"]
+    alerts = data.get("alerts") or []
+    facts = data.get("facts") or {}
+    hold_until = data.get("hold_until")
+    if not isinstance(reasons, list) or not isinstance(alerts, list):
+        raise ValueError("reasons and alerts must be lists")
+    if not isinstance(facts, Mapping):
+        raise ValueError("facts must be an object")
+    return RouteDecision(
+        pool=str(data["pool"]),
+        risk=RiskClass(str(data["risk"])),
+        reasons=tuple(Reason(str(r["rule"]), str(r["detail"])) for r in reasons),
+        facts=dict(facts),
+        hold=bool(data.get("hold", False)),
+        hold_until=datetime.fromisoformat(str(hold_until)) if hold_until else None,
+        alerts=tuple(str(a) for a in alerts),
     )

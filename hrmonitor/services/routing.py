@@ -118,7 +118,11 @@ class Router:
             self._window.record(mail_from.strip().strip("<>"), len(rcpts), arrival)
         last_hour, last_day = self._window.counts(mail_from.strip().strip("<>"), when)
         limit = check_limits(last_hour, last_day, self.settings.limits)
-        status = await self.sender_domain_status(sender_domain_of(mail_from), when)
+        domain = sender_domain_of(mail_from)
+        if domain or not mail_from.strip().strip("<>"):
+            status = await self.sender_domain_status(domain, when)
+        else:  # a non-null sender without a domain has no records to find: fail closed
+            status = DomainStatus.NO_RECORDS
         facts = message_facts(
             mail_from=mail_from,
             rcpts=rcpts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from hrmonitor.core.routing import (
     RoutingSettings,
     Tenant,
     decide,
+    decision_from_json,
     message_facts,
     sender_domain_of,
     tenant_for,
@@ -191,6 +193,19 @@ def test_decision_json_has_the_spec_shape():
     assert data["facts"]["mail_from"] == ""  # type: ignore[index]
 
 
+def test_null_sender_floor_applies_when_the_null_sender_rule_is_switched_off():
+    decision = decide(facts("<>"), (), POOLS, SETTINGS, ARRIVAL)
+    assert decision.pool == "high-risk"
+    assert rules_of(decision.reasons) == ["null-sender-floor"]
+
+
+def test_stored_decision_round_trips_through_json():
+    unknown = facts(status=DomainStatus.UNKNOWN, last_hour=11)
+    decision = decide(unknown, RULES, POOLS, SETTINGS, ARRIVAL)
+    data = json.loads(json.dumps(decision.to_json()))
+    assert decision_from_json(data) == decision
+
+
 def test_sender_domain_and_tenant_lookup():
     assert sender_domain_of("<Alice@Contoso.Example>") == "contoso.example"
     assert sender_domain_of("<>") == ""
@@ -222,12 +237,13 @@ def any_facts(draw: st.DrawFn) -> MessageFacts:
     )
 
 
-@given(any_facts(), _pools, _minutes)
+@given(any_facts(), _pools, _minutes, st.booleans())
 def test_property_null_sender_never_routes_to_a_normal_pool(
-    message: MessageFacts, pools: tuple[Pool, ...], now: datetime
+    message: MessageFacts, pools: tuple[Pool, ...], now: datetime, with_rules: bool
 ):
+    """Even with every rule file switched off: bounces never leave through a normal pool."""
     null = replace(message, mail_from="", sender_domain="")
-    assert decide(null, RULES, pools, SETTINGS, now).risk is RiskClass.HIGH
+    assert decide(null, RULES if with_rules else (), pools, SETTINGS, now).risk is RiskClass.HIGH
 
 
 _extra_conditions = st.sampled_from(

@@ -132,3 +132,18 @@ def test_stored_form_strips_scores_from_untrusted_clients(router: Router):
     message = b"X-Spam-Score: -5\r\nSubject: s\r\n\r\nb"
     assert router.stored_form(message, "127.0.0.1") == message
     assert router.stored_form(message, "192.0.2.1") == b"Subject: s\r\n\r\nb"
+
+
+async def test_sender_without_a_domain_is_treated_as_having_no_records(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    decision = await router.route(
+        mail_from="postmaster",
+        rcpts=["b@rcpt.test"],
+        client_ip="127.0.0.1",
+        message=MESSAGE,
+        arrival=fake_clock.now(),
+    )
+    assert decision.pool == "high-risk"
+    assert decision.facts["sender_domain_status"] == "no-records"
+    assert dns_server.queries == []
