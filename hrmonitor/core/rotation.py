@@ -423,6 +423,8 @@ class _Run:
             )
 
     def operator(self, action: OperatorAction) -> None:
+        if action.ip not in self.views:
+            return  # another pool's IP: the controller sends the action to that pool
         problem = self.refusal(action)
         if problem is not None:
             self.refusals.append(Refusal(action.ip, action.verb, problem))
