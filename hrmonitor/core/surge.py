@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -49,12 +49,42 @@ from enum import StrEnum
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.anomaly import AnomalyParams, Detector, SlidingCounts, wilson_bounds
 from hrmonitor.core.model import Severity
-from hrmonitor.core.surge_evidence import Evidence, EvidenceSummary, FailedAddress, summarise
+from hrmonitor.core.surge_cause import Cause, attribute
+from hrmonitor.core.surge_events import (
+    BOUNCE_KINDS,
+    COMPLAINT_KIND,
+    DELIVERED,
+    BounceReturned,
+    DeliveryOutcome,
+    FailedAddress,
+    MessageAccepted,
+    domain_of,
+)
+from hrmonitor.core.surge_evidence import Evidence, EvidenceSummary, summarise
+from hrmonitor.core.surge_rates import RateRow, RateStatus, RateThresholds, rate_rows
 from hrmonitor.core.verp import BatvVerdict, batv_strip, verp_decode
 
-BOUNCE_KINDS = frozenset({"dsn", "nonstandard-bounce"})
-COMPLAINT_KIND = "arf"
-DELIVERED = "delivered"
+__all__ = [
+    "BounceReturned",
+    "Cause",
+    "DeliveryOutcome",
+    "Dimension",
+    "EvidenceSummary",
+    "FailedAddress",
+    "MessageAccepted",
+    "RateRow",
+    "RateStatus",
+    "RateThresholds",
+    "Surge",
+    "SurgeChange",
+    "SurgeSettings",
+    "SurgeTracker",
+    "attribute",
+    "domain_of",
+    "rate_rows",
+    "surge_alert",
+]
+
 _RCPTS, _DSNS = 0, 1
 _SENT, _HARD, _COMPLAINTS = 0, 1, 2
 
@@ -64,91 +94,6 @@ class Dimension(StrEnum):
     SENDER_DOMAIN = "sender-domain"
     DESTINATION = "destination-domain"
     SOURCE_IP = "source-ip"
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
-
-
-# --- Events -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MessageAccepted:
-    """A message a tenant handed to the relay, classified at acceptance.
-
-    ``sender_domain`` defaults to the envelope sender's domain; give it for
-    a null-sender DSN (the From domain). ``kind`` is the bounce kind of the
-    message itself; for a DSN, ``failed`` holds what it reports. ``hops``
-    is the number of Received headers (a loop shows up there).
-    """
-
-    at: datetime
-    tenant: str
-    sender: str
-    recipients: tuple[str, ...]
-    message_id: str = ""
-    envelope_id: str = ""
-    client_ip: str = ""
-    connector: str = ""
-    sender_domain: str = ""
-    spam_score: float | None = None
-    kind: str = "none"
-    failed: tuple[FailedAddress, ...] = ()
-    hops: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    """The remote reply to one recipient of one attempt; ``hard`` marks a permanent failure."""
-
-    at: datetime
-    tenant: str
-    sender: str
-    recipient: str
-    source_ip: str
-    reason: str
-    hard: bool = False
-    message_id: str = ""
-    bounce: bool = False  # the message delivered was itself a DSN
-    diagnostic: str = ""
-    sender_domain: str = ""
-
-    @property
-    def final(self) -> bool:
-        return self.reason == DELIVERED or self.hard
-
-
-@dataclass(frozen=True, slots=True)
-class BounceReturned:
-    """A bounce or complaint that came back to one of our envelope senders.
-
-    ``bounced_address`` is the bounce's recipient (our sender, maybe
-    BATV/VERP tagged); ``message_ids``/``envelope_id`` are what it says it
-    is about; ``batv`` is the verdict on the address when tagging is on
-    (the watcher fills it); ``tenant`` is the caller's guess from the
-    address's domain, used when the bounce matches none of our mail.
-    """
-
-    at: datetime
-    bounced_address: str
-    failed: tuple[FailedAddress, ...] = ()
-    kind: str = "dsn"
-    message_ids: tuple[str, ...] = ()
-    envelope_id: str = ""
-    tenant: str = ""
-    batv: BatvVerdict | None = None
-
-
-# --- Results ------------------------------------------------------------------------------
-
-
-class Cause(StrEnum):
-    BACKSCATTER = "backscatter"
-    DIRECTORY_HARVEST = "directory-harvest"
-    SPAM_ATTACK = "spam-attack"
-    ROGUE_SERVER = "rogue-server"
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,170 +207,6 @@ def surge_alert(change: SurgeChange) -> Alert:
         ip=ip,
         resolved=change.resolved,
     )
-
-
-def attribute(summary: EvidenceSummary, settings: SurgeSettings) -> tuple[Cause, dict[str, object]]:
-    """The likeliest cause of a surge and the evidence that names it (UNKNOWN if none fits).
-
-    Each cause has a test and a score in [0, 1]; the best-scoring cause that
-    passes its test wins, earlier in this order on a tie: backscatter,
-    directory harvest, spam attack, rogue server.
-    """
-    s, share = summary, settings.cause_share
-    candidates: list[tuple[float, Cause, dict[str, object]]] = []
-    if s.returned and s.returned >= share * s.dsns:
-        exact = s.batv_checked >= share * s.returned and s.batv_checked > 0
-        forged = s.batv_bad / s.batv_checked if exact else s.unmatched / s.returned
-        if forged >= share:
-            candidates.append(
-                (
-                    forged,
-                    Cause.BACKSCATTER,
-                    {
-                        "returned_dsns": s.returned,
-                        "unmatched": s.unmatched,
-                        "forged_share": round(forged, 3),
-                        "batv_checked": s.batv_checked,
-                        "batv_bad": s.batv_bad,
-                        "exact": exact,
-                    },
-                )
-            )
-    if (
-        s.userunknown >= share * s.dsns
-        and s.unknown_locals >= settings.dha_min_local_parts
-        and s.unknown_senders <= settings.dha_max_senders
-    ):
-        candidates.append(
-            (
-                s.userunknown / max(s.dsns, 1),
-                Cause.DIRECTORY_HARVEST,
-                {
-                    "domain": s.unknown_domain,
-                    "distinct_unknown_local_parts": s.unknown_locals,
-                    "senders": s.unknown_senders,
-                    "userunknown": s.userunknown,
-                },
-            )
-        )
-    if s.rcpts and s.top_sender_rcpts >= share * s.rcpts:
-        spam = s.spam_high / s.scored if s.scored else 0.0
-        refused = s.refusals / s.replies if s.replies else 0.0
-        if max(spam, refused) >= settings.spam_share:
-            candidates.append(
-                (
-                    max(spam, refused),
-                    Cause.SPAM_ATTACK,
-                    {
-                        "sender": s.top_sender,
-                        "sender_share": round(s.top_sender_rcpts / s.rcpts, 3),
-                        "spam_share": round(spam, 3),
-                        "mean_spam_score": round(s.mean_score, 2),
-                        "refused_share": round(refused, 3),
-                    },
-                )
-            )
-    if s.rcpts and (s.new_client_rcpts >= share * s.rcpts or s.loops >= share * s.rcpts):
-        diagnostic_share = s.top_diagnostic_count / s.diagnosed if s.diagnosed else 0.0
-        candidates.append(
-            (
-                max(s.new_client_rcpts, s.loops) / s.rcpts,
-                Cause.ROGUE_SERVER,
-                {
-                    "new_clients": list(s.new_clients),
-                    "new_client_share": round(s.new_client_rcpts / s.rcpts, 3),
-                    "loops": s.loops,
-                    "top_diagnostic": s.top_diagnostic,
-                    "identical_diagnostic_share": round(diagnostic_share, 3),
-                },
-            )
-        )
-    if not candidates:
-        return Cause.UNKNOWN, s.overview()
-    best = max(candidates, key=lambda c: c[0])
-    return best[1], best[2]
-
-
-# --- Rates for the report -----------------------------------------------------------------
-
-
-class RateStatus(StrEnum):
-    OK = "ok"
-    REVIEW = "review"
-    PAUSE = "pause"
-
-
-@dataclass(frozen=True, slots=True)
-class RateThresholds:
-    """Published (Amazon SES): hard bounces 5 % review, 10 % pause; complaints 0.1 %, 0.5 %."""
-
-    bounce_review: float = 0.05
-    bounce_pause: float = 0.10
-    complaint_review: float = 0.001
-    complaint_pause: float = 0.005
-
-
-@dataclass(frozen=True, slots=True)
-class RateRow:
-    tenant: str
-    sent: int
-    hard_bounces: int
-    complaints: int
-    hard_bounce_rate: float
-    complaint_rate: float
-    bounce_status: RateStatus
-    complaint_status: RateStatus
-
-    @property
-    def status(self) -> RateStatus:
-        order = (RateStatus.OK, RateStatus.REVIEW, RateStatus.PAUSE)
-        return max(self.bounce_status, self.complaint_status, key=order.index)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "tenant": self.tenant,
-            "sent": self.sent,
-            "hard_bounces": self.hard_bounces,
-            "complaints": self.complaints,
-            "hard_bounce_rate": round(self.hard_bounce_rate, 5),
-            "complaint_rate": round(self.complaint_rate, 5),
-            "bounce_status": str(self.bounce_status),
-            "complaint_status": str(self.complaint_status),
-            "status": str(self.status),
-        }
-
-
-def _status(rate: float, review: float, pause: float) -> RateStatus:
-    if rate >= pause:
-        return RateStatus.PAUSE
-    return RateStatus.REVIEW if rate >= review else RateStatus.OK
-
-
-def rate_rows(
-    counts: Iterable[tuple[str, int, int, int]], thresholds: RateThresholds = RateThresholds()
-) -> tuple[RateRow, ...]:
-    """Rows of (tenant, sent, hard bounces, complaints) with rates and status, by tenant name.
-
-    Rates are raw, as the providers publish them; ``sent`` is the report's
-    volume column so a reader can judge a rate over ten messages.
-    """
-    rows = []
-    for tenant, sent, hard, complaints in sorted(counts):
-        bounce_rate = hard / max(sent, hard, 1)
-        complaint_rate = complaints / max(sent, complaints, 1)
-        rows.append(
-            RateRow(
-                tenant,
-                sent,
-                hard,
-                complaints,
-                bounce_rate,
-                complaint_rate,
-                _status(bounce_rate, thresholds.bounce_review, thresholds.bounce_pause),
-                _status(complaint_rate, thresholds.complaint_review, thresholds.complaint_pause),
-            )
-        )
-    return tuple(rows)
 
 
 # --- The tracker --------------------------------------------------------------------------
@@ -702,9 +483,7 @@ class SurgeTracker:
     def open_surges(self) -> tuple[Surge, ...]:
         return tuple(t.surge for t in self._tracks.values() if t.surge is not None)
 
-    def rates(
-        self, now: datetime, thresholds: RateThresholds = RateThresholds()
-    ) -> tuple[RateRow, ...]:
+    def rates(self, now: datetime, thresholds: RateThresholds | None = None) -> tuple[RateRow, ...]:
         """Hard-bounce and complaint rates per tenant over ``rates_window`` up to ``now``."""
         bucket = int(now.timestamp() // self._rates_seconds)
         counts = []
@@ -712,7 +491,7 @@ class SurgeTracker:
             window.advance(bucket)
             sent, hard, complaints = window.sums
             counts.append((tenant, sent, hard, complaints))
-        return rate_rows(counts, thresholds)
+        return rate_rows(counts, thresholds or RateThresholds())
 
     @property
     def tracked_keys(self) -> int:
