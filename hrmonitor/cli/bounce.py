@@ -1,0 +1,127 @@
+"""``hrmonitor bounce FILE... [--json]``: bounce classification of message files.
+
+Also the one place that reads rules/bounce.toml from disk (``load_bounce_patterns``)
+and the validator ``hrmonitor rules check`` calls for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from hrmonitor.core.bounce import BounceReport, classify_message
+from hrmonitor.core.bounce_reason import BouncePatterns, parse_bounce_patterns
+from hrmonitor.errors import RuleError
+
+DEFAULT_RULES = Path("rules/bounce.toml")
+# The shipped file, for a run outside the project directory (editable installs, tests).
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules" / "bounce.toml"
+EXIT_USAGE = 2
+
+
+def load_bounce_patterns(path: Path) -> BouncePatterns:
+    """Read and validate a bounce pattern file. Raises RuleError(file, key, problem)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RuleError(str(path), "", f"cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise RuleError(str(path), "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise RuleError(str(path), "", f"not valid TOML: {error}") from None
+    return parse_bounce_patterns(data, file=str(path))
+
+
+def validate_bounce_rule_files(paths: Sequence[Path]) -> list[str]:
+    """Problems found in bounce pattern files, one message each (empty: all valid)."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            load_bounce_patterns(path)
+        except RuleError as error:
+            problems.append(str(error))
+    return problems
+
+
+def default_rules_path() -> Path | None:
+    for path in (DEFAULT_RULES, SHIPPED_RULES):
+        if path.is_file():
+            return path
+    return None
+
+
+def report_data(file: str, report: BounceReport) -> dict[str, object]:
+    """The SPEC ``bounce --json`` object for one file (extra fields after the required ones)."""
+    return {
+        "file": file,
+        "kind": report.kind.value,
+        "recipients": [
+            {
+                "address": recipient.address,
+                "action": recipient.action,
+                "status": recipient.status,
+                "reason": recipient.reason.value,
+                "hard": recipient.hard,
+                "remote_mta": recipient.remote_mta,
+                "diagnostic": recipient.diagnostic,
+            }
+            for recipient in report.recipients
+        ],
+        "message_id": report.message_id,
+        "original_message_id": report.original_message_id,
+        "original_envelope_id": report.original_envelope_id,
+    }
+
+
+def _plain_lines(file: str, report: BounceReport) -> list[str]:
+    lines = [f"{file}: {report.kind.value}"]
+    for recipient in report.recipients:
+        hardness = "hard" if recipient.hard else "soft"
+        if not recipient.failed:
+            hardness = "-"
+        lines.append(
+            f"  {recipient.address} {recipient.action} {recipient.status} "
+            f"{recipient.reason.value} {hardness}"
+        )
+    return lines
+
+
+@click.command("bounce")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per file.")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Bounce pattern file (default: ./rules/bounce.toml, else the shipped one).",
+)
+@click.pass_context
+def bounce_command(
+    ctx: click.Context, files: tuple[str, ...], as_json: bool, rules_path: str | None
+) -> None:
+    """Classify message files: dsn, nonstandard-bounce, mdn, arf, autoreply or none."""
+    path = Path(rules_path) if rules_path else default_rules_path()
+    try:
+        patterns = load_bounce_patterns(path) if path is not None else None
+    except RuleError as error:
+        click.echo(f"hrmonitor: {error}", err=True)
+        ctx.exit(EXIT_USAGE)
+    contents: list[tuple[str, bytes]] = []
+    for file in files:
+        try:
+            contents.append((file, Path(file).read_bytes()))
+        except OSError as error:  # every file is read before any output: all or nothing
+            click.echo(f"hrmonitor: {file}: cannot read: {error.strerror or error}", err=True)
+            ctx.exit(EXIT_USAGE)
+    reports = [(file, classify_message(raw, patterns=patterns)) for file, raw in contents]
+    if as_json:
+        click.echo(json.dumps([report_data(file, report) for file, report in reports], indent=2))
+        return
+    for file, report in reports:
+        for line in _plain_lines(file, report):
+            click.echo(line)
