@@ -102,15 +102,21 @@ def spam_score(
 
 
 def _header_lines(message: bytes) -> tuple[list[bytes], int]:
-    """The header section's lines (with line ends) and the offset where the body starts."""
+    """The header section's lines (with line ends) and the offset where the body starts.
+
+    Only the header section is split: the body (megabytes, perhaps) is never scanned.
+    """
     lines: list[bytes] = []
-    offset = 0
-    for line in message.splitlines(keepends=True):
-        if line in (b"\r\n", b"\n", b"\r"):
+    position = 0
+    while position < len(message):
+        end = message.find(b"\n", position)
+        end = len(message) if end < 0 else end + 1
+        line = message[position:end]
+        if line in (b"\r\n", b"\n"):
             break
         lines.append(line)
-        offset += len(line)
-    return lines, offset
+        position = end
+    return lines, position
 
 
 def _fields(lines: list[bytes]) -> list[list[bytes]]:

@@ -120,3 +120,29 @@ def test_property_score_from_untrusted_client_never_counts(
     stored = strip_untrusted_scores(message, client, HEADERS, TRUSTED)
     assert spam_score(header_fields(stored), HEADERS, "127.0.0.1", TRUSTED).score is None
     assert stored.endswith(b"\r\nbody\r\n")
+
+
+_names = st.sampled_from(["Subject", "X-Spam-Score", "X-Spam-Status", "Received", "X-Rspamd-Score"])
+_values = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
+
+
+@given(
+    st.lists(st.tuples(_names, _values, st.booleans()), max_size=8),
+    st.binary(max_size=40),
+    st.booleans(),
+)
+def test_property_strip_removes_exactly_the_named_fields_and_keeps_the_body(
+    fields: list[tuple[str, str, bool]], body: bytes, with_body: bool
+):
+    """Folded or not, with or without a body: only the named fields go, in order, body intact."""
+    parts = []
+    for name, value, folded in fields:
+        parts.append(f"{name}: {value}\r\n\t{value}\r\n" if folded else f"{name}: {value}\r\n")
+    head = "".join(parts).encode()
+    message = head + b"\r\n" + body if with_body else head
+    drop = {"x-spam-score", "x-spam-status"}
+    stripped = strip_header_fields(message, ["X-Spam-Score", "x-spam-status"])
+    kept = [(n, v) for n, v in header_fields(message) if n.lower() not in drop]
+    assert list(header_fields(stripped)) == kept
+    if with_body:
+        assert stripped.endswith(b"\r\n" + body)
