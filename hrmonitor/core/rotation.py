@@ -341,6 +341,17 @@ class _Run:
                 summary = f"{ip} ({self.pool.name}) is no longer listed on {zone}"
                 details = {"zone": zone, "observed_at": sweep.at}
                 self.alert(AlertKind.DELISTING, Severity.LOW, key, summary, details, ip, True)
+                if self.pool.risk is RiskClass.NORMAL:
+                    nkey = alert_key(AlertKind.NORMAL_IP_LISTED, self.pool.name, ip, zone)
+                    self.alert(
+                        AlertKind.NORMAL_IP_LISTED,
+                        Severity.CRITICAL,
+                        nkey,
+                        summary,
+                        details,
+                        ip,
+                        True,
+                    )
 
     def listed(self, answer: Listed) -> None:
         ip, pool = answer.ip, self.pool.name
@@ -354,8 +365,10 @@ class _Run:
         key = alert_key(AlertKind.LISTING, pool, ip, answer.zone)
         reason = f"listed on {answer.zone} ({', '.join(answer.codes)}) {answer.txt}".strip()
         if self.pool.risk is RiskClass.NORMAL:
+            # Its own key: the monitor's plain listing alert must not dedupe this one away.
+            nkey = alert_key(AlertKind.NORMAL_IP_LISTED, pool, ip, answer.zone)
             summary = f"normal-pool IP {ip} ({pool}) is {reason}"
-            self.alert(AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL, key, summary, details, ip)
+            self.alert(AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL, nkey, summary, details, ip)
         else:
             summary = f"{ip} ({pool}) is {reason}"
             self.alert(AlertKind.LISTING, answer.severity, key, summary, details, ip)

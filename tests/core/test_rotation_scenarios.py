@@ -272,3 +272,14 @@ def test_decide_refuses_views_of_another_pool() -> None:
     world = World([high_pool(), normal_pool()])
     with pytest.raises(ValueError, match="not an IP of pool high-risk"):
         decide(world.pool("high-risk"), [world.views["10.1.0.1"]], [], world.now)
+
+
+def test_normal_delisting_resolves_the_critical_alert_under_its_own_key() -> None:
+    """normal-ip-listed has a key of its own (not the monitor's listing key) and resolves."""
+    world = World([normal_pool(on_listing=OnListing.ALERT)])
+    listed = world.step([world.sweep(listed=["10.1.0.1"])])["normal"]
+    raised = next(a for a in listed.alerts if str(a.kind) == "normal-ip-listed")
+    assert raised.key == "normal-ip-listed:normal:10.1.0.1:zen"
+    world.advance(HOUR)
+    cleared = world.step([world.sweep()])["normal"]
+    assert any(a.key == raised.key and a.resolved for a in cleared.alerts)
