@@ -1,0 +1,65 @@
+"""rules/bounce.toml: the shipped file is valid, and bad data is refused naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hrmonitor.cli.bounce import SHIPPED_RULES, load_bounce_patterns, validate_bounce_rule_files
+from hrmonitor.core.bounce_reason import Reason, parse_bounce_patterns
+from hrmonitor.errors import RuleError
+
+
+def test_shipped_rules_are_valid_and_cover_the_failure_reasons() -> None:
+    patterns = load_bounce_patterns(SHIPPED_RULES)
+    covered = {pattern.reason for pattern in patterns.patterns}
+    assert {Reason.BLOCKED, Reason.USERUNKNOWN, Reason.MAILBOXFULL, Reason.SPAMDETECTED} <= covered
+    assert validate_bounce_rule_files([SHIPPED_RULES]) == []
+
+
+def test_first_matching_pattern_names_the_reason() -> None:
+    patterns = parse_bounce_patterns(
+        {
+            "pattern": [
+                {"reason": "blocked", "match": ["spamhaus"]},
+                {"reason": "spamdetected", "match": ["spam"]},
+            ]
+        },
+        file="t.toml",
+    )
+    assert patterns.match("listed at SPAMHAUS") is Reason.BLOCKED
+    assert patterns.match("looks like spam") is Reason.SPAMDETECTED
+    assert patterns.match("all good") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "problem"),
+    [
+        ({"patterns": []}, "patterns", "unknown key"),
+        ({"version": 2}, "version", "unsupported version"),
+        ({"pattern": {"reason": "blocked"}}, "pattern", "array of tables"),
+        ({"pattern": [{"reason": "nosuch", "match": ["x"]}]}, "pattern[0].reason", "taxonomy"),
+        ({"pattern": [{"reason": "blocked", "match": []}]}, "pattern[0].match", "non-empty"),
+        ({"pattern": [{"reason": "blocked", "match": ["("]}]}, "pattern[0].match[0]", "bad regex"),
+        ({"pattern": [{"reason": "blocked", "match": ["x"], "when": 1}]}, "pattern[0].when", ""),
+    ],
+)
+def test_invalid_rules_raise_rule_error_naming_file_and_key(
+    data: dict[str, object], key: str, problem: str
+) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_bounce_patterns(data, file="rules/bounce.toml")
+    assert caught.value.file == "rules/bounce.toml"
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_validator_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    broken = tmp_path / "bounce.toml"
+    broken.write_text("pattern = [ {", encoding="utf-8")
+    missing = tmp_path / "missing.toml"
+    problems = validate_bounce_rule_files([broken, missing])
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{broken}: not valid TOML")
+    assert problems[1].startswith(f"{missing}: cannot read")
