@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import case, select, update
+from sqlalchemy import ColumnElement, Table, Update, and_, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.records import (
@@ -50,23 +50,120 @@ def record_sweep(
     details: Mapping[str, str],
 ) -> ListingChanges:
     zones = _record_health(session, health, details, now)
+    # A zone missing from ``health`` counts as unhealthy: fail closed.
+    trusted = [a for a in answers if health.get(a.zone) == ZoneHealth.OK]
+    distrusted = [a for a in answers if health.get(a.zone) != ZoneHealth.OK]
+    if distrusted:
+        _bulk(
+            session,
+            update(_table(AnswerRow)).where(_key_matches(AnswerRow)).values(clean_since=None),
+            [{"k_ip": a.ip, "k_zone": a.zone} for a in distrusted],
+        )
+    # One read of what is stored for these IPs instead of one per answer: a sweep
+    # holds SQLite's write lock, and the relay waits for it to commit mail.
+    ips = sorted({a.ip for a in trusted})
+    runs = _clean_runs(session, ips)
+    open_keys = _open_keys(session, ips)
+    answer_updates: list[dict[str, object]] = []
+    extended: list[dict[str, object]] = []
     listed: list[ListingRecord] = []
     cleared: list[ListingRecord] = []
-    for answer in answers:
-        if health.get(answer.zone) != ZoneHealth.OK:
-            # A zone missing from ``health`` counts as unhealthy: fail closed.
-            _break_clean_run(session, answer.ip, answer.zone)
-            continue
-        _record_answer(session, answer, now)
+    for answer in trusted:
+        key = (answer.ip, answer.zone)
+        fields = _answer_row(answer, now)
+        clean = isinstance(answer, Clean | Info)
+        if key in runs:
+            since = (runs[key] or now) if clean else None
+            answer_updates.append(_params(key, {**fields, "clean_since": since}))
+            runs[key] = since
+        else:
+            _record_answer(session, answer, now)  # new (ip, zone): insert, or lose a race
+            runs[key] = now if clean else None
         if isinstance(answer, Listed):
-            opened = _open_or_extend(session, answer, now)
-            if opened is not None:
-                listed.append(opened)
-        elif isinstance(answer, Clean):
+            if key in open_keys:
+                extended.append(_params(key, {**_answer_fields(answer), "last_seen": now}))
+            else:
+                opened = _open_or_extend(session, answer, now)
+                if opened is not None:
+                    listed.append(opened)
+                open_keys.add(key)
+        elif isinstance(answer, Clean) and key in open_keys:
             closed = _close(session, answer.ip, answer.zone, now)
             if closed is not None:
                 cleared.append(closed)
+            open_keys.discard(key)
+    if answer_updates:
+        _bulk(session, _update_by_key(AnswerRow, answer_updates[0]), answer_updates)
+    if extended:
+        _bulk(session, _update_by_key(ListingRow, extended[0], open_only=True), extended)
     return ListingChanges(listed=tuple(listed), cleared=tuple(cleared), zones=tuple(zones))
+
+
+def _table(model: type[AnswerRow] | type[ListingRow]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _key_matches(model: type[AnswerRow] | type[ListingRow]) -> ColumnElement[bool]:
+    table = _table(model)
+    return and_(table.c.ip == bindparam("k_ip"), table.c.list_key == bindparam("k_zone"))
+
+
+def _params(key: tuple[str, str], values: Mapping[str, object]) -> dict[str, object]:
+    return {"k_ip": key[0], "k_zone": key[1], **{f"v_{k}": v for k, v in values.items()}}
+
+
+def _update_by_key(
+    model: type[AnswerRow] | type[ListingRow], sample: Mapping[str, object], open_only: bool = False
+) -> Update:
+    """UPDATE ... SET col = :v_col ... WHERE ip = :k_ip AND list_key = :k_zone, for executemany."""
+    columns = [name[2:] for name in sample if name.startswith("v_")]
+    statement = update(_table(model)).where(_key_matches(model))
+    if open_only:
+        statement = statement.where(_table(model).c.cleared_at.is_(None))
+    return statement.values({name: bindparam(f"v_{name}") for name in columns})
+
+
+def _bulk(session: Session, statement: Update, params: list[dict[str, object]]) -> None:
+    session.connection().execute(statement, params)
+
+
+def _clean_runs(session: Session, ips: Sequence[str]) -> dict[tuple[str, str], datetime | None]:
+    runs: dict[tuple[str, str], datetime | None] = {}
+    for chunk in _chunks(ips):
+        rows = session.execute(
+            select(AnswerRow.ip, AnswerRow.list_key, AnswerRow.clean_since)
+            .where(AnswerRow.ip.in_(chunk))
+            .with_for_update()  # PostgreSQL: a second node's sweep waits; SQLite ignores it
+        )
+        runs.update({(ip, zone): since for ip, zone, since in rows})
+    return runs
+
+
+def _open_keys(session: Session, ips: Sequence[str]) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    for chunk in _chunks(ips):
+        rows = session.execute(
+            select(ListingRow.ip, ListingRow.list_key).where(
+                ListingRow.ip.in_(chunk), ListingRow.cleared_at.is_(None)
+            )
+        )
+        keys.update((ip, zone) for ip, zone in rows)
+    return keys
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _answer_row(answer: Answer, now: datetime) -> dict[str, object]:
+    return {
+        "severity": None,
+        **_answer_fields(answer),
+        "status": answer.status.value,
+        "checked_at": now,
+    }
 
 
 def _record_health(
@@ -108,14 +205,6 @@ def _record_health(
     return changes
 
 
-def _break_clean_run(session: Session, ip: str, zone: str) -> None:
-    session.execute(
-        update(AnswerRow)
-        .where(AnswerRow.ip == ip, AnswerRow.list_key == zone)
-        .values(clean_since=None)
-    )
-
-
 def _answer_fields(answer: Answer) -> dict[str, object]:
     match answer:
         case Listed():
@@ -136,9 +225,7 @@ def _answer_fields(answer: Answer) -> dict[str, object]:
 
 
 def _record_answer(session: Session, answer: Answer, now: datetime) -> None:
-    fields: dict[str, object] = {"severity": None, **_answer_fields(answer)}
-    fields["status"] = answer.status.value
-    fields["checked_at"] = now
+    fields = _answer_row(answer, now)
     clean = isinstance(answer, Clean | Info)
     key = {"ip": answer.ip, "list_key": answer.zone}
     if insert_new(session, AnswerRow, {**key, **fields, "clean_since": now if clean else None}):
