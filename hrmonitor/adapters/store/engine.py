@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
 
 from hrmonitor.errors import StoreError
 
@@ -36,7 +37,13 @@ def create_store_engine(url: str) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True)
     if backend == "sqlite":
-        engine = create_engine(parsed)
+        if parsed.database in (None, "", ":memory:"):
+            # One connection shared by every thread, or each thread gets its own empty database.
+            engine = create_engine(
+                parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = create_engine(parsed)
         _configure_sqlite(engine)
         return engine
     raise StoreError(f"database url {url!r}: only sqlite and postgresql are supported")

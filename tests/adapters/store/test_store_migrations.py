@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_sqlite_runs_in_wal_with_synchronous_full_and_foreign_keys(sqlite_url: s
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
     finally:
         store.close()
 
@@ -125,3 +126,14 @@ def test_a_database_from_a_newer_hrmonitor_is_a_store_error(store: Store) -> Non
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(StoreError, match="migration failed"):
         store.upgrade()
+
+
+def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
+    """``sqlite://`` must not hand each worker thread (asyncio.to_thread) a database of its own."""
+    store = open_store("sqlite://")
+    try:
+        store.upgrade()
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(store.is_current).result()
+    finally:
+        store.close()
