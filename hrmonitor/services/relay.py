@@ -1,0 +1,647 @@
+"""The relay: the acceptance pipeline behind the listener, and the queue runner.
+
+Acceptance: route the message (once, at arrival, with its reasons), then hand
+it to the queue. Concurrent acceptances are group-committed: while one batch
+is being written, the next one gathers, and every waiter gets its ``250``
+only after the batch holding its message committed.
+
+Delivery: the runner claims due recipients, groups them by (message,
+recipient domain), looks up the MX, and for **each attempt** asks the picker
+for a source IP of the message's own pool. Nothing here can choose an IP:
+an empty answer holds the mail (an own deferral, never evidence) and raises
+a ``pool-exhausted`` alert; an IP that is not in the message's pool is
+refused (fail closed, whoever made the mistake); a bind failure suspends
+that IP through ``on_bind_failure`` and the attempt goes on with another IP
+of the same pool. Every remote reply goes to ``on_reply``; every attempt is
+stored. 5xx and expired recipients get an RFC 3464 DSN, which is routed like
+any message (null sender: high-risk) and queued; null-sender mail gets none.
+
+All queue I/O runs on one store thread, so the event loop never blocks on
+an fsync and SQLite never sees two writers from this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from hrmonitor.adapters.smtp_out import Failed, Reply, Sent
+from hrmonitor.adapters.store.queue import (
+    DueRecipient,
+    NewMessage,
+    Outcome,
+    QueueRepository,
+    RecipientStatus,
+)
+from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.dsn import FailedRecipient, build_dsn, header_value
+from hrmonitor.core.envelope import Submission
+from hrmonitor.core.feedback import RemoteReply, provider_for
+from hrmonitor.core.model import Clock, Severity
+from hrmonitor.core.mx import AddressOutcome, AddressResult, MxOutcome, MxResult
+from hrmonitor.core.retry import Bounce, Delivered, Retry, RetryPolicy, judge_reply
+from hrmonitor.core.routing import RouteDecision
+from hrmonitor.core.selection import IpCandidate, NoEligibleIp, choose_source_ip
+from hrmonitor.errors import BindError
+
+log = logging.getLogger(__name__)
+
+RouteFn = Callable[[Submission], Awaitable[RouteDecision]]
+MxFn = Callable[[str], Awaitable[MxResult]]
+AddressFn = Callable[[str], Awaitable[AddressResult]]
+ReplyFn = Callable[[RemoteReply], None]
+AlertFn = Callable[[Alert], None]
+# (ip, pool, error text, now): suspend the whole IP and audit it.
+BindFailureFn = Callable[[str, str, str, datetime], None]
+# (message, client IP) -> the bytes to store and route on (Router.stored_form).
+StoredFormFn = Callable[[bytes, str | None], bytes]
+CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
+
+
+class SourcePicker(Protocol):
+    async def pick(
+        self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
+    ) -> str | None:
+        """An eligible IP of ``pool`` for ``destination`` (an MX host) now, or None."""
+        ...
+
+
+class Sender(Protocol):
+    async def send(
+        self,
+        *,
+        source_ip: str,
+        host: str,
+        mail_from: str,
+        recipients: Sequence[str],
+        body: bytes,
+        smtputf8: bool = False,
+        port: int | None = None,
+    ) -> Sent | Failed: ...
+
+
+class PoolPicker:
+    """A :class:`SourcePicker` over the pure selection core: asks for candidates every time.
+
+    ``candidates(pool, now)`` returns the pool's IPs with their state, caps and
+    suspensions as they are *now* (the rotation side owns them), so a change of
+    eligibility is seen by the very next attempt. The round-robin cursor is kept
+    per pool in memory (a restart only restarts the rotation).
+    """
+
+    def __init__(self, candidates: CandidatesFn) -> None:
+        self._candidates = candidates
+        self._cursor: dict[str, int] = {}
+
+    async def pick(
+        self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
+    ) -> str | None:
+        offered = [c for c in await self._candidates(pool, now) if c.ip not in exclude]
+        chosen = choose_source_ip(
+            offered, provider_for(destination), now, self._cursor.get(pool, 0)
+        )
+        if isinstance(chosen, NoEligibleIp):
+            return None
+        self._cursor[pool] = chosen.cursor
+        return chosen.ip
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    hostname: str  # Reporting-MTA of DSNs
+    pool_ips: Mapping[str, frozenset[str]]  # every IP each pool may ever send from
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 100  # delivery groups in flight
+    per_destination: int = 10  # groups in flight per recipient domain
+    claim_batch: int = 200
+    poll_seconds: float = 1.0  # an upper bound on the idle wait; acceptance wakes the runner
+    dns_timeout: float = 15.0
+    send_timeout: float = 600.0  # a whole transaction, on top of the per-command timeouts
+    mx_cache_seconds: float = 60.0
+    max_batch: int = 500
+
+
+T = TypeVar("T")
+
+
+class _Batcher(Generic[T]):
+    """Group commit: items submitted while a write runs go together into the next write."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]], max_batch: int) -> None:
+        self._write = write
+        self._max = max_batch
+        self._task: asyncio.Task[None] | None = None
+
+        self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
+
+    async def submit(self, items: list[T]) -> None:
+        """Returns once ``items`` are written (all in the same transaction)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch: list[tuple[list[T], asyncio.Future[None]]] = []
+            size = 0
+            while self._pending and (not batch or size + len(self._pending[0][0]) <= self._max):
+                entry = self._pending.pop(0)
+                batch.append(entry)
+                size += len(entry[0])
+            try:
+                await self._write([item for items, _ in batch for item in items])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+
+def _split_enhanced(text: str) -> tuple[str, str]:
+    first, _, rest = text.partition(" ")
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return first, rest
+    return "", text
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        queue: QueueRepository,
+        route: RouteFn,
+        picker: SourcePicker,
+        mx: MxFn,
+        sender: Sender,
+        clock: Clock,
+        settings: RelaySettings,
+        addresses: AddressFn | None = None,
+        on_reply: ReplyFn | None = None,
+        on_alert: AlertFn | None = None,
+        on_bind_failure: BindFailureFn | None = None,
+        stored_form: StoredFormFn | None = None,
+    ) -> None:
+        self.queue = queue
+        self._stored_form = stored_form
+        self._route = route
+        self._picker = picker
+        self._mx = mx
+        self._addresses = addresses
+        self._sender = sender
+        self._clock = clock
+        self.settings = settings
+        self._on_reply = on_reply or (lambda _reply: None)
+        self._on_alert = on_alert or (lambda _alert: None)
+        self._on_bind_failure = on_bind_failure or (lambda *_args: None)
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrmonitor-queue")
+        self._enqueue = _Batcher[NewMessage](self._write_messages, settings.max_batch)
+        self._record = _Batcher[Outcome](self._write_outcomes, settings.max_batch)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._mx_cache: dict[str, tuple[float, MxResult]] = {}
+        self._exhausted: set[str] = set()
+
+    # --- store thread ------------------------------------------------------------------
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _write_messages(self, batch: list[NewMessage]) -> None:
+        await self._db_call(self.queue.enqueue, batch)
+
+    async def _write_outcomes(self, batch: list[Outcome]) -> None:
+        await self._db_call(self.queue.record, batch)
+
+    # --- acceptance --------------------------------------------------------------------
+
+    async def accept(self, submission: Submission) -> str:
+        """The listener's callback: route, store durably, then (only then) answer 250."""
+        message = await self._queue_submission(submission)
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+    async def _queue_submission(
+        self, submission: Submission, dsn_of: str | None = None
+    ) -> NewMessage:
+        if self._stored_form is not None:
+            data = self._stored_form(submission.data, submission.client_ip)
+            submission = dataclasses.replace(submission, data=data)
+        decision = await self._route(submission)
+        message = NewMessage(
+            id=uuid.uuid4().hex,
+            tenant=submission.tenant,
+            client_ip=submission.client_ip,
+            mail_from=submission.mail_from,
+            recipients=submission.recipients,
+            body=submission.data,
+            arrived_at=submission.received_at,
+            pool=decision.pool,
+            risk=str(decision.risk),
+            reasons=tuple({"rule": r.rule, "detail": r.detail} for r in decision.reasons),
+            hold_until=decision.hold_until if decision.hold else None,
+            message_id=header_value(submission.data, "Message-ID"),
+            smtputf8=submission.smtputf8,
+            dsn_of=dsn_of,
+        )
+        await self._enqueue.submit([message])
+        self.wake()
+        return message
+
+    # --- the runner --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover(self) -> int:
+        """Make recipients a crash left ``delivering`` due again; call once before :meth:`run`."""
+        count = await self._db_call(self.queue.recover, self._clock.now())
+        if count:
+            log.warning(
+                "%d recipient(s) were mid-delivery at the last stop; delivering again", count
+            )
+        return count
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`; survives any one bad message or store hiccup."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self.dispatch()
+            except Exception:
+                log.exception("queue runner pass failed; retrying")
+                claimed = 0
+            if claimed and len(self._active) < self.settings.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        try:
+            due = await self._db_call(self.queue.next_due_at)
+        except Exception:
+            log.exception("cannot read the queue's next due time")
+            return self.settings.poll_seconds
+        if due is None:
+            return self.settings.poll_seconds
+        seconds = (due - self._clock.now()).total_seconds()
+        return min(max(seconds, 0.01), self.settings.poll_seconds)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        if self._active:
+            await asyncio.gather(*self._active, return_exceptions=True)
+        self._db.shutdown(wait=True)
+
+    async def dispatch(self) -> int:
+        """Claim what is due now and start delivering it; returns how many recipients."""
+        free = self.settings.concurrency - len(self._active)
+        if free <= 0:
+            return 0
+        limit = min(self.settings.claim_batch, free * 4)
+        due = await self._db_call(self.queue.claim_due, self._clock.now(), limit)
+        groups: dict[tuple[str, str], list[DueRecipient]] = {}
+        for recipient in due:
+            groups.setdefault((recipient.message_id, recipient.domain), []).append(recipient)
+        for group in groups.values():
+            task = asyncio.create_task(self._deliver_guarded(group))
+            self._active.add(task)
+            task.add_done_callback(self._finished)
+        return len(due)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        self.wake()
+
+    async def run_until_idle(self) -> None:
+        """Deliver everything due now and wait for it (tests and one-shot use)."""
+        while await self.dispatch() or self._active:
+            if self._active:
+                await asyncio.gather(*list(self._active), return_exceptions=True)
+
+    async def _deliver_guarded(self, group: list[DueRecipient]) -> None:
+        domain = group[0].domain
+        gate = self._per_destination.setdefault(
+            domain, asyncio.Semaphore(self.settings.per_destination)
+        )
+        try:
+            async with self._slots, gate:
+                await self._deliver(group)
+        except Exception as exc:
+            log.exception("delivery of %s to %s failed unexpectedly", group[0].message_id, domain)
+            now = self._clock.now()
+            await self._conclude(group, now, None, "", None, f"internal error: {exc}", own=True)
+
+    # --- one attempt -------------------------------------------------------------------
+
+    async def _lookup_mx(self, domain: str) -> MxResult:
+        cached = self._mx_cache.get(domain)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.mx_cache_seconds:
+            return cached[1]
+        try:
+            result = await asyncio.wait_for(self._mx(domain), self.settings.dns_timeout)
+        except TimeoutError:
+            return MxResult(domain, MxOutcome.TEMPORARY, reason="MX lookup timed out")
+        if result.outcome is MxOutcome.HOSTS:
+            self._mx_cache[domain] = (time.monotonic(), result)
+        return result
+
+    async def _targets(self, host: str, source_ip: str) -> list[str]:
+        """The addresses of ``host`` in the source IP's family (the host itself if a literal)."""
+        if self._addresses is None or _is_ip(host):
+            return [host]
+        try:
+            found = await asyncio.wait_for(self._addresses(host), self.settings.dns_timeout)
+        except TimeoutError:
+            return []
+        if found.outcome is not AddressOutcome.FOUND:
+            return []
+        return list(found.ipv6 if ":" in source_ip else found.ipv4)
+
+    async def _deliver(self, group: list[DueRecipient]) -> None:
+        first = group[0]
+        now = self._clock.now()
+        mx = await self._lookup_mx(first.domain)
+        if mx.permanent_failure:
+            status = "5.1.10" if mx.outcome is MxOutcome.NULL_MX else "5.1.2"
+            text = f"{status} {mx.outcome.value}: {mx.reason or first.domain}"
+            await self._conclude(group, now, 550, "", None, text, own=True)
+            return
+        if mx.outcome is not MxOutcome.HOSTS or not mx.hosts:
+            await self._conclude(group, now, None, "", None, f"MX lookup: {mx.reason}", own=True)
+            return
+        hosts = [h.host for h in mx.hosts]
+        body = await self._db_call(self.queue.body, first.message_id)
+        excluded: set[str] = set()
+        last_failure = "no MX host answered"
+        while True:
+            ip = await self._picker.pick(first.pool, hosts[0], now, frozenset(excluded))
+            if ip is None:
+                self._alert_exhausted(first.pool, hosts[0], now)
+                await self._conclude(
+                    group, now, None, "", None,
+                    f"pool {first.pool} has no eligible IP for {hosts[0]}",
+                    own=True, counts=False,
+                )  # fmt: skip
+                return
+            if ip not in self.settings.pool_ips.get(first.pool, frozenset()) or ip in excluded:
+                log.error("picker offered %s for pool %s: refused (fail closed)", ip, first.pool)
+                await self._conclude(
+                    group, now, None, "", None, f"no usable IP in pool {first.pool}",
+                    own=True, counts=False,
+                )  # fmt: skip
+                return
+            self._resolve_exhausted(first.pool, now)
+            try:
+                outcome = await self._try_hosts(group, ip, hosts, body)
+            except BindError as exc:
+                log.error("source IP %s of pool %s cannot be bound: %s", ip, first.pool, exc)
+                self._on_bind_failure(ip, first.pool, str(exc), now)
+                excluded.add(ip)
+                continue
+            if outcome is None:
+                await self._conclude(group, now, None, "", ip, last_failure)
+                return
+            await self._apply(group, outcome[0], now, outcome[1])
+            return
+
+    async def _try_hosts(
+        self, group: list[DueRecipient], ip: str, hosts: list[str], body: bytes
+    ) -> tuple[Sent | Failed, float] | None:
+        """The first transaction that got a reply (or the last failure), with its duration."""
+        first = group[0]
+        last: tuple[Sent | Failed, float] | None = None
+        for host in hosts:
+            for target in await self._targets(host, ip):
+                started = time.monotonic()
+                try:
+                    outcome = await asyncio.wait_for(
+                        self._sender.send(
+                            source_ip=ip,
+                            host=target,
+                            mail_from=first.mail_from,
+                            recipients=[r.address for r in group],
+                            body=body,
+                            smtputf8=first.smtputf8,
+                        ),
+                        self.settings.send_timeout,
+                    )
+                except TimeoutError:
+                    outcome = Failed(target, ip, "transaction timed out")
+                last = (outcome, (time.monotonic() - started) * 1000)
+                if isinstance(outcome, Sent) or outcome.reply is not None:
+                    return last
+        return last
+
+    async def _apply(
+        self, group: list[DueRecipient], outcome: Sent | Failed, now: datetime, duration: float
+    ) -> None:
+        first = group[0]
+        if isinstance(outcome, Failed):
+            if outcome.reply is not None:
+                self._report(outcome.reply, outcome.source_ip, outcome.host, now)
+                code, text = outcome.reply.code, outcome.reply.text
+            else:
+                code, text = None, outcome.reason
+            await self._conclude(
+                group, now, code, outcome.host, outcome.source_ip, text, duration=duration
+            )
+            return
+        outcomes: list[Outcome] = []
+        bounced: list[FailedRecipient] = []
+        reported: set[Reply] = set()
+        for recipient in group:
+            reply = outcome.replies.get(recipient.address, Reply(451, "4.3.0 no reply"))
+            if reply not in reported:
+                reported.add(reply)
+                self._report(reply, outcome.source_ip, outcome.host, now)
+            outcome_row, failed = self._judge(
+                recipient, now, reply.code, reply.text, outcome.host, outcome.source_ip,
+                duration=duration,
+            )  # fmt: skip
+            outcomes.append(outcome_row)
+            if failed is not None:
+                bounced.append(failed)
+        await self._finish(first, outcomes, bounced, now)
+
+    def _judge(
+        self,
+        recipient: DueRecipient,
+        now: datetime,
+        code: int | None,
+        text: str,
+        host: str,
+        ip: str | None,
+        *,
+        own: bool = False,
+        counts: bool = True,
+        duration: float = 0.0,
+    ) -> tuple[Outcome, FailedRecipient | None]:
+        failures = recipient.attempts + (1 if counts else 0)
+        if code is None:
+            verdict: Delivered | Retry | Bounce = self.settings.retry.after_failure(
+                failures=max(failures, 1), arrived_at=recipient.arrived_at, now=now, reason=text
+            )
+        else:
+            verdict = judge_reply(
+                self.settings.retry, code=code, text=text, failures=max(failures, 1),
+                arrived_at=recipient.arrived_at, now=now,
+            )  # fmt: skip
+        common = {
+            "recipient_id": recipient.recipient_id,
+            "message_id": recipient.message_id,
+            "at": now,
+            "pool": recipient.pool,
+            "source_ip": ip,
+            "destination": host,
+            "code": code,
+            "reply": f"{code} {text}".strip() if code is not None else text,
+            "duration_ms": duration,
+            "own": own,
+            "counts_as_attempt": counts,
+        }
+        if isinstance(verdict, Delivered):
+            return Outcome(status=RecipientStatus.DELIVERED, **common), None  # type: ignore[arg-type]
+        if isinstance(verdict, Retry):
+            return (
+                Outcome(status=RecipientStatus.DEFERRED, next_attempt_at=verdict.at, **common),  # type: ignore[arg-type]
+                None,
+            )
+        failed = FailedRecipient(
+            address=recipient.address,
+            status=verdict.status,
+            diagnostic=verdict.reason,
+            remote_mta=host,
+            last_attempt=now,
+        )
+        return Outcome(status=RecipientStatus.BOUNCED, **common), failed  # type: ignore[arg-type]
+
+    async def _conclude(
+        self,
+        group: list[DueRecipient],
+        now: datetime,
+        code: int | None,
+        host: str,
+        ip: str | None,
+        text: str,
+        *,
+        own: bool = False,
+        counts: bool = True,
+        duration: float = 0.0,
+    ) -> None:
+        """The same verdict for every recipient of the group (no per-recipient replies)."""
+        outcomes: list[Outcome] = []
+        bounced: list[FailedRecipient] = []
+        for recipient in group:
+            outcome, failed = self._judge(
+                recipient, now, code, text, host, ip, own=own, counts=counts, duration=duration
+            )
+            outcomes.append(outcome)
+            if failed is not None:
+                bounced.append(failed)
+        await self._finish(group[0], outcomes, bounced, now)
+
+    async def _finish(
+        self,
+        first: DueRecipient,
+        outcomes: list[Outcome],
+        bounced: list[FailedRecipient],
+        now: datetime,
+    ) -> None:
+        # The DSN is queued before the bounce is recorded: a crash in between
+        # repeats the attempt (and maybe the DSN), it never loses the DSN.
+        if bounced and first.mail_from:
+            await self._send_dsn(first, bounced, now)
+        await self._record.submit(outcomes)
+
+    async def _send_dsn(
+        self, first: DueRecipient, bounced: list[FailedRecipient], now: datetime
+    ) -> None:
+        original = await self._db_call(self.queue.body, first.message_id)
+        dsn_id = f"{uuid.uuid4().hex}@{self.settings.hostname}"
+        data = build_dsn(
+            original=original,
+            sender=first.mail_from,
+            recipients=bounced,
+            reporting_mta=self.settings.hostname,
+            arrived_at=first.arrived_at,
+            now=now,
+            message_id=dsn_id,
+        )
+        submission = Submission(
+            tenant=first.tenant,
+            client_ip="127.0.0.1",
+            helo=self.settings.hostname,
+            mail_from="",
+            recipients=(first.mail_from,),
+            data=data,
+            received_at=now,
+            smtputf8=not first.mail_from.isascii(),
+        )
+        message = await self._queue_submission(submission, dsn_of=first.message_id)
+        log.info("DSN %s for %s queued in pool %s", message.id, first.message_id, message.pool)
+
+    # --- telling -----------------------------------------------------------------------
+
+    def _report(self, reply: Reply, ip: str, host: str, now: datetime) -> None:
+        enhanced, text = _split_enhanced(reply.text)
+        try:
+            self._on_reply(RemoteReply(reply.code, enhanced, text, ip, host, now))
+        except Exception:
+            log.exception("reply feedback failed")
+
+    def _alert_exhausted(self, pool: str, destination: str, now: datetime) -> None:
+        self._exhausted.add(pool)
+        self._on_alert(
+            Alert(
+                kind=AlertKind.POOL_EXHAUSTED,
+                severity=Severity.CRITICAL,
+                key=alert_key(AlertKind.POOL_EXHAUSTED, pool),
+                summary=f"pool {pool} has no eligible IP; its mail is held",
+                at=now,
+                details={"destination": destination},
+                pool=pool,
+            )
+        )
+
+    def _resolve_exhausted(self, pool: str, now: datetime) -> None:
+        if pool not in self._exhausted:
+            return
+        self._exhausted.discard(pool)
+        self._on_alert(
+            Alert(
+                kind=AlertKind.POOL_EXHAUSTED,
+                severity=Severity.CRITICAL,
+                key=alert_key(AlertKind.POOL_EXHAUSTED, pool),
+                summary=f"pool {pool} has an eligible IP again",
+                at=now,
+                pool=pool,
+                resolved=True,
+            )
+        )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,353 @@
+"""The delivery engine end to end at the service level, with real peers on loopback.
+
+swaks (the client, from a chosen loopback address) -> the listener -> the
+durable queue (SQLite, WAL, synchronous=FULL) -> the queue runner, routed by
+the real Router and rules/routing.toml, MX from the loopback DNS test server
+-> aiosmtpd MX on 127.0.0.50 that records which source IP delivered each
+message. Pools: normal 127.0.0.10-11, high-risk 127.0.0.20-22.
+
+The clock is a FakeClock: retries fall due only when a test moves it, so no
+test sleeps; waits are on conditions with a bounded timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
+from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
+from hrmonitor.adapters.store.engine import create_store_engine
+from hrmonitor.adapters.store.migrate import upgrade
+from hrmonitor.adapters.store.queue import QueueRepository, RecipientStatus
+from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.core.envelope import Submission
+from hrmonitor.core.feedback import RemoteReply
+from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
+from hrmonitor.core.retry import RetryPolicy
+from hrmonitor.core.routing import RouteDecision
+from hrmonitor.core.routing import Tenant as RoutingTenant
+from hrmonitor.core.routing_rules import load_routing_files
+from hrmonitor.core.selection import IpCandidate
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from hrmonitor.services.routing import Router, RoutingSettings
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.peers import FakeClock, require_binary
+from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SmtpSink
+
+NORMAL = ("127.0.0.10", "127.0.0.11")
+HIGH = ("127.0.0.20", "127.0.0.21", "127.0.0.22")
+TENANT_IP = "127.0.0.5"
+STRANGER_IP = "127.0.0.99"
+RULES = Path(__file__).resolve().parents[2] / "rules" / "routing.toml"
+
+
+@dataclass
+class World:
+    relay: Relay
+    listener: Listener
+    sink: SmtpSink
+    dns: DnsTestServer
+    clock: FakeClock
+    queue: QueueRepository
+    states: dict[str, IPState]
+    pools: dict[str, tuple[str, ...]]
+    alerts: list[Alert] = field(default_factory=list)
+    replies: list[RemoteReply] = field(default_factory=list)
+    bind_failures: list[str] = field(default_factory=list)
+
+    async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]:
+        return [IpCandidate(ip, self.states[ip]) for ip in self.pools[pool]]
+
+    async def swaks(self, *args: str, source: str = TENANT_IP) -> tuple[int, str]:
+        swaks = require_binary("swaks")
+        process = await asyncio.create_subprocess_exec(
+            swaks, "--server", f"127.0.0.1:{self.listener.port}", "--local-interface", source,
+            "--helo", "client.test", "--timeout", "20", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+        return process.returncode or 0, out.decode(errors="replace")
+
+    async def retry_later(self, delta: timedelta = timedelta(minutes=1)) -> None:
+        self.clock.advance(delta)
+        self.relay.wake()
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, dns_server: DnsTestServer, smtp_sink: SmtpSink, fake_clock: FakeClock
+) -> AsyncIterator[World]:
+    dns_server.add("contoso.test", "A", smtp_sink.host)  # an implicit MX: DSNs land in the sink
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("nullmx.test", "MX", "0 .")
+    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=1.0, attempts=2)
+    pools = [
+        Pool("normal", RiskClass.NORMAL, NORMAL, (), PoolPolicy(), timedelta(minutes=30)),
+        Pool("high-risk", RiskClass.HIGH, HIGH, (), PoolPolicy(), timedelta(minutes=15)),
+    ]
+    router = Router(
+        load_routing_files([RULES]),
+        pools,
+        RoutingSettings(trusted_filters=("127.0.0.0/8",)),
+        mail_dns,
+        tenants=[RoutingTenant("contoso", ("127.0.0.0/29",), ("contoso.test",))],
+    )
+
+    async def route(sub: Submission) -> RouteDecision:
+        return await router.route(
+            mail_from=sub.mail_from,
+            rcpts=sub.recipients,
+            client_ip=sub.client_ip,
+            message=sub.data,
+            arrival=sub.received_at,
+        )
+
+    engine = create_store_engine(f"sqlite:///{tmp_path}/hrmonitor.db")
+    upgrade(engine)
+    queue = QueueRepository(engine)
+    connections = Connections(
+        OutboundSettings(port=smtp_sink.port, helo_name="relay.test", connect_timeout=5,
+                         command_timeout=10)
+    )  # fmt: skip
+    pool_ips = {p.name: frozenset(p.all_ips) for p in pools}
+    states = {ip: IPState.ACTIVE for ips in pool_ips.values() for ip in ips}
+    holder: dict[str, World] = {}
+
+    async def candidates(pool: str, now: datetime) -> Sequence[IpCandidate]:
+        return await holder["w"].candidates(pool, now)
+
+    def on_bind_failure(ip: str, pool: str, error: str, now: datetime) -> None:
+        holder["w"].bind_failures.append(ip)
+        holder["w"].states[ip] = IPState.DISABLED  # what the controller's suspension does
+
+    relay = Relay(
+        queue=queue,
+        route=route,
+        picker=PoolPicker(candidates),
+        mx=mail_dns.mx_hosts,
+        addresses=mail_dns.addresses,
+        sender=connections,
+        clock=fake_clock,
+        settings=RelaySettings(
+            hostname="relay.test",
+            pool_ips=pool_ips,
+            retry=RetryPolicy.of([timedelta(minutes=1)], timedelta(hours=2)),
+            poll_seconds=0.2,
+        ),
+        # late-bound: the World is made after the Relay
+        on_reply=lambda reply: holder["w"].replies.append(reply),  # noqa: PLW0108
+        on_alert=lambda alert: holder["w"].alerts.append(alert),  # noqa: PLW0108
+        on_bind_failure=on_bind_failure,
+        stored_form=router.stored_form,
+    )
+    listener = Listener(
+        ListenerSettings(
+            host="127.0.0.1",
+            port=0,
+            hostname="relay.test",
+            tenants=(Tenant("contoso", (ipaddress.ip_network("127.0.0.0/29"),)),),
+            max_message_size=20_000,
+        ),
+        relay.accept,
+        fake_clock,
+    )
+    w = World(relay, listener, smtp_sink, dns_server, fake_clock, queue, states,
+              {p.name: p.all_ips for p in pools})  # fmt: skip
+    holder["w"] = w
+    await listener.start()
+    runner = asyncio.create_task(relay.run())
+    try:
+        yield w
+    finally:
+        await listener.stop()
+        await relay.stop()
+        await runner
+        await connections.close()
+        engine.dispose()
+
+
+async def _only_message(world: World, rcpt: str) -> str:
+    (message,) = await world.sink.wait_for(1, where=lambda m: rcpt in m.rcpts)
+    return message.peer
+
+
+async def test_clean_mail_leaves_from_a_normal_ip_only(world: World) -> None:
+    for n in range(4):
+        code, out = await world.swaks("--from", "a@contoso.test", "--to", f"c{n}@rcpt.test")
+        assert code == 0, out
+    arrived = await world.sink.wait_for(4)
+    assert {m.peer for m in arrived} <= set(NORMAL)
+    assert {m.peer for m in arrived} == set(NORMAL)  # both normal IPs take turns
+
+
+async def test_spam_scored_mail_leaves_from_a_high_risk_ip_only(world: World) -> None:
+    code, out = await world.swaks(
+        "--from", "a@contoso.test", "--to", "s@rcpt.test", "--header", "X-Spam-Score: 9.5"
+    )
+    assert code == 0, out
+    assert await _only_message(world, "s@rcpt.test") in HIGH
+    (mid,) = world.queue.message_ids()
+    record = world.queue.message(mid)
+    assert record is not None
+    assert record.pool == "high-risk"
+    assert "spam-score" in [r["rule"] for r in record.reasons]
+
+
+async def test_null_sender_mail_leaves_from_a_high_risk_ip_only(world: World) -> None:
+    code, out = await world.swaks("--from", "<>", "--to", "n@rcpt.test")
+    assert code == 0, out
+    assert await _only_message(world, "n@rcpt.test") in HIGH
+
+
+async def test_mail_from_a_domain_without_a_or_mx_leaves_from_a_high_risk_ip(world: World) -> None:
+    code, out = await world.swaks("--from", "x@nowhere.test", "--to", "d@rcpt.test")
+    assert code == 0, out
+    assert await _only_message(world, "d@rcpt.test") in HIGH
+
+
+async def test_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(world: World) -> None:
+    for ip in HIGH:
+        world.states[ip] = IPState.RETIRED
+    code, out = await world.swaks(
+        "--from", "a@contoso.test", "--to", "h@rcpt.test", "--header", "X-Spam-Score: 20"
+    )
+    assert code == 0, out
+    await _until(lambda: any(a.kind is AlertKind.POOL_EXHAUSTED for a in world.alerts))
+    await world.relay.run_until_idle()
+    assert world.sink.messages == []  # held: nothing left from a normal IP, or at all
+    (mid,) = world.queue.message_ids()
+    attempts = world.queue.attempts(mid)
+    assert attempts
+    assert all(a.own and a.source_ip is None for a in attempts)
+    world.states["127.0.0.21"] = IPState.ACTIVE
+    await world.retry_later()
+    assert await _only_message(world, "h@rcpt.test") == "127.0.0.21"
+    assert world.alerts[-1].resolved is True
+    assert not any(r.own for r in world.replies)
+
+
+async def test_a_5xx_bounces_with_a_dsn_that_leaves_from_a_high_risk_ip(world: World) -> None:
+    world.sink.script("gone@rcpt.test", "550 5.1.1 no such user")
+    code, out = await world.swaks("--from", "a@contoso.test", "--to", "gone@rcpt.test")
+    assert code == 0, out
+    (dsn,) = await world.sink.wait_for(1, where=lambda m: m.mail_from == "")
+    assert dsn.rcpts == ("a@contoso.test",)
+    assert dsn.peer in HIGH
+    assert b"report-type=delivery-status" in dsn.data
+    assert b"Status: 5.1.1" in dsn.data
+    original = [m for m in world.queue.message_ids() if world.queue.message(m).dsn_of is None]  # type: ignore[union-attr]
+    (attempt,) = world.queue.attempts(original[0])
+    assert attempt.source_ip in NORMAL
+    assert attempt.code == 550
+    assert any(r.code == 550 and r.enhanced == "5.1.1" for r in world.replies)
+
+
+async def test_a_5xx_for_a_null_sender_message_makes_no_dsn(world: World) -> None:
+    world.sink.script("gone@rcpt.test", "550 5.1.1 no such user")
+    code, out = await world.swaks("--from", "<>", "--to", "gone@rcpt.test")
+    assert code == 0, out
+    (mid,) = world.queue.message_ids()
+    await _until(lambda: _status(world, mid) == RecipientStatus.BOUNCED)
+    await world.relay.run_until_idle()
+    assert world.queue.message_ids() == [mid]
+    assert world.sink.messages == []
+
+
+async def test_null_mx_bounces_at_once_with_a_dsn(world: World) -> None:
+    code, out = await world.swaks("--from", "a@contoso.test", "--to", "x@nullmx.test")
+    assert code == 0, out
+    (dsn,) = await world.sink.wait_for(1, where=lambda m: m.mail_from == "")
+    assert b"Status: 5.1.10" in dsn.data
+    assert dsn.peer in HIGH
+
+
+@pytest.mark.parametrize("misbehaviour", [DROP_IN_DATA, GARBAGE_IN_DATA])
+async def test_a_receiver_that_drops_or_garbles_data_is_retried_not_lost(
+    world: World, misbehaviour: str
+) -> None:
+    world.sink.script("flaky@rcpt.test", misbehaviour, "250 2.0.0 ok")
+    code, out = await world.swaks("--from", "a@contoso.test", "--to", "flaky@rcpt.test")
+    assert code == 0, out
+    (mid,) = world.queue.message_ids()
+    await _until(lambda: _status(world, mid) == RecipientStatus.DEFERRED)
+    assert world.sink.messages == []
+    await world.retry_later()
+    assert await _only_message(world, "flaky@rcpt.test") in NORMAL
+    assert world.sink.dropped == 1
+    await _until(lambda: _status(world, mid) == RecipientStatus.DELIVERED)
+    assert len(world.queue.attempts(mid)) == 2
+
+
+async def test_a_4xx_is_retried_on_the_schedule_from_a_fresh_pick(world: World) -> None:
+    world.sink.script("later@rcpt.test", "451 4.7.1 try again later", "250 ok")
+    code, out = await world.swaks("--from", "a@contoso.test", "--to", "later@rcpt.test")
+    assert code == 0, out
+    (mid,) = world.queue.message_ids()
+    await _until(lambda: _status(world, mid) == RecipientStatus.DEFERRED)
+    await world.retry_later()
+    await _only_message(world, "later@rcpt.test")
+    await _until(lambda: _status(world, mid) == RecipientStatus.DELIVERED)
+    first, second = world.queue.attempts(mid)
+    assert (first.code, second.code) == (451, 250)
+    assert {first.source_ip, second.source_ip} == set(NORMAL)  # picked again, per attempt
+
+
+async def test_an_unbindable_ip_is_suspended_and_the_attempt_uses_another_of_its_pool(
+    world: World,
+) -> None:
+    world.pools["high-risk"] = ("10.255.255.1", *HIGH)  # not a local address: EADDRNOTAVAIL
+    world.relay.settings.pool_ips["high-risk"] |= {"10.255.255.1"}  # type: ignore[index]
+    world.states["10.255.255.1"] = IPState.ACTIVE
+    code, out = await world.swaks("--from", "<>", "--to", "b@rcpt.test")
+    assert code == 0, out
+    assert await _only_message(world, "b@rcpt.test") in HIGH
+    assert world.bind_failures == ["10.255.255.1"]
+
+
+async def test_open_relay_tricks_from_a_stranger_are_refused_and_nothing_is_stored(
+    world: World,
+) -> None:
+    for rcpt in (
+        "b@rcpt.test",
+        "user%rcpt.test@relay.test",
+        '"user@rcpt.test"@relay.test',
+        "@relay.test:user@rcpt.test",
+        "user@rcpt.test@relay.test",
+    ):
+        code, out = await world.swaks(
+            "--from", "a@contoso.test", "--to", rcpt, "--quit-after", "RCPT", source=STRANGER_IP
+        )
+        assert code != 0, out
+        assert "550 5.7.1 relaying denied" in out
+    assert world.queue.message_ids() == []
+
+
+async def test_oversized_mail_gets_552_and_is_not_stored(world: World) -> None:
+    body = "x" * 70 + "\n"
+    code, out = await world.swaks(
+        "--from", "a@contoso.test", "--to", "b@rcpt.test", "--body", body * 400
+    )
+    assert code != 0, out
+    assert "552 5.3.4" in out
+    assert world.queue.message_ids() == []
+
+
+def _status(world: World, mid: str) -> RecipientStatus | None:
+    record = world.queue.message(mid)
+    return record.recipients[0].status if record else None
+
+
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for ``condition()`` with a bounded timeout (polls the event loop, no fixed sleep)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 (the queue's state lives in SQLite: poll it)
+            await asyncio.sleep(0.02)
