@@ -129,8 +129,11 @@ class Store:
         operator moved it first). ``state_since`` becomes ``event.at``. The warm-up
         stage becomes ``warmup_stage``; entering ``warming`` without one starts at 0.
         """
+        canonical = _ip(ip)
+        if _ip(event.ip) != canonical:
+            raise OperatorError(f"audit event about {event.ip} given for a transition of {ip}")
         return self._run(
-            lambda s: pools.transition_ip(s, _ip(ip), expected, to, event, warmup_stage)
+            lambda s: pools.transition_ip(s, canonical, expected, to, event, warmup_stage)
         )
 
     def set_warmup_stage(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.core.model import AuditEvent, IPState, Pool, PoolPolicy, RiskClass
+from hrmonitor.errors import OperatorError
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -290,3 +293,13 @@ def test_delivered_counts_share_the_day_with_sent_counts(store: Store) -> None:
     assert record is not None
     assert (record.sent_on(tomorrow.date()), record.delivered_on(tomorrow.date())) == (0, 1)
     assert record.last_sent_at == T0  # a delivery report is not a send
+
+
+def test_a_transition_with_another_ips_audit_event_is_refused(store: Store) -> None:
+    store.sync_pools([HIGH], T0)
+    wrong = event("203.0.113.21", IPState.RETIRED, IPState.ACTIVE)
+    with pytest.raises(OperatorError, match=r"audit event about 203\.0\.113\.21"):
+        store.transition_ip("203.0.113.20", IPState.ACTIVE, IPState.RETIRED, wrong)
+    record = store.ip_record("203.0.113.20")
+    assert record is not None
+    assert record.state is IPState.ACTIVE
