@@ -18,6 +18,7 @@ from typing import Any
 from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, WebhookChannel
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.dns.dnsbl import DnsblEngine, read_catalogue
+from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.metrics import Metrics
 from hrmonitor.adapters.scheduler import Scheduler
 from hrmonitor.adapters.store import Store, open_store
@@ -25,11 +26,15 @@ from hrmonitor.config import Config, split_address
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.check import Verdict, verdict
 from hrmonitor.core.dnsbl import budget_problems
+from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Clock, Severity, canonical_ip
+from hrmonitor.core.routing import RoutingSettings, Tenant
+from hrmonitor.core.routing_rules import check_rule_pools, load_routing_files
 from hrmonitor.errors import ConfigError, OperatorError
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.monitor import Monitor, SweepReport
 from hrmonitor.services.report import build_history, build_report
+from hrmonitor.services.routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,35 @@ def schedule_warnings(config: Config, lists: Sequence[ZoneList]) -> list[str]:
             for p in budget_problems(lists, len(pool.all_ips), pool.interval)
         )
     return warnings
+
+
+def build_router(config: Config) -> Router:
+    """The per-message routing decision maker, with its sender-domain DNS and limits."""
+    pools = config.core_pools()
+    rules = load_routing_files([config.path(p) for p in config.routing.rules])
+    check_rule_pools(rules, pools)
+    settings = RoutingSettings(
+        spam_threshold=config.routing.spam_threshold,
+        spam_headers=tuple(config.routing.spam_headers),
+        trusted_filters=tuple(str(n) for n in config.routing.trusted_filters),
+        dns_unknown_hold=config.routing.dns_unknown_hold,
+        on_dns_unknown=config.routing.on_dns_unknown,
+        relay_pool=config.routing.relay_pool,
+        limits=SendingLimits(
+            recipients_per_hour=config.limits.recipients_per_hour,
+            recipients_per_day=config.limits.recipients_per_day,
+        ),
+    )
+    mail_dns = MailDns(
+        nameservers=tuple(str(ns) for ns in config.dns.nameservers),
+        port=config.dns.port,
+        timeout=config.dns.timeout.total_seconds(),
+        attempts=config.dns.attempts,
+    )
+    tenants = [
+        Tenant(t.name, tuple(str(n) for n in t.networks), tuple(t.domains)) for t in config.tenants
+    ]
+    return Router(rules, pools, settings, mail_dns, tenants)
 
 
 # --- check --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import click
 from hrmonitor import app
 from hrmonitor.adapters import terminal
 from hrmonitor.cli.options import config_option, json_option, load
+from hrmonitor.cli.route import route_command
 from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
 
 
@@ -130,4 +131,5 @@ ALL: list[click.Command] = [
     history_command,
     rules_group,
     db_group,
+    route_command,
 ]

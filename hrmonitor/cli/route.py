@@ -18,43 +18,11 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor import app
 from hrmonitor.cli.options import config_option, json_option, load
-from hrmonitor.config import Config
-from hrmonitor.core.limits import SendingLimits
-from hrmonitor.core.routing import RouteDecision, RoutingSettings, Tenant
-from hrmonitor.core.routing_rules import check_rule_pools, load_routing_files
+from hrmonitor.core.routing import RouteDecision
 from hrmonitor.core.spam_score import header_fields
 from hrmonitor.services.routing import Router
-
-
-def router_from_config(config: Config) -> Router:
-    """The Router the daemon would build (the lead may move this into app.build_router)."""
-    pools = config.core_pools()
-    rules = load_routing_files([config.path(p) for p in config.routing.rules])
-    check_rule_pools(rules, pools)
-    settings = RoutingSettings(
-        spam_threshold=config.routing.spam_threshold,
-        spam_headers=tuple(config.routing.spam_headers),
-        trusted_filters=tuple(str(n) for n in config.routing.trusted_filters),
-        dns_unknown_hold=config.routing.dns_unknown_hold,
-        on_dns_unknown=config.routing.on_dns_unknown,
-        relay_pool=config.routing.relay_pool,
-        limits=SendingLimits(
-            recipients_per_hour=config.limits.recipients_per_hour,
-            recipients_per_day=config.limits.recipients_per_day,
-        ),
-    )
-    mail_dns = MailDns(
-        nameservers=tuple(str(ns) for ns in config.dns.nameservers),
-        port=config.dns.port,
-        timeout=config.dns.timeout.total_seconds(),
-        attempts=config.dns.attempts,
-    )
-    tenants = [
-        Tenant(t.name, tuple(str(n) for n in t.networks), tuple(t.domains)) for t in config.tenants
-    ]
-    return Router(rules, pools, settings, mail_dns, tenants)
 
 
 def _addresses(fields: Sequence[tuple[str, str]], names: Sequence[str]) -> list[str]:
@@ -139,7 +107,7 @@ def route_command(
     config_path: str | None,
 ) -> None:
     """Which pool FILE would leave from, and why. Sends nothing."""
-    router = router_from_config(load(config_path))
+    router = app.build_router(load(config_path))
     decision = route_file(file, mail_from, rcpts, client, router)
     if as_json:
         click.echo(json.dumps(decision.to_json(), indent=2, default=str))

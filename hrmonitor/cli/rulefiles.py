@@ -12,14 +12,18 @@ from pathlib import Path
 
 from hrmonitor.adapters.dns.dnsbl import validate_catalogue_files
 from hrmonitor.config import Config
+from hrmonitor.core.feedback_rules import feedback_file_problems
+from hrmonitor.core.routing_rules import routing_file_problems
 
 Validator = Callable[[Sequence[Path]], list[str]]
 
 VALIDATORS: dict[str, Validator] = {
     "dnsbl": lambda paths: validate_catalogue_files(list(paths)),
+    "routing": lambda paths: routing_file_problems(list(paths)),
+    "feedback": lambda paths: feedback_file_problems(list(paths)),
 }
 
-_MARKERS = {"dnsbl": ("lists", "dead")}
+_MARKERS = {"dnsbl": ("lists", "dead"), "routing": ("rules",), "feedback": ("patterns",)}
 
 
 def configured_rule_files(config: Config) -> list[Path]:
