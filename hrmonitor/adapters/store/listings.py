@@ -1,14 +1,19 @@
 """DNSBL sweeps: the latest answer per (ip, zone), listing intervals, zone health.
 
 Only a trustworthy answer moves anything (house rule 1): a Listed opens or extends
-a listing interval, a Clean closes it; Info, Error and Unknown answers, and every
-answer from a zone whose health in that sweep is not ``ok``, leave listings alone.
+a listing interval; a Clean or an Info closes it. Error and Unknown answers, and
+every answer from a zone whose health in that sweep is not ``ok``, leave listings
+alone.
+
+Info closes a listing because it is the list saying "not listed, here is a
+reputation level": Mailspike answers 127.0.0.10-12 for its listed levels and
+127.0.0.13-20 for the others, so an IP that improves from L3 to L4 gets an Info,
+never an NXDOMAIN; were Info ignored, that listing would stay open for good and
+the IP could never come back from retirement.
 
 ``answers.clean_since`` is the start of the unbroken run of Clean/Info answers for
-an (ip, zone). Info counts as not listed (Mailspike answers a reputation level for
-most IPs it knows; were it not clean, such an IP could never come back). A Listed,
-Error or Unknown answer, or a sweep in which the zone is unhealthy, breaks the run:
-a gap in the evidence is not evidence of cleanliness.
+an (ip, zone). A Listed, Error or Unknown answer, or a sweep in which the zone is
+unhealthy, breaks the run: a gap in the evidence is not evidence of cleanliness.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ def record_sweep(
                 if opened is not None:
                     listed.append(opened)
                 open_keys.add(key)
-        elif isinstance(answer, Clean) and key in open_keys:
+        elif isinstance(answer, Clean | Info) and key in open_keys:
             closed = _close(session, answer.ip, answer.zone, now)
             if closed is not None:
                 cleared.append(closed)

@@ -67,17 +67,31 @@ def test_a_second_listing_after_a_clear_is_a_new_interval(store: Store) -> None:
     assert [h.is_open for h in history] == [False, True]
 
 
-def test_unknown_error_and_info_answers_leave_an_open_listing_alone(store: Store) -> None:
+def test_unknown_and_error_answers_leave_an_open_listing_alone(store: Store) -> None:
     store.record_sweep([listed()], OK, T0)
     for answer in (
         Unknown(IP, ZEN, "timeout"),
         Error(IP, ZEN, ("127.255.255.254",), "public resolver refused"),
-        Info(IP, ZEN, ("127.0.0.15",), ("L5",)),
     ):
         changes = store.record_sweep([answer], OK, T0 + timedelta(hours=1))
         assert not changes
     (still,) = store.current_listings(IP)
     assert (still.first_seen, still.last_seen) == (T0, T0)
+
+
+def test_an_info_answer_closes_a_listing_of_that_zone(store: Store) -> None:
+    """Mailspike: listed at L3 (127.0.0.12), then a reputation level (127.0.0.14) means delisted."""
+    mailspike = "mailspike-z"
+    health = {mailspike: ZoneHealth.OK}
+    l3 = Listed(IP, mailspike, ("127.0.0.12",), ("L3-bad",), Severity.LOW)
+    store.record_sweep([l3], health, T0)
+    later = T0 + timedelta(hours=1)
+    changes = store.record_sweep(
+        [Info(IP, mailspike, ("127.0.0.14",), ("reputation",))], health, later
+    )
+    assert [(r.zone, r.cleared_at) for r in changes.cleared] == [(mailspike, later)]
+    assert store.current_listings(IP) == []
+    assert store.clean_since(IP, [mailspike]) == later
 
 
 def test_unknown_error_and_info_never_open_a_listing(store: Store) -> None:
