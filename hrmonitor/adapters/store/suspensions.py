@@ -19,7 +19,6 @@ from hrmonitor.adapters.store.records import Suspension
 from hrmonitor.adapters.store.schema import SuspensionRow, insert_new
 from hrmonitor.core.model import AuditEvent
 
-WHOLE_IP = "*"
 SUSPENDED = "suspended"
 
 
