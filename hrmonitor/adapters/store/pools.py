@@ -51,31 +51,31 @@ def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[s
     if problems:
         return problems
 
+    # INSERT ... ON CONFLICT DO NOTHING throughout: two nodes starting together on a
+    # fresh database must not fail on each other's rows.
     for pool in pools:
-        row = session.get(PoolRow, pool.name)
-        if row is None:
-            session.add(PoolRow(name=pool.name, risk=pool.risk.value))
-        else:
-            row.risk = pool.risk.value
-    session.flush()
-    for pool, ip, state in planned:
-        if session.get(IpRow, ip) is None:
-            session.add(
-                IpRow(
-                    ip=ip,
-                    pool=pool.name,
-                    state=state.value,
-                    state_since=now,
-                    state_actor="config",
-                    updated_at=now,
-                )
+        if not insert_new(session, PoolRow, {"name": pool.name, "risk": pool.risk.value}):
+            session.execute(
+                update(PoolRow).where(PoolRow.name == pool.name).values(risk=pool.risk.value)
             )
+    for pool, ip, state in planned:
+        insert_new(
+            session,
+            IpRow,
+            {
+                "ip": ip,
+                "pool": pool.name,
+                "state": state.value,
+                "state_since": now,
+                "state_actor": "config",
+                "updated_at": now,
+            },
+        )
         insert_new(
             session,
             IpPoolHistoryRow,
             {"ip": ip, "pool": pool.name, "risk": pool.risk.value, "first_seen": now},
         )
-    session.flush()
     return []
 
 

@@ -112,3 +112,19 @@ def test_racing_sends_lose_no_count(store: Store, store_url: str) -> None:
     record = store.ip_record(IP)
     assert record is not None
     assert record.sent_on(T0.date()) == 5 * NODES
+
+
+def test_racing_nodes_register_the_same_pools_without_failing(store: Store, store_url: str) -> None:
+    pool = Pool(
+        "high-risk", RiskClass.HIGH, (IP,), ("203.0.113.21",), PoolPolicy(), timedelta(minutes=15)
+    )
+
+    def sync(node: Store, _n: int) -> list[str]:
+        return node.sync_pools([pool], T0)
+
+    assert race(store_url, sync) == [[]] * NODES
+    assert [(r.ip, r.state) for r in store.ip_records()] == [
+        (IP, IPState.ACTIVE),
+        ("203.0.113.21", IPState.STANDBY),
+    ]
+    assert len(store.pool_history(IP)) == 1
