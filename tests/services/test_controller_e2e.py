@@ -1,0 +1,195 @@
+"""End to end: rbldnsd lists a high-risk IP -> one sweep retires it -> mail moves to the standby.
+
+Real peers on loopback: rbldnsd serving bl.test (zone files replaced
+atomically), the DNSBL engine, the monitor, the store (SQLite), the
+controller, the queue runner delivering to an aiosmtpd MX that records which
+source address delivered each message. Pools: normal 127.0.4.10-11, high-risk
+127.0.4.20-21 with standby 127.0.4.22. The clock is a FakeClock: the cool-down
+passes because the test moves time between sweeps, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
+from hrmonitor.adapters.store import Store, open_store
+from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.core.alert import Alert
+from hrmonitor.core.envelope import Submission
+from hrmonitor.core.feedback_rules import load_feedback_files
+from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WhenExhausted
+from hrmonitor.core.retry import RetryPolicy
+from hrmonitor.core.routing import RouteDecision
+from hrmonitor.services.controller import Controller
+from hrmonitor.services.monitor import Monitor
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.peers import FakeClock
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
+
+NORMAL = ("127.0.4.10", "127.0.4.11")
+HIGH = ("127.0.4.20", "127.0.4.21")
+STANDBY = ("127.0.4.22",)
+LISTED = "127.0.4.20"
+RULES = Path(__file__).resolve().parents[2] / "rules" / "feedback.toml"
+COOLDOWN = timedelta(seconds=3)
+
+
+@dataclass
+class Lab:
+    store: Store
+    monitor: Monitor
+    controller: Controller
+    relay: Relay
+    sink: SmtpSink
+    clock: FakeClock
+    rbldnsd: Rbldnsd
+    alerts: list[Alert] = field(default_factory=list)
+    sent: int = 0
+
+    async def send(self, pool: str, count: int) -> list[str]:
+        """Queue ``count`` messages for ``pool``; the recipients to wait for."""
+        rcpts = []
+        for _ in range(count):
+            self.sent += 1
+            rcpt = f"{'h' if pool == 'high-risk' else 'n'}{self.sent}@rcpt.test"
+            rcpts.append(rcpt)
+            await self.relay.accept(
+                Submission("contoso", "127.0.0.5", "client.test", "a@contoso.test", (rcpt,),
+                           b"Subject: e2e\r\n\r\nbody\r\n", self.clock.now())
+            )  # fmt: skip
+        return rcpts
+
+    async def peers_of(self, rcpts: list[str]) -> set[str]:
+        wanted = set(rcpts)
+        arrived = await self.sink.wait_for(len(wanted), 20, lambda m: bool(wanted & set(m.rcpts)))
+        return {m.peer for m in arrived}
+
+    def state(self, ip: str) -> IPState:
+        record = self.store.ip_record(ip)
+        assert record is not None
+        return record.state
+
+    async def sweep(self, advance: timedelta = timedelta(seconds=1)) -> None:
+        self.clock.advance(advance)
+        await self.monitor.sweep_pool("high-risk")
+        await self.monitor.sweep_pool("normal")
+
+
+@pytest.fixture
+async def lab(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    dns_server: DnsTestServer,
+    smtp_sink: SmtpSink,
+    fake_clock: FakeClock,
+) -> AsyncIterator[Lab]:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=1.0, attempts=2)
+    pools = [
+        Pool("normal", RiskClass.NORMAL, NORMAL, (),
+             PoolPolicy(when_exhausted=WhenExhausted.USE_LISTED), timedelta(seconds=1)),
+        Pool("high-risk", RiskClass.HIGH, HIGH, STANDBY,
+             PoolPolicy(min_active=2, cooldown=COOLDOWN), timedelta(seconds=1)),
+    ]  # fmt: skip
+    store = open_store(f"sqlite:///{tmp_path / 'hrmonitor.db'}")
+    store.upgrade()
+    assert store.sync_pools(pools, fake_clock.now()) == []
+    engine = DnsblEngine([rbldnsd.host], rbldnsd.port, 0.5, 2)
+    await engine.open()
+    alerts: list[Alert] = []
+
+    class Sink:
+        async def emit(self, alert: Alert) -> None:
+            alerts.append(alert)
+
+    monitor = Monitor(engine, [rbldnsd.catalogue()["bl"]], store, fake_clock, Sink().emit, pools)
+    controller = Controller(store, pools, ["bl"], Sink(),
+                            feedback_rules=load_feedback_files([RULES]))  # fmt: skip
+    monitor.on_sweep(controller.on_sweep_report)
+    await controller.load(fake_clock.now())
+
+    async def route(sub: Submission) -> RouteDecision:
+        high = sub.recipients[0].startswith("h")
+        return RouteDecision("high-risk" if high else "normal",
+                             RiskClass.HIGH if high else RiskClass.NORMAL, (), {})  # fmt: skip
+
+    connections = Connections(
+        OutboundSettings(port=smtp_sink.port, helo_name="relay.test", connect_timeout=5,
+                         command_timeout=10)
+    )  # fmt: skip
+    relay = Relay(
+        queue=QueueRepository(store.engine),
+        route=route,
+        picker=PoolPicker(controller.candidates),
+        mx=mail_dns.mx_hosts,
+        addresses=mail_dns.addresses,
+        sender=connections,
+        clock=fake_clock,
+        settings=RelaySettings(
+            hostname="relay.test",
+            pool_ips={p.name: frozenset(p.all_ips) for p in pools},
+            retry=RetryPolicy.of([timedelta(minutes=1)], timedelta(hours=2)),
+            poll_seconds=0.2,
+        ),
+        on_reply=controller.on_reply,
+        on_alert=alerts.append,
+    )
+    runner = asyncio.create_task(relay.run())
+    try:
+        yield Lab(store, monitor, controller, relay, smtp_sink, fake_clock, rbldnsd, alerts)
+    finally:
+        await relay.stop()
+        await runner
+        await connections.close()
+        await controller.drain()
+        await engine.close()
+        store.close()
+
+
+async def test_listing_retires_within_one_sweep_and_mail_moves_to_the_promoted_ip(
+    lab: Lab,
+) -> None:
+    """List -> one sweep -> retired + standby promoted -> high mail only from the others;
+    normal mail untouched; delist -> standby again only after the cool-down."""
+    await lab.sweep()
+    before = await lab.peers_of(await lab.send("high-risk", 4))
+    assert before == set(HIGH)
+
+    lab.rbldnsd.list_ip(LISTED, txt="spam trap hits")
+    await lab.sweep()  # exactly one sweep
+    assert lab.state(LISTED) is IPState.RETIRED
+    assert lab.state(STANDBY[0]) is IPState.ACTIVE
+    assert {lab.state(ip) for ip in NORMAL} == {IPState.ACTIVE}
+
+    high_after = await lab.peers_of(await lab.send("high-risk", 8))
+    normal_after = await lab.peers_of(await lab.send("normal", 4))
+    assert high_after == {"127.0.4.21", "127.0.4.22"}
+    assert normal_after == set(NORMAL)
+
+    lab.rbldnsd.delist_ip(LISTED)
+    await lab.sweep()  # the clean run starts
+    for _ in range(2):  # 1s and 2s into a 3s cool-down
+        await lab.sweep()
+        assert lab.state(LISTED) is IPState.RETIRED
+    await lab.sweep()  # 3s of trustworthy clean answers
+    assert lab.state(LISTED) is IPState.STANDBY
+    trail = [(e.from_state, e.to_state, e.actor) for e in lab.store.audit_trail(LISTED)
+             if e.kind == "state"]  # fmt: skip
+    assert trail == [("active", "retired", "rotation.retire"),
+                     ("retired", "standby", "rotation.restore")]  # fmt: skip
+    kinds = {str(a.kind) for a in lab.alerts}
+    assert {"listing", "retirement", "promotion", "delisting", "restoration"} <= kinds
