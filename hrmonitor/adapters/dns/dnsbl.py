@@ -1,12 +1,20 @@
-"""The DNSBL query engine: many A/TXT queries over a few UDP sockets, with dnspython messages.
+"""The DNSBL query engine: many A/TXT queries over a few UDP sockets.
 
 Why not ``dns.asyncresolver``: a sweep is tens of thousands of tiny
-queries; one coroutine, socket and ``wait_for`` per query costs more than
-the query. Here a handful of UDP sockets carry every query, responses are
-matched by (id, question), one timer per query handles loss, and at most
-``max_in_flight`` queries are outstanding. Every (ip, list) pair gets
-exactly one answer; a bad query becomes ``Unknown`` and never an exception
-(ARCHITECTURE rule 1). What answers mean is decided in ``core.dnsbl``.
+queries; a coroutine, a socket and a ``wait_for`` per query cost more than
+the query. Here a handful of non-blocking UDP sockets carry every query;
+each readable event drains every waiting datagram (an asyncio
+DatagramProtocol reads one per loop turn, which capped throughput);
+responses are matched by (id, question) and by the nameserver they were
+sent to; one timer walks a deadline queue for lost answers (every try has
+the same timeout, so deadlines are in send order); at most
+``max_in_flight`` queries are outstanding. Wire encoding and parsing of the
+small subset needed live in ``dnsbl_wire`` (dnspython is the fallback and
+the reference).
+
+Every (ip, list) pair gets exactly one answer; a bad query becomes
+``Unknown`` and never an exception (ARCHITECTURE rule 1). What answers mean
+is decided in ``core.dnsbl``.
 """
 
 from __future__ import annotations
@@ -15,31 +23,27 @@ import asyncio
 import ipaddress
 import logging
 import random
+import socket
+from array import array
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
 import dns.resolver
 
+from hrmonitor.adapters.dns import dnsbl_wire as wire
 from hrmonitor.core.catalogue import Catalogue, ZoneList, check_catalogue, load_catalogue
 from hrmonitor.core.dnsbl import (
+    TEST_POINTS,
     Rcode,
     Reply,
     SweepResult,
     classify,
     confirm,
-    covers,
+    family_of,
     needs_confirmation,
-    query_name,
-    self_test_names,
     send_offsets,
     zone_health,
 )
@@ -48,16 +52,13 @@ from hrmonitor.errors import ConfigError, RuleError
 
 log = logging.getLogger(__name__)
 
-A = dns.rdatatype.A
-TXT = dns.rdatatype.TXT
-
-_RCODES = {
-    dns.rcode.NOERROR: Rcode.NOERROR,
-    dns.rcode.NXDOMAIN: Rcode.NXDOMAIN,
-    dns.rcode.SERVFAIL: Rcode.SERVFAIL,
-    dns.rcode.REFUSED: Rcode.REFUSED,
-}
-
+_RECEIVE_BUFFER = 4 * 1024 * 1024
+_TIMEOUT_SLACK = 0.001  # asyncio may run a timer this much early
+# The in-flight window adapts like TCP's (AIMD) up to max_in_flight: a burst of
+# 512 queries overflows a small server socket buffer (rbldnsd's default), and
+# every lost answer costs a whole timeout.
+_START_WINDOW = 64
+_MIN_WINDOW = 8
 
 # --- catalogue files ----------------------------------------------------------------------
 
@@ -85,99 +86,75 @@ def _read(path: str | Path) -> str:
         raise RuleError(str(path), "", f"cannot read: {exc}") from exc
 
 
-# --- the wire -----------------------------------------------------------------------------
+# --- what is in flight --------------------------------------------------------------------
 
 
-class _Query:
-    """One question in flight: its wire form, where it goes, and what to call when done."""
+class _Batch:
+    """One call's questions: replies land in ``results`` by index; ``future`` ends it."""
 
-    __slots__ = (
-        "attempts_left",
-        "cancelled",
-        "done",
-        "first_server",
-        "handle",
-        "key",
-        "name",
-        "rdtype",
-        "server",
-        "tries",
-    )
+    __slots__ = ("cancelled", "first_server", "future", "remaining", "results", "source")
 
     def __init__(
         self,
-        name: str,
-        rdtype: dns.rdatatype.RdataType,
-        attempts: int,
+        count: int,
+        future: asyncio.Future[None],
         first_server: int,
-        done: Callable[[Reply], None],
+        source: Iterator[tuple[int, bytes]] | None,
     ) -> None:
-        self.name = name
-        self.rdtype = rdtype
-        self.attempts_left = attempts
+        self.results: list[Reply | None] = [None] * count
+        self.remaining = count
+        self.future = future
         self.first_server = first_server
+        self.source = source
         self.cancelled = False
+
+
+class _Query:
+    __slots__ = ("attempts_left", "batch", "index", "key", "question", "server", "tries")
+
+    def __init__(self, batch: _Batch, index: int, question: bytes, attempts: int) -> None:
+        self.batch = batch
+        self.index = index
+        self.question = question
+        self.attempts_left = attempts
         self.tries = 0
-        self.done = done
-        self.handle: asyncio.TimerHandle | None = None
         self.key: tuple[int, bytes] | None = None
         self.server: tuple[str, int] = ("", 0)
 
 
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, engine: DnsblEngine) -> None:
-        self._engine = engine
+class _Plan:
+    """The (ip, list) pairs of a lookup as flat indices, with each IP's and zone's wire labels."""
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._engine._received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP unreachable and kin: the query's timer turns it into a retry.
-        log.debug("DNSBL socket error: %s", exc)
-
-
-def _question_key(wire: bytes) -> tuple[int, bytes] | None:
-    """(id, lowercased question section) of a message, or None if it is too broken to match."""
-    if len(wire) < 12:
-        return None
-    pos = 12
-    while True:
-        if pos >= len(wire):
-            return None
-        length = wire[pos]
-        if length == 0:
-            break
-        if length & 0xC0:
-            return None  # a question name is never compressed
-        pos += 1 + length
-    end = pos + 5
-    if end > len(wire):
-        return None
-    return int.from_bytes(wire[:2], "big"), wire[12:end].lower()
-
-
-def _decode(wire: bytes) -> Reply:
-    try:
-        message = dns.message.from_wire(wire)
-    except (dns.exception.DNSException, ValueError) as exc:
-        return Reply(Rcode.GARBAGE, detail=str(exc) or type(exc).__name__)
-    if message.flags & dns.flags.TC:
-        return Reply(Rcode.TRUNCATED)
-    rcode = _RCODES.get(message.rcode(), Rcode.OTHER)
-    if rcode is not Rcode.NOERROR:
-        return Reply(
-            rcode, detail=dns.rcode.to_text(message.rcode()) if rcode is Rcode.OTHER else ""
-        )
-    addresses: list[str] = []
-    texts: list[str] = []
-    for rrset in message.answer:
-        if rrset.rdtype == A:
-            addresses.extend(rdata.address for rdata in rrset)
-        elif rrset.rdtype == TXT:
-            texts.extend(
-                b"".join(rdata.strings).decode("utf-8", errors="replace") for rdata in rrset
+    def __init__(
+        self, ips: Sequence[str], lists: Sequence[ZoneList], flats: Sequence[int] | None = None
+    ) -> None:
+        self.ips = list(ips)
+        self.lists = list(lists)
+        self.prefixes = [wire.reversed_ip_labels(ip) for ip in self.ips]
+        self.zones = [wire.encode_labels(z.zone) for z in self.lists]
+        width = len(self.lists)
+        if flats is None:
+            families = [family_of(ip) for ip in self.ips]
+            flats = array(
+                "q",
+                (
+                    i * width + j
+                    for i in range(len(self.ips))
+                    for j in range(width)
+                    if families[i] in self.lists[j].families
+                ),
             )
-    return Reply(Rcode.NOERROR, tuple(addresses), tuple(texts))
+        self.flats = flats
+
+    def pair(self, flat: int) -> tuple[str, ZoneList]:
+        i, j = divmod(flat, len(self.lists))
+        return self.ips[i], self.lists[j]
+
+    def questions(self, rdtype: int, flats: Sequence[int]) -> Iterator[tuple[bytes, str]]:
+        width = len(self.lists)
+        for flat in flats:
+            i, j = divmod(flat, width)
+            yield wire.question(self.prefixes[i], self.zones[j], rdtype), self.lists[j].key
 
 
 # --- the engine ---------------------------------------------------------------------------
@@ -188,8 +165,9 @@ class DnsblEngine:
 
     ``nameservers``: resolver addresses (IPv4/IPv6); empty means the system
     resolver's. ``timeout`` is per try in seconds; ``attempts`` tries per
-    query, rotating over the nameservers. ``rate_per_zone`` (queries/second)
-    spreads each list's queries over the sweep with jitter from ``rng``.
+    query, rotating over the nameservers; a lost answer is retried, never
+    read as clean. ``rate_per_zone`` (queries/second) spreads each list's
+    queries over the sweep with jitter from ``rng``.
     """
 
     def __init__(
@@ -199,7 +177,7 @@ class DnsblEngine:
         timeout: float = 2.0,
         attempts: int = 2,
         *,
-        max_in_flight: int = 512,
+        max_in_flight: int = 128,
         sockets: int = 4,
         rate_per_zone: float | None = None,
         rng: random.Random | None = None,
@@ -217,9 +195,14 @@ class DnsblEngine:
         self._rate = rate_per_zone
         self._rng = rng or random.Random()
         self._ids = random.Random()  # query ids: unpredictable, not the jitter stream
-        self._transports: dict[int, list[asyncio.DatagramTransport]] = {}
+        self._sockets: dict[tuple[str, int], list[socket.socket]] = {}  # connected, per server
+        self._window = float(min(max_in_flight, _START_WINDOW))
         self._pending: dict[tuple[int, bytes], _Query] = {}
-        self._ready: deque[_Query] = deque()
+        self._streams: deque[_Batch] = deque()  # batches still yielding questions
+        self._released: deque[_Query] = deque()  # rate-limited queries due to be sent
+        self._batches: set[_Batch] = set()
+        self._deadlines: deque[tuple[float, _Query, int]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,31 +228,44 @@ class DnsblEngine:
 
     async def open(self) -> None:
         """Bind the UDP sockets (done on first use if not called)."""
-        if self._transports:
+        if self._sockets:
             return
         self._loop = asyncio.get_running_loop()
-        versions = {ipaddress.ip_address(host).version for host, _ in self._servers}
-        for version in sorted(versions):
-            local = ("0.0.0.0", 0) if version == 4 else ("::", 0)
-            transports = []
+        for server in self._servers:
+            if server in self._sockets:
+                continue
+            family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+            opened = []
             for _ in range(self._socket_count):
-                transport, _protocol = await self._loop.create_datagram_endpoint(
-                    lambda: _Receiver(self), local_addr=local
-                )
-                transports.append(transport)
-            self._transports[version] = transports
+                # Connected: the kernel drops datagrams from anyone but this server,
+                # and send()/recv() skip a route lookup and an address per packet.
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+                sock.connect(server)
+                self._loop.add_reader(sock.fileno(), self._drain, sock, server)
+                opened.append(sock)
+            self._sockets[server] = opened
 
     async def close(self) -> None:
+        """Close the sockets; calls still waiting get TIMEOUT replies."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for query in list(self._pending.values()):
-            if query.handle is not None:
-                query.handle.cancel()
-        self._pending.clear()
-        self._ready.clear()
-        for transports in self._transports.values():
-            for transport in transports:
-                transport.close()
-        self._transports.clear()
-        await asyncio.sleep(0)  # let the transports finish closing
+            self._finish(query, Reply(Rcode.TIMEOUT, detail="engine closed"), pump=False)
+        for batch in list(self._batches):
+            if not batch.future.done():
+                batch.future.set_result(None)
+        self._streams.clear()
+        self._released.clear()
+        self._deadlines.clear()
+        for opened in self._sockets.values():
+            for sock in opened:
+                if self._loop is not None:
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+        self._sockets.clear()
 
     # -- public queries
 
@@ -278,13 +274,13 @@ class DnsblEngine:
 
         TXT is asked only for Listed and Info answers.
         """
-        pairs = [(ip, z) for ip in ips for z in lists if covers(z, ip)]
-        return await self._answers(pairs, first_server=0)
+        plan = _Plan(ips, lists)
+        return await self._answers(plan, plan.flats, first_server=0)
 
     async def self_test(self, lists: Sequence[ZoneList]) -> dict[str, ZoneHealth]:
         """Each list's health from its test points (127.0.0.2 listed, 127.0.0.1 not, and v6)."""
-        points = _points(lists)
-        replies = await self._exchange([(name, A, z.key) for _, name, z in points])
+        points, questions = _self_test_questions(lists)
+        replies = await self._exchange(len(questions), iter(questions))
         return _health(lists, points, replies)
 
     async def sweep(
@@ -302,203 +298,233 @@ class DnsblEngine:
         them into Unknown.
         """
         previous = previous or {}
-        points = _points(lists)
-        pairs = [(ip, z) for ip in ips for z in lists if covers(z, ip)]
-        questions = [(name, A, z.key) for _, name, z in points]
-        questions += [(query_name(ip, z.zone), A, z.key) for ip, z in pairs]
-        replies = await self._exchange(questions)
-        health = _health(lists, points, replies[: len(points)])
-        answers = await self._with_txt(pairs, replies[len(points) :])
-        to_confirm = [
-            i
-            for i, (pair, answer) in enumerate(zip(pairs, answers, strict=True))
-            if health[pair[1].key] is ZoneHealth.OK
-            and needs_confirmation(previous.get((pair[0], pair[1].key)), answer)
+        plan = _Plan(ips, lists)
+        health, answers = await asyncio.gather(
+            self.self_test(lists), self._answers(plan, plan.flats, first_server=0)
+        )
+        again = [
+            n
+            for n, answer in enumerate(answers)
+            if health[answer.zone] is ZoneHealth.OK
+            and needs_confirmation(previous.get((answer.ip, answer.zone)), answer)
         ]
-        if to_confirm:
-            again = await self._answers([pairs[i] for i in to_confirm], first_server=1)
-            for i, second in zip(to_confirm, again, strict=True):
-                ip, zone_list = pairs[i]
-                answers[i] = confirm(previous.get((ip, zone_list.key)), answers[i], second)
+        if again:
+            flats = [plan.flats[n] for n in again]
+            second = await self._answers(plan, flats, first_server=1)
+            for n, answer in zip(again, second, strict=True):
+                first = answers[n]
+                answers[n] = confirm(previous.get((first.ip, first.zone)), first, answer)
         return SweepResult(tuple(answers), health)
 
-    # -- internals
+    # -- from replies to answers
 
-    async def _answers(
-        self, pairs: Sequence[tuple[str, ZoneList]], first_server: int
-    ) -> list[Answer]:
-        questions = [(query_name(ip, z.zone), A, z.key) for ip, z in pairs]
-        replies = await self._exchange(questions, first_server)
-        return await self._with_txt(pairs, replies)
-
-    async def _with_txt(
-        self, pairs: Sequence[tuple[str, ZoneList]], replies: Sequence[Reply]
-    ) -> list[Answer]:
-        answers = [classify(ip, z, r) for (ip, z), r in zip(pairs, replies, strict=True)]
-        wanted = [i for i, a in enumerate(answers) if a.status in (Status.LISTED, Status.INFO)]
-        if not wanted:
-            return answers
-        txt_questions = [(query_name(pairs[i][0], pairs[i][1].zone), TXT, "") for i in wanted]
-        txt_replies = await self._exchange(txt_questions)
-        for i, txt in zip(wanted, txt_replies, strict=True):
-            if txt.rcode is Rcode.NOERROR and txt.txt:
-                ip, zone_list = pairs[i]
-                answers[i] = classify(ip, zone_list, replace(replies[i], txt=txt.txt))
+    async def _answers(self, plan: _Plan, flats: Sequence[int], first_server: int) -> list[Answer]:
+        replies = await self._exchange(len(flats), plan.questions(wire.TYPE_A, flats), first_server)
+        answers: list[Answer] = []
+        for flat, reply in zip(flats, replies, strict=True):
+            ip, zone_list = plan.pair(flat)
+            answers.append(classify(ip, zone_list, reply))
+        wanted = [n for n, a in enumerate(answers) if a.status in (Status.LISTED, Status.INFO)]
+        if wanted:
+            txt_flats = [flats[n] for n in wanted]
+            texts = await self._exchange(
+                len(wanted), plan.questions(wire.TYPE_TXT, txt_flats), first_server
+            )
+            for n, text in zip(wanted, texts, strict=True):
+                if text.rcode is Rcode.NOERROR and text.txt:
+                    ip, zone_list = plan.pair(flats[n])
+                    answers[n] = classify(ip, zone_list, replace(replies[n], txt=text.txt))
         return answers
 
+    # -- the exchange
+
     async def _exchange(
-        self, questions: Sequence[tuple[str, dns.rdatatype.RdataType, str]], first_server: int = 0
+        self, count: int, questions: Iterator[tuple[bytes, str]], first_server: int = 0
     ) -> list[Reply]:
-        """Send every (name, rdtype, zone key) question; replies in the same order."""
-        if not questions:
+        """Send ``count`` (question wire, list key) questions; replies in the same order."""
+        if count == 0:
             return []
         await self.open()
         loop = asyncio.get_running_loop()
-        results: list[Reply | None] = [None] * len(questions)
-        finished = loop.create_future()
-        remaining = len(questions)
-
-        def done_at(index: int) -> Callable[[Reply], None]:
-            def done(reply: Reply) -> None:
-                nonlocal remaining
-                results[index] = reply
-                remaining -= 1
-                if remaining == 0 and not finished.done():
-                    finished.set_result(None)
-
-            return done
-
-        queries = [
-            _Query(name, rdtype, self._attempts, first_server, done_at(i))
-            for i, (name, rdtype, _zone) in enumerate(questions)
-        ]
+        batch = _Batch(count, loop.create_future(), first_server, None)
+        self._batches.add(batch)
         if self._rate is None:
-            self._ready.extend(queries)
-            self._pump()
+            batch.source = ((index, question) for index, (question, _key) in enumerate(questions))
+            self._streams.append(batch)
         else:
-            self._schedule_by_zone(loop, queries, [zone for _, _, zone in questions])
+            self._schedule(loop, batch, list(questions))
+        self._pump()
         try:
-            await finished
+            await batch.future
         except asyncio.CancelledError:
-            for query in queries:
-                self._forget(query)
+            self._cancel(batch)
             raise
-        return [r if r is not None else Reply(Rcode.TIMEOUT) for r in results]
+        finally:
+            self._batches.discard(batch)
+        timeout = Reply(Rcode.TIMEOUT)
+        return [r if r is not None else timeout for r in batch.results]
 
-    def _schedule_by_zone(
-        self, loop: asyncio.AbstractEventLoop, queries: Sequence[_Query], zones: Sequence[str]
+    def _schedule(
+        self, loop: asyncio.AbstractEventLoop, batch: _Batch, questions: list[tuple[bytes, str]]
     ) -> None:
         assert self._rate is not None
-        by_zone: dict[str, list[_Query]] = {}
-        for query, zone in zip(queries, zones, strict=True):
-            by_zone.setdefault(zone, []).append(query)
+        by_zone: dict[str, list[int]] = {}
+        for index, (_question, key) in enumerate(questions):
+            by_zone.setdefault(key, []).append(index)
         start = loop.time()
-        for zone_queries in by_zone.values():
-            window = len(zone_queries) / self._rate
-            for query, offset in zip(
-                zone_queries, send_offsets(len(zone_queries), window, self._rng), strict=True
-            ):
+        for indices in by_zone.values():
+            offsets = send_offsets(len(indices), len(indices) / self._rate, self._rng)
+            for index, offset in zip(indices, offsets, strict=True):
+                query = _Query(batch, index, questions[index][0], self._attempts)
                 loop.call_at(start + offset, self._release, query)
 
     def _release(self, query: _Query) -> None:
-        self._ready.append(query)
-        self._pump()
+        if not query.batch.cancelled:
+            self._released.append(query)
+            self._pump()
 
     def _pump(self) -> None:
-        while self._ready and self._in_flight < self._max_in_flight:
-            query = self._ready.popleft()
-            if query.cancelled:
-                continue
+        while self._in_flight < self._window and self._sockets:
+            if self._released:
+                query = self._released.popleft()
+            elif self._streams:
+                batch = self._streams[0]
+                assert batch.source is not None
+                item = next(batch.source, None)
+                if item is None:
+                    self._streams.popleft()
+                    continue
+                query = _Query(batch, item[0], item[1], self._attempts)
+            else:
+                return
             self._in_flight += 1
             self._send(query)
 
     def _send(self, query: _Query) -> None:
-        loop = self._loop
-        assert loop is not None
-        server = self._servers[(query.first_server + query.tries) % len(self._servers)]
-        version = 4 if ":" not in server[0] else 6
-        while True:
+        assert self._loop is not None
+        servers = self._servers
+        server = servers[(query.batch.first_server + query.tries) % len(servers)]
+        qid = self._ids.getrandbits(16)
+        while (qid, query.question) in self._pending:
             qid = self._ids.getrandbits(16)
-            wire = dns.message.make_query(query.name, query.rdtype, id=qid).to_wire()
-            key = (qid, wire[12:].lower())
-            if key not in self._pending:
-                break
-        query.key = key
+        query.key = (qid, query.question)
         query.server = server
         query.tries += 1
         query.attempts_left -= 1
-        self._pending[key] = query
-        transports = self._transports[version]
+        self._pending[query.key] = query
+        opened = self._sockets[server]
         self._sent += 1
-        transports[self._sent % len(transports)].sendto(wire, server)
-        query.handle = loop.call_later(self._timeout, self._expired, query)
+        try:
+            opened[self._sent % len(opened)].send(wire.query(qid, query.question))
+        except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
+            log.debug("DNSBL query to %s not sent: %s", server[0], exc)
+        deadline = self._loop.time() + self._timeout
+        self._deadlines.append((deadline, query, query.tries))
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._expire_due)
 
-    def _received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        key = _question_key(data)
+    def _drain(self, sock: socket.socket, server: tuple[str, int]) -> None:
+        while True:
+            try:
+                data = sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("DNSBL socket error: %s", exc)
+                return
+            self._received(data, server)
+
+    def _received(self, data: bytes, server: tuple[str, int]) -> None:
+        key = wire.response_key(data)
         if key is None:
             return
-        query = self._pending.get(key)
-        if query is None or (_canonical(addr[0]), addr[1]) != query.server:
-            return  # late, unknown or spoofed: the query's own timer decides
-        if not data[2] & 0x80:
-            return  # QR not set: not a response
-        reply = _decode(data)
+        qid, question, end = key
+        query = self._pending.get((qid, question))
+        if query is None or not data[2] & 0x80 or server != query.server:
+            return  # late, unknown, not a response or from another server: the timer decides
+        reply = wire.parse(data, end)
         if reply.rcode is Rcode.SERVFAIL and query.attempts_left > 0 and len(self._servers) > 1:
             self._retry(query)
             return
         self._finish(query, reply)
 
-    def _expired(self, query: _Query) -> None:
-        if query.attempts_left > 0:
-            log.debug("DNSBL query %s lost; retrying", query.name)
-            self._retry(query)
-        else:
-            self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
+    def _expire_due(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        now = self._loop.time() + _TIMEOUT_SLACK
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _deadline, query, tries = deadlines.popleft()
+            if query.key is None or query.tries != tries:
+                continue  # answered, or already retried
+            # Loss means the path or the server is saturated: halve the window.
+            self._window = max(_MIN_WINDOW, self._window / 2)
+            if query.attempts_left > 0:
+                log.debug("DNSBL answer lost from %s; retrying", query.server[0])
+                self._retry(query)
+            else:
+                self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
+        if deadlines and self._timer is None:
+            self._timer = self._loop.call_at(deadlines[0][0], self._expire_due)
 
     def _retry(self, query: _Query) -> None:
-        self._unregister(query)
+        if query.key is not None:
+            del self._pending[query.key]
+            query.key = None
         self._send(query)
 
-    def _finish(self, query: _Query, reply: Reply) -> None:
-        self._unregister(query)
+    def _finish(self, query: _Query, reply: Reply, *, pump: bool = True) -> None:
+        if query.key is not None:
+            del self._pending[query.key]
+            query.key = None
         self._in_flight -= 1
-        query.done(reply)
+        if self._window < self._max_in_flight:  # additive increase: +1 per window of answers
+            self._window = min(self._max_in_flight, self._window + 1 / self._window)
+        batch = query.batch
+        batch.results[query.index] = reply
+        batch.remaining -= 1
+        if batch.remaining == 0 and not batch.future.done():
+            batch.future.set_result(None)
+        if pump:
+            self._pump()
+
+    def _cancel(self, batch: _Batch) -> None:
+        """Drop a batch whose caller was cancelled, freeing its in-flight slots."""
+        batch.cancelled = True
+        if batch in self._streams:
+            self._streams.remove(batch)
+        for key, query in list(self._pending.items()):
+            if query.batch is batch:
+                del self._pending[key]
+                query.key = None
+                self._in_flight -= 1
+        self._released = deque(q for q in self._released if q.batch is not batch)
         self._pump()
 
-    def _unregister(self, query: _Query) -> None:
-        if query.handle is not None:
-            query.handle.cancel()
-            query.handle = None
-        if query.key is not None:
-            self._pending.pop(query.key, None)
-            query.key = None
 
-    def _forget(self, query: _Query) -> None:
-        """Drop a query whose sweep was cancelled, freeing its in-flight slot."""
-        query.cancelled = True
-        if query.key is not None:
-            self._unregister(query)
-            self._in_flight -= 1
+# --- helpers ------------------------------------------------------------------------------
 
 
-def _canonical(host: str | int) -> str:
-    try:
-        return str(ipaddress.ip_address(str(host).split("%")[0]))
-    except ValueError:
-        return str(host)
-
-
-def _points(lists: Sequence[ZoneList]) -> list[tuple[str, str, ZoneList]]:
-    return [(point, name, z) for z in lists for point, name in self_test_names(z)]
+def _self_test_questions(
+    lists: Sequence[ZoneList],
+) -> tuple[list[tuple[str, ZoneList]], list[tuple[bytes, str]]]:
+    points: list[tuple[str, ZoneList]] = []
+    questions: list[tuple[bytes, str]] = []
+    for zone_list in lists:
+        zone = wire.encode_labels(zone_list.zone)
+        for family in sorted(zone_list.families):
+            for point in TEST_POINTS[family]:
+                prefix = wire.reversed_ip_labels(point, unmap=False)
+                points.append((point, zone_list))
+                questions.append((wire.question(prefix, zone, wire.TYPE_A), zone_list.key))
+    return points, questions
 
 
 def _health(
-    lists: Sequence[ZoneList],
-    points: Sequence[tuple[str, str, ZoneList]],
-    replies: Sequence[Reply],
+    lists: Sequence[ZoneList], points: Sequence[tuple[str, ZoneList]], replies: Sequence[Reply]
 ) -> dict[str, ZoneHealth]:
     by_list: dict[str, dict[str, Reply]] = {z.key: {} for z in lists}
-    for (point, _name, zone_list), reply in zip(points, replies, strict=True):
+    for (point, zone_list), reply in zip(points, replies, strict=True):
         by_list[zone_list.key][point] = reply
     return {z.key: zone_health(z, by_list[z.key]) for z in lists}
 
