@@ -70,7 +70,8 @@ def build_report(
 
     pools = []
     for name, pool in config.pools.items():
-        own = [r for r in records if r.pool == name]
+        configured = set(pool.ips) | set(pool.standby)
+        own = [r for r in records if r.pool == name and r.ip in configured]
         conditions = [
             IpCondition(
                 r.ip,
