@@ -189,11 +189,15 @@ class Controller:
 
     def note_sent(self, ip: str, now: datetime, count: int = 1) -> None:
         """Count a message sent from ``ip`` (warm-up caps), in memory now, stored in a task."""
+        if ip not in self._pool_of:
+            return
         self._bump(ip, now, count)
         self._spawn(self._store_volume(ip, now, count, delivered=False))
 
     def note_delivered(self, ip: str, now: datetime, count: int = 1) -> None:
         """Count a message delivered from ``ip`` (the warm-up's delivery rate)."""
+        if ip not in self._pool_of:
+            return
         self._spawn(self._store_volume(ip, now, count, delivered=True))
 
     # --- evidence -----------------------------------------------------------------------
@@ -222,7 +226,17 @@ class Controller:
         return await self._decide_all([Tick(now)], now)
 
     def on_reply(self, reply: RemoteReply) -> None:
-        """The relay's (synchronous) reply callback: evidence -> suspension before returning."""
+        """The relay's (synchronous) reply callback: evidence -> suspension before returning.
+
+        Remote replies also count the warm-up volume: every reply is a message
+        attempted from ``reply.source_ip`` and a 2xx one delivered. The relay
+        reports each distinct reply of a transaction, so a transaction with
+        mixed replies counts more than once: the cap binds early, never late.
+        """
+        if not reply.own and reply.code >= 200:
+            self.note_sent(reply.source_ip, reply.at)
+            if reply.code < 300:
+                self.note_delivered(reply.source_ip, reply.at)
         provider = provider_for(reply.destination_host)
         for evidence in match_reply(reply, provider, self._rules):
             self._fast_path(evidence, reply.at, provider, reply.code >= 500)

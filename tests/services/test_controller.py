@@ -170,6 +170,16 @@ async def test_two_controllers_racing_apply_each_transition_once(configured: Sto
         ("127.0.2.1", "retired"),
         ("127.0.2.3", "active"),
     ]
+    seen = [{c.ip: c.state for c in c_.candidates_now("high-risk", T0)} for c_ in (first, second)]
+    assert (
+        seen[0]
+        == seen[1]
+        == {
+            "127.0.2.1": IPState.RETIRED,
+            "127.0.2.2": IPState.ACTIVE,
+            "127.0.2.3": IPState.ACTIVE,
+        }
+    )
 
 
 async def test_cooldown_through_the_store_restores_to_standby(configured: Store) -> None:
@@ -337,3 +347,20 @@ def test_real_store_satisfies_the_rotation_store_protocol(tmp_path: Path) -> Non
             assert callable(getattr(protocol, name))
     finally:
         opened.close()
+
+
+async def test_remote_replies_count_warmup_volume(configured: Store) -> None:
+    """Each remote reply counts a send from its source IP, a 2xx one a delivery too."""
+    controller = make(configured)
+    await controller.load(T0)
+    controller.on_reply(RemoteReply(250, "2.0.0", "ok", "127.0.2.1", "mx.example.net", T0))
+    controller.on_reply(RemoteReply(450, "4.2.0", "later", "127.0.2.1", "mx.example.net", T0))
+    controller.on_reply(
+        RemoteReply(451, "4.3.0", "own", "127.0.2.1", "mx.example.net", T0, own=True)
+    )
+    await controller.drain()
+    record = configured.ip_record("127.0.2.1")
+    assert record is not None
+    assert (record.sent_on(T0.date()), record.delivered_on(T0.date())) == (2, 1)
+    [candidate] = [c for c in controller.candidates_now("high-risk", T0) if c.ip == "127.0.2.1"]
+    assert candidate.sent_today == 2
