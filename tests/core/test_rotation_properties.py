@@ -20,6 +20,7 @@ from hrmonitor.core.rotation import (
     candidates,
     decide,
 )
+from hrmonitor.core.selection import NoEligibleIp, choose_source_ip
 from hrmonitor.core.suspension import Pause
 from tests.core.test_rotation_world import ZONES, World, high_pool, normal_pool
 
@@ -133,6 +134,13 @@ def test_invariants_hold_over_random_evidence(script: list[tuple[object, ...]]) 
             assert all(a.pool == pool.name for a in decision.alerts)
             views = world.pool_views(pool)
             assert {c.ip for c in candidates(pool, views, world.now)} == set(pool.all_ips)
+            # the picker, fed this pool's candidates, only ever names this pool's IPs
+            offered = candidates(pool, views, world.now)
+            for n in range(3):
+                chosen = choose_source_ip(offered, "yahoo", world.now, n)
+                if not isinstance(chosen, NoEligibleIp):
+                    assert chosen.ip in pool.all_ips
+                    assert world.views[chosen.ip].state.in_rotation
             # the last eligible IP is never silently removed
             after = sum(v.state.in_rotation for v in views)
             if before[pool.name] > 0 and after == 0:
