@@ -18,16 +18,18 @@ import asyncio
 import ipaddress
 import random
 import resource
+import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hrmonitor.adapters.dns.dnsbl import DnsblEngine  # noqa: E402
-from hrmonitor.core.catalogue import ZoneList, load_catalogue  # noqa: E402
-from hrmonitor.core.model import Status  # noqa: E402
-from tests.fixtures.rbldnsd import Rbldnsd  # noqa: E402
+from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+from hrmonitor.core.catalogue import ZoneList, load_catalogue
+from hrmonitor.core.model import Status
+from tests.fixtures.rbldnsd import Rbldnsd
 
 ZONES = 10
 CODES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.10")
@@ -45,12 +47,14 @@ def build_zones(ips: list[str], share: float, seed: int) -> tuple[dict[str, dict
     for z in range(ZONES):
         listed = rng.sample(ips, int(len(ips) * share))
         truth[f"z{z}"] = {ip: rng.choice(CODES) for ip in listed}
-    catalogue = "[defaults]\nunknown_code = { class = \"listed\", severity = \"medium\" }\n"
+    catalogue = '[defaults]\nunknown_code = { class = "listed", severity = "medium" }\n'
     for z in range(ZONES):
         catalogue += f'[lists.z{z}]\nzone = "z{z}.bench.test"\nfamilies = ["ipv4"]\n'
         catalogue += f"[lists.z{z}.codes]\n"
         for code in CODES:
-            catalogue += f'"{code}" = {{ tag = "c{code[-2:]}", class = "listed", severity = "high" }}\n'
+            catalogue += (
+                f'"{code}" = {{ tag = "c{code[-2:]}", class = "listed", severity = "high" }}\n'
+            )
     return truth, catalogue
 
 
@@ -63,26 +67,30 @@ def zone_files(truth: dict[str, dict[str, str]]) -> dict[str, str]:
     return files
 
 
+Seen = Iterator[tuple[str, str, Status, tuple[str, ...]]]  # ip, list key, status, codes
+
+
 async def run_hrmonitor(
-    server: Rbldnsd, ips: list[str], lists: list[ZoneList]
-) -> tuple[float, dict[tuple[str, str], tuple[Status, tuple[str, ...]]]]:
+    server: Rbldnsd, ips: list[str], lists: list[ZoneList], truth: dict[str, dict[str, str]]
+) -> tuple[float, dict[str, int]]:
     async with DnsblEngine([server.host], server.port, timeout=2.0, attempts=2) as engine:
         start = time.perf_counter()
         answers = await engine.lookup(ips, lists)
         elapsed = time.perf_counter() - start
-    seen = {(a.ip, a.zone): (a.status, getattr(a, "codes", ())) for a in answers}
-    return elapsed, seen
+    seen = ((a.ip, a.zone, a.status, getattr(a, "codes", ())) for a in answers)
+    return elapsed, disagreements(truth, len(ips), seen, check_codes=True)
 
 
 async def run_pydnsbl(
-    server: Rbldnsd, ips: list[str], lists: list[ZoneList]
-) -> tuple[float, dict[tuple[str, str], tuple[Status, tuple[str, ...]]]]:
+    server: Rbldnsd, ips: list[str], lists: list[ZoneList], truth: dict[str, dict[str, str]]
+) -> tuple[float, dict[str, int]]:
     import aiodns
     from pydnsbl import DNSBLIpChecker
     from pydnsbl.providers import Provider
 
     providers = [Provider(z.zone) for z in lists]
-    checker = DNSBLIpChecker(providers=providers, timeout=2, tries=2, concurrency=512)
+    # Same timeout, tries and in-flight bound as DnsblEngine's defaults: a fair race.
+    checker = DNSBLIpChecker(providers=providers, timeout=2, tries=2, concurrency=128)
     # pydnsbl builds its resolver on the system's nameservers; point it at ours.
     checker._resolver = aiodns.DNSResolver(
         nameservers=[server.host], timeout=2, tries=2, udp_port=server.port, tcp_port=server.port
@@ -91,37 +99,39 @@ async def run_pydnsbl(
     start = time.perf_counter()
     results = await asyncio.gather(*(checker.check_async(ip) for ip in ips))
     elapsed = time.perf_counter() - start
-    seen: dict[tuple[str, str], tuple[Status, tuple[str, ...]]] = {}
-    for result in results:
-        for provider in result.providers:
-            key = key_of[provider.host]
-            if provider in result.failed_providers:
-                seen[(result.addr, key)] = (Status.UNKNOWN, ())
-            elif provider.host in result.detected_by:
-                seen[(result.addr, key)] = (Status.LISTED, ())
-            else:
-                seen[(result.addr, key)] = (Status.CLEAN, ())
-    return elapsed, seen
+
+    def seen() -> Seen:
+        for result in results:
+            for provider in result.providers:
+                key = key_of[provider.host]
+                if provider in result.failed_providers:
+                    yield result.addr, key, Status.UNKNOWN, ()
+                elif provider.host in result.detected_by:
+                    yield result.addr, key, Status.LISTED, ()
+                else:
+                    yield result.addr, key, Status.CLEAN, ()
+
+    return elapsed, disagreements(truth, len(ips), seen(), check_codes=False)
 
 
 def disagreements(
-    truth: dict[str, dict[str, str]],
-    ips: list[str],
-    seen: dict[tuple[str, str], tuple[Status, tuple[str, ...]]],
-    check_codes: bool,
+    truth: dict[str, dict[str, str]], ip_count: int, seen: Seen, check_codes: bool
 ) -> dict[str, int]:
+    """Answers that contradict the zone files; pairs never answered count as unknown."""
     counts = {"listed read as clean": 0, "clean read as listed": 0, "unknown": 0, "wrong code": 0}
-    for key, listed in truth.items():
-        for ip in ips:
-            status, codes = seen.get((ip, key), (Status.UNKNOWN, ()))
-            if status is Status.UNKNOWN:
-                counts["unknown"] += 1
-            elif ip in listed and status is Status.CLEAN:
-                counts["listed read as clean"] += 1
-            elif ip not in listed and status is Status.LISTED:
-                counts["clean read as listed"] += 1
-            elif check_codes and ip in listed and codes != (listed[ip],):
-                counts["wrong code"] += 1
+    answered = 0
+    for ip, key, status, codes in seen:
+        answered += 1
+        listed = truth[key]
+        if status is Status.UNKNOWN:
+            counts["unknown"] += 1
+        elif ip in listed and status is Status.CLEAN:
+            counts["listed read as clean"] += 1
+        elif ip not in listed and status is Status.LISTED:
+            counts["clean read as listed"] += 1
+        elif check_codes and ip in listed and codes != (listed[ip],):
+            counts["wrong code"] += 1
+    counts["unknown"] += ip_count * len(truth) - answered
     return counts
 
 
@@ -130,6 +140,7 @@ def main() -> None:
     parser.add_argument("--ips", type=int, default=4096)
     parser.add_argument("--share", type=float, default=0.05, help="share of IPs listed per zone")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per client")
     parser.add_argument(
         "--no-pydnsbl", action="store_true", help="skip the comparison (default with --ips > 4096)"
     )
@@ -138,24 +149,39 @@ def main() -> None:
     truth, catalogue_text = build_zones(ips, args.share, args.seed)
     catalogue = load_catalogue([("bench", catalogue_text)])
     lists = list(catalogue.select(sorted(catalogue.lists)))
-    server = Rbldnsd({f"z{z}.bench.test": [("ip4set", f"z{z}.zone")] for z in range(ZONES)},
-                     zone_files(truth))
+    server = Rbldnsd(
+        {f"z{z}.bench.test": [("ip4set", f"z{z}.zone")] for z in range(ZONES)}, zone_files(truth)
+    )
     lookups = len(ips) * len(lists)
+    compare = not args.no_pydnsbl and args.ips <= 4096
     try:
-        print(f"{len(ips)} IPs x {len(lists)} zones = {lookups} lookups, "
-              f"{args.share:.0%} listed per zone, rbldnsd on {server.host}:{server.port}")
-        ours, seen = asyncio.run(run_hrmonitor(server, ips, lists))
-        ours_rate = lookups / ours
-        print(f"hrmonitor DnsblEngine: {ours:.2f} s, {ours_rate:,.0f} lookups/s")
-        print(f"  disagreements: {disagreements(truth, ips, seen, check_codes=True)}")
+        print(
+            f"{len(ips)} IPs x {len(lists)} zones = {lookups} lookups, "
+            f"{args.share:.0%} listed per zone, rbldnsd on {server.host}:{server.port}, "
+            f"{args.rounds} round(s), clients alternating"
+        )
+        ours_rates: list[float] = []
+        theirs_rates: list[float] = []
+        for round_number in range(1, args.rounds + 1):
+            ours, wrong = asyncio.run(run_hrmonitor(server, ips, lists, truth))
+            ours_rates.append(lookups / ours)
+            print(f"round {round_number} hrmonitor: {lookups / ours:,.0f} lookups/s  {wrong}")
+            if compare:
+                theirs, wrong = asyncio.run(run_pydnsbl(server, ips, lists, truth))
+                theirs_rates.append(lookups / theirs)
+                print(f"round {round_number} pydnsbl:   {lookups / theirs:,.0f} lookups/s  {wrong}")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"  peak RSS (this process so far): {rss_mb:.0f} MB")
-        if not args.no_pydnsbl and args.ips <= 4096:
-            theirs, seen_theirs = asyncio.run(run_pydnsbl(server, ips, lists))
-            theirs_rate = lookups / theirs
-            print(f"pydnsbl DNSBLIpChecker: {theirs:.2f} s, {theirs_rate:,.0f} lookups/s")
-            print(f"  disagreements: {disagreements(truth, ips, seen_theirs, check_codes=False)}")
-            print(f"ratio hrmonitor / pydnsbl: {ours_rate / theirs_rate:.2f}x")
+        print(f"hrmonitor DnsblEngine: median {statistics.median(ours_rates):,.0f} lookups/s")
+        if compare:
+            print(
+                f"pydnsbl DNSBLIpChecker: median {statistics.median(theirs_rates):,.0f} lookups/s"
+            )
+            ratios = [a / b for a, b in zip(ours_rates, theirs_rates, strict=True)]
+            print(
+                f"ratio hrmonitor / pydnsbl: median {statistics.median(ratios):.2f}x "
+                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+            )
+        print(f"peak RSS of this process: {rss_mb:.0f} MB")
     finally:
         server.stop()
 
