@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import Any, AnyStr
+from typing import Any, AnyStr, ClassVar
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -87,6 +87,18 @@ def tenant_for(tenants: Sequence[Tenant], client_ip: str) -> str | None:
 
 class _RelaySMTP(SMTP):
     """aiosmtpd's protocol with the relay's address policy in front of MAIL and RCPT."""
+
+    _command_names: ClassVar[list[str] | None] = None
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd builds its command and AUTH tables from dir(self) and getattr on every
+        # new connection (about a millisecond each); only smtp_*/auth_* names matter to
+        # it, and they are fixed per class, so list just those, once.
+        cls = type(self)
+        if cls._command_names is None:
+            names = object.__dir__(self)
+            cls._command_names = [n for n in names if n.startswith(("smtp_", "auth_"))]
+        return list(cls._command_names)
 
     def __init__(self, listener: Listener, **kwargs: Any) -> None:
         # aiosmtpd sizes its StreamReader from this attribute inside __init__.

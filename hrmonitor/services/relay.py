@@ -219,6 +219,8 @@ class Relay:
         self._per_destination: dict[str, asyncio.Semaphore] = {}
         self._mx_cache: dict[str, tuple[float, MxResult]] = {}
         self._exhausted: set[str] = set()
+        self._running = asyncio.Event()
+        self._running.set()  # "not running" until run() starts
 
     # --- store thread ------------------------------------------------------------------
 
@@ -281,6 +283,13 @@ class Relay:
 
     async def run(self) -> None:
         """Deliver until :meth:`stop`; survives any one bad message or store hiccup."""
+        self._running.clear()
+        try:
+            await self._loop()
+        finally:
+            self._running.set()
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
             try:
@@ -305,8 +314,10 @@ class Relay:
         return min(max(seconds, 0.01), self.settings.poll_seconds)
 
     async def stop(self) -> None:
+        """Stop claiming, let the deliveries in flight finish, then close the store thread."""
         self._stopping = True
         self.wake()
+        await self._running.wait()
         if self._active:
             await asyncio.gather(*self._active, return_exceptions=True)
         self._db.shutdown(wait=True)
@@ -389,7 +400,9 @@ class Relay:
             await self._conclude(group, now, None, "", None, f"MX lookup: {mx.reason}", own=True)
             return
         hosts = [h.host for h in mx.hosts]
-        body = await self._db_call(self.queue.body, first.message_id)
+        body = first.body
+        if body is None:
+            body = await self._db_call(self.queue.body, first.message_id)
         excluded: set[str] = set()
         last_failure = "no MX host answered"
         while True:

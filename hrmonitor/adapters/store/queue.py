@@ -37,9 +37,11 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -169,6 +171,7 @@ class DueRecipient:
     size: int
     smtputf8: bool
     tenant: str
+    body: bytes | None = None  # inlined when small (see ``claim_due``), else read with body()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +296,15 @@ class QueueRepository:
         except SQLAlchemyError as exc:
             raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
 
-    def claim_due(self, now: datetime, limit: int) -> list[DueRecipient]:
-        """Mark up to ``limit`` due recipients ``delivering`` and return them, oldest due first."""
+    def claim_due(
+        self, now: datetime, limit: int, inline_body: int = 64 * 1024
+    ) -> list[DueRecipient]:
+        """Mark up to ``limit`` due recipients ``delivering`` and return them, oldest due first.
+
+        Bodies up to ``inline_body`` bytes come along (one query instead of one per
+        message); bigger ones are read with :meth:`body` when they are sent.
+        """
+        small_body = case((MESSAGES.c.size <= inline_body, MESSAGES.c.body), else_=null())
         query = (
             select(
                 RECIPIENTS.c.id,
@@ -309,6 +319,7 @@ class QueueRepository:
                 MESSAGES.c.size,
                 MESSAGES.c.smtputf8,
                 MESSAGES.c.tenant,
+                small_body.label("small_body"),
             )
             .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
             .where(RECIPIENTS.c.status.in_(_WAITING), RECIPIENTS.c.next_attempt_at <= now)
@@ -343,6 +354,7 @@ class QueueRepository:
                 size=r.size,
                 smtputf8=bool(r.smtputf8),
                 tenant=r.tenant,
+                body=None if r.small_body is None else bytes(r.small_body),
             )
             for r in rows
         ]
