@@ -501,15 +501,22 @@ class _Run:
 
     def maybe_restore(self, view: IpView) -> None:
         ip = view.ip
-        operator_retired = view.state_actor.startswith("operator:")
-        if view.state_until is not None:
-            if self.now < view.state_until or self.retire_worthy(view):
-                return
-            evidence: dict[str, object] = {"until": view.state_until}
+        evidence: dict[str, object]
+        if view.state_until is not None and self.now < view.state_until:
+            return
+        clean_all_along = (
+            view.clean_since is not None
+            and not view.listings
+            and view.clean_since <= view.state_since
+        )
+        if view.state_until is not None and clean_all_along:
+            evidence = {"until": view.state_until}
             reason = "operator retirement ended"
-        elif operator_retired:
+        elif view.state_until is None and view.state_actor.startswith("operator:"):
             return  # an operator retirement without --until ends by `ip restore` only
         else:
+            # A listing retirement, or an operator's whose IP got listed meanwhile: the
+            # cool-down decides.
             if view.listings or view.clean_since is None or view.clean_checked_at is None:
                 return
             clean_from = max(view.clean_since, view.state_since)

@@ -283,3 +283,24 @@ def test_normal_delisting_resolves_the_critical_alert_under_its_own_key() -> Non
     world.advance(HOUR)
     cleared = world.step([world.sweep()])["normal"]
     assert any(a.key == raised.key and a.resolved for a in cleared.alerts)
+
+
+def test_operator_retirement_until_ends_only_if_never_listed_meanwhile() -> None:
+    """retire --until: clean all along -> standby at until; listed meanwhile -> cool-down."""
+    world = World([high_pool(cooldown=3 * HOUR)])
+    world.step([world.sweep()])
+    world.advance(HOUR)
+    world.step([op(world, "10.0.0.1", Verb.RETIRE, until=world.now + HOUR)])
+    world.step([op(world, "10.0.0.2", Verb.RETIRE, until=world.now + HOUR)])
+    world.advance(timedelta(minutes=30))
+    world.step([world.sweep(listed=["10.0.0.2"])])
+    world.advance(timedelta(minutes=30))
+    world.step([world.sweep()])  # 10.0.0.2 delisted; both untils are over
+    assert world.state("10.0.0.1") in (S, A)
+    assert world.state("10.0.0.2") is R
+    for _ in range(3):
+        world.advance(HOUR)
+        world.step([world.sweep()])
+    assert world.state("10.0.0.2") in (S, A)
+    restore = next(t for t in world.transitions if t.ip == "10.0.0.2" and t.from_state is R)
+    assert "cooldown" in restore.evidence
