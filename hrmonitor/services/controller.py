@@ -183,6 +183,10 @@ class Controller:
             return []
         return candidates(config, self._with_fast(self._views[pool], now), now)
 
+    def listing_counts(self, pool: str) -> dict[str, int]:
+        """Open listings per IP of ``pool``: ``selection.choose_least_listed`` (use-listed)."""
+        return {view.ip: len(view.listings) for view in self._views.get(pool, ())}
+
     async def candidates(self, pool: str, now: datetime) -> list[IpCandidate]:
         """``relay.CandidatesFn``: what :meth:`candidates_now` says, awaitable."""
         return self.candidates_now(pool, now)

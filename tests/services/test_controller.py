@@ -137,6 +137,11 @@ async def test_listing_retires_promotes_and_the_picker_sees_it(configured: Store
     eligible = {c.ip for c in controller.candidates_now("high-risk", T0) if c.state.in_rotation}
     assert eligible == {"127.0.2.2", "127.0.2.3"}
     assert {c.ip for c in controller.candidates_now("normal", T0)} == {"127.0.1.1", "127.0.1.2"}
+    assert controller.listing_counts("high-risk") == {
+        "127.0.2.1": 1,
+        "127.0.2.2": 0,
+        "127.0.2.3": 0,
+    }
     assert {"retirement", "promotion"} <= alerts.kinds()
     assert "listing" not in alerts.kinds()  # the monitor tells listings
 
