@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import (
@@ -47,7 +48,7 @@ ZONES = ("zen", "spamcop")
 def high_pool(
     ips: Sequence[str] = ("10.0.0.1", "10.0.0.2"),
     standby: Sequence[str] = ("10.0.0.3",),
-    **policy: object,
+    **policy: Any,
 ) -> Pool:
     return Pool(
         "high-risk",
@@ -56,15 +57,15 @@ def high_pool(
         tuple(standby),
         PoolPolicy(**policy),
         timedelta(minutes=15),
-    )  # type: ignore[arg-type]
+    )
 
 
 def normal_pool(
     ips: Sequence[str] = ("10.1.0.1", "10.1.0.2"),
     standby: Sequence[str] = (),
-    **policy: object,
+    **policy: Any,
 ) -> Pool:
-    defaults: dict[str, object] = {"when_exhausted": WhenExhausted.USE_LISTED}
+    defaults: dict[str, Any] = {"when_exhausted": WhenExhausted.USE_LISTED}
     return Pool(
         "normal",
         RiskClass.NORMAL,
@@ -72,7 +73,7 @@ def normal_pool(
         tuple(standby),
         PoolPolicy(**{**defaults, **policy}),
         timedelta(minutes=30),
-    )  # type: ignore[arg-type]
+    )
 
 
 @dataclass
