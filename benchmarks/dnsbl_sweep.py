@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--ips", type=int, default=4096)
     parser.add_argument("--share", type=float, default=0.05, help="share of IPs listed per zone")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per client")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per client")
     parser.add_argument(
         "--no-pydnsbl", action="store_true", help="skip the comparison (default with --ips > 4096)"
     )

@@ -47,7 +47,7 @@ from hrmonitor.core.dnsbl import (
     send_offsets,
     zone_health,
 )
-from hrmonitor.core.model import Answer, Status, ZoneHealth
+from hrmonitor.core.model import Answer, Clean, Status, ZoneHealth
 from hrmonitor.errors import ConfigError, RuleError
 
 log = logging.getLogger(__name__)
@@ -321,9 +321,14 @@ class DnsblEngine:
     async def _answers(self, plan: _Plan, flats: Sequence[int], first_server: int) -> list[Answer]:
         replies = await self._exchange(len(flats), plan.questions(wire.TYPE_A, flats), first_server)
         answers: list[Answer] = []
+        ips, lists, width = plan.ips, plan.lists, len(plan.lists)
+        nxdomain = wire.NXDOMAIN
         for flat, reply in zip(flats, replies, strict=True):
-            ip, zone_list = plan.pair(flat)
-            answers.append(classify(ip, zone_list, reply))
+            i, j = divmod(flat, width)
+            if reply is nxdomain:  # most of a sweep: skip the general classifier
+                answers.append(Clean(ips[i], lists[j].key))
+            else:
+                answers.append(classify(ips[i], lists[j], reply))
         wanted = [n for n, a in enumerate(answers) if a.status in (Status.LISTED, Status.INFO)]
         if wanted:
             txt_flats = [flats[n] for n in wanted]
@@ -485,7 +490,7 @@ class DnsblEngine:
         batch.remaining -= 1
         if batch.remaining == 0 and not batch.future.done():
             batch.future.set_result(None)
-        if pump:
+        if pump and (self._streams or self._released):
             self._pump()
 
     def _cancel(self, batch: _Batch) -> None:
