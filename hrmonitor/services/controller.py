@@ -351,7 +351,9 @@ class Controller:
                         event,
                     )
                 case RecheckIp():
-                    await self._ask_recheck(action.ip)
+                    # In a task: the re-check's sweep comes back through on_sweep, which
+                    # waits for the lock this decision holds.
+                    self._spawn(self._ask_recheck(action.ip))
 
     async def _emit(self, alerts: Sequence[Alert]) -> None:
         for alert in alerts:

@@ -369,3 +369,25 @@ async def test_remote_replies_count_warmup_volume(configured: Store) -> None:
     assert (record.sent_on(T0.date()), record.delivered_on(T0.date())) == (2, 1)
     [candidate] = [c for c in controller.candidates_now("high-risk", T0) if c.ip == "127.0.2.1"]
     assert candidate.sent_today == 2
+
+
+async def test_recheck_that_sweeps_back_into_the_controller_does_not_deadlock(
+    configured: Store,
+) -> None:
+    """A re-check whose sweep calls on_sweep again (as the monitor does) completes."""
+    from hrmonitor.core.rotation import BlocklistNamed
+
+    swept: list[str] = []
+    controller: Controller
+
+    async def recheck(ip: str) -> None:
+        swept.append(ip)
+        await controller.on_sweep(sweep(configured, T0), T0)
+
+    controller = Controller(configured, pools(), ZONES, Alerts(), recheck=recheck)
+    await controller.load(T0)
+    await controller._decide_all(  # the decide path (not the fast path) asks for the re-check
+        [BlocklistNamed("127.0.2.1", "blocked using zen", T0, "bl")], T0
+    )
+    await asyncio.wait_for(controller.drain(), 10)
+    assert swept == ["127.0.2.1"]
