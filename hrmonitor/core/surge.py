@@ -413,6 +413,8 @@ class SurgeTracker:
         changes: list[SurgeChange] = []
         for (dimension, value), track in self._tracks.items():
             window = track.window
+            if track.surge is None and not any(window.sums):
+                continue  # nothing to observe, nothing that could open: idle keys cost nothing
             window.advance(bucket)
             for closed in range(max(track.evaluated + 1, bucket - size + 1), bucket):
                 rcpts, dsns = window.bucket(closed)
@@ -458,6 +460,8 @@ class SurgeTracker:
         A spam run to 40 domains is one incident, not 41 alerts; the folded
         surges stay visible in the report with ``within`` naming the parent.
         """
+        if not any(c.surge.dimension is Dimension.DESTINATION and not c.resolved for c in changes):
+            return tuple(changes)
         parents: dict[Cause, str] = {}
         for dimension in (Dimension.TENANT, Dimension.SENDER_DOMAIN):  # tenants name it best
             for track in self._tracks.values():
