@@ -151,6 +151,7 @@ class Controller:
         recheck: Recheck | None = None,
         feedback_rules: Sequence[FeedbackRule] = (),
         blocklist_pause: timedelta = timedelta(hours=2),
+        bind_pause: timedelta = timedelta(minutes=10),
     ) -> None:
         self._store = store
         self._pools = {pool.name: pool for pool in pools}
@@ -160,6 +161,7 @@ class Controller:
         self._recheck = recheck
         self._rules = tuple(feedback_rules)
         self._blocklist_pause = blocklist_pause
+        self._bind_pause = bind_pause
         self._tracker = PauseTracker()
         self._views: dict[str, list[IpView]] = {name: [] for name in self._pools}
         # Suspensions decided on the fast path, kept until the store has them and beyond:
@@ -244,6 +246,20 @@ class Controller:
         provider = provider_for(reply.destination_host)
         for evidence in match_reply(reply, provider, self._rules):
             self._fast_path(evidence, reply.at, provider, reply.code >= 500)
+
+    def on_bind_failure(self, ip: str, pool: str, error: str, now: datetime) -> None:
+        """``relay.BindFailureFn``: the IP cannot send at all; suspend it whole, audited.
+
+        An error about that IP, never a reason to use another pool: the relay
+        retries with another IP of the same pool.
+        """
+        if self._pool_of.get(ip) != pool:
+            return
+        self._suspend_now(
+            pool,
+            Pause(ip, None, self._bind_pause, f"bind failed: {error}", now, "bind-failure"),
+            now,
+        )
 
     async def on_reply_evidence(
         self, evidence: ReplyEvidence, now: datetime, provider: str | None = None
@@ -457,8 +473,10 @@ class Controller:
                 evidence.rule,
                 evidence={"reply": evidence.reply_text},
             )
-        if pause is None:
-            return
+        if pause is not None:
+            self._suspend_now(pool, pause, now)
+
+    def _suspend_now(self, pool: str, pause: Pause, now: datetime) -> None:
         views = self._with_fast(self._views.get(pool, []), now)
         current = None
         for view in views:

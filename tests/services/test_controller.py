@@ -391,3 +391,18 @@ async def test_recheck_that_sweeps_back_into_the_controller_does_not_deadlock(
     )
     await asyncio.wait_for(controller.drain(), 10)
     assert swept == ["127.0.2.1"]
+
+
+async def test_bind_failure_suspends_the_whole_ip_at_once(configured: Store) -> None:
+    """A bind failure makes the IP ineligible for every provider before the call returns."""
+    controller = make(configured)
+    await controller.load(T0)
+    controller.on_bind_failure("127.0.2.1", "high-risk", "EADDRNOTAVAIL", T0)
+    controller.on_bind_failure("127.0.1.1", "high-risk", "wrong pool", T0)  # ignored
+    offered = controller.candidates_now("high-risk", T0)
+    for provider in ("google", "yahoo"):
+        picks = {choose_source_ip(offered, provider, T0, n).ip for n in range(4)}  # type: ignore[union-attr]
+        assert picks == {"127.0.2.2"}
+    await controller.drain()
+    [held] = configured.active_suspensions(T0)
+    assert (held.ip, held.scope, held.until) == ("127.0.2.1", "*", T0 + timedelta(minutes=10))
