@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import threading
@@ -322,3 +323,34 @@ def test_no_nameservers_means_the_system_resolvers() -> None:
 def test_nonsense_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         DnsblEngine(["127.0.0.1"], 53, timeout=0, attempts=1)
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+
+async def test_a_cancelled_lookup_frees_its_in_flight_slots_for_the_next(
+    rbldnsd: Rbldnsd,
+) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    async with engine_for(rbldnsd, max_in_flight=4) as engine:
+        stuck = asyncio.create_task(engine.lookup([f"10.2.0.{n}" for n in range(20)], [bl]))
+        await asyncio.sleep(0)  # let it send its first window of queries
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        # Leaked slots would leave this one never sent: wait_for turns a hang into a failure.
+        answers = await asyncio.wait_for(engine.lookup(["127.0.0.20"], [bl]), timeout=10)
+    assert [a.status for a in answers] == [Status.LISTED]
+
+
+async def test_closing_the_engine_mid_lookup_answers_unknown_for_every_pair(
+    rbldnsd: Rbldnsd, blackhole_nameserver: tuple[str, int]
+) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    host, port = blackhole_nameserver
+    engine = DnsblEngine([host], port, timeout=30.0, attempts=2)
+    lookup = asyncio.create_task(engine.lookup(["127.0.0.20", "127.0.0.9"], [bl]))
+    await asyncio.sleep(0)
+    await engine.close()
+    answers = await asyncio.wait_for(lookup, timeout=10)
+    assert [a.status for a in answers] == [Status.UNKNOWN, Status.UNKNOWN]
