@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from hrmonitor.core.routing import RoutingSettings, Tenant
 from hrmonitor.core.routing_rules import check_rule_pools, load_routing_files
 from hrmonitor.errors import ConfigError, OperatorError
 from hrmonitor.services.alerting import Alerting
+from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor, SweepReport
 from hrmonitor.services.report import build_history, build_report
 from hrmonitor.services.routing import Router
@@ -239,6 +240,14 @@ def _result_row(
     if original.status is not answer.status:
         row["untrusted_status"] = str(original.status)
     return row
+
+
+def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:
+    """A rotation controller on the configured store for one command, and how to close it."""
+    store = open_configured_store(config)
+    alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
+    zones = [z.key for z in zone_lists(config)]
+    return Controller(store, config.core_pools(), zones, alerting), store.close
 
 
 # --- report and history ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import click
 
 from hrmonitor import app
 from hrmonitor.adapters import terminal
+from hrmonitor.cli.ip import ip_group
 from hrmonitor.cli.options import config_option, json_option, load
 from hrmonitor.cli.route import route_command
 from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
@@ -132,4 +133,5 @@ ALL: list[click.Command] = [
     rules_group,
     db_group,
     route_command,
+    ip_group,
 ]

@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from hrmonitor import app
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.cli.options import config_option, load
-from hrmonitor.config import Config
 from hrmonitor.core.model import Clock, canonical_ip
 from hrmonitor.core.rotation import OperatorAction, Verb
 from hrmonitor.core.units import parse_duration
@@ -81,21 +80,6 @@ async def apply_operator_action(
     return result
 
 
-def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:
-    """A controller on the configured store for one command, and how to close it.
-
-    Alerts go through the configured channels (deduplicated by the store). The
-    lead may move this into ``app.py``; it uses only app's public building blocks.
-    """
-    from hrmonitor import app  # noqa: PLC0415  (keeps `hrmonitor --help` light)
-    from hrmonitor.services.alerting import Alerting  # noqa: PLC0415
-
-    store = app.open_configured_store(config)
-    alerting = Alerting(store, app.alert_channels(config), config.alerting.repeat_after)
-    zones = [z.key for z in app.zone_lists(config)]
-    return Controller(store, config.core_pools(), zones, alerting), store.close
-
-
 def _run(
     verb: Verb,
     ip: str,
@@ -107,7 +91,7 @@ def _run(
 ) -> None:
     config = load(config_path)
     now = (clock or SystemClock()).now()
-    controller, close = open_controller(config)
+    controller, close = app.open_controller(config)
     try:
 
         async def go() -> OperatorResult:
