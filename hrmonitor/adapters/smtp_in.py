@@ -69,6 +69,9 @@ class ListenerSettings:
     tls_cert: str = ""
     tls_key: str = ""
     timeout: float = 300.0  # idle seconds before aiosmtpd drops a silent client
+    # SO_REUSEPORT: several listener processes may share host:port (the kernel spreads
+    # connections); each then keeps its own sending-limit counters.
+    reuse_port: bool = False
 
 
 def tenant_for(tenants: Sequence[Tenant], client_ip: str) -> str | None:
@@ -259,7 +262,11 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                self._protocol, host=self.settings.host, port=self.settings.port, reuse_address=True
+                self._protocol,
+                host=self.settings.host,
+                port=self.settings.port,
+                reuse_address=True,
+                reuse_port=self.settings.reuse_port or None,
             )
         except OSError as exc:
             raise BindError(

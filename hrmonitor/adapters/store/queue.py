@@ -10,7 +10,9 @@ A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
 claims it, then to ``delivered``, ``bounced`` or ``deferred``. A crash leaves
 claimed recipients ``delivering``; :meth:`recover` makes them due again on
 start-up (at least once: the remote side may see a message twice, never zero
-times). On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several nodes
+times). Claims and attempt records are not fsynced on their own (see
+``_relaxed``): only acceptances are, which is what the acknowledgement
+promises. On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several nodes
 can share one queue; on SQLite the write lock taken by ``BEGIN IMMEDIATE``
 serialises claims.
 
@@ -20,7 +22,8 @@ path and needs no identity map.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,7 +49,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -248,6 +251,29 @@ class QueueRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @contextmanager
+    def _relaxed(self) -> Iterator[Connection]:
+        """A transaction whose commit need not reach the disk by itself (claims, attempts).
+
+        Losing one in a crash only repeats a delivery (the recipient is still
+        ``delivering`` or due, and :meth:`recover` retries it): at least once holds.
+        The next durable commit (an acceptance) flushes it anyway. SQLite: WAL with
+        ``synchronous=NORMAL`` for this transaction only; PostgreSQL:
+        ``synchronous_commit = off`` for this transaction only.
+        """
+        with self._engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    yield conn
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA synchronous = FULL")  # type: ignore[union-attr]
+
     def enqueue(self, messages: Sequence[NewMessage]) -> None:
         """Store ``messages`` and their recipients in one transaction; returns after commit."""
         if not messages:
@@ -327,7 +353,7 @@ class QueueRepository:
             .limit(limit)
         )
         try:
-            with self._engine.begin() as conn:
+            with self._relaxed() as conn:
                 if conn.dialect.name == "postgresql":
                     query = query.with_for_update(of=RECIPIENTS, skip_locked=True)
                 rows = conn.execute(query).all()
@@ -391,7 +417,7 @@ class QueueRepository:
             for o in outcomes
         ]
         try:
-            with self._engine.begin() as conn:
+            with self._relaxed() as conn:
                 conn.execute(insert(ATTEMPTS), attempts)
                 for o in outcomes:
                     values: dict[str, Any] = {
