@@ -312,3 +312,18 @@ def send_offsets(n: int, window: float, rng: random.Random) -> list[float]:
         return []
     slot = window / n
     return [(i + rng.random()) * slot for i in range(n)]
+
+
+def zone_slots(
+    now: float, free_at: float | None, n: int, rate: float, rng: random.Random
+) -> tuple[list[float], float]:
+    """Send times for ``n`` queries to one zone at ``rate`` per second, and its next free time.
+
+    The queries take the zone's next ``n`` slots of ``1/rate`` seconds, from
+    ``now`` or from where the zone's previous queries left off (``free_at``),
+    whichever is later, each at a random point of its slot: the rate holds
+    across calls, and the k-th query never goes before the k-th slot starts.
+    """
+    start = now if free_at is None else max(now, free_at)
+    window = n / rate
+    return [start + offset for offset in send_offsets(n, window, rng)], start + window

@@ -29,6 +29,7 @@ from hrmonitor.core.dnsbl import (
     self_test_names,
     send_offsets,
     zone_health,
+    zone_slots,
 )
 from hrmonitor.core.model import Clean, Listed, Severity, Status, Unknown, ZoneHealth
 
@@ -321,3 +322,26 @@ def test_send_offsets_are_reproducible_from_the_seed() -> None:
 
 def test_an_untabled_code_in_127_255_255_0_24_is_an_error_not_a_listing() -> None:
     assert classify("192.0.2.1", V4, noerror("127.255.255.100")).status is Status.ERROR
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.integers(0, 50)), min_size=1, max_size=6),
+    st.floats(0.5, 500),
+    st.integers(),
+)
+def test_zone_slots_hold_the_rate_across_consecutive_calls(
+    calls: list[tuple[float, int]], rate: float, seed: int
+) -> None:
+    rng = random.Random(seed)
+    now, free_at = 0.0, None
+    sent: list[float] = []
+    for pause, n in calls:
+        now += pause
+        times, free_at = zone_slots(now, free_at, n, rate, rng)
+        assert all(t >= now for t in times)  # never before it was asked for
+        sent += times
+    assert sent == sorted(sent)
+    # One query per slot of 1/rate s: m+1 queries span at least m-1 whole slots.
+    for m in (2, 5, 10):
+        for k in range(len(sent) - m):
+            assert sent[k + m] - sent[k] >= (m - 1) / rate - 1e-9

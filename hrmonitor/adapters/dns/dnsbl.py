@@ -20,6 +20,7 @@ is decided in ``core.dnsbl``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import ipaddress
 import logging
 import random
@@ -44,8 +45,8 @@ from hrmonitor.core.dnsbl import (
     confirm,
     family_of,
     needs_confirmation,
-    send_offsets,
     zone_health,
+    zone_slots,
 )
 from hrmonitor.core.model import Answer, Clean, Status, ZoneHealth
 from hrmonitor.errors import ConfigError, RuleError
@@ -200,6 +201,10 @@ class DnsblEngine:
         self._pending: dict[tuple[int, bytes], _Query] = {}
         self._streams: deque[_Batch] = deque()  # batches still yielding questions
         self._released: deque[_Query] = deque()  # rate-limited queries due to be sent
+        self._due: list[tuple[float, int, _Query]] = []  # heap of rate-limited send times
+        self._zone_free: dict[str, float] = {}  # when each zone's next send slot starts
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._sequence = 0
         self._batches: set[_Batch] = set()
         self._deadlines: deque[tuple[float, _Query, int]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -259,6 +264,10 @@ class DnsblEngine:
                 batch.future.set_result(None)
         self._streams.clear()
         self._released.clear()
+        self._due.clear()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         self._deadlines.clear()
         for opened in self._sockets.values():
             for sock in opened:
@@ -372,21 +381,43 @@ class DnsblEngine:
     def _schedule(
         self, loop: asyncio.AbstractEventLoop, batch: _Batch, questions: list[tuple[bytes, str]]
     ) -> None:
+        """Give each query a send time: per zone, one query per 1/rate slot, jittered.
+
+        A zone's slots continue where its previous batch left off, so the
+        rate holds across concurrent calls (self-test, lookups, TXT).
+        """
         assert self._rate is not None
         by_zone: dict[str, list[int]] = {}
         for index, (_question, key) in enumerate(questions):
             by_zone.setdefault(key, []).append(index)
-        start = loop.time()
-        for indices in by_zone.values():
-            offsets = send_offsets(len(indices), len(indices) / self._rate, self._rng)
-            for index, offset in zip(indices, offsets, strict=True):
+        now = loop.time()
+        for key, indices in by_zone.items():
+            times, self._zone_free[key] = zone_slots(
+                now, self._zone_free.get(key), len(indices), self._rate, self._rng
+            )
+            for index, when in zip(indices, times, strict=True):
                 query = _Query(batch, index, questions[index][0], self._attempts)
-                loop.call_at(start + offset, self._release, query)
+                self._sequence += 1
+                heapq.heappush(self._due, (when, self._sequence, query))
+        self._arm_release(loop)
 
-    def _release(self, query: _Query) -> None:
-        if not query.batch.cancelled:
-            self._released.append(query)
-            self._pump()
+    def _arm_release(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+        if self._due:
+            self._release_timer = loop.call_at(self._due[0][0], self._release_due)
+
+    def _release_due(self) -> None:
+        assert self._loop is not None
+        self._release_timer = None
+        now = self._loop.time() + _TIMEOUT_SLACK
+        while self._due and self._due[0][0] <= now:
+            query = heapq.heappop(self._due)[2]
+            if not query.batch.cancelled:
+                self._released.append(query)
+        self._pump()
+        self._arm_release(self._loop)
 
     def _pump(self) -> None:
         while self._in_flight < self._window and self._sockets:
