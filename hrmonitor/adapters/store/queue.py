@@ -40,6 +40,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -244,6 +245,24 @@ class AttemptRecord:
 
 _WAITING = (RecipientStatus.QUEUED.value, RecipientStatus.DEFERRED.value)
 
+# One statement for every outcome shape, so a batch of outcomes is one executemany.
+_RECORD = (
+    update(RECIPIENTS)
+    .where(RECIPIENTS.c.id == bindparam("rid"))
+    .values(
+        status=bindparam("new_status"),
+        updated_at=bindparam("at", type_=RECIPIENTS.c.updated_at.type),
+        last_reply=bindparam("reply"),
+        attempts=RECIPIENTS.c.attempts + bindparam("increment"),
+        last_code=func.coalesce(bindparam("code", type_=Integer), RECIPIENTS.c.last_code),
+        remote_mta=func.coalesce(bindparam("destination", type_=Text), RECIPIENTS.c.remote_mta),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=RECIPIENTS.c.next_attempt_at.type),
+            RECIPIENTS.c.next_attempt_at,
+        ),
+    )
+)
+
 
 class QueueRepository:
     """Synchronous queue operations; the relay runs them on its own store thread."""
@@ -419,23 +438,22 @@ class QueueRepository:
         try:
             with self._relaxed() as conn:
                 conn.execute(insert(ATTEMPTS), attempts)
-                for o in outcomes:
-                    values: dict[str, Any] = {
-                        "status": o.status.value,
-                        "updated_at": o.at,
-                        "last_reply": o.reply,
-                    }
-                    if o.counts_as_attempt:
-                        values["attempts"] = RECIPIENTS.c.attempts + 1
-                    if o.code is not None:
-                        values["last_code"] = o.code
-                    if o.destination:
-                        values["remote_mta"] = o.destination
-                    if o.next_attempt_at is not None:
-                        values["next_attempt_at"] = o.next_attempt_at
-                    conn.execute(
-                        update(RECIPIENTS).where(RECIPIENTS.c.id == o.recipient_id).values(values)
-                    )
+                conn.execute(
+                    _RECORD,
+                    [
+                        {
+                            "rid": o.recipient_id,
+                            "new_status": o.status.value,
+                            "at": o.at,
+                            "reply": o.reply,
+                            "increment": 1 if o.counts_as_attempt else 0,
+                            "code": o.code,
+                            "destination": o.destination or None,
+                            "next_at": o.next_attempt_at,
+                        }
+                        for o in outcomes
+                    ],
+                )
         except SQLAlchemyError as exc:
             raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
 
