@@ -354,3 +354,14 @@ async def test_closing_the_engine_mid_lookup_answers_unknown_for_every_pair(
     await engine.close()
     answers = await asyncio.wait_for(lookup, timeout=10)
     assert [a.status for a in answers] == [Status.UNKNOWN, Status.UNKNOWN]
+
+
+async def test_an_ipv6_nameserver_is_queried_over_ipv6(rbldnsd_factory: RbldnsdFactory) -> None:
+    try:
+        server = rbldnsd_factory(host="::1")
+    except RuntimeError as exc:  # pragma: no cover - a host without IPv6 loopback
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    bl = server.catalogue()["bl"]
+    async with DnsblEngine(["::1"], server.port, timeout=1.0, attempts=2) as engine:
+        answers = await engine.lookup(["127.0.0.20", "127.0.0.9"], [bl])
+    assert [a.status for a in answers] == [Status.LISTED, Status.CLEAN]
