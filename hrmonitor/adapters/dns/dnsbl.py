@@ -281,7 +281,9 @@ class DnsblEngine:
     async def lookup(self, ips: Sequence[str], lists: Sequence[ZoneList]) -> list[Answer]:
         """One answer per (ip, list) the list covers (its families), in ips x lists order.
 
-        TXT is asked only for Listed and Info answers.
+        TXT is asked only for Listed and Info answers. IPs must be valid
+        addresses (config validation sees to it): a malformed one raises
+        ValueError before anything is sent; nothing after that raises.
         """
         plan = _Plan(ips, lists)
         return await self._answers(plan, plan.flats, first_server=0)
