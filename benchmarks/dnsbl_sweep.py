@@ -72,18 +72,18 @@ Seen = Iterator[tuple[str, str, Status, tuple[str, ...]]]  # ip, list key, statu
 
 async def run_hrmonitor(
     server: Rbldnsd, ips: list[str], lists: list[ZoneList], truth: dict[str, dict[str, str]]
-) -> tuple[float, dict[str, int]]:
+) -> tuple[float, float, dict[str, int]]:
     async with DnsblEngine([server.host], server.port, timeout=2.0, attempts=2) as engine:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         answers = await engine.lookup(ips, lists)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     seen = ((a.ip, a.zone, a.status, getattr(a, "codes", ())) for a in answers)
-    return elapsed, disagreements(truth, len(ips), seen, check_codes=True)
+    return elapsed, cpu, disagreements(truth, len(ips), seen, check_codes=True)
 
 
 async def run_pydnsbl(
     server: Rbldnsd, ips: list[str], lists: list[ZoneList], truth: dict[str, dict[str, str]]
-) -> tuple[float, dict[str, int]]:
+) -> tuple[float, float, dict[str, int]]:
     import aiodns
     from pydnsbl import DNSBLIpChecker
     from pydnsbl.providers import Provider
@@ -96,9 +96,9 @@ async def run_pydnsbl(
         nameservers=[server.host], timeout=2, tries=2, udp_port=server.port, tcp_port=server.port
     )
     key_of = {z.zone: z.key for z in lists}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = await asyncio.gather(*(checker.check_async(ip) for ip in ips))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 
     def seen() -> Seen:
         for result in results:
@@ -111,7 +111,7 @@ async def run_pydnsbl(
                 else:
                     yield result.addr, key, Status.CLEAN, ()
 
-    return elapsed, disagreements(truth, len(ips), seen(), check_codes=False)
+    return elapsed, cpu, disagreements(truth, len(ips), seen(), check_codes=False)
 
 
 def disagreements(
@@ -162,24 +162,39 @@ def main() -> None:
         )
         ours_rates: list[float] = []
         theirs_rates: list[float] = []
+        ours_cpu: list[float] = []
+        theirs_cpu: list[float] = []
         for round_number in range(1, args.rounds + 1):
-            ours, wrong = asyncio.run(run_hrmonitor(server, ips, lists, truth))
+            ours, cpu, wrong = asyncio.run(run_hrmonitor(server, ips, lists, truth))
             ours_rates.append(lookups / ours)
-            print(f"round {round_number} hrmonitor: {lookups / ours:,.0f} lookups/s  {wrong}")
+            ours_cpu.append(cpu / lookups * 1e6)
+            print(
+                f"round {round_number} hrmonitor: {lookups / ours:,.0f} lookups/s, "
+                f"{ours_cpu[-1]:.1f} us CPU/lookup  {wrong}"
+            )
             if compare:
-                theirs, wrong = asyncio.run(run_pydnsbl(server, ips, lists, truth))
+                theirs, cpu, wrong = asyncio.run(run_pydnsbl(server, ips, lists, truth))
                 theirs_rates.append(lookups / theirs)
-                print(f"round {round_number} pydnsbl:   {lookups / theirs:,.0f} lookups/s  {wrong}")
+                theirs_cpu.append(cpu / lookups * 1e6)
+                print(
+                    f"round {round_number} pydnsbl:   {lookups / theirs:,.0f} lookups/s, "
+                    f"{theirs_cpu[-1]:.1f} us CPU/lookup  {wrong}"
+                )
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"hrmonitor DnsblEngine: median {statistics.median(ours_rates):,.0f} lookups/s")
+        print(
+            f"hrmonitor DnsblEngine: median {statistics.median(ours_rates):,.0f} lookups/s, "
+            f"{statistics.median(ours_cpu):.1f} us CPU/lookup"
+        )
         if compare:
             print(
-                f"pydnsbl DNSBLIpChecker: median {statistics.median(theirs_rates):,.0f} lookups/s"
+                f"pydnsbl DNSBLIpChecker: median {statistics.median(theirs_rates):,.0f} lookups/s, "
+                f"{statistics.median(theirs_cpu):.1f} us CPU/lookup"
             )
             ratios = [a / b for a, b in zip(ours_rates, theirs_rates, strict=True)]
             print(
                 f"ratio hrmonitor / pydnsbl: median {statistics.median(ratios):.2f}x "
-                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}); CPU per lookup: "
+                f"{statistics.median(theirs_cpu) / statistics.median(ours_cpu):.2f}x less"
             )
         print(f"peak RSS of this process: {rss_mb:.0f} MB")
     finally:
