@@ -210,6 +210,12 @@ class DeliveryConfig(_Section):
         return retry
 
 
+class RotationConfig(_Section):
+    tick: Duration = timedelta(seconds=5)  # time-based transitions: cool-downs, expiries, days
+    blocklist_pause: Duration = timedelta(hours=2)  # a reply naming a blocklist suspends this long
+    bind_pause: Duration = timedelta(minutes=10)  # an IP that cannot be bound sits out this long
+
+
 class AlertConfig(_Section):
     type: Literal["log", "webhook", "email"]
     url: str = ""  # webhook
@@ -280,6 +286,7 @@ class Config(_Section):
     routing: RoutingConfig = RoutingConfig()
     limits: LimitsConfig = LimitsConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    rotation: RotationConfig = RotationConfig()
     alerts: tuple[AlertConfig, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     metrics: MetricsConfig = MetricsConfig()

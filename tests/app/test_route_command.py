@@ -19,7 +19,11 @@ def config(tmp_path: Path, dns_server: DnsTestServer, extra: str = "") -> Path:
     tenants = '[[tenants]]\nname = "contoso"\nnetworks = ["127.0.0.0/8"]\n'
     tenants += 'domains = ["contoso.example"]\n'
     return make_config(
-        tmp_path, nameserver=(dns_server.host, dns_server.port), extra=routing + tenants + extra
+        tmp_path,
+        nameserver=(dns_server.host, dns_server.port),
+        routing=routing,
+        tenants=tenants,
+        extra=extra,
     )
 
 

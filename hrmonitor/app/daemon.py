@@ -1,0 +1,282 @@
+"""``hrmonitor run``: the daemon, wired once, opened in order and closed in reverse.
+
+Start-up: store (migrated, pools registered) -> alerts -> DNSBL engine ->
+monitor -> rotation controller (loads IP states) -> router -> relay (recovers
+what a crash left mid-delivery) -> bind check of every pool IP -> listener ->
+scheduled jobs. SIGTERM/SIGINT: stop the listener (no new mail), let the queue
+runner finish the deliveries in flight, stop the jobs, close the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+from hrmonitor.adapters.clock import SystemClock
+from hrmonitor.adapters.metrics import Metrics
+from hrmonitor.adapters.scheduler import Scheduler
+from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
+from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
+from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
+from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.app.build import (
+    alert_channels,
+    build_router,
+    dnsbl_engine,
+    mail_dns,
+    open_configured_store,
+    schedule_warnings,
+    zone_lists,
+)
+from hrmonitor.config import Config, split_address
+from hrmonitor.core.envelope import Submission
+from hrmonitor.core.feedback_rules import load_feedback_files
+from hrmonitor.core.model import Clock
+from hrmonitor.core.retry import RetryPolicy
+from hrmonitor.core.routing import RouteDecision
+from hrmonitor.services.alerting import Alerting
+from hrmonitor.services.controller import Controller
+from hrmonitor.services.monitor import Monitor
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from hrmonitor.services.routing import Router
+
+log = logging.getLogger(__name__)
+
+METRICS_REFRESH = timedelta(seconds=15)
+ROUTER_PRUNE = timedelta(minutes=1)
+
+
+class Daemon:
+    """Monitor on a schedule, relay mail, rotate IPs, tell people."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.metrics = Metrics()
+        self.metrics_port: int | None = None
+        self.listener_port: int | None = None
+        self._background: set[asyncio.Task[object]] = set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        config, clock = self.config, self.clock
+        lists = zone_lists(config)
+        feedback = load_feedback_files([config.path(p) for p in config.delivery.feedback])
+        router = build_router(config)
+        for warning in schedule_warnings(config, lists):
+            log.warning("%s", warning)
+        pools = config.core_pools()
+        async with AsyncExitStack() as stack:
+            store = await asyncio.to_thread(open_configured_store, config, clock)
+            stack.callback(store.close)
+            alerting = Alerting(
+                store, alert_channels(config), config.alerting.repeat_after, self.metrics
+            )
+            engine = dnsbl_engine(config)
+            await engine.open()
+            stack.push_async_callback(engine.close)
+            monitor = Monitor(engine, lists, store, clock, alerting.emit, pools, self.metrics)
+
+            async def recheck(ip: str) -> None:
+                await monitor.sweep([ip], pool=monitor.pool_of(ip))
+
+            controller = Controller(
+                store,
+                pools,
+                [z.key for z in lists],
+                alerting,
+                recheck=recheck,
+                feedback_rules=feedback,
+                blocklist_pause=config.rotation.blocklist_pause,
+                bind_pause=config.rotation.bind_pause,
+            )
+            await controller.load(clock.now())
+            stack.push_async_callback(controller.drain)
+            monitor.on_sweep(controller.on_sweep_report)
+
+            relay, connections = self._relay(store, router, controller, alerting)
+            stack.push_async_callback(connections.close)
+            await relay.recover()
+            runner = asyncio.create_task(relay.run(), name="queue-runner")
+            stack.push_async_callback(_stop_relay, relay, runner)
+            await self._check_bindable(controller)
+
+            listener = Listener(self._listener_settings(), relay.accept, clock)
+            await listener.start()
+            self.listener_port = listener.port
+            stack.push_async_callback(listener.stop)  # closed first: no new mail while draining
+
+            if config.metrics.bind:
+                host, port = split_address(config.metrics.bind)
+                self.metrics_port = self.metrics.serve(host, port)
+                stack.callback(self.metrics.close)
+
+            scheduler = Scheduler()
+            for pool in pools:
+                scheduler.every(
+                    f"sweep:{pool.name}",
+                    pool.interval,
+                    _sweep_job(monitor, pool.name),
+                    first_run=clock.now(),
+                )
+            scheduler.every(
+                "rotation:tick", config.rotation.tick, _job(lambda: controller.tick(clock.now()))
+            )
+            scheduler.every("routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, clock)))
+            scheduler.every(
+                "metrics:refresh", METRICS_REFRESH, _job(lambda: self._refresh_metrics(store))
+            )
+            scheduler.start()
+            stack.callback(scheduler.shutdown)
+            self._install_signals(stack)
+            log.info(
+                "hrmonitor running: pools %s, lists %s, SMTP on %s:%s",
+                ", ".join(config.pools),
+                ", ".join(z.key for z in lists),
+                self._listener_settings().host,
+                self.listener_port,
+            )
+            self.ready.set()
+            await self.stopping.wait()
+            log.info("hrmonitor stopping: draining deliveries in flight")
+
+    # --- parts ----------------------------------------------------------------------------
+
+    def _relay(
+        self, store: Store, router: Router, controller: Controller, alerting: Alerting
+    ) -> tuple[Relay, Connections]:
+        config = self.config
+        mail = mail_dns(config)
+        delivery = config.delivery
+        connections = Connections(
+            OutboundSettings(
+                port=delivery.port,
+                helo_name=config.listener.hostname,
+                connect_timeout=delivery.connect_timeout.total_seconds(),
+                command_timeout=delivery.command_timeout.total_seconds(),
+            )
+        )
+
+        async def route(submission: Submission) -> RouteDecision:
+            return await router.route(
+                mail_from=submission.mail_from,
+                rcpts=submission.recipients,
+                client_ip=submission.client_ip,
+                message=submission.data,
+                arrival=submission.received_at,
+            )
+
+        relay = Relay(
+            queue=QueueRepository(store.engine),
+            route=route,
+            picker=PoolPicker(controller.candidates),
+            mx=mail.mx_hosts,
+            addresses=mail.addresses,
+            sender=connections,
+            clock=self.clock,
+            settings=RelaySettings(
+                hostname=config.listener.hostname,
+                pool_ips={p.name: frozenset(p.all_ips) for p in config.core_pools()},
+                retry=RetryPolicy.of(delivery.retry, delivery.max_queue_time),
+                concurrency=delivery.concurrency,
+                per_destination=delivery.per_destination_concurrency,
+            ),
+            on_reply=controller.on_reply,
+            on_alert=lambda alert: self._spawn(alerting.emit(alert)),
+            on_bind_failure=controller.on_bind_failure,
+            stored_form=router.stored_form,
+        )
+        return relay, connections
+
+    def _listener_settings(self) -> ListenerSettings:
+        listener = self.config.listener
+        host, port = split_address(listener.bind)
+        return ListenerSettings(
+            host=host,
+            port=port,
+            hostname=listener.hostname,
+            tenants=tuple(
+                ListenerTenant(t.name, tuple(_network(n) for n in t.networks))
+                for t in self.config.tenants
+            ),
+            max_message_size=listener.max_message_size,
+            max_recipients=listener.max_recipients,
+            max_line_length=listener.max_line_length,
+            tls_cert=str(self.config.path(listener.tls_cert)) if listener.tls_cert else "",
+            tls_key=str(self.config.path(listener.tls_key)) if listener.tls_key else "",
+        )
+
+    async def _check_bindable(self, controller: Controller) -> None:
+        """Every pool IP must be bindable; one that is not is suspended, never replaced."""
+        now = self.clock.now()
+        for pool in self.config.core_pools():
+            problems = await asyncio.to_thread(check_bindable, pool.all_ips)
+            for ip, problem in problems.items():
+                if problem is not None:
+                    log.error("pool %s: source IP %s cannot be bound: %s", pool.name, ip, problem)
+                    controller.on_bind_failure(ip, pool.name, problem, now)
+
+    async def _refresh_metrics(self, store: Store) -> None:
+        records = await asyncio.to_thread(store.ip_records)
+        listings = await asyncio.to_thread(store.current_listings)
+        counts: dict[str, int] = {}
+        for listing in listings:
+            counts[listing.ip] = counts.get(listing.ip, 0) + 1
+        for record in records:
+            self.metrics.set_ip(record.pool, record.ip, str(record.state), counts.get(record.ip, 0))
+        queue = await asyncio.to_thread(QueueRepository(store.engine).counts)
+        self.metrics.set_queue(
+            {pool: sum(n for status, n in by.items() if status != "delivered")
+             for pool, by in queue.items()}
+        )  # fmt: skip
+
+    def _spawn(self, work: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _install_signals(self, stack: AsyncExitStack) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                continue
+            stack.callback(loop.remove_signal_handler, sig)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=False)
+
+
+def _job(make: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        await make()
+
+    return job
+
+
+def _sweep_job(monitor: Monitor, pool: str) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        await monitor.sweep_pool(pool)
+
+    return job
+
+
+async def _prune(router: Router, clock: Clock) -> None:
+    router.prune(clock.now())
+
+
+async def _stop_relay(relay: Relay, runner: asyncio.Task[None]) -> None:
+    await relay.stop()
+    await runner
