@@ -22,7 +22,7 @@ text length, recipients).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from hrmonitor.core import bounce_text
@@ -39,6 +39,7 @@ from hrmonitor.core.bounce_reason import (
 )
 
 MAX_BYTES = 1024 * 1024  # bytes of a message looked at; the original copy is at the end anyway
+MAX_CONTEXT = 2000  # characters of a text bounce consulted for a recipient's reason
 
 _SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
@@ -115,7 +116,7 @@ def classify_message(raw: bytes, *, patterns: BouncePatterns | None = None) -> B
 def classify(raw: bytes, patterns: BouncePatterns) -> BounceReport:
     root = parse_message(raw, max_bytes=MAX_BYTES)
     parts = root.walk()
-    ids = _Ids(root.field("message-id") or "", _original_message_id(parts))
+    ids = _Ids(root.field("message-id") or "", tuple(parts))
 
     status_parts = [part for part in parts if part.content_type in _DSN_TYPES]
     if not status_parts and _is_daemon(root) and bounce_text.BOUNCE_SUBJECT.search(_subject(root)):
@@ -145,19 +146,24 @@ def classify(raw: bytes, patterns: BouncePatterns) -> BounceReport:
 
 @dataclass(frozen=True, slots=True)
 class _Ids:
+    """What a report says about identities; the original Message-ID is looked up only
+    for reports that refer to an original message."""
+
     message_id: str
-    original_message_id: str
+    parts: tuple[Part, ...]
+    text: str = ""  # the readable text, where already decoded
     envelope_id: str = ""
     reporting_mta: str = ""
 
     def report(
         self, kind: BounceKind, recipients: tuple[FailedRecipient, ...] = ()
     ) -> BounceReport:
+        refers = kind not in (BounceKind.NONE, BounceKind.AUTOREPLY)
         return BounceReport(
             kind=kind,
             recipients=recipients,
             message_id=_first_id(self.message_id),
-            original_message_id=self.original_message_id,
+            original_message_id=_original_message_id(self.parts, self.text) if refers else "",
             original_envelope_id=self.envelope_id,
             reporting_mta=self.reporting_mta,
         )
@@ -168,18 +174,19 @@ def _first_id(value: str) -> str:
     return match.group(0) if match else value.strip()[:250]
 
 
-def _original_message_id(parts: list[Part]) -> str:
+def _original_message_id(parts: tuple[Part, ...], text: str) -> str:
+    """The Message-ID of an attached original, else one quoted in the report's text."""
     for part in parts:
         if part.content_type in _ORIGINAL_TYPES:
             head = part.body.split("\n\n", 1)[0][: 64 * 1024]
             for name, value in parse_fields(head):
                 if name == "message-id":
                     return _first_id(value)
-    for part in parts:
-        if not part.parts and part.content_type == "text/plain":
-            match = _QUOTED_MESSAGE_ID.search(part.text())
-            if match is not None:
-                return match.group(1)
+    texts = [text] if text else [p.text() for p in parts if p.content_type == "text/plain"]
+    for body in texts:
+        match = _QUOTED_MESSAGE_ID.search(body)
+        if match is not None:
+            return match.group(1)
     return ""
 
 
@@ -218,7 +225,7 @@ def _from_delivery_status(part: Part, ids: _Ids, patterns: BouncePatterns) -> Bo
         )
         for block in status.recipients
     )
-    ids = _Ids(ids.message_id, ids.original_message_id, status.envelope_id, status.reporting_mta)
+    ids = replace(ids, envelope_id=status.envelope_id, reporting_mta=status.reporting_mta)
     return ids.report(BounceKind.DSN, recipients)
 
 
@@ -232,17 +239,20 @@ def _recipient(
     context: str = "",
 ) -> FailedRecipient:
     """One recipient; ``context`` is surrounding text consulted when the diagnostic says little."""
-    evidence = diagnostic
-    if context and find_status(diagnostic) is None and patterns.match(diagnostic) is None:
-        evidence = f"{diagnostic}\n{context}"
-    status = _status(status_field, evidence, action)
+    status = _status(status_field, diagnostic, action)
+    if status is None and context:
+        status = _status("", context, action)
+    if status is None:
+        status = {"delayed": "4", "delivered": "2", "relayed": "2", "expanded": "2"}.get(
+            action, "5"
+        ) + ".0.0"
     if not action:
         action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
-    reason = reason_for(status, evidence, patterns)
+    reason = reason_for(status, diagnostic, patterns, context)
     if action in _SUCCESS_ACTIONS:
         reason = Reason.DELIVERED
     elif reason is Reason.DELIVERED:  # a failure that carries a 2.x.x code: trust the action
-        reason = reason_for("5.0.0", evidence, patterns)
+        reason = reason_for("5.0.0", diagnostic, patterns, context)
     return FailedRecipient(
         address=address,
         action=action,
@@ -254,11 +264,12 @@ def _recipient(
     )
 
 
-def _status(field: str, diagnostic: str, action: str) -> str:
+def _status(field: str, diagnostic: str, action: str) -> str | None:
     """The best RFC 3463 status: the field's, refined by the diagnostic's where it is generic.
 
     A failure's text is searched for failure codes only: a 2.x.x there is a
-    transcript line or a version number, not the outcome.
+    transcript line or a version number, not the outcome. A bare SMTP reply
+    code gives its class ("550" -> "5.0.0"). None: no code at all.
     """
     classes = "245" if action in _SUCCESS_ACTIONS else "45"
     status = find_status(field)
@@ -270,9 +281,7 @@ def _status(field: str, diagnostic: str, action: str) -> str:
     if status is not None:
         return status
     klass = find_reply_class(diagnostic, classes)
-    if klass is None:
-        klass = {"delayed": "4", "delivered": "2", "relayed": "2", "expanded": "2"}.get(action, "5")
-    return f"{klass}.0.0"
+    return None if klass is None else f"{klass}.0.0"
 
 
 def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: BouncePatterns) -> BounceReport:
@@ -283,7 +292,7 @@ def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: BouncePatterns)
     # A Sieve reject (RFC 5429): the recipient's filter refused the message.
     address = fields.get("final-recipient", "").partition(";")[2].strip().strip("<>")
     text = bounce_text.readable_text(root)
-    status = _status("", text, "failed")
+    status = _status("", text, "failed") or "5.0.0"
     reason = reason_for(status, text, patterns)
     if reason is Reason.UNDEFINED:
         reason = Reason.FILTERED
@@ -305,17 +314,19 @@ def _from_text(
     """
     failed_header = root.field("x-failed-recipients")
     subject = _subject(root)
-    region = bounce_text.failure_region(bounce_text.readable_text(root))
+    text = bounce_text.readable_text(root)
+    region = bounce_text.failure_region(text)
+    lowered = region.lower()
     subject_says = bounce_text.BOUNCE_SUBJECT.search(subject) is not None
-    text_says = bounce_text.FAILURE_TEXT.search(region) is not None
+    text_says = bounce_text.FAILURE_TEXT.search(lowered) is not None
     strong = bool(
         failed_header
         or report_structure
-        or bounce_text.QMAIL.search(region)
+        or bounce_text.QMAIL.search(lowered)
         or (_is_daemon(root) and (subject_says or text_says))
         or (
             (_is_daemon(root) or subject_says or text_says)
-            and bounce_text.STRONG_TEXT.search(region)
+            and bounce_text.STRONG_TEXT.search(lowered)
         )
     )
     weak = (
@@ -327,7 +338,9 @@ def _from_text(
     )
     if not (strong or weak):
         return None
-    delayed = bool(bounce_text.DELAY_TEXT.search(region) or bounce_text.DELAY_TEXT.search(subject))
+    delayed = bool(
+        bounce_text.DELAY_TEXT.search(lowered) or bounce_text.DELAY_TEXT.search(subject.lower())
+    )
     default_action = "delayed" if delayed else "failed"
     failures = bounce_text.failed_addresses(
         region,
@@ -342,12 +355,13 @@ def _from_text(
             for address in listed
             if "@" in address
         )
+    context = region[:MAX_CONTEXT]
     recipients = tuple(
-        _recipient(failure.address, default_action, "", "", failure.diagnostic, patterns, region)
+        _recipient(failure.address, default_action, "", "", failure.diagnostic, patterns, context)
         for failure in failures
     )
     kind = BounceKind.DSN if report_structure else BounceKind.NONSTANDARD_BOUNCE
-    return ids.report(kind, recipients)
+    return replace(ids, text=text).report(kind, recipients)
 
 
 def _is_autoreply(root: Part) -> bool:

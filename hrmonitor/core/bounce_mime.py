@@ -37,17 +37,17 @@ _PARAM = re.compile(
 class Part:
     """One MIME entity: its header fields, content type, raw body and sub-parts."""
 
-    fields: tuple[tuple[str, str], ...]  # (lower-cased name, unfolded value), in order
+    fields: tuple[tuple[str, str], ...]  # (lower-cased name, unfolded raw value), in order
     content_type: str  # lower-cased "type/subtype"
     params: tuple[tuple[str, str], ...]  # lower-cased names
     body: str  # latin-1 text of the still transfer-encoded body
     parts: tuple[Part, ...] = ()
 
     def field(self, name: str) -> str | None:
-        """The first header field called ``name`` (lower case), or None."""
+        """The first header field called ``name`` (lower case), decoded, or None."""
         for key, value in self.fields:
             if key == name:
-                return value
+                return decode_header(value)
         return None
 
     def param(self, name: str) -> str | None:
@@ -123,17 +123,16 @@ def _decode_word(match: re.Match[str]) -> str:
 
 def parse_fields(block: str) -> tuple[tuple[str, str], ...]:
     """Header-style ``Name: value`` lines with continuation lines unfolded; junk lines skipped."""
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[str, list[str]]] = []
     for line in block.split("\n"):
         if line[:1] in (" ", "\t"):
             if fields:
-                name, value = fields[-1]
-                fields[-1] = (name, f"{value} {line.strip()}")
+                fields[-1][1].append(line.strip())
             continue
         match = _HEADER_NAME.match(line)
         if match is not None:
-            fields.append((match.group(1).lower(), match.group(2).strip()))
-    return tuple(fields)
+            fields.append((match.group(1).lower(), [match.group(2).strip()]))
+    return tuple((name, " ".join(piece for piece in pieces if piece)) for name, pieces in fields)
 
 
 def _split_head(text: str) -> tuple[str, str]:
@@ -180,7 +179,7 @@ def parse_message(raw: bytes, *, max_bytes: int) -> Part:
 
 def _parse_entity(text: str, default_type: str, depth: int, budget: list[int]) -> Part:
     head, body = _split_head(text)
-    fields = tuple((name, decode_header(value)) for name, value in parse_fields(head))
+    fields = parse_fields(head)  # decoded on access: most fields are never read
     ctype_value = next((value for name, value in fields if name == "content-type"), None)
     ctype, params = _content_type(ctype_value, default_type)
     part = Part(fields=fields, content_type=ctype, params=params, body=body)

@@ -124,6 +124,8 @@ _WEAK: dict[str, Reason] = {
     "7.11": Reason.FAILEDSTARTTLS,
 }
 _STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
+_ESCAPE = re.compile(r"\\.")
+_UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
 _REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
 
 
@@ -135,11 +137,17 @@ class BouncePattern:
 
 @dataclass(frozen=True, slots=True)
 class BouncePatterns:
-    """Diagnostic-text patterns, tried in order; the first match names the reason."""
+    """Diagnostic-text patterns, tried in order; the first match names the reason.
+
+    Patterns are written in lower case and matched against lower-cased text:
+    case-insensitive matching in ``re`` is several times slower.
+    """
 
     patterns: tuple[BouncePattern, ...]
 
     def match(self, text: str) -> Reason | None:
+        """The first pattern's reason that matches ``text`` (lower-cased here), or None."""
+        text = text.lower()
         for pattern in self.patterns:
             if pattern.regex.search(text) is not None:
                 return pattern.reason
@@ -165,11 +173,12 @@ def find_reply_class(text: str, classes: str = "245") -> str | None:
     return None
 
 
-def reason_for(status: str, diagnostic: str, patterns: BouncePatterns) -> Reason:
+def reason_for(status: str, diagnostic: str, patterns: BouncePatterns, context: str = "") -> Reason:
     """The reason for a failure with ``status`` ("5.1.1") and its diagnostic text.
 
-    A firm status code wins; otherwise a matching text pattern; otherwise the
-    weak default for the code; otherwise ``undefined``.
+    A firm status code wins; otherwise a pattern matching the diagnostic, then
+    one matching ``context`` (the text around a non-standard bounce's
+    recipient); otherwise the weak default for the code; otherwise ``undefined``.
     """
     klass, _, detail = status.partition(".")
     if klass == "2":
@@ -178,6 +187,8 @@ def reason_for(status: str, diagnostic: str, patterns: BouncePatterns) -> Reason
     if firm is not None:
         return firm
     by_text = patterns.match(diagnostic) if diagnostic else None
+    if by_text is None and context:
+        by_text = patterns.match(context)
     if by_text is not None:
         return by_text
     return _WEAK.get(detail, Reason.UNDEFINED)
@@ -220,10 +231,16 @@ def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePat
         for position, text in enumerate(matches):
             if not isinstance(text, str) or not text:
                 raise RuleError(file, f"{key}.match[{position}]", "must be a non-empty string")
+            if any(char.isupper() for char in _ESCAPE.sub("", text)):
+                problem = "write patterns in lower case: text is lower-cased before matching"
+                raise RuleError(file, f"{key}.match[{position}]", problem)
+            if _UNBOUNDED.search(text):
+                problem = "unbounded .* or .+ (write .{0,80}): diagnostics are matched in bulk"
+                raise RuleError(file, f"{key}.match[{position}]", problem)
             try:
                 re.compile(text)
             except re.error as error:
                 raise RuleError(file, f"{key}.match[{position}]", f"bad regex: {error}") from None
-        regex = re.compile("|".join(f"(?:{text})" for text in matches), re.IGNORECASE)
+        regex = re.compile("|".join(f"(?:{text})" for text in matches))
         built.append(BouncePattern(reason=Reason(str(reason)), regex=regex))
     return BouncePatterns(tuple(built))
