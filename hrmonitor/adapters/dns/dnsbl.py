@@ -502,7 +502,11 @@ class DnsblEngine:
                 self._retry(query)
             else:
                 self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
-        if deadlines and self._timer is None:
+        # A retry above may have armed a timer for its own, later, deadline.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadlines:
             self._timer = self._loop.call_at(deadlines[0][0], self._expire_due)
 
     def _retry(self, query: _Query) -> None:
