@@ -250,3 +250,65 @@ def test_tenant_for_matches_networks_and_mapped_ipv4() -> None:
     assert tenant_for(tenants, "::1") == "b"
     assert tenant_for(tenants, "192.0.2.1") is None
     assert tenant_for(tenants, "garbage") is None
+
+
+@pytest.fixture
+async def tls_listener(fake_clock: FakeClock, tmp_path) -> AsyncIterator[tuple[Listener, Recorder]]:
+    from tests.fixtures.smtp_sink import self_signed_files
+
+    cert, key = self_signed_files(tmp_path)
+    recorder = Recorder()
+    settings = ListenerSettings(
+        host="127.0.0.1",
+        port=0,
+        hostname="relay.test",
+        tenants=(Tenant("contoso", (ipaddress.ip_network("127.0.0.0/29"),)),),
+        tls_cert=str(cert),
+        tls_key=str(key),
+    )
+    users = {("alice", "s3cret"): "fabrikam"}
+    server = Listener(
+        settings, recorder.accept, fake_clock, authenticate=lambda u, p: users.get((u, p))
+    )
+    await server.start()
+    yield server, recorder
+    await server.stop()
+
+
+async def test_starttls_is_offered_and_auth_only_after_tls(tls_listener) -> None:
+    import aiosmtplib
+
+    server, _ = tls_listener
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=server.port, source_address=(STRANGER_IP, 0),
+        start_tls=False, validate_certs=False, timeout=5,
+    )  # fmt: skip
+    await client.connect()
+    await client.ehlo()
+    assert client.supports_extension("starttls")
+    assert not client.supports_extension("auth")
+    await client.starttls(validate_certs=False)
+    await client.ehlo()
+    assert client.supports_extension("auth")
+    await client.quit()
+
+
+async def test_an_authenticated_user_relays_for_its_tenant_from_anywhere(tls_listener) -> None:
+    import aiosmtplib
+
+    server, recorder = tls_listener
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=server.port, source_address=(STRANGER_IP, 0),
+        start_tls=True, validate_certs=False, timeout=5,
+    )  # fmt: skip
+    await client.connect()
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+        await client.login("alice", "wrong")
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await client.sendmail("a@fabrikam.test", ["b@rcpt.test"], b"Subject: x\r\n\r\nx\r\n")
+    await client.login("alice", "s3cret")
+    await client.sendmail("a@fabrikam.test", ["b@rcpt.test"], b"Subject: x\r\n\r\nx\r\n")
+    await client.quit()
+    (sub,) = recorder.accepted
+    assert (sub.tenant, sub.auth_user, sub.client_ip) == ("fabrikam", "alice", STRANGER_IP)
+    assert b"with ESMTPSA" in sub.data
