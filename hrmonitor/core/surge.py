@@ -60,7 +60,7 @@ from hrmonitor.core.surge_events import (
     MessageAccepted,
     domain_of,
 )
-from hrmonitor.core.surge_evidence import Evidence, EvidenceSummary, summarise
+from hrmonitor.core.surge_evidence import REFUSALS, Evidence, EvidenceSummary, summarise
 from hrmonitor.core.surge_rates import RateRow, RateStatus, RateThresholds, rate_rows
 from hrmonitor.core.verp import BatvVerdict, batv_strip, verp_decode
 
@@ -277,6 +277,7 @@ class SurgeTracker:
         self._rates_seconds = settings.rates_bucket.total_seconds()
         self._rate_buckets = max(1, round(settings.rates_window / settings.rates_bucket))
         self._learning = settings.client_learning.total_seconds()
+        self._length = settings.buckets
         self._tracks: OrderedDict[tuple[Dimension, str], _Track] = OrderedDict()
         self._outbound: OrderedDict[str, str] = OrderedDict()  # message/envelope id -> tenant
         self._clients: OrderedDict[str, _Clients] = OrderedDict()
@@ -309,7 +310,7 @@ class SurgeTracker:
             domain = domain_of(recipient)
             destinations[domain] = destinations.get(domain, 0) + 1
         keys.extend((Dimension.DESTINATION, d, n) for d, n in destinations.items())
-        length = settings.buckets
+        length = self._length
         for dimension, value, amount in keys:
             if not value:
                 continue
@@ -327,8 +328,9 @@ class SurgeTracker:
     def delivered(self, event: DeliveryOutcome) -> None:
         """Count one recipient's remote reply."""
         bucket = int(event.at.timestamp() // self._bucket_seconds)
-        length = self.settings.buckets
+        length = self._length
         failed = event.hard and event.reason != DELIVERED
+        refused = event.reason in REFUSALS
         lost = (FailedAddress(event.recipient, event.reason, True, event.diagnostic),)
         if event.final:
             self._rate(event.tenant, event.at, _SENT, 1)
@@ -340,10 +342,13 @@ class SurgeTracker:
             if event.final:
                 track.window.add(bucket, _RCPTS, 1)
                 evidence.volume(1, event.sender, "", False, False, None, 0.0)
-            evidence.reply(event.reason)
+            if refused:
+                evidence.refusals += 1
             if failed or event.bounce:
                 track.window.add(bucket, _DSNS, 1)
                 evidence.bounce(1, lost if failed else (), (event.sender,), returned=False)
+        if not (failed or refused):
+            return  # a delivery: its recipient was counted at acceptance, nothing more to learn
         for dimension, value in (
             (Dimension.TENANT, event.tenant),
             (Dimension.SENDER_DOMAIN, event.sender_domain or domain_of(event.sender)),
@@ -353,7 +358,8 @@ class SurgeTracker:
                 continue
             track = self._track(dimension, value, bucket)
             evidence = track.evidence_at(bucket, length)
-            evidence.reply(event.reason)
+            if refused:
+                evidence.refusals += 1
             if failed:
                 track.window.add(bucket, _DSNS, 1)
                 evidence.bounce(1, lost, (event.sender,), returned=False)
@@ -386,7 +392,7 @@ class SurgeTracker:
         keys = [(Dimension.TENANT, tenant), (Dimension.SENDER_DOMAIN, domain_of(sender))]
         if ours:  # mail we never sent says nothing about where we send
             keys.extend((Dimension.DESTINATION, d) for d in {domain_of(f.address) for f in failed})
-        length = self.settings.buckets
+        length = self._length
         for dimension, value in keys:
             if not value:
                 continue

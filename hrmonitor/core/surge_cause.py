@@ -75,7 +75,7 @@ def attribute(summary: EvidenceSummary, settings: CauseRules) -> tuple[Cause, di
         )
     if s.rcpts and s.top_sender_rcpts >= share * s.rcpts:
         spam = s.spam_high / s.scored if s.scored else 0.0
-        refused = s.refusals / s.replies if s.replies else 0.0
+        refused = min(1.0, s.refusals / s.rcpts)
         if max(spam, refused) >= settings.spam_share:
             candidates.append(
                 (

@@ -64,7 +64,6 @@ class Evidence:
         "new_clients",
         "rcpts",
         "refusals",
-        "replies",
         "returned",
         "score_sum",
         "scored",
@@ -79,7 +78,7 @@ class Evidence:
     def __init__(self) -> None:
         self.rcpts = self.dsns = self.returned = self.unmatched = 0
         self.batv_checked = self.batv_bad = self.userunknown = self.diagnosed = 0
-        self.scored = self.spam_high = self.replies = self.refusals = 0
+        self.scored = self.spam_high = self.refusals = 0
         self.new_client_rcpts = self.loops = 0
         self.score_sum = 0.0
         self.senders: dict[str, int] = {}
@@ -138,11 +137,6 @@ class Evidence:
                 self.userunknown += 1
                 self._unknown(item.address, senders)
 
-    def reply(self, reason: str) -> None:
-        self.replies += 1
-        if reason in REFUSALS:
-            self.refusals += 1
-
     def _unknown(self, address: str, senders: tuple[str, ...]) -> None:
         local, _, domain = address.rpartition("@")
         domain = domain.lower()
@@ -181,8 +175,7 @@ class EvidenceSummary:
     scored: int = 0
     spam_high: int = 0
     mean_score: float = 0.0
-    replies: int = 0
-    refusals: int = 0
+    refusals: int = 0  # replies refusing mail as spam, blocked, rate limited
     new_client_rcpts: int = 0
     new_clients: tuple[str, ...] = ()
     loops: int = 0
@@ -200,7 +193,6 @@ class EvidenceSummary:
             "userunknown": self.userunknown,
             "top_sender": self.top_sender,
             "refusals": self.refusals,
-            "replies": self.replies,
             "top_diagnostic": self.top_diagnostic,
         }
 
@@ -256,7 +248,6 @@ def summarise(current: Evidence, previous: Evidence | None) -> EvidenceSummary:
         scored=scored,
         spam_high=total("spam_high"),
         mean_score=score_sum / scored if scored else 0.0,
-        replies=total("replies"),
         refusals=total("refusals"),
         new_client_rcpts=total("new_client_rcpts"),
         new_clients=tuple(sorted(clients, key=lambda c: -clients[c])[:5]),

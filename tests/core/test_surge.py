@@ -342,9 +342,7 @@ def _summary(**fields: object) -> EvidenceSummary:
             Cause.SPAM_ATTACK,
         ),
         (
-            _summary(
-                rcpts=200, dsns=50, top_sender="s@c", top_sender_rcpts=150, replies=100, refusals=60
-            ),
+            _summary(rcpts=200, dsns=50, top_sender="s@c", top_sender_rcpts=150, refusals=120),
             Cause.SPAM_ATTACK,
         ),
         (
