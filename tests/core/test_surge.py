@@ -26,6 +26,7 @@ from hrmonitor.core.surge import (
     rate_rows,
     surge_alert,
 )
+from hrmonitor.core.surge_evidence import Evidence, summarise
 from hrmonitor.core.verp import BatvVerdict
 from tests.core.test_surge_traffic import MINUTE, START, failed
 
@@ -424,3 +425,54 @@ def test_nonsense_settings_are_refused(bad: dict[str, object]) -> None:
     """Settings that would make the windows or thresholds meaningless raise ValueError."""
     with pytest.raises(ValueError, match="surge"):
         SurgeSettings(**bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=400),
+    st.integers(min_value=2, max_value=5),
+)
+def test_a_sender_with_most_of_the_volume_is_always_the_top_sender(
+    others: list[int], weight: int
+) -> None:
+    """Capped sender tables still name the sender holding 2/3+ of recipients, among any crowd."""
+    evidence = Evidence()
+    for other in others:
+        evidence.volume(1, f"s{other}@c.example", "", False, False, None, 5.0)
+        evidence.volume(weight, "spammer@c.example", "", False, False, None, 5.0)
+    summary = summarise(evidence, None)
+    assert summary.top_sender == "spammer@c.example"
+    assert summary.rcpts == len(others) * (1 + weight)
+
+
+def test_evidence_older_than_two_windows_is_forgotten() -> None:
+    """Unknown-user bounces from two hours ago do not make today's surge a directory harvest."""
+    tracker = SurgeTracker(SMALL)
+    for i in range(40):
+        tracker.delivered(
+            DeliveryOutcome(
+                START,
+                "contoso",
+                "a@contoso.example",
+                f"guess{i}@victim.example",
+                "203.0.113.20",
+                "userunknown",
+                hard=True,
+            )
+        )
+    later = START + timedelta(hours=2)
+    tracker.delivered(
+        DeliveryOutcome(
+            later,
+            "contoso",
+            "a@contoso.example",
+            "x@victim.example",
+            "203.0.113.20",
+            "blocked",
+            hard=True,
+        )
+    )
+    track = tracker._tracks[(Dimension.DESTINATION, "victim.example")]
+    summary = summarise(track.evidence, track.previous)
+    assert summary.userunknown == 0
+    assert summary.refusals == 1
