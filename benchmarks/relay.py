@@ -69,15 +69,13 @@ async def serve(db: str, port: int, sink_port: int, concurrency: int, role: str)
     from hrmonitor.adapters.store.engine import create_store_engine
     from hrmonitor.adapters.store.migrate import upgrade
     from hrmonitor.adapters.store.queue import QueueRepository
-    from hrmonitor.core.envelope import Submission
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import DomainStatus, MxHost, MxOutcome, MxResult
     from hrmonitor.core.retry import RetryPolicy
-    from hrmonitor.core.routing import RouteDecision
     from hrmonitor.core.routing import Tenant as RoutingTenant
     from hrmonitor.core.routing_rules import load_routing_files
     from hrmonitor.core.selection import IpCandidate
-    from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+    from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
     from hrmonitor.services.routing import Router, RoutingSettings
 
     class ExistingDomains:
@@ -96,11 +94,7 @@ async def serve(db: str, port: int, sink_port: int, concurrency: int, role: str)
         tenants=[RoutingTenant("bench", ("127.0.0.0/8",), ())],
     )
 
-    async def route(sub: Submission) -> RouteDecision:
-        return await router.route(
-            mail_from=sub.mail_from, rcpts=sub.recipients, client_ip=sub.client_ip,
-            message=sub.data, arrival=sub.received_at,
-        )  # fmt: skip
+    route = route_with(router)
 
     async def mx(domain: str) -> MxResult:
         return MxResult(domain, MxOutcome.HOSTS, (MxHost(0, SINK_HOST),))

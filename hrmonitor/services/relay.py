@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import logging
 import time
@@ -53,10 +54,23 @@ from hrmonitor.core.retry import Bounce, Delivered, Retry, RetryPolicy, judge_re
 from hrmonitor.core.routing import RouteDecision
 from hrmonitor.core.selection import IpCandidate, NoEligibleIp, choose_source_ip
 from hrmonitor.errors import BindError
+from hrmonitor.services.routing import Router
 
 log = logging.getLogger(__name__)
 
-RouteFn = Callable[[Submission], Awaitable[RouteDecision]]
+
+class RouteFn(Protocol):
+    async def __call__(
+        self, submission: Submission, *, now: datetime, again: bool
+    ) -> RouteDecision:
+        """Route ``submission`` as of ``now``.
+
+        ``again`` is True when a held message (sender DNS unknown) is routed once
+        more: the sending-limit counters must not count it twice.
+        """
+        ...
+
+
 MxFn = Callable[[str], Awaitable[MxResult]]
 AddressFn = Callable[[str], Awaitable[AddressResult]]
 ReplyFn = Callable[[RemoteReply], None]
@@ -66,6 +80,25 @@ BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
 CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
+
+
+def route_with(router: Router) -> RouteFn:
+    """The :class:`RouteFn` of a :class:`Router`: the tenant by name, limits counted once."""
+
+    async def route(submission: Submission, *, now: datetime, again: bool) -> RouteDecision:
+        tenant = next((t for t in router.tenants if t.name == submission.tenant), None)
+        return await router.route(
+            mail_from=submission.mail_from,
+            rcpts=submission.recipients,
+            client_ip=submission.client_ip or None,
+            message=submission.data,
+            arrival=submission.received_at,
+            now=now,
+            tenant=tenant,
+            count=not again,
+        )
+
+    return route
 
 
 class SourcePicker(Protocol):
@@ -246,7 +279,8 @@ class Relay:
         if self._stored_form is not None:
             data = self._stored_form(submission.data, submission.client_ip)
             submission = dataclasses.replace(submission, data=data)
-        decision = await self._route(submission)
+        decision = await self._route(submission, now=submission.received_at, again=False)
+        hold_until = decision.hold_until if decision.hold else None
         message = NewMessage(
             id=uuid.uuid4().hex,
             tenant=submission.tenant,
@@ -258,7 +292,8 @@ class Relay:
             pool=decision.pool,
             risk=str(decision.risk),
             reasons=tuple({"rule": r.rule, "detail": r.detail} for r in decision.reasons),
-            hold_until=decision.hold_until if decision.hold else None,
+            hold_until=hold_until,
+            due_at=self._recheck_at(submission.received_at, hold_until),
             message_id=header_value(submission.data, "Message-ID"),
             smtputf8=submission.smtputf8,
             dsn_of=dsn_of,
@@ -266,6 +301,60 @@ class Relay:
         await self._enqueue.submit([message])
         self.wake()
         return message
+
+    def _recheck_at(self, now: datetime, hold_until: datetime | None) -> datetime | None:
+        """A held message is routed again after the first retry step, or when its hold ends."""
+        if hold_until is None:
+            return None
+        return min(now + self.settings.retry.delay(1), hold_until)
+
+    async def _reroute(self, group: list[DueRecipient], now: datetime) -> list[DueRecipient] | None:
+        """Route a held message again; the group with its new pool, or None if still held."""
+        first = group[0]
+        body = first.body
+        if body is None:
+            body = await self._db_call(self.queue.body, first.message_id)
+        submission = Submission(
+            tenant=first.tenant,
+            client_ip=first.client_ip,
+            helo="",
+            mail_from=first.mail_from,
+            recipients=tuple(r.address for r in group),
+            data=body,
+            received_at=first.arrived_at,
+            smtputf8=first.smtputf8,
+        )
+        decision = await self._route(submission, now=now, again=True)
+        hold_until = decision.hold_until if decision.hold else None
+        await self._db_call(
+            functools.partial(
+                self.queue.reroute,
+                first.message_id,
+                pool=decision.pool,
+                risk=str(decision.risk),
+                reasons=[{"rule": r.rule, "detail": r.detail} for r in decision.reasons],
+                hold_until=hold_until,
+            )
+        )
+        if hold_until is not None:
+            recheck = self._recheck_at(now, hold_until)
+            outcomes = [
+                Outcome(
+                    recipient_id=r.recipient_id,
+                    message_id=r.message_id,
+                    status=RecipientStatus.DEFERRED,
+                    at=now,
+                    pool=decision.pool,
+                    next_attempt_at=recheck,
+                    reply="held: the sender domain's DNS is unknown",
+                    own=True,
+                    counts_as_attempt=False,
+                )
+                for r in group
+            ]
+            await self._record.submit(outcomes)
+            return None
+        return [dataclasses.replace(r, pool=decision.pool, hold_until=None) for r in group]
 
     # --- the runner --------------------------------------------------------------------
 
@@ -388,8 +477,13 @@ class Relay:
         return list(found.ipv6 if ":" in source_ip else found.ipv4)
 
     async def _deliver(self, group: list[DueRecipient]) -> None:
-        first = group[0]
         now = self._clock.now()
+        if group[0].hold_until is not None:
+            rerouted = await self._reroute(group, now)
+            if rerouted is None:
+                return
+            group = rerouted
+        first = group[0]
         mx = await self._lookup_mx(first.domain)
         if mx.permanent_failure:
             status = "5.1.10" if mx.outcome is MxOutcome.NULL_MX else "5.1.2"

@@ -28,15 +28,13 @@ from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
 from hrmonitor.adapters.store.queue import QueueRepository, RecipientStatus
 from hrmonitor.core.alert import Alert, AlertKind
-from hrmonitor.core.envelope import Submission
 from hrmonitor.core.feedback import RemoteReply
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
 from hrmonitor.core.retry import RetryPolicy
-from hrmonitor.core.routing import RouteDecision
 from hrmonitor.core.routing import Tenant as RoutingTenant
 from hrmonitor.core.routing_rules import load_routing_files
 from hrmonitor.core.selection import IpCandidate
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router, RoutingSettings
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock, require_binary
@@ -102,14 +100,7 @@ async def world(
         tenants=[RoutingTenant("contoso", ("127.0.0.0/29",), ("contoso.test",))],
     )
 
-    async def route(sub: Submission) -> RouteDecision:
-        return await router.route(
-            mail_from=sub.mail_from,
-            rcpts=sub.recipients,
-            client_ip=sub.client_ip,
-            message=sub.data,
-            arrival=sub.received_at,
-        )
+    route = route_with(router)
 
     engine = create_store_engine(f"sqlite:///{tmp_path}/hrmonitor.db")
     upgrade(engine)
@@ -351,3 +342,32 @@ async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 (the queue's state lives in SQLite: poll it)
             await asyncio.sleep(0.02)
+
+
+async def test_unknown_sender_dns_holds_mail_and_routes_it_once_dns_answers(world: World) -> None:
+    world.dns.servfail("flaky.test")
+    code, out = await world.swaks("--from", "a@flaky.test", "--to", "held@rcpt.test")
+    assert code == 0, out
+    (mid,) = world.queue.message_ids()
+    record = world.queue.message(mid)
+    assert record is not None
+    assert record.hold_until is not None
+    await world.retry_later()  # the first re-check: DNS still fails, still held
+    await _until(lambda: len(world.queue.attempts(mid)) == 1)
+    assert world.sink.messages == []
+    assert world.queue.attempts(mid)[0].own is True
+    world.dns.heal("flaky.test")
+    world.dns.add("flaky.test", "A", "127.0.0.1")
+    await world.retry_later()
+    assert await _only_message(world, "held@rcpt.test") in NORMAL
+    rerouted = world.queue.message(mid)
+    assert rerouted is not None
+    assert (rerouted.pool, rerouted.hold_until) == ("normal", None)
+
+
+async def test_sender_dns_unknown_past_the_hold_sends_through_high_risk(world: World) -> None:
+    world.dns.servfail("flaky.test")
+    code, out = await world.swaks("--from", "a@flaky.test", "--to", "late@rcpt.test")
+    assert code == 0, out
+    await world.retry_later(timedelta(minutes=10))  # dns_unknown_hold is 10m
+    assert await _only_message(world, "late@rcpt.test") in HIGH

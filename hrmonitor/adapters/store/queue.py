@@ -157,6 +157,7 @@ class NewMessage:
     message_id: str = ""
     smtputf8: bool = False
     dsn_of: str | None = None
+    due_at: datetime | None = None  # first attempt (default: hold_until, else arrival)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,8 @@ class DueRecipient:
     smtputf8: bool
     tenant: str
     body: bytes | None = None  # inlined when small (see ``claim_due``), else read with body()
+    hold_until: datetime | None = None  # routing is still waiting for the sender's DNS
+    client_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,7 @@ class QueueRepository:
                 "domain": address.rpartition("@")[2].lower(),
                 "status": RecipientStatus.QUEUED.value,
                 "attempts": 0,
-                "next_attempt_at": m.hold_until or m.arrived_at,
+                "next_attempt_at": m.due_at or m.hold_until or m.arrived_at,
                 "last_code": None,
                 "last_reply": "",
                 "remote_mta": "",
@@ -364,6 +367,8 @@ class QueueRepository:
                 MESSAGES.c.size,
                 MESSAGES.c.smtputf8,
                 MESSAGES.c.tenant,
+                MESSAGES.c.hold_until,
+                MESSAGES.c.client_ip,
                 small_body.label("small_body"),
             )
             .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
@@ -400,6 +405,8 @@ class QueueRepository:
                 smtputf8=bool(r.smtputf8),
                 tenant=r.tenant,
                 body=None if r.small_body is None else bytes(r.small_body),
+                hold_until=r.hold_until,
+                client_ip=r.client_ip,
             )
             for r in rows
         ]
@@ -415,6 +422,31 @@ class QueueRepository:
         if value is None:
             raise StoreError(f"message {message_id} is not in the queue")
         return bytes(value)
+
+    def reroute(
+        self,
+        message_id: str,
+        *,
+        pool: str,
+        risk: str,
+        reasons: Sequence[Mapping[str, Any]],
+        hold_until: datetime | None,
+    ) -> None:
+        """A held message was routed again: its new pool, reasons and (maybe) hold."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(MESSAGES)
+                    .where(MESSAGES.c.id == message_id)
+                    .values(
+                        pool=pool,
+                        risk=risk,
+                        reasons=[dict(r) for r in reasons],
+                        hold_until=hold_until,
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not re-route message {message_id}: {exc}") from exc
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """Store the attempts and the recipients' new states in one transaction."""
