@@ -52,6 +52,7 @@ _ORIGINAL_TYPES = (
 )
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
 _QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
+_PARCEL = re.compile(r"parcel|package|shipment|tracking (?:number|code)|courier|paket|colis")
 _FORWARD_SUBJECT = re.compile(r"\s*(?:fwd?|fw|wg|tr|rv|enc|i)\s*:", re.IGNORECASE)
 _AUTOREPLY_SUBJECT = re.compile(
     r"out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response|autoresponder|"
@@ -333,7 +334,9 @@ def _from_text(
         subject_says
         and text_says
         and root.field("in-reply-to") is None
+        and root.field("list-unsubscribe") is None  # newsletters, not mail daemons
         and not _FORWARD_SUBJECT.match(subject)
+        and not _PARCEL.search(lowered)  # "your parcel could not be delivered"
         and not _is_autoreply(root)
     )
     if not (strong or weak):

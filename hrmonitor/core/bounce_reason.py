@@ -68,7 +68,6 @@ _FIRM: dict[str, Reason] = {
     "1.6": Reason.HASMOVED,
     "1.7": Reason.REJECTED,
     "1.8": Reason.REJECTED,
-    "1.10": Reason.NOTACCEPT,
     "2.2": Reason.MAILBOXFULL,
     "2.3": Reason.EMAILTOOLARGE,
     "3.1": Reason.SYSTEMFULL,
@@ -87,7 +86,7 @@ _FIRM: dict[str, Reason] = {
     "7.24": Reason.AUTHFAILURE,
     "7.25": Reason.REQUIREPTR,
     "7.26": Reason.AUTHFAILURE,
-    "7.27": Reason.REJECTED,
+    "7.27": Reason.NOTACCEPT,
     "7.28": Reason.SPAMDETECTED,
     "7.29": Reason.AUTHFAILURE,
     "7.30": Reason.FAILEDSTARTTLS,
@@ -96,6 +95,7 @@ _WEAK: dict[str, Reason] = {
     "1.0": Reason.USERUNKNOWN,
     "1.4": Reason.FILTERED,
     "1.9": Reason.SYSTEMERROR,
+    "1.10": Reason.NOTACCEPT,  # RFC 7505 null MX; Exchange Online reuses it for unknown users
     "2.0": Reason.FILTERED,
     "2.1": Reason.SUSPEND,
     "2.4": Reason.FILTERED,
@@ -111,7 +111,7 @@ _WEAK: dict[str, Reason] = {
     "4.6": Reason.NETWORKERROR,
     "5.1": Reason.SYNTAXERROR,
     "5.2": Reason.SYNTAXERROR,
-    "5.4": Reason.SYNTAXERROR,
+    "5.4": Reason.SYSTEMERROR,
     "5.5": Reason.SYSTEMERROR,
     "6.0": Reason.CONTENTERROR,
     "7.0": Reason.SECURITYERROR,
@@ -120,9 +120,13 @@ _WEAK: dict[str, Reason] = {
     "7.7": Reason.SECURITYERROR,
     "7.8": Reason.SECURITYERROR,
     "7.9": Reason.SECURITYERROR,
-    "7.10": Reason.FAILEDSTARTTLS,
-    "7.11": Reason.FAILEDSTARTTLS,
+    "7.10": Reason.SECURITYERROR,
+    "7.11": Reason.SECURITYERROR,
 }
+# Where a transient code means something else than its permanent twin (the
+# practitioners' reading: 4.4.1 "no answer from host" ends as an expiry).
+_CLASS_FIRM: dict[str, Reason] = {"4.4.1": Reason.EXPIRED, "4.4.4": Reason.NETWORKERROR}
+_CLASS_WEAK: dict[str, Reason] = {"4.7.1": Reason.BLOCKED}
 _STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
 _ESCAPE = re.compile(r"\\.")
 _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
@@ -183,7 +187,7 @@ def reason_for(status: str, diagnostic: str, patterns: BouncePatterns, context: 
     klass, _, detail = status.partition(".")
     if klass == "2":
         return Reason.DELIVERED
-    firm = _FIRM.get(detail)
+    firm = _CLASS_FIRM.get(status) or _FIRM.get(detail)
     if firm is not None:
         return firm
     by_text = patterns.match(diagnostic) if diagnostic else None
@@ -191,7 +195,7 @@ def reason_for(status: str, diagnostic: str, patterns: BouncePatterns, context: 
         by_text = patterns.match(context)
     if by_text is not None:
         return by_text
-    return _WEAK.get(detail, Reason.UNDEFINED)
+    return _CLASS_WEAK.get(status) or _WEAK.get(detail, Reason.UNDEFINED)
 
 
 def is_hard(status: str, reason: Reason) -> bool:

@@ -77,10 +77,11 @@ _HTML_BLOCK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)[^<>@]*>", re.IGNORECASE)
 
 DAEMON_SENDER = re.compile(
     r"mailer[-_ ]?daemon|postmaster|mail ?delivery ?(?:sub)?system|mail ?delivery ?service|"
-    r"mail administrator|system administrator|delivery ?(?:status )?notification|"
+    r"mail administrator|system administrator|"
     r"internet mail delivery|\bmdaemon\b|mail ?router|notes ?(?:mail)? ?router|"
     r"\bmail ?system\b|\bpostoffice@|\bsmtp ?gateway\b|\bmmdf\b|\bmail ?transport\b|"
-    r"^\s*<?(?:bounces?|mailer|mail|smtp|mta|daemon|exchange|root|gateway|mailadmin)@",
+    r"^\s*<?(?:bounces?|mailer|smtp|mta|daemon|mailadmin)@|"
+    r"microsoftexchange[0-9a-f]{32}@|microsoft outlook|mail delivery|mailer_daemon",
     re.IGNORECASE,
 )
 BOUNCE_SUBJECT = re.compile(
@@ -92,7 +93,9 @@ BOUNCE_SUBJECT = re.compile(
     r"could not send|mail system error|returned to sender|delivery error|message not delivered|"
     r"unzustellbar|non remis|no entregado|non recapitabile|kann nicht zugestellt|"
     r"mail could not|not delivered|returning message|delivery warning|error sending|"
-    r"rejected|bounced|user unknown|mailbox (?:is )?full|over quota|quota exceeded",
+    r"rejected|bounced|user unknown|mailbox (?:is )?full|over quota|quota exceeded|"
+    r"nicht zustellbar|non recapitato|não entregue|niet afgeleverd|échec de remise|"
+    r"état de remise|не доставлено|недоставленное|配信できません|配送エラー|退信|未送达",
     re.IGNORECASE,
 )
 FAILURE_TEXT = re.compile(
@@ -109,7 +112,14 @@ FAILURE_TEXT = re.compile(
     r"message could not|not deliver|delivery failure|error sending|giving up|"
     r"following (?:recipients?|address(?:es)?)|account (?:is )?disabled|remote host said|"
     r"smtp error|unrouteable|nicht zugestellt|no se pudo entregar|n'a pas pu|has been returned|"
-    r"intended recipient|returned mail",
+    r"intended recipient|returned mail|"
+    # German, French, Spanish, Portuguese, Italian, Dutch, Swedish, Polish, Russian, CJK
+    r"konnte nicht zugestellt|unzustellbar|n'a pas pu (?:être|etre) (?:délivré|distribué|remis)|"
+    r"non remis|échec de (?:la )?remise|no pudo ser entregado|no se ha podido entregar|"
+    r"não (?:pôde|foi possível) ser entregue|non è stato possibile recapitare|non recapitabile|"
+    r"kon niet worden afgeleverd|onbestelbaar|kunde inte levereras|nie może zostać dostarczona|"
+    r"не может быть доставлено|не доставлено|не удалось доставить|"
+    r"配信できませんでした|送信できませんでした|届きませんでした|无法发送|无法投递|退信",
 )
 DELAY_TEXT = re.compile(
     r"warning message only|do not need to resend|will (?:continue|keep) (?:to )?(?:try|attempt)|"

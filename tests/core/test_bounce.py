@@ -94,7 +94,7 @@ def test_action_alone_does_not_make_a_failure_hard() -> None:
     [
         ("5.1.1", Reason.USERUNKNOWN),
         ("5.1.2", Reason.HOSTUNKNOWN),
-        ("5.1.10", Reason.NOTACCEPT),
+        ("5.1.10", Reason.NOTACCEPT),  # without text saying otherwise
         ("5.2.2", Reason.MAILBOXFULL),
         ("5.3.4", Reason.EMAILTOOLARGE),
         ("4.4.7", Reason.EXPIRED),
