@@ -11,10 +11,11 @@ agree (SPEC.md "Bounces and surges", docs/mail-facts.md "Surges"):
 3. anomaly: the EWMA chart or CUSUM of the per-bucket ratio is out of control.
 
 A surge closes after ``clear_after`` evaluations in a row with the raw ratio
-under ``ratio * clear_factor`` or the volume under ``min_messages *
-clear_factor``: the gap between the opening tests (a lower bound over the
-threshold) and the closing ones (half of each) is the hysteresis that stops
-flapping.
+under ``ratio * clear_factor``, the volume under ``min_messages *
+clear_factor``, or the detector back in control (a level it has learnt,
+slowly, is no longer a surge): the gap between the opening tests (a lower
+bound over the threshold) and the closing ones (half of each) is the
+hysteresis that stops flapping.
 
 The unit is the recipient: a message to 40 recipients is 40 in the
 denominator, and each failed recipient one bounce. What counts where:
@@ -24,8 +25,9 @@ denominator, and each failed recipient one bounce. What counts where:
   as a bounce too. Feed only mail accepted from tenants, not the DSNs the
   queue runner makes itself: their failures already arrive as outcomes.
 - :class:`DeliveryOutcome`: final outcomes on the source IP (each a
-  recipient; a hard failure or a DSN delivered is a bounce); a hard failure
-  is a bounce on tenant, sender and destination domain (the recipient was
+  recipient, a hard failure a bounce; DSNs delivered count as volume only,
+  since high-risk IPs carry every DSN by design); a hard failure is a
+  bounce on tenant, sender and destination domain (the recipient was
   counted at acceptance).
 - :class:`BounceReturned` (a bounce coming back to us): a bounce for each
   failed recipient; if it matches no mail we sent, its recipients were never
@@ -290,9 +292,8 @@ class SurgeTracker:
         stamp = event.at.timestamp()
         bucket = int(stamp // self._bucket_seconds)
         settings = self.settings
-        loop = event.hops >= settings.loop_hops or (
-            bool(event.message_id) and event.message_id in self._outbound
-        )
+        # Hops, not repeated Message-IDs: MTAs split one message into several transactions.
+        loop = event.hops >= settings.loop_hops
         for ident in (event.message_id, event.envelope_id):
             if ident:
                 self._remember(ident, event.tenant)
@@ -344,9 +345,9 @@ class SurgeTracker:
                 evidence.volume(1, event.sender, "", False, False, None, 0.0)
             if refused:
                 evidence.refusals += 1
-            if failed or event.bounce:
+            if failed:
                 track.window.add(bucket, _DSNS, 1)
-                evidence.bounce(1, lost if failed else (), (event.sender,), returned=False)
+                evidence.bounce(1, lost, (event.sender,), returned=False)
         if not (failed or refused):
             return  # a delivery: its recipient was counted at acceptance, nothing more to learn
         for dimension, value in (
@@ -453,7 +454,9 @@ class SurgeTracker:
             # Both limits sit below the opening ones, so a surge hovering there does not flap.
             factor = settings.clear_factor
             subsided = messages < settings.min_messages * factor or ratio < settings.ratio * factor
-            track.calm = track.calm + 1 if subsided else 0
+            # A level the detector has learnt is no longer a surge, even if it stays high.
+            learnt = not track.detector.out_of_control
+            track.calm = track.calm + 1 if subsided or learnt else 0
             if track.calm >= settings.clear_after:
                 track.surge = None
                 track.calm = 0

@@ -70,7 +70,7 @@ class DeliveryOutcome:
     reason: str
     hard: bool = False
     message_id: str = ""
-    bounce: bool = False  # the message delivered was itself a DSN
+    bounce: bool = False  # the message delivered was itself a DSN (informational)
     diagnostic: str = ""
     sender_domain: str = ""
 
