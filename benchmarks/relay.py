@@ -237,7 +237,8 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_hrmonitor(workdir: Path, messages: int, sessions: int, size: int,
                   concurrency: int, split: bool,
-                  listeners: int = 1) -> tuple[dict[str, float], list[float]]:  # fmt: skip
+                  listeners: int = 1, uvloop: bool = False,
+                  ) -> tuple[dict[str, float], list[float]]:  # fmt: skip
     """One measured run; ``split`` runs the listener and the runner as two processes."""
     sink = Sink(workdir)
     port = free_port("127.0.0.1")
@@ -249,7 +250,7 @@ def run_hrmonitor(workdir: Path, messages: int, sessions: int, size: int,
             child = subprocess.Popen(
                 [sys.executable, __file__, "serve", "--db", str(db), "--port", str(port),
                  "--sink-port", str(sink.port), "--concurrency", str(concurrency),
-                 "--role", role],
+                 "--role", role, *(["--uvloop"] if uvloop else [])],
                 stdout=subprocess.PIPE, cwd=ROOT,
             )  # fmt: skip
             children.append(child)
@@ -356,31 +357,39 @@ def main() -> None:
     srv.add_argument("--sink-port", type=int, required=True)
     srv.add_argument("--concurrency", type=int, default=40)
     srv.add_argument("--role", choices=("all", "listener", "runner"), default="all")
+    srv.add_argument("--uvloop", action="store_true")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--memory", type=int, default=0, help="also run N messages for peak RSS")
     parser.add_argument("--skip-postfix", action="store_true")
+    parser.add_argument("--uvloop", action="store_true", help="run hrmonitor on uvloop")
     parser.add_argument(
         "--listeners", type=int, default=1,
         help="listener processes sharing the port (SO_REUSEPORT); each keeps its own limits",
     )  # fmt: skip
     parser.add_argument(
-        "--one-process", action="store_true",
-        help="listener and runner in one process (default: two processes on one database)",
+        "--split", action="store_true",
+        help="listener and runner as two processes on one database (default: one process)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.command == "serve":
+        if args.uvloop:
+            import uvloop  # optional: the benchmark compares event loops when asked
+
+            uvloop.install()
         asyncio.run(serve(args.db, args.port, args.sink_port, args.concurrency, args.role))
         return
     with tempfile.TemporaryDirectory(prefix="hrmonitor-bench-") as tmp:
         workdir = Path(tmp)
         load = f"{args.messages} x {args.size} B, {args.sessions} sessions"
-        split = not args.one_process
+        split = args.split
         shape = "listener + runner processes" if split else "one process"
-        hr, hr_rss = run_hrmonitor(workdir, args.messages, args.sessions, args.size,
-                                   args.concurrency, split, args.listeners)  # fmt: skip
+        if args.uvloop:
+            shape += ", uvloop"
+        shape_args = (args.concurrency, split, args.listeners, args.uvloop)
+        hr, hr_rss = run_hrmonitor(workdir, args.messages, args.sessions, args.size, *shape_args)
         print(f"hrmonitor ({shape}): {load}: {hr['delivered']:.0f} delivered in "
               f"{hr['seconds']:.2f} s = {hr['rate']:.0f} msg/s (accepted in "
               f"{hr['accept_seconds']:.2f} s; peak RSS {_mb(hr_rss)})", flush=True)  # fmt: skip
@@ -391,8 +400,9 @@ def main() -> None:
                   flush=True)  # fmt: skip
             print(f"ratio hrmonitor/postfix: {hr['rate'] / pf['rate']:.2f}x", flush=True)
         if args.memory:
-            mem, mem_rss = run_hrmonitor(workdir, args.memory, args.sessions, args.size,
-                                         args.concurrency, split, args.listeners)  # fmt: skip
+            mem, mem_rss = run_hrmonitor(
+                workdir, args.memory, args.sessions, args.size, *shape_args
+            )
             print(f"hrmonitor memory run ({shape}): {mem['delivered']:.0f} of {args.memory} "
                   f"delivered in {mem['seconds']:.2f} s = {mem['rate']:.0f} msg/s; "
                   f"peak RSS {_mb(mem_rss)}", flush=True)  # fmt: skip
