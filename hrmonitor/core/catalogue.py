@@ -143,7 +143,11 @@ class Catalogue:
         """
         keys = keys or {}
         chosen: list[ZoneList] = []
+        seen: set[str] = set()
         for index, name in enumerate(names):
+            if name in seen:
+                raise RuleError(config_file, f"dnsbl.zones[{index}]", f"{name!r} is listed twice")
+            seen.add(name)
             entry = self.lists.get(name)
             if entry is None:
                 known = ", ".join(sorted(self.lists))

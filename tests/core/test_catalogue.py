@@ -253,3 +253,8 @@ def test_layering_takes_each_list_from_the_last_file_that_defines_it(
     assert {
         k: (z.zone, str(z.meaning("127.0.0.2").severity)) for k, z in catalogue.lists.items()
     } == (expected)
+
+
+def test_a_list_named_twice_is_refused() -> None:
+    with pytest.raises(RuleError, match=r"dnsbl\.zones\[2\]: 'psbl' is listed twice"):
+        load_catalogue(shipped()).select(["psbl", "spamcop", "psbl"])
