@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from hrmonitor.adapters.smtp_out import Failed, Reply, Sent
@@ -162,6 +162,8 @@ class RelaySettings:
     send_timeout: float = 600.0  # a whole transaction, on top of the per-command timeouts
     mx_cache_seconds: float = 60.0
     max_batch: int = 500
+    housekeeping_seconds: float = 300.0
+    keep_finished: timedelta = timedelta(days=7)  # delivered/bounced messages stay this long
 
 
 T = TypeVar("T")
@@ -253,6 +255,7 @@ class Relay:
         self._mx_cache: dict[str, tuple[float, MxResult]] = {}
         self._exhausted: set[str] = set()
         self._running = asyncio.Event()
+        self._next_housekeeping = 0.0
         self._running.set()  # "not running" until run() starts
 
     # --- store thread ------------------------------------------------------------------
@@ -386,10 +389,31 @@ class Relay:
             except Exception:
                 log.exception("queue runner pass failed; retrying")
                 claimed = 0
+            await self._housekeeping()
             if claimed and len(self._active) < self.settings.concurrency:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+
+    async def _housekeeping(self) -> None:
+        """Now and then: re-queue lost claims, drop finished messages past their keep time."""
+        if time.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = time.monotonic() + self.settings.housekeeping_seconds
+        now = self._clock.now()
+        stale = now - timedelta(seconds=2 * self.settings.send_timeout)
+        try:
+            lost = await self._db_call(self.queue.recover, now, stale)
+            purged = await self._db_call(
+                self.queue.purge_finished, now - self.settings.keep_finished
+            )
+        except Exception:
+            log.exception("queue housekeeping failed")
+            return
+        if lost:
+            log.warning("%d recipient(s) had a lost claim; they are due again", lost)
+        if purged:
+            log.info("purged %d finished message(s)", purged)
 
     async def _idle_wait(self) -> float:
         try:
@@ -448,7 +472,10 @@ class Relay:
         except Exception as exc:
             log.exception("delivery of %s to %s failed unexpectedly", group[0].message_id, domain)
             now = self._clock.now()
-            await self._conclude(group, now, None, "", None, f"internal error: {exc}", own=True)
+            try:
+                await self._conclude(group, now, None, "", None, f"internal error: {exc}", own=True)
+            except Exception:  # the store is down: housekeeping re-queues the stale claim
+                log.exception("could not record the failure of %s", group[0].message_id)
 
     # --- one attempt -------------------------------------------------------------------
 

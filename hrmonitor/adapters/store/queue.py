@@ -489,13 +489,22 @@ class QueueRepository:
         except SQLAlchemyError as exc:
             raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
 
-    def recover(self, now: datetime) -> int:
-        """After a crash: every ``delivering`` recipient becomes due now. Returns how many."""
+    def recover(self, now: datetime, claimed_before: datetime | None = None) -> int:
+        """Make ``delivering`` recipients due now; returns how many.
+
+        At start-up (``claimed_before`` None) every one of them: they were mid-delivery
+        when the process died. While running, only those claimed before
+        ``claimed_before``: a claim that old was lost (a store error in its delivery
+        task, or a node that died while other nodes share the queue).
+        """
+        stale = RECIPIENTS.c.status == RecipientStatus.DELIVERING.value
+        if claimed_before is not None:
+            stale = and_(stale, RECIPIENTS.c.updated_at < claimed_before)
         try:
             with self._engine.begin() as conn:
                 result = conn.execute(
                     update(RECIPIENTS)
-                    .where(RECIPIENTS.c.status == RecipientStatus.DELIVERING.value)
+                    .where(stale)
                     .values(
                         status=RecipientStatus.DEFERRED.value, next_attempt_at=now, updated_at=now
                     )

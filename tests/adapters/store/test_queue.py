@@ -190,3 +190,10 @@ def test_a_batch_enqueues_atomically(queue: QueueRepository) -> None:
     with pytest.raises(StoreError):
         queue.enqueue([_message("m2"), _message("m1")])  # m1 collides: nothing of the batch stays
     assert queue.message_ids() == ["m1"]
+
+
+def test_recover_with_a_cutoff_requeues_only_old_claims(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1")])
+    assert len(queue.claim_due(T0, limit=10)) == 1
+    assert queue.recover(T0 + timedelta(minutes=5), claimed_before=T0) == 0  # still fresh
+    assert queue.recover(T0 + timedelta(minutes=30), claimed_before=T0 + timedelta(minutes=20)) == 1
