@@ -365,3 +365,48 @@ async def test_an_ipv6_nameserver_is_queried_over_ipv6(rbldnsd_factory: RbldnsdF
     async with DnsblEngine(["::1"], server.port, timeout=1.0, attempts=2) as engine:
         answers = await engine.lookup(["127.0.0.20", "127.0.0.9"], [bl])
     assert [a.status for a in answers] == [Status.LISTED, Status.CLEAN]
+
+
+class _CountingBlackhole:
+    """A nameserver address that reads queries, counts them and never answers."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.05)
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.received += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+async def test_a_dead_first_nameserver_is_skipped_after_its_first_losses(
+    rbldnsd: Rbldnsd,
+) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    dead = _CountingBlackhole("127.0.0.3", rbldnsd.port)  # same port, another address
+    ips = [f"10.3.{n // 256}.{n % 256}" for n in range(300)] + ["127.0.0.20"]
+    try:
+        engine = DnsblEngine(
+            ["127.0.0.3", rbldnsd.host], rbldnsd.port, timeout=0.2, attempts=2, max_in_flight=16
+        )
+        async with engine:
+            answers = await engine.lookup(ips, [bl])
+    finally:
+        dead.close()
+    assert [a.status for a in answers] == [Status.CLEAN] * 300 + [Status.LISTED]
+    # Only the first window went to the dead server; every later query went to rbldnsd first.
+    assert dead.received <= 32

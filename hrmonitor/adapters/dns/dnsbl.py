@@ -166,8 +166,10 @@ class DnsblEngine:
 
     ``nameservers``: resolver addresses (IPv4/IPv6); empty means the system
     resolver's. ``timeout`` is per try in seconds; ``attempts`` tries per
-    query, rotating over the nameservers; a lost answer is retried, never
-    read as clean. ``rate_per_zone`` (queries/second) spreads each list's
+    query, each retry on another nameserver; a lost answer is retried, never
+    read as clean. Nameservers that lost answers are asked last until they
+    answer again, so a dead first resolver costs one window of timeouts,
+    not one per query. ``rate_per_zone`` (queries/second) spreads each list's
     queries over the sweep with jitter from ``rng``.
     """
 
@@ -189,6 +191,9 @@ class DnsblEngine:
             raise ValueError("rate_per_zone must be positive")
         servers = list(nameservers) or _system_nameservers()
         self._servers = [(str(ipaddress.ip_address(s)), port) for s in servers]
+        # Preference order: servers that lost answers lately go last (stable: config order).
+        self._order = list(self._servers)
+        self._misses = dict.fromkeys(self._servers, 0)
         self._timeout = timeout
         self._attempts = attempts
         self._max_in_flight = max_in_flight
@@ -440,8 +445,11 @@ class DnsblEngine:
 
     def _send(self, query: _Query) -> None:
         assert self._loop is not None
-        servers = self._servers
-        server = servers[(query.batch.first_server + query.tries) % len(servers)]
+        order = self._order
+        turn = query.batch.first_server + query.tries
+        server = order[turn % len(order)]
+        if server == query.server and len(order) > 1:
+            server = order[(turn + 1) % len(order)]  # a retry never goes where it was lost
         qid = self._ids.getrandbits(16)
         while (qid, query.question) in self._pending:
             qid = self._ids.getrandbits(16)
@@ -480,6 +488,9 @@ class DnsblEngine:
         query = self._pending.get((qid, question))
         if query is None or not data[2] & 0x80 or server != query.server:
             return  # late, unknown, not a response or from another server: the timer decides
+        if self._misses[server]:
+            self._misses[server] = 0
+            self._order = sorted(self._servers, key=self._misses.__getitem__)
         reply = wire.parse(data, end)
         if reply.rcode is Rcode.SERVFAIL and query.attempts_left > 0 and len(self._servers) > 1:
             self._retry(query)
@@ -495,8 +506,12 @@ class DnsblEngine:
             _deadline, query, tries = deadlines.popleft()
             if query.key is None or query.tries != tries:
                 continue  # answered, or already retried
-            # Loss means the path or the server is saturated: halve the window.
+            # Loss means the path or the server is saturated: halve the window,
+            # and prefer the other nameservers until this one answers again.
             self._window = max(_MIN_WINDOW, self._window / 2)
+            self._misses[query.server] += 1
+            if len(self._servers) > 1:
+                self._order = sorted(self._servers, key=self._misses.__getitem__)
             if query.attempts_left > 0:
                 log.debug("DNSBL answer lost from %s; retrying", query.server[0])
                 self._retry(query)
