@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import inspect
 import ipaddress
 import logging
 import time
@@ -34,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from hrmonitor.adapters.smtp_out import Failed, Reply, Sent
 from hrmonitor.adapters.store.queue import (
@@ -80,6 +81,25 @@ BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
 CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
+
+
+SimpleRouteFn = Callable[[Submission], Awaitable[RouteDecision]]
+
+
+def _keyword_route(route: RouteFn | SimpleRouteFn) -> RouteFn:
+    """Accept a one-argument route function too (tests, benchmarks: no holds to re-check)."""
+    try:
+        parameters = inspect.signature(route).parameters
+    except (TypeError, ValueError):
+        return cast(RouteFn, route)
+    if "again" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return cast(RouteFn, route)
+    simple = cast(SimpleRouteFn, route)
+
+    async def keyword(submission: Submission, *, now: datetime, again: bool) -> RouteDecision:
+        return await simple(submission)
+
+    return keyword
 
 
 def route_with(router: Router) -> RouteFn:
@@ -220,7 +240,7 @@ class Relay:
         self,
         *,
         queue: QueueRepository,
-        route: RouteFn,
+        route: RouteFn | SimpleRouteFn,
         picker: SourcePicker,
         mx: MxFn,
         sender: Sender,
@@ -234,7 +254,7 @@ class Relay:
     ) -> None:
         self.queue = queue
         self._stored_form = stored_form
-        self._route = route
+        self._route = _keyword_route(route)
         self._picker = picker
         self._mx = mx
         self._addresses = addresses
