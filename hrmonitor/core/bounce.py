@@ -249,11 +249,11 @@ def _recipient(
         ) + ".0.0"
     if not action:
         action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
-    reason = reason_for(status, diagnostic, patterns, context)
+    reason = reason_for(status, diagnostic, patterns, context, action)
     if action in _SUCCESS_ACTIONS:
         reason = Reason.DELIVERED
     elif reason is Reason.DELIVERED:  # a failure that carries a 2.x.x code: trust the action
-        reason = reason_for("5.0.0", diagnostic, patterns, context)
+        reason = reason_for("5.0.0", diagnostic, patterns, context, action)
     return FailedRecipient(
         address=address,
         action=action,

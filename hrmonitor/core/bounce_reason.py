@@ -123,11 +123,16 @@ _WEAK: dict[str, Reason] = {
     "7.10": Reason.SECURITYERROR,
     "7.11": Reason.SECURITYERROR,
 }
+# Text that overrides a 5.1.1: the mailbox exists, something else refused.
+_NOT_THE_ADDRESS = frozenset(
+    {Reason.MAILBOXFULL, Reason.BLOCKED, Reason.HASMOVED, Reason.REJECTED, Reason.NOTACCEPT}
+)
 # Where a transient code means something else than its permanent twin (the
 # practitioners' reading: 4.4.1 "no answer from host" ends as an expiry).
 _CLASS_FIRM: dict[str, Reason] = {"4.4.1": Reason.EXPIRED, "4.4.4": Reason.NETWORKERROR}
 _CLASS_WEAK: dict[str, Reason] = {"4.7.1": Reason.BLOCKED}
 _STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 _ESCAPE = re.compile(r"\\.")
 _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
 _REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
@@ -150,8 +155,12 @@ class BouncePatterns:
     patterns: tuple[BouncePattern, ...]
 
     def match(self, text: str) -> Reason | None:
-        """The first pattern's reason that matches ``text`` (lower-cased here), or None."""
-        text = text.lower()
+        """The first pattern's reason that matches ``text``, or None.
+
+        The text is lower-cased and its e-mail addresses blanked first, so that
+        ``quota@example.com`` or ``spam-reports@...`` name no cause.
+        """
+        text = _ADDRESS_LIKE.sub(" ", text.lower())
         for pattern in self.patterns:
             if pattern.regex.search(text) is not None:
                 return pattern.reason
@@ -177,25 +186,37 @@ def find_reply_class(text: str, classes: str = "245") -> str | None:
     return None
 
 
-def reason_for(status: str, diagnostic: str, patterns: BouncePatterns, context: str = "") -> Reason:
+def reason_for(
+    status: str, diagnostic: str, patterns: BouncePatterns, context: str = "", action: str = ""
+) -> Reason:
     """The reason for a failure with ``status`` ("5.1.1") and its diagnostic text.
 
-    A firm status code wins; otherwise a pattern matching the diagnostic, then
-    one matching ``context`` (the text around a non-standard bounce's
-    recipient); otherwise the weak default for the code; otherwise ``undefined``.
+    A firm status code wins (but a 5.1.1 yields to text naming a cause that is
+    not the address: a full mailbox, a block, a move); otherwise a pattern
+    matching the diagnostic, then one matching ``context`` (the text around a
+    non-standard bounce's recipient); otherwise the weak default for the code.
+    Nothing at all: ``expired`` for a delay, ``onhold`` when there was text to
+    read, else ``undefined`` (the practitioners' fallbacks).
     """
     klass, _, detail = status.partition(".")
     if klass == "2":
         return Reason.DELIVERED
     firm = _CLASS_FIRM.get(status) or _FIRM.get(detail)
-    if firm is not None:
+    if firm is not None and firm is not Reason.USERUNKNOWN:
         return firm
     by_text = patterns.match(diagnostic) if diagnostic else None
     if by_text is None and context:
         by_text = patterns.match(context)
+    if firm is not None:
+        return by_text if by_text in _NOT_THE_ADDRESS else firm
     if by_text is not None:
         return by_text
-    return _CLASS_WEAK.get(status) or _WEAK.get(detail, Reason.UNDEFINED)
+    weak = _CLASS_WEAK.get(status) or _WEAK.get(detail)
+    if weak is not None:
+        return weak
+    if action == "delayed":
+        return Reason.EXPIRED
+    return Reason.ONHOLD if (diagnostic or context) else Reason.UNDEFINED
 
 
 def is_hard(status: str, reason: Reason) -> bool:
