@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import dns.flags
 import dns.message
+import dns.rcode
 import dns.resolver
 import pytest
 
@@ -257,12 +258,13 @@ async def test_with_one_attempt_a_lost_answer_is_unknown_not_clean(
 
 
 class _MisbehavingServer:
-    """Answers every query with a truncated (TC) reply or with a body that does not parse."""
+    """Answers every query with a truncated (TC) reply, SERVFAIL, or a body that does not parse."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mode = mode
+        self.received = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.settimeout(0.05)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -274,9 +276,13 @@ class _MisbehavingServer:
                 data, client = self.sock.recvfrom(4096)
             except TimeoutError:
                 continue
+            self.received += 1
             query = dns.message.from_wire(data)
             response = dns.message.make_response(query)
-            if self.mode == "truncated":
+            if self.mode == "servfail":
+                response.set_rcode(dns.rcode.SERVFAIL)
+                wire = response.to_wire()
+            elif self.mode == "truncated":
                 response.flags |= dns.flags.TC
                 wire = response.to_wire()
             else:  # claims one answer record, then ends
@@ -410,3 +416,20 @@ async def test_a_dead_first_nameserver_is_skipped_after_its_first_losses(
     assert [a.status for a in answers] == [Status.CLEAN] * 300 + [Status.LISTED]
     # Only the first window went to the dead server; every later query went to rbldnsd first.
     assert dead.received <= 32
+
+
+async def test_servfail_from_one_nameserver_is_retried_on_the_next(rbldnsd: Rbldnsd) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    failing = _MisbehavingServer("servfail", "127.0.0.4", rbldnsd.port)
+    try:
+        servers = ["127.0.0.4", rbldnsd.host]
+        async with DnsblEngine(servers, rbldnsd.port, timeout=1.0, attempts=2) as engine:
+            answers = await engine.lookup(["127.0.0.20", "127.0.0.9"], [bl])
+        async with DnsblEngine(["127.0.0.4"], rbldnsd.port, timeout=1.0, attempts=2) as alone:
+            (only,) = await alone.lookup(["127.0.0.20"], [bl])
+    finally:
+        failing.close()
+    assert [a.status for a in answers] == [Status.LISTED, Status.CLEAN]
+    assert failing.received >= 2  # it was asked first, and its SERVFAIL did not count
+    assert isinstance(only, Unknown)
+    assert "SERVFAIL" in only.reason
