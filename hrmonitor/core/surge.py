@@ -104,8 +104,8 @@ class SurgeSettings:
 
     window: timedelta = timedelta(minutes=15)
     bucket: timedelta = timedelta(minutes=1)
-    min_messages: int = 50
-    min_dsns: int = 10
+    min_messages: int = 100
+    min_dsns: int = 25
     ratio: float = 0.10
     confidence_z: float = 1.96
     anomaly: AnomalyParams = field(default_factory=AnomalyParams)

@@ -184,6 +184,7 @@ def _spam_run(traffic: Traffic, tenant: Tenant) -> Callable[[datetime], Iterator
                 bounce_rate=0.5,
                 reasons=("blocked", "spamdetected"),
                 diagnostic="550 5.7.1 message rejected as spam",
+                domains=("gmail.example", "outlook.example", rng.choice(DOMAINS)),
             )
 
     return minute
@@ -200,7 +201,7 @@ def test_spam_attack_names_the_sender_and_folds_destination_surges() -> None:
     assert isinstance(evidence["spam_share"], float)
     assert evidence["spam_share"] > 0.7
     destinations = [c for c in during if c.surge.dimension is Dimension.DESTINATION]
-    assert destinations, "the spam run should be visible per destination"
+    assert {c.surge.key for c in destinations} >= {"gmail.example", "outlook.example"}
     assert all(
         c.folded and c.surge.within == "tenant contoso" for c in destinations if not c.resolved
     )
@@ -276,9 +277,9 @@ def test_mail_loop_is_attributed_to_a_rogue_server() -> None:
     _assert_resolves_once_without_flapping(during, after)
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_quiet_days_with_realistic_noise_raise_nothing(seed: int) -> None:
-    """Three days of diurnal traffic, 1-3 % bounces, newsletters, small bursts: no surge."""
+@pytest.mark.parametrize(("seed", "days"), [(11, 3), pytest.param(12, 14, marks=pytest.mark.slow)])
+def test_quiet_days_with_realistic_noise_raise_nothing(seed: int, days: int) -> None:
+    """Days of diurnal traffic, 1-3 % bounces, newsletters, small bursts: no surge at all."""
     tenants = [Tenant("contoso", 6, 0.03), Tenant("fabrikam", 4, 0.01), Tenant("tailspin", 2, 0.02)]
     traffic = Traffic(tenants, seed)
     tracker = SurgeTracker(SurgeSettings())
@@ -303,11 +304,11 @@ def test_quiet_days_with_realistic_noise_raise_nothing(seed: int) -> None:
                 at, f"old@{tenant.domain}", (failed("x@dest1.example", "userunknown"),)
             )
 
-    changes = run(tracker, traffic, START, 3 * 24 * 60, noise)
+    changes = run(tracker, traffic, START, days * 24 * 60, noise)
     assert changes == []
     assert tracker.open_surges() == ()
     # The quiet was not for lack of traffic: a day's volume with its ordinary bounce rates.
-    rows = {row.tenant: row for row in tracker.rates(START + timedelta(days=3))}
+    rows = {row.tenant: row for row in tracker.rates(START + timedelta(days=days))}
     assert rows["contoso"].sent > 4000
     assert 0.02 < rows["contoso"].hard_bounce_rate < 0.05
     assert 0.005 < rows["fabrikam"].hard_bounce_rate < 0.03

@@ -89,9 +89,10 @@ class Traffic:
         bounce_rate: float | None = None,
         reasons: tuple[str, ...] = ("userunknown",),
         diagnostic: str = "",
+        domains: tuple[str, ...] = DOMAINS,
     ) -> Iterator[Event]:
         rng = self.rng
-        rcpts = tuple(f"r{rng.randrange(100_000)}@{rng.choice(DOMAINS)}" for _ in range(recipients))
+        rcpts = tuple(f"r{rng.randrange(100_000)}@{rng.choice(domains)}" for _ in range(recipients))
         mid = self.message_id()
         yield MessageAccepted(
             at,
