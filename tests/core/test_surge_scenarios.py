@@ -7,12 +7,14 @@ one attack, then an hour of ordinary traffic again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
+from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.surge import (
     BounceReturned,
     Cause,
@@ -42,15 +44,20 @@ ATTACK_START = START + WARMUP * MINUTE
 ATTACK_END = ATTACK_START + ATTACK * MINUTE
 
 
-def _world(seed: int = 3) -> tuple[SurgeTracker, Traffic, Tenant]:
+CUSUM = dataclasses.replace(SETTINGS, anomaly=AnomalyParams(method=AnomalyMethod.CUSUM))
+DETECTORS = pytest.mark.parametrize("settings", [SETTINGS, CUSUM], ids=["ewma", "cusum"])
+
+
+def _world(settings: SurgeSettings, seed: int = 3) -> tuple[SurgeTracker, Traffic, Tenant]:
     contoso = Tenant("contoso", 20)
-    return SurgeTracker(SETTINGS), Traffic([contoso, Tenant("fabrikam", 8, 0.01)], seed), contoso
+    return SurgeTracker(settings), Traffic([contoso, Tenant("fabrikam", 8, 0.01)], seed), contoso
 
 
 def _scenario(
     attack: Callable[[Traffic, Tenant], Callable[[datetime], Iterator[Event]]],
+    settings: SurgeSettings = SETTINGS,
 ) -> tuple[list[SurgeChange], list[SurgeChange], list[SurgeChange], SurgeTracker]:
-    tracker, traffic, contoso = _world()
+    tracker, traffic, contoso = _world(settings)
     before = run(tracker, traffic, START, WARMUP)
     during = run(tracker, traffic, ATTACK_START, ATTACK, attack(traffic, contoso))
     after = run(tracker, traffic, ATTACK_END, AFTER)
@@ -101,9 +108,12 @@ def _backscatter(
     return attack
 
 
-def test_backscatter_is_named_from_unmatched_message_ids_and_subsides() -> None:
+@DETECTORS
+def test_backscatter_is_named_from_unmatched_message_ids_and_subsides(
+    settings: SurgeSettings,
+) -> None:
     """DSNs about mail we never sent raise a tenant surge named backscatter, then resolve."""
-    before, during, after, _ = _scenario(_backscatter(None))
+    before, during, after, _ = _scenario(_backscatter(None), settings)
     assert before == []
     change = _opened(during, Dimension.TENANT, "contoso")
     assert change.at <= ATTACK_START + 3 * MINUTE
@@ -190,9 +200,10 @@ def _spam_run(traffic: Traffic, tenant: Tenant) -> Callable[[datetime], Iterator
     return minute
 
 
-def test_spam_attack_names_the_sender_and_folds_destination_surges() -> None:
+@DETECTORS
+def test_spam_attack_names_the_sender_and_folds_destination_surges(settings: SurgeSettings) -> None:
     """One sender's volume and scores jump with spam refusals: spam attack, one alert per scope."""
-    before, during, after, _ = _scenario(_spam_run)
+    before, during, after, _ = _scenario(_spam_run, settings)
     assert before == []
     change = _opened(during, Dimension.TENANT, "contoso")
     assert change.surge.cause is Cause.SPAM_ATTACK
