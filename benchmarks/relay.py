@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -364,6 +365,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=40)
     parser.add_argument("--memory", type=int, default=0, help="also run N messages for peak RSS")
     parser.add_argument("--skip-postfix", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both MTAs")
     parser.add_argument("--uvloop", action="store_true", help="run hrmonitor on uvloop")
     parser.add_argument(
         "--listeners", type=int, default=1,
@@ -389,16 +391,28 @@ def main() -> None:
         if args.uvloop:
             shape += ", uvloop"
         shape_args = (args.concurrency, split, args.listeners, args.uvloop)
-        hr, hr_rss = run_hrmonitor(workdir, args.messages, args.sessions, args.size, *shape_args)
-        print(f"hrmonitor ({shape}): {load}: {hr['delivered']:.0f} delivered in "
-              f"{hr['seconds']:.2f} s = {hr['rate']:.0f} msg/s (accepted in "
-              f"{hr['accept_seconds']:.2f} s; peak RSS {_mb(hr_rss)})", flush=True)  # fmt: skip
-        if not args.skip_postfix:
+        ratios: list[float] = []
+        for round_no in range(1, args.rounds + 1):
+            # Alternate the two MTAs round by round: the machine's load drifts, and a
+            # ratio of runs made seconds apart is fairer than one of runs made minutes apart.
+            hr, hr_rss = run_hrmonitor(
+                workdir, args.messages, args.sessions, args.size, *shape_args
+            )
+            print(f"[{round_no}] hrmonitor ({shape}): {load}: {hr['delivered']:.0f} delivered "
+                  f"in {hr['seconds']:.2f} s = {hr['rate']:.0f} msg/s (accepted in "
+                  f"{hr['accept_seconds']:.2f} s; peak RSS {_mb(hr_rss)})", flush=True)  # fmt: skip
+            if args.skip_postfix:
+                continue
             pf = run_postfix(workdir, args.messages, args.sessions, args.size)
-            print(f"postfix:   {load}: {pf['delivered']:.0f} delivered in {pf['seconds']:.2f} s "
-                  f"= {pf['rate']:.0f} msg/s (accepted in {pf['accept_seconds']:.2f} s)",
+            ratios.append(hr["rate"] / pf["rate"])
+            print(f"[{round_no}] postfix: {load}: {pf['delivered']:.0f} delivered in "
+                  f"{pf['seconds']:.2f} s = {pf['rate']:.0f} msg/s (accepted in "
+                  f"{pf['accept_seconds']:.2f} s); ratio {ratios[-1]:.2f}x",
                   flush=True)  # fmt: skip
-            print(f"ratio hrmonitor/postfix: {hr['rate'] / pf['rate']:.2f}x", flush=True)
+        if ratios:
+            print(f"ratio hrmonitor/postfix: median {statistics.median(ratios):.2f}x "
+                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x, {len(ratios)} rounds)",
+                  flush=True)  # fmt: skip
         if args.memory:
             mem, mem_rss = run_hrmonitor(
                 workdir, args.memory, args.sessions, args.size, *shape_args
