@@ -32,6 +32,7 @@ from hrmonitor.core.bounce_reason import (
     NO_PATTERNS,
     BouncePatterns,
     Reason,
+    TextMatcher,
     find_reply_class,
     find_status,
     is_hard,
@@ -114,7 +115,9 @@ def classify_message(raw: bytes, *, patterns: BouncePatterns | None = None) -> B
         return BounceReport(kind=BounceKind.NONE)
 
 
-def classify(raw: bytes, patterns: BouncePatterns) -> BounceReport:
+def classify(raw: bytes, rules: BouncePatterns) -> BounceReport:
+    """``classify_message`` without its last-resort guard (the fuzz tests call this)."""
+    patterns = _MessageMatcher(rules)
     root = parse_message(raw, max_bytes=MAX_BYTES)
     parts = root.walk()
     ids = _Ids(root.field("message-id") or "", tuple(parts))
@@ -143,6 +146,22 @@ def classify(raw: bytes, patterns: BouncePatterns) -> BounceReport:
     if _is_autoreply(root):
         return ids.report(BounceKind.AUTOREPLY)
     return ids.report(BounceKind.NONE)
+
+
+class _MessageMatcher:
+    """Pattern matching memoised for one message: its recipients often share a diagnostic,
+    and a text bounce's recipients share their context."""
+
+    __slots__ = ("_rules", "_seen")
+
+    def __init__(self, rules: BouncePatterns) -> None:
+        self._rules = rules
+        self._seen: dict[str, Reason | None] = {}
+
+    def match(self, text: str) -> Reason | None:
+        if text not in self._seen:
+            self._seen[text] = self._rules.match(text)
+        return self._seen[text]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +230,7 @@ def _rewrapped_status_parts(parts: list[Part]) -> list[Part]:
     return found
 
 
-def _from_delivery_status(part: Part, ids: _Ids, patterns: BouncePatterns) -> BounceReport | None:
+def _from_delivery_status(part: Part, ids: _Ids, patterns: TextMatcher) -> BounceReport | None:
     status = parse_delivery_status(part.text())
     if not status.recipients:
         return None
@@ -236,10 +255,13 @@ def _recipient(
     status_field: str,
     remote_mta: str,
     diagnostic: str,
-    patterns: BouncePatterns,
+    patterns: TextMatcher,
     context: str = "",
+    context_reason: Reason | None = None,
 ) -> FailedRecipient:
-    """One recipient; ``context`` is surrounding text consulted when the diagnostic says little."""
+    """One recipient. ``context`` is the text around a non-standard bounce's recipient,
+    consulted for a status code when the diagnostic has none; ``context_reason`` is what
+    the patterns found in it (matched once per message)."""
     status = _status(status_field, diagnostic, action)
     if status is None and context:
         status = _status("", context, action)
@@ -249,11 +271,11 @@ def _recipient(
         ) + ".0.0"
     if not action:
         action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
-    reason = reason_for(status, diagnostic, patterns, context, action)
+    reason = reason_for(status, diagnostic, patterns, context_reason, action)
     if action in _SUCCESS_ACTIONS:
         reason = Reason.DELIVERED
     elif reason is Reason.DELIVERED:  # a failure that carries a 2.x.x code: trust the action
-        reason = reason_for("5.0.0", diagnostic, patterns, context, action)
+        reason = reason_for("5.0.0", diagnostic, patterns, context_reason, action)
     return FailedRecipient(
         address=address,
         action=action,
@@ -285,7 +307,7 @@ def _status(field: str, diagnostic: str, action: str) -> str | None:
     return None if klass is None else f"{klass}.0.0"
 
 
-def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: BouncePatterns) -> BounceReport:
+def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: TextMatcher) -> BounceReport:
     fields = dict(reversed(parse_fields(mdn.text()))) if mdn is not None else {}
     disposition = fields.get("disposition", "").lower().replace(" ", "")
     if not ("automatic-action" in disposition and "deleted" in disposition.split(";")[-1]):
@@ -304,7 +326,7 @@ def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: BouncePatterns)
 
 
 def _from_text(
-    root: Part, report_structure: bool, ids: _Ids, patterns: BouncePatterns
+    root: Part, report_structure: bool, ids: _Ids, patterns: TextMatcher
 ) -> BounceReport | None:
     """A bounce read from its text, or None if the message does not look like one.
 
@@ -319,16 +341,13 @@ def _from_text(
     region = bounce_text.failure_region(text)
     lowered = region.lower()
     subject_says = bounce_text.BOUNCE_SUBJECT.search(subject) is not None
-    text_says = bounce_text.FAILURE_TEXT.search(lowered) is not None
-    strong = bool(
-        failed_header
-        or report_structure
-        or bounce_text.QMAIL.search(lowered)
-        or (_is_daemon(root) and (subject_says or text_says))
-        or (
-            (_is_daemon(root) or subject_says or text_says)
-            and bounce_text.STRONG_TEXT.search(lowered)
-        )
+    daemon = _is_daemon(root)
+    strong = bool(failed_header or report_structure or (daemon and subject_says))
+    text_says = strong or bounce_text.FAILURE_TEXT.search(lowered) is not None
+    strong = strong or bool(
+        bounce_text.QMAIL.search(lowered)
+        or (daemon and text_says)
+        or ((daemon or subject_says or text_says) and bounce_text.STRONG_TEXT.search(lowered))
     )
     weak = (
         subject_says
@@ -342,7 +361,8 @@ def _from_text(
     if not (strong or weak):
         return None
     delayed = bool(
-        bounce_text.DELAY_TEXT.search(lowered) or bounce_text.DELAY_TEXT.search(subject.lower())
+        bounce_text.DELAY_TEXT.search(lowered, 0, MAX_CONTEXT * 2)
+        or bounce_text.DELAY_TEXT.search(subject.lower())
     )
     default_action = "delayed" if delayed else "failed"
     failures = bounce_text.failed_addresses(
@@ -359,8 +379,20 @@ def _from_text(
             if "@" in address
         )
     context = region[:MAX_CONTEXT]
+    # The context is matched once per message, and only if some diagnostic needs it.
+    needs_context = any(patterns.match(failure.diagnostic) is None for failure in failures)
+    context_reason = patterns.match(context) if needs_context else None
     recipients = tuple(
-        _recipient(failure.address, default_action, "", "", failure.diagnostic, patterns, context)
+        _recipient(
+            failure.address,
+            default_action,
+            "",
+            "",
+            failure.diagnostic,
+            patterns,
+            context,
+            context_reason,
+        )
         for failure in failures
     )
     kind = BounceKind.DSN if report_structure else BounceKind.NONSTANDARD_BOUNCE

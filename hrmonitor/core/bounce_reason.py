@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from hrmonitor.errors import RuleError
 
@@ -160,6 +161,8 @@ class BouncePatterns:
         The text is lower-cased and its e-mail addresses blanked first, so that
         ``quota@example.com`` or ``spam-reports@...`` name no cause.
         """
+        if not self.patterns:
+            return None
         text = _ADDRESS_LIKE.sub(" ", text.lower())
         for pattern in self.patterns:
             if pattern.regex.search(text) is not None:
@@ -168,6 +171,12 @@ class BouncePatterns:
 
 
 NO_PATTERNS = BouncePatterns(())
+
+
+class TextMatcher(Protocol):
+    """Anything that names the reason a text gives: BouncePatterns, or a memo over it."""
+
+    def match(self, text: str) -> Reason | None: ...
 
 
 def find_status(text: str, classes: str = "245") -> str | None:
@@ -187,16 +196,21 @@ def find_reply_class(text: str, classes: str = "245") -> str | None:
 
 
 def reason_for(
-    status: str, diagnostic: str, patterns: BouncePatterns, context: str = "", action: str = ""
+    status: str,
+    diagnostic: str,
+    patterns: TextMatcher,
+    context: Reason | None = None,
+    action: str = "",
 ) -> Reason:
     """The reason for a failure with ``status`` ("5.1.1") and its diagnostic text.
 
     A firm status code wins (but a 5.1.1 yields to text naming a cause that is
     not the address: a full mailbox, a block, a move); otherwise a pattern
-    matching the diagnostic, then one matching ``context`` (the text around a
-    non-standard bounce's recipient); otherwise the weak default for the code.
-    Nothing at all: ``expired`` for a delay, ``onhold`` when there was text to
-    read, else ``undefined`` (the practitioners' fallbacks).
+    matching the diagnostic, then ``context`` (what the patterns found in the
+    text around a non-standard bounce's recipient, matched once per message);
+    otherwise the weak default for the code. Nothing at all: ``expired`` for a
+    delay, ``onhold`` when there was a diagnostic to read, else ``undefined``
+    (the practitioners' fallbacks).
     """
     klass, _, detail = status.partition(".")
     if klass == "2":
@@ -204,9 +218,7 @@ def reason_for(
     firm = _CLASS_FIRM.get(status) or _FIRM.get(detail)
     if firm is not None and firm is not Reason.USERUNKNOWN:
         return firm
-    by_text = patterns.match(diagnostic) if diagnostic else None
-    if by_text is None and context:
-        by_text = patterns.match(context)
+    by_text = (patterns.match(diagnostic) if diagnostic else None) or context
     if firm is not None:
         return by_text if by_text in _NOT_THE_ADDRESS else firm
     if by_text is not None:
@@ -216,7 +228,7 @@ def reason_for(
         return weak
     if action == "delayed":
         return Reason.EXPIRED
-    return Reason.ONHOLD if (diagnostic or context) else Reason.UNDEFINED
+    return Reason.ONHOLD if diagnostic else Reason.UNDEFINED
 
 
 def is_hard(status: str, reason: Reason) -> bool:

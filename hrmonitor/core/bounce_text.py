@@ -39,10 +39,11 @@ _IGNORED_LOCAL_PARTS = frozenset(
         "do-not-reply",
     }
 )
+# The line-level patterns below match lower-cased text (case-insensitive matching
+# in re is several times slower); positions are always taken from the original.
 _HEADER_LINE = re.compile(
     r"^[ \t>]*(?:received|message-id|in-reply-to|references|return-path|reply-to|sender|from|"
     r"date|subject|x-[\w\-]+|dkim-signature|authentication-results|list-[\w\-]+|errors-to)\s*:",
-    re.IGNORECASE,
 )
 _MARKER = re.compile(
     r"^(?:[ \t]*[-=*_#]{2,}.*?(?:original|copy of|unsent|returned|rejected|undelivered|"
@@ -53,24 +54,24 @@ _MARKER = re.compile(
     r"message headers? follows?|header of the original message|"
     r"original message header|the text of (?:your|the) message|header of the source|"
     r"original message as received).*)$",
-    re.IGNORECASE,
+)
+_MARKER_HINT = re.compile(
+    r"^[ \t]*(?:[-=*_#]{2}|below|a copy|the original|original|unsent|message header|header of|"
+    r"the text of)",
+    re.MULTILINE,
 )
 _HEADING = re.compile(
     r"following (?:recipients?|addresse?e?s?|address\(es\)|users?|destinations?)|"
     r"not (?:be )?delivered to|delivery to the following|could not be reached|failed recipients",
-    re.IGNORECASE,
 )
 _BARE_USER = re.compile(r"^\s+([A-Za-z0-9][\w.\-+]{0,63})(?:\s*$|\s{2,}\S|\t)")
-_SENDER_PREFIX = re.compile(r"\b(?:from|sender|sent by)\s*:?\s*[<\"']?$", re.IGNORECASE)
-_GENERATED_PREFIX = re.compile(
-    r"(?:generated|expanded|forwarded|redirected) from\s*:?\s*[<\"']?$", re.IGNORECASE
-)
+_SENDER_PREFIX = re.compile(r"\b(?:from|sender|sent by)\s*:?\s*[<\"']?$")
+_GENERATED_PREFIX = re.compile(r"(?:generated|expanded|forwarded|redirected) from\s*:?\s*[<\"']?$")
 _BARE_PREFIX = re.compile(r"[\s<\"'(\[*>.\-]*(?:\"[^\"]*\"\s*<?|[^\s@<>]+\s+<)?")
 _BARE_SUFFIX = re.compile(r"[>\"')\]]*\s*(?:$|[:;,]|\.\.\.|\s{2,}|\t|\s+on\s|\s*\(|\s+<|\s+\[)")
 _LABEL_PREFIX = re.compile(
     r"(?:recipient|rcpt to|rcpt|error-for|userid|user|address|addressee|"
     r"delivered to|deliver (?:\w+ )*to|delivery to|failed|for)\s*(?:[:=;]\s*[<\"'(]?|[<\"'(])$",
-    re.IGNORECASE,
 )
 _HTML_TAG = re.compile(r"<(?:/?[A-Za-z][^<>@]*|!--.*?--)>", re.DOTALL)
 _HTML_BLOCK = re.compile(r"<(?:br|/p|/div|/tr|/li|/h\d)[^<>@]*>", re.IGNORECASE)
@@ -177,16 +178,24 @@ def failure_region(text: str) -> str:
     """The text up to the copy of the original message.
 
     That is the first marker line with an address or failure wording before it:
-    some bounces open with a marker-like line before saying anything. Only
-    short lines can be markers, which keeps the scan linear.
+    some bounces open with a marker-like line before saying anything. A cheap
+    anchored scan finds candidate lines; only short ones are checked in full,
+    which keeps the work linear.
     """
-    offset = 0
-    for line in text[: MAX_REGION * 2].split("\n"):
-        if len(line) <= MAX_MARKER_LINE and _MARKER.match(line):
-            before = text[:offset]
-            if _ADDRESS.search(before) is not None or FAILURE_TEXT.search(before.lower()):
-                return before[:MAX_REGION]
-        offset += len(line) + 1
+    text = text[: MAX_REGION * 2]
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a rare character whose lower case is longer
+        lowered = "".join(char.lower()[:1] for char in text)
+    for hint in _MARKER_HINT.finditer(lowered):
+        start = hint.start()
+        end = lowered.find("\n", start)
+        line = lowered[start:] if end < 0 else lowered[start:end]
+        if (
+            len(line) <= MAX_MARKER_LINE
+            and _MARKER.match(line)
+            and (_ADDRESS.search(text, 0, start) or FAILURE_TEXT.search(lowered, 0, start))
+        ):
+            return text[:start][:MAX_REGION]
     return text[:MAX_REGION]
 
 
@@ -214,11 +223,12 @@ def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tupl
     a "following recipients" heading take ``domain``, the reporting domain.
     """
     lines = region.split("\n")
+    lowered = [line.lower() for line in lines]
     found: list[tuple[int, str, bool]] = []  # (line index, address, set out on its own)
     seen: set[str] = set()
     heading_until = -1
     for index, line in enumerate(lines):
-        if _HEADING.search(line):
+        if _HEADING.search(lowered[index]):
             heading_until = index + 4
         if "@" not in line:
             bare = _BARE_USER.match(line) if index <= heading_until and domain else None
@@ -228,7 +238,7 @@ def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tupl
                     seen.add(address.lower())
                     found.append((index, address, True))
             continue
-        if _HEADER_LINE.match(line):
+        if _HEADER_LINE.match(lowered[index]):
             continue
         for match in _ADDRESS.finditer(line):
             address = _clean(match.group(1))
@@ -236,14 +246,15 @@ def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tupl
             prefix = line[: match.start()]
             if "@" not in address or key in seen or _is_own(address, own):
                 continue
-            if _SENDER_PREFIX.search(prefix) and not _GENERATED_PREFIX.search(prefix):
+            low_prefix = prefix.lower()
+            if _SENDER_PREFIX.search(low_prefix) and not _GENERATED_PREFIX.search(low_prefix):
                 continue  # "not accepting mail from <sender>": the sender, not a recipient
             seen.add(key)
             suffix = line[match.end() :]
             anchored = bool(
                 (_BARE_PREFIX.fullmatch(prefix) and _BARE_SUFFIX.match(suffix))
-                or _LABEL_PREFIX.search(prefix)
-                or _GENERATED_PREFIX.search(prefix)
+                or _LABEL_PREFIX.search(low_prefix)
+                or _GENERATED_PREFIX.search(low_prefix)
                 or match.group(1)[:5].lower() == "smtp="
             )
             found.append((index, address, anchored))
