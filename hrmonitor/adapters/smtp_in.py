@@ -118,6 +118,62 @@ class _RelaySMTP(SMTP):
         else:
             await super().push(status)
 
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd reads DATA a line at a time (about 50 awaits for a 2 KB message);
+        # this reads it in chunks and applies the same rules to the whole: a "line"
+        # ends at CRLF (a bare LF stays inside it), the size limit gives 552 5.3.4
+        # and an over-long line 500 5.5.2, both only after the terminating dot.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert envelope is not None
+        if not envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        limit = self.data_size_limit or 0
+        data = bytearray(b"\r\n")  # a virtual CRLF before the first line finds ".\r\n" there
+        size = 0
+        too_big = False
+        while True:
+            chunk = await self._reader.read(65536)
+            if not chunk:  # the client went away mid-DATA: nothing to store or answer
+                return
+            size += len(chunk)
+            data += chunk
+            end = data.find(b"\r\n.\r\n", max(0, len(data) - len(chunk) - 4))
+            if end >= 0:
+                break
+            if limit and size > limit:
+                too_big = True
+                del data[: len(data) - 4]  # keep just enough to see the terminator
+        if end + 5 != len(data):
+            # Commands sent after the dot without waiting for our reply: put them back
+            # in front of whatever the reader still holds, for the command loop.
+            self._reader._buffer[:0] = data[end + 5 :]  # type: ignore[attr-defined]
+        if too_big or (limit and end > limit):  # ``end``: the message's size without the dot
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(TOO_BIG)
+            return
+        body = bytes(data[2 : end + 2])
+        longest = max(map(len, body.split(b"\r\n"))) if body else 0
+        if longest + 2 > self.line_length_limit:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            limit_text = self._listener.settings.max_line_length
+            await self.push(f"500 5.5.2 Line too long (limit {limit_text})")
+            return
+        if body.startswith(b"."):
+            body = body[1:]
+        body = body.replace(b"\r\n.", b"\r\n")
+        envelope.content = body
+        envelope.original_content = body
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
     def relay_tenant(self) -> str | None:
         session = self.session
         if session is None or session.peer is None:

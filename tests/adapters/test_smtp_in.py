@@ -312,3 +312,49 @@ async def test_an_authenticated_user_relays_for_its_tenant_from_anywhere(tls_lis
     (sub,) = recorder.accepted
     assert (sub.tenant, sub.auth_user, sub.client_ip) == ("fabrikam", "alice", STRANGER_IP)
     assert b"with ESMTPSA" in sub.data
+
+
+async def _data(client: Client) -> None:
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<b@rcpt.test>")).startswith("250")
+    assert (await client.cmd("DATA")).startswith("354")
+
+
+async def test_data_split_across_writes_and_dot_lines_are_unstuffed(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    await _data(client)
+    for piece in (b"Subject: x\r\n\r\n.", b"hidden\r\n..two\r", b"\n.", b"\r\n"):
+        client.writer.write(piece)
+        await client.writer.drain()
+    assert (await client.reply()).startswith("250")
+    await client.close()
+    assert recorder.accepted[0].data.endswith(b"Subject: x\r\n\r\nhidden\r\n.two\r\n")
+
+
+async def test_an_empty_message_and_the_exact_size_limit_are_accepted(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    await _data(client)
+    assert (await client.cmd(b".\r\n")).startswith("250")
+    await _data(client)
+    exact = b"x" * 98 + b"\r\n"
+    assert (await client.cmd(exact * 100 + b".\r\n")).startswith("250")  # 10,000 bytes
+    await _data(client)
+    assert (await client.cmd(exact * 100 + b"y\r\n.\r\n")).startswith("552 5.3.4")
+    await client.close()
+    assert recorder.accepted[0].data.endswith(b"\r\n")
+    assert recorder.accepted[1].data.endswith(exact * 100)
+    assert len(recorder.accepted) == 2
+
+
+async def test_a_command_sent_right_after_the_dot_is_still_answered(listener) -> None:
+    server, recorder = listener
+    client = await _session(server.port)
+    await _data(client)
+    client.writer.write(b"Subject: x\r\n\r\nx\r\n.\r\nNOOP\r\n")
+    await client.writer.drain()
+    assert (await client.reply()).startswith("250 2.0.0")
+    assert (await client.reply()).startswith("250")  # the NOOP
+    await client.close()
+    assert len(recorder.accepted) == 1
