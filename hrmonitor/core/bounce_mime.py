@@ -24,6 +24,8 @@ from dataclasses import dataclass
 MAX_DEPTH = 6
 MAX_PARTS = 64
 MAX_TEXT = 64 * 1024  # characters of decoded text read from any one part
+MAX_FIELDS = 500  # header fields kept per header block
+MAX_FIELD = 8 * 1024  # characters kept of one unfolded field value
 
 _HEADER_NAME = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -122,17 +124,30 @@ def _decode_word(match: re.Match[str]) -> str:
 
 
 def parse_fields(block: str) -> tuple[tuple[str, str], ...]:
-    """Header-style ``Name: value`` lines with continuation lines unfolded; junk lines skipped."""
+    """Header-style ``Name: value`` lines with continuation lines unfolded; junk lines skipped.
+
+    At most MAX_FIELDS fields of at most MAX_FIELD characters each are kept:
+    real headers are far smaller, and every later look-up scans them.
+    """
     fields: list[tuple[str, list[str]]] = []
+    size = 0
     for line in block.split("\n"):
         if line[:1] in (" ", "\t"):
-            if fields:
-                fields[-1][1].append(line.strip())
+            if fields and size < MAX_FIELD:
+                piece = line.strip()
+                fields[-1][1].append(piece)
+                size += len(piece) + 1
             continue
         match = _HEADER_NAME.match(line)
         if match is not None:
-            fields.append((match.group(1).lower(), [match.group(2).strip()]))
-    return tuple((name, " ".join(piece for piece in pieces if piece)) for name, pieces in fields)
+            if len(fields) >= MAX_FIELDS:
+                break
+            value = match.group(2).strip()[:MAX_FIELD]
+            fields.append((match.group(1).lower(), [value]))
+            size = len(value)
+    return tuple(
+        (name, " ".join(piece for piece in pieces if piece)[:MAX_FIELD]) for name, pieces in fields
+    )
 
 
 def _split_head(text: str) -> tuple[str, str]:

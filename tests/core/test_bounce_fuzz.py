@@ -139,3 +139,9 @@ def test_long_folded_header_is_unfolded_in_linear_time() -> None:
     """Two hundred thousand continuation lines: unfolding must not copy the value each time."""
     raw = b"Subject: a\n" + b" x\n" * 200_000 + b"\nbody\n"
     assert classify(raw, PATTERNS).kind is BounceKind.NONE
+
+
+def test_a_hundred_thousand_header_fields_are_capped() -> None:
+    """Header look-ups scan a bounded list, whatever the header block holds."""
+    raw = b"".join(b"X-H%d: v\n" % i for i in range(100_000)) + b"From: MAILER-DAEMON@x\n\nhi\n"
+    assert classify(raw, PATTERNS).kind is BounceKind.NONE
