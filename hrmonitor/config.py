@@ -104,7 +104,11 @@ class DnsblConfig(_Section):
     zones: tuple[str, ...] = ("spamhaus-zen", "spamcop", "barracuda", "mailspike-z", "psbl")
     interval: Duration = timedelta(minutes=30)
     dqs_key: str = ""
-    max_in_flight: int = Field(default=256, ge=1, le=4096)
+    # A resolver for the lists alone (e.g. one registered with Barracuda, or a
+    # local rbldnsd mirror); empty: the [dns] resolver.
+    nameservers: tuple[IP, ...] = ()
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: [dns] port
+    max_in_flight: int = Field(default=128, ge=1, le=4096)
     rate_per_zone: float = Field(default=50.0, gt=0)  # queries per second per zone
     daily_budget: int = Field(default=250_000, ge=1)  # queries per zone per day (Spamhaus: <300k)
     confirm_listings: bool = True

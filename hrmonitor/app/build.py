@@ -60,8 +60,8 @@ def zone_lists(config: Config) -> tuple[ZoneList, ...]:
 
 def dnsbl_engine(config: Config) -> DnsblEngine:
     return DnsblEngine(
-        config.dns.nameservers,
-        config.dns.port,
+        config.dnsbl.nameservers or config.dns.nameservers,
+        config.dnsbl.port or config.dns.port,
         config.dns.timeout.total_seconds(),
         config.dns.attempts,
         max_in_flight=config.dnsbl.max_in_flight,

@@ -35,15 +35,13 @@ from hrmonitor.app.build import (
     zone_lists,
 )
 from hrmonitor.config import Config, split_address
-from hrmonitor.core.envelope import Submission
 from hrmonitor.core.feedback_rules import load_feedback_files
 from hrmonitor.core.model import Clock
 from hrmonitor.core.retry import RetryPolicy
-from hrmonitor.core.routing import RouteDecision
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router
 
 log = logging.getLogger(__name__)
@@ -167,18 +165,9 @@ class Daemon:
             )
         )
 
-        async def route(submission: Submission) -> RouteDecision:
-            return await router.route(
-                mail_from=submission.mail_from,
-                rcpts=submission.recipients,
-                client_ip=submission.client_ip,
-                message=submission.data,
-                arrival=submission.received_at,
-            )
-
         relay = Relay(
             queue=QueueRepository(store.engine),
-            route=route,
+            route=route_with(router),
             picker=PoolPicker(controller.candidates),
             mx=mail.mx_hosts,
             addresses=mail.addresses,

@@ -1,0 +1,221 @@
+"""End to end through a real ``hrmonitor run`` process: swaks in, an aiosmtpd MX out.
+
+Peers, all on loopback and started by fixtures: rbldnsd (the DNSBL, which
+lists 127.0.0.20-22 in its standard zone until a test delists them), a DNS
+server for the mail domains (contoso.test exists and has an MX, nowhere.test
+does not exist, rcpt.test's MX is the sink), and the sink, which records the
+source address of every connection. Pools: normal 127.0.0.10-11, high-risk
+127.0.0.20-21 plus standby 127.0.0.22. The sink proves which pool sent what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from hrmonitor.adapters.store import open_store
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.peers import require_binary
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+NORMAL = {"127.0.0.10", "127.0.0.11"}
+HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
+# What a client sees while the daemon is down (anything else fails the test).
+DOWN = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPConnectTimeoutError,
+    aiosmtplib.SMTPReadTimeoutError,
+    OSError,
+)
+
+
+@pytest.fixture
+def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")  # DSNs to our senders land here
+    return dns_server
+
+
+def config_for(tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: SmtpSink) -> Path:
+    return make_config(
+        tmp_path,
+        rbldnsd=rbldnsd,
+        mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=sink.port,
+    )
+
+
+async def swaks(port: int, *args: str, client: str = "127.0.0.5") -> str:
+    binary = require_binary("swaks")
+    process = await asyncio.create_subprocess_exec(
+        binary, "--server", f"127.0.0.1:{port}", "--local-interface", client,
+        "--helo", "client.test", "--timeout", "20", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    text = out.decode(errors="replace")
+    assert process.returncode == 0, text
+    return text
+
+
+async def start(factory: DaemonFactory, config: Path) -> DaemonProcess:
+    return await asyncio.to_thread(factory, config)
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+
+
+def state_of(config_dir: Path, ip: str) -> str | None:
+    store = open_store(f"sqlite:///{config_dir / 'hrmonitor.db'}")
+    try:
+        record = store.ip_record(ip)
+        return str(record.state) if record else None
+    finally:
+        store.close()
+
+
+async def test_each_message_leaves_from_the_pool_its_routing_names(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    for ip in ("127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)
+    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
+    smtp_sink.script("gone@rcpt.test", "550 5.1.1 <gone@rcpt.test>: no such user")
+
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "clean@rcpt.test")
+    await swaks(
+        daemon.port, "--from", "a@contoso.test", "--to", "spam@rcpt.test",
+        "--add-header", "X-Spam-Score: 9.3", client="127.0.0.1",
+    )  # fmt: skip
+    await swaks(daemon.port, "--from", "", "--to", "dsn@rcpt.test")
+    await swaks(daemon.port, "--from", "a@nowhere.test", "--to", "nodomain@rcpt.test")
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "gone@rcpt.test")
+
+    await smtp_sink.wait_for(5, 30)
+    peer = {m.rcpts[0]: m.peer for m in smtp_sink.messages}
+    assert peer["clean@rcpt.test"] in NORMAL
+    assert peer["spam@rcpt.test"] in HIGH - {"127.0.0.20"}
+    assert peer["dsn@rcpt.test"] in HIGH - {"127.0.0.20"}
+    assert peer["nodomain@rcpt.test"] in HIGH - {"127.0.0.20"}
+    [bounce] = smtp_sink.for_rcpt("a@contoso.test")  # the DSN for gone@rcpt.test
+    assert bounce.mail_from == ""
+    assert bounce.peer in HIGH - {"127.0.0.20"}
+    assert b"multipart/report" in bounce.data
+    assert b"delivery-status" in bounce.data
+    assert b"gone@rcpt.test" in bounce.data
+    assert not smtp_sink.for_rcpt("gone@rcpt.test")
+    assert daemon.stop() == 0
+
+
+async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    for ip in sorted(HIGH):  # the standby is listed too: taken out, never promoted
+        await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")
+
+    await swaks(daemon.port, "--from", "", "--to", "held@rcpt.test")
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "normal@rcpt.test")
+    await smtp_sink.wait_for(1, 20)
+    await asyncio.sleep(2)  # a bounded look for mail that must not arrive
+    assert [m.rcpts for m in smtp_sink.messages] == [("normal@rcpt.test",)]
+    assert smtp_sink.messages[0].peer in NORMAL
+
+    rbldnsd.delist_ip("127.0.0.22")  # clean for the 2s cool-down: standby, then promoted
+    [held] = await smtp_sink.wait_for(1, 30, lambda m: "held@rcpt.test" in m.rcpts)
+    assert held.peer == "127.0.0.22"
+    assert daemon.stop() == 0
+
+
+async def test_kill_9_during_a_load_loses_no_acknowledged_message(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """2,000 messages over 10 connections; kill -9 after 600 acknowledgements; restart;
+    every message that got a 250 arrives (at least once)."""
+    total, kill_after, connections = 2000, 600, 10
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
+    acknowledged: set[int] = set()
+    numbers = iter(range(total))
+    up = asyncio.Event()
+    up.set()
+    restarted = asyncio.Event()
+
+    async def client() -> None:
+        pending: int | None = None
+        while True:
+            await up.wait()
+            port = daemon.port
+            try:
+                async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=20) as smtp:
+                    while True:
+                        if pending is None:
+                            pending = next(numbers, None)
+                        if pending is None:
+                            return
+                        sender = f"s{pending % 50}@contoso.test"  # under the sending limits
+                        message = (
+                            f"From: {sender}\r\nTo: m{pending}@rcpt.test\r\n"
+                            f"Subject: load {pending}\r\n\r\n" + ("x" * 70 + "\r\n") * 14
+                        )
+                        await smtp.sendmail(sender, [f"m{pending}@rcpt.test"], message)
+                        acknowledged.add(pending)
+                        pending = None
+            except DOWN:
+                await restarted.wait()  # the daemon is down: retry the unacknowledged one
+
+    async def crash() -> None:
+        nonlocal daemon
+        await until(lambda: len(acknowledged) >= kill_after, 120)
+        up.clear()
+        daemon.kill()
+        daemon = await start(daemon_process, config)
+        up.set()
+        restarted.set()
+
+    await asyncio.gather(crash(), *(client() for _ in range(connections)))
+    assert len(acknowledged) == total
+
+    def delivered() -> set[int]:
+        return {int(r[1:].split("@")[0]) for m in smtp_sink.messages for r in m.rcpts}
+
+    await until(lambda: acknowledged <= delivered(), 180)
+    assert daemon.stop() == 0
+    counts = {n: 0 for n in acknowledged}
+    for number in itertools.chain.from_iterable(
+        (int(r[1:].split("@")[0]) for r in m.rcpts) for m in smtp_sink.messages
+    ):
+        counts[number] += 1
+    assert min(counts.values()) >= 1
