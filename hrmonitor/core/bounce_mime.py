@@ -129,25 +129,25 @@ def parse_fields(block: str) -> tuple[tuple[str, str], ...]:
     At most MAX_FIELDS fields of at most MAX_FIELD characters each are kept:
     real headers are far smaller, and every later look-up scans them.
     """
-    fields: list[tuple[str, list[str]]] = []
-    size = 0
+    fields: list[tuple[str, str]] = []
+    name = value = ""
     for line in block.split("\n"):
         if line[:1] in (" ", "\t"):
-            if fields and size < MAX_FIELD:
+            if name and len(value) < MAX_FIELD:
                 piece = line.strip()
-                fields[-1][1].append(piece)
-                size += len(piece) + 1
+                if piece:
+                    value = f"{value} {piece}" if value else piece
             continue
         match = _HEADER_NAME.match(line)
         if match is not None:
+            if name:
+                fields.append((name, value[:MAX_FIELD]))
             if len(fields) >= MAX_FIELDS:
-                break
-            value = match.group(2).strip()[:MAX_FIELD]
-            fields.append((match.group(1).lower(), [value]))
-            size = len(value)
-    return tuple(
-        (name, " ".join(piece for piece in pieces if piece)[:MAX_FIELD]) for name, pieces in fields
-    )
+                return tuple(fields)
+            name, value = match.group(1).lower(), match.group(2).strip()
+    if name:
+        fields.append((name, value[:MAX_FIELD]))
+    return tuple(fields)
 
 
 def _split_head(text: str) -> tuple[str, str]:
