@@ -18,6 +18,23 @@ def test_shipped_rules_are_valid_and_cover_the_failure_reasons() -> None:
     assert validate_bounce_rule_files([SHIPPED_RULES]) == []
 
 
+def test_escapes_and_bounded_wildcards_are_accepted() -> None:
+    """Upper-case escapes (\\S, \\D) and .{0,80} are fine; literal .* is fine when escaped."""
+    patterns = parse_bounce_patterns(
+        {"pattern": [{"reason": "userunknown", "match": [r"user \S{1,80} unknown", r"a\.*b"]}]},
+        file="t.toml",
+    )
+    assert patterns.match("User Bob unknown") is Reason.USERUNKNOWN
+    assert patterns.match("a...b") is Reason.USERUNKNOWN
+
+
+def test_addresses_in_the_text_name_no_reason() -> None:
+    """A mailbox called quota@ or spam@ says nothing about why delivery failed."""
+    patterns = load_bounce_patterns(SHIPPED_RULES)
+    assert patterns.match("delivery to quota@example.com failed") is None
+    assert patterns.match("<spam@example.com>: host said 550") is None
+
+
 def test_first_matching_pattern_names_the_reason() -> None:
     patterns = parse_bounce_patterns(
         {
@@ -43,6 +60,9 @@ def test_first_matching_pattern_names_the_reason() -> None:
         ({"pattern": [{"reason": "blocked", "match": []}]}, "pattern[0].match", "non-empty"),
         ({"pattern": [{"reason": "blocked", "match": ["("]}]}, "pattern[0].match[0]", "bad regex"),
         ({"pattern": [{"reason": "blocked", "match": ["x"], "when": 1}]}, "pattern[0].when", ""),
+        ({"pattern": [{"reason": "blocked", "match": ["Spam"]}]}, "pattern[0].match[0]", "lower"),
+        ({"pattern": [{"reason": "blocked", "match": [".*"]}]}, "pattern[0].match[0]", "unbounded"),
+        ({"pattern": [{"reason": "blocked", "match": [".+"]}]}, "pattern[0].match[0]", "unbounded"),
     ],
 )
 def test_invalid_rules_raise_rule_error_naming_file_and_key(
