@@ -301,7 +301,7 @@ smtp_destination_concurrency_limit = 20
 
 
 def postfix_dir(workdir: Path, port: int, sink_port: int) -> Path:
-    conf = workdir / "postfix"
+    conf = workdir / f"postfix-{port}"
     (conf / "queue").mkdir(parents=True)
     (conf / "data").mkdir()
     main = POSTFIX_MAIN.format(dir=conf, host=POSTFIX_HOST, sink=SINK_HOST, sink_port=sink_port,
