@@ -33,16 +33,15 @@ from hrmonitor.core.bounce_reason import (
     BouncePatterns,
     Reason,
     TextMatcher,
-    find_reply_class,
-    find_status,
-    is_hard,
     reason_for,
 )
+from hrmonitor.core.bounce_recipient import FailedRecipient, MessageMatcher, recipient, status_of
+
+__all__ = ["BounceKind", "BounceReport", "FailedRecipient", "classify", "classify_message"]
 
 MAX_BYTES = 1024 * 1024  # bytes of a message looked at; the original copy is at the end anyway
 MAX_CONTEXT = 2000  # characters of a text bounce consulted for a recipient's reason
 
-_SUCCESS_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")
 _ORIGINAL_TYPES = (
@@ -73,23 +72,6 @@ class BounceKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class FailedRecipient:
-    """One recipient a report speaks about (a success DSN's recipients have reason delivered)."""
-
-    address: str
-    action: str  # failed, delayed, delivered, relayed, expanded
-    status: str  # RFC 3463 "5.1.1"; derived from the text where the report gives none
-    remote_mta: str
-    diagnostic: str
-    reason: Reason
-    hard: bool
-
-    @property
-    def failed(self) -> bool:
-        return self.action not in _SUCCESS_ACTIONS
-
-
-@dataclass(frozen=True, slots=True)
 class BounceReport:
     kind: BounceKind
     recipients: tuple[FailedRecipient, ...] = ()
@@ -117,7 +99,7 @@ def classify_message(raw: bytes, *, patterns: BouncePatterns | None = None) -> B
 
 def classify(raw: bytes, rules: BouncePatterns) -> BounceReport:
     """``classify_message`` without its last-resort guard (the fuzz tests call this)."""
-    patterns = _MessageMatcher(rules)
+    patterns = MessageMatcher(rules)
     root = parse_message(raw, max_bytes=MAX_BYTES)
     parts = root.walk()
     ids = _Ids(root.field("message-id") or "", tuple(parts))
@@ -146,22 +128,6 @@ def classify(raw: bytes, rules: BouncePatterns) -> BounceReport:
     if _is_autoreply(root):
         return ids.report(BounceKind.AUTOREPLY)
     return ids.report(BounceKind.NONE)
-
-
-class _MessageMatcher:
-    """Pattern matching memoised for one message: its recipients often share a diagnostic,
-    and a text bounce's recipients share their context."""
-
-    __slots__ = ("_rules", "_seen")
-
-    def __init__(self, rules: BouncePatterns) -> None:
-        self._rules = rules
-        self._seen: dict[str, Reason | None] = {}
-
-    def match(self, text: str) -> Reason | None:
-        if text not in self._seen:
-            self._seen[text] = self._rules.match(text)
-        return self._seen[text]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +201,7 @@ def _from_delivery_status(part: Part, ids: _Ids, patterns: TextMatcher) -> Bounc
     if not status.recipients:
         return None
     recipients = tuple(
-        _recipient(
+        recipient(
             block.address,
             block.action,
             block.status,
@@ -249,64 +215,6 @@ def _from_delivery_status(part: Part, ids: _Ids, patterns: TextMatcher) -> Bounc
     return ids.report(BounceKind.DSN, recipients)
 
 
-def _recipient(
-    address: str,
-    action: str,
-    status_field: str,
-    remote_mta: str,
-    diagnostic: str,
-    patterns: TextMatcher,
-    context: str = "",
-    context_reason: Reason | None = None,
-) -> FailedRecipient:
-    """One recipient. ``context`` is the text around a non-standard bounce's recipient,
-    consulted for a status code when the diagnostic has none; ``context_reason`` is what
-    the patterns found in it (matched once per message)."""
-    status = _status(status_field, diagnostic, action)
-    if status is None and context:
-        status = _status("", context, action)
-    if status is None:
-        status = {"delayed": "4", "delivered": "2", "relayed": "2", "expanded": "2"}.get(
-            action, "5"
-        ) + ".0.0"
-    if not action:
-        action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
-    reason = reason_for(status, diagnostic, patterns, context_reason, action)
-    if action in _SUCCESS_ACTIONS:
-        reason = Reason.DELIVERED
-    elif reason is Reason.DELIVERED:  # a failure that carries a 2.x.x code: trust the action
-        reason = reason_for("5.0.0", diagnostic, patterns, context_reason, action)
-    return FailedRecipient(
-        address=address,
-        action=action,
-        status=status,
-        remote_mta=remote_mta,
-        diagnostic=diagnostic,
-        reason=reason,
-        hard=action == "failed" and is_hard(status, reason),
-    )
-
-
-def _status(field: str, diagnostic: str, action: str) -> str | None:
-    """The best RFC 3463 status: the field's, refined by the diagnostic's where it is generic.
-
-    A failure's text is searched for failure codes only: a 2.x.x there is a
-    transcript line or a version number, not the outcome. A bare SMTP reply
-    code gives its class ("550" -> "5.0.0"). None: no code at all.
-    """
-    classes = "245" if action in _SUCCESS_ACTIONS else "45"
-    status = find_status(field)
-    detailed = find_status(diagnostic, classes)
-    if status is None or (
-        status.endswith(".0.0") and detailed is not None and detailed[0] == status[0]
-    ):
-        status = detailed or status
-    if status is not None:
-        return status
-    klass = find_reply_class(diagnostic, classes)
-    return None if klass is None else f"{klass}.0.0"
-
-
 def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: TextMatcher) -> BounceReport:
     fields = dict(reversed(parse_fields(mdn.text()))) if mdn is not None else {}
     disposition = fields.get("disposition", "").lower().replace(" ", "")
@@ -315,7 +223,7 @@ def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: TextMatcher) ->
     # A Sieve reject (RFC 5429): the recipient's filter refused the message.
     address = fields.get("final-recipient", "").partition(";")[2].strip().strip("<>")
     text = bounce_text.readable_text(root)
-    status = _status("", text, "failed") or "5.0.0"
+    status = status_of("", text, "failed") or "5.0.0"
     reason = reason_for(status, text, patterns)
     if reason is Reason.UNDEFINED:
         reason = Reason.FILTERED
@@ -383,7 +291,7 @@ def _from_text(
     needs_context = any(patterns.match(failure.diagnostic) is None for failure in failures)
     context_reason = patterns.match(context) if needs_context else None
     recipients = tuple(
-        _recipient(
+        recipient(
             failure.address,
             default_action,
             "",
