@@ -100,7 +100,12 @@ class Dimension(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SurgeSettings:
-    """The ``[surge]`` config table; see config.example.toml for each key."""
+    """Surge detection settings; app.py builds them from the ``[surge]`` config table.
+
+    Defaults: 15-minute windows of 1-minute buckets; a surge needs 100
+    recipients and 25 bounces in the window and a Wilson lower bound of the
+    bounce ratio of at least 10 %, plus the anomaly test.
+    """
 
     window: timedelta = timedelta(minutes=15)
     bucket: timedelta = timedelta(minutes=1)

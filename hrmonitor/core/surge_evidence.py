@@ -98,7 +98,8 @@ class Evidence:
         spam_threshold: float,
     ) -> None:
         self.rcpts += amount
-        _heavy(self.senders, sender, amount)
+        if sender:  # the null sender of a DSN is nobody's volume
+            _heavy(self.senders, sender, amount)
         if new_client:
             self.new_client_rcpts += amount
             _heavy(self.new_clients, client, amount)
