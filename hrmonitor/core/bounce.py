@@ -33,9 +33,8 @@ from hrmonitor.core.bounce_reason import (
     BouncePatterns,
     Reason,
     TextMatcher,
-    reason_for,
 )
-from hrmonitor.core.bounce_recipient import FailedRecipient, MessageMatcher, recipient, status_of
+from hrmonitor.core.bounce_recipient import FailedRecipient, MessageMatcher, recipient
 
 __all__ = ["BounceKind", "BounceReport", "FailedRecipient", "classify", "classify_message"]
 
@@ -222,15 +221,13 @@ def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: TextMatcher) ->
         return ids.report(BounceKind.MDN)
     # A Sieve reject (RFC 5429): the recipient's filter refused the message.
     address = fields.get("final-recipient", "").partition(";")[2].strip().strip("<>")
-    text = bounce_text.readable_text(root)
-    status = status_of("", text, "failed") or "5.0.0"
-    reason = reason_for(status, text, patterns)
-    if reason is Reason.UNDEFINED:
-        reason = Reason.FILTERED
-    recipients = (
-        FailedRecipient(address, "failed", status, "", text[:600].strip(), reason, False),
-    )
-    return ids.report(BounceKind.NONSTANDARD_BOUNCE, recipients if address else ())
+    if not address:
+        return ids.report(BounceKind.NONSTANDARD_BOUNCE)
+    text = bounce_text.readable_text(root)[:600].strip()
+    rejected = recipient(address, "failed", "", "", text, patterns)
+    if rejected.reason in (Reason.UNDEFINED, Reason.ONHOLD):  # no other cause named
+        rejected = replace(rejected, reason=Reason.FILTERED)
+    return ids.report(BounceKind.NONSTANDARD_BOUNCE, (rejected,))
 
 
 def _from_text(
@@ -250,24 +247,24 @@ def _from_text(
     lowered = region.lower()
     subject_says = bounce_text.BOUNCE_SUBJECT.search(subject) is not None
     daemon = _is_daemon(root)
-    strong = bool(failed_header or report_structure or (daemon and subject_says))
-    text_says = strong or bounce_text.FAILURE_TEXT.search(lowered) is not None
-    strong = strong or bool(
-        bounce_text.QMAIL.search(lowered)
-        or (daemon and text_says)
-        or ((daemon or subject_says or text_says) and bounce_text.STRONG_TEXT.search(lowered))
-    )
-    weak = (
-        subject_says
-        and text_says
-        and root.field("in-reply-to") is None
-        and root.field("list-unsubscribe") is None  # newsletters, not mail daemons
-        and not _FORWARD_SUBJECT.match(subject)
-        and not _PARCEL.search(lowered)  # "your parcel could not be delivered"
-        and not _is_autoreply(root)
-    )
-    if not (strong or weak):
-        return None
+    if not (failed_header or report_structure or (daemon and subject_says)):
+        text_says = bounce_text.FAILURE_TEXT.search(lowered) is not None
+        strong = bool(
+            bounce_text.QMAIL.search(lowered)
+            or (daemon and text_says)
+            or ((daemon or subject_says or text_says) and bounce_text.STRONG_TEXT.search(lowered))
+        )
+        weak = (
+            subject_says
+            and text_says
+            and root.field("in-reply-to") is None
+            and root.field("list-unsubscribe") is None  # newsletters, not mail daemons
+            and not _FORWARD_SUBJECT.match(subject)
+            and not _PARCEL.search(lowered)  # "your parcel could not be delivered"
+            and not _is_autoreply(root)
+        )
+        if not (strong or weak):
+            return None
     delayed = bool(
         bounce_text.DELAY_TEXT.search(lowered, 0, MAX_CONTEXT * 2)
         or bounce_text.DELAY_TEXT.search(subject.lower())
