@@ -174,6 +174,18 @@ class _RelaySMTP(SMTP):
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's version runs the email package's header parser (and defines a
+        # class) for every MAIL and RCPT; our MAIL/RCPT have judged the path already
+        # with core.envelope, so splitting it off is all that is left to do.
+        if not arg:
+            return "", ""
+        split = split_path(arg)
+        if isinstance(split, Refusal):
+            return None, None
+        path, params = split
+        return (path or "<>"), params  # aiosmtpd reads "" as "no address": keep "<>"
+
     def relay_tenant(self) -> str | None:
         session = self.session
         if session is None or session.peer is None:
