@@ -1,50 +1,18 @@
-"""``hrmonitor bounce FILE... [--json]``: bounce classification of message files.
-
-Also the one place that reads rules/bounce.toml from disk (``load_bounce_patterns``)
-and the validator ``hrmonitor rules check`` calls for it.
-"""
+"""``hrmonitor bounce FILE... [--json]``: bounce classification of message files."""
 
 from __future__ import annotations
 
 import json
-import tomllib
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from hrmonitor.core.bounce import BounceReport, classify_message
-from hrmonitor.core.bounce_reason import BouncePatterns, parse_bounce_patterns
+from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.errors import RuleError
 
 DEFAULT_RULES = Path("rules/bounce.toml")
-# The shipped file, for a run outside the project directory (editable installs, tests).
-SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules" / "bounce.toml"
 EXIT_USAGE = 2
-
-
-def load_bounce_patterns(path: Path) -> BouncePatterns:
-    """Read and validate a bounce pattern file. Raises RuleError(file, key, problem)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise RuleError(str(path), "", f"cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise RuleError(str(path), "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as error:
-        raise RuleError(str(path), "", f"not valid TOML: {error}") from None
-    return parse_bounce_patterns(data, file=str(path))
-
-
-def validate_bounce_rule_files(paths: Sequence[Path]) -> list[str]:
-    """Problems found in bounce pattern files, one message each (empty: all valid)."""
-    problems: list[str] = []
-    for path in paths:
-        try:
-            load_bounce_patterns(path)
-        except RuleError as error:
-            problems.append(str(error))
-    return problems
 
 
 def default_rules_path() -> Path | None:
