@@ -175,6 +175,29 @@ def _original_message_id(parts: tuple[Part, ...], text: str) -> str:
     return ""
 
 
+def _original_recipients(
+    parts: tuple[Part, ...], own: frozenset[str]
+) -> tuple[bounce_text.TextFailure, ...]:
+    """The one To: address of the attached original's headers, if it has exactly one.
+
+    A message to several people says nothing about which of them failed; a
+    mailing list's To: is the list, not the member (a known miss).
+    """
+    for part in parts:
+        if part.content_type in _ORIGINAL_TYPES:
+            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            found = [
+                address
+                for name, value in parse_fields(head)
+                if name == "to"
+                for address in bounce_text.addresses_in(value)
+            ]
+            if len(found) == 1 and found[0].lower() not in own:
+                return (bounce_text.TextFailure(found[0], ""),)
+            return ()
+    return ()
+
+
 def _subject(root: Part) -> str:
     return root.field("subject") or ""
 
@@ -270,11 +293,15 @@ def _from_text(
         or bounce_text.DELAY_TEXT.search(subject.lower())
     )
     default_action = "delayed" if delayed else "failed"
-    failures = bounce_text.failed_addresses(
-        region,
-        bounce_text.own_addresses(root),
-        bounce_text.reporting_domain(root.field("from") or ""),
-    )
+    own = bounce_text.own_addresses(root)
+    domain = bounce_text.reporting_domain(root.field("from") or "")
+    failures = bounce_text.failed_addresses(region, own, domain)
+    if not failures and not failed_header:
+        # Last resorts for a bounce that names no one in its text: the subject
+        # ("Delivery failure to x@..."), then the bounced message's own To:.
+        failures = bounce_text.failed_addresses(subject, own, "") or _original_recipients(
+            ids.parts, own
+        )
     if failed_header:
         listed = [address.strip(" <>") for address in failed_header.split(",")]
         named = {failure.address.lower(): failure for failure in failures}

@@ -296,5 +296,10 @@ def own_addresses(root: Part) -> frozenset[str]:
     own: set[str] = set()
     for name, value in root.fields:
         if name in names:
-            own.update(_clean(match.group(1)).lower() for match in _ADDRESS.finditer(value))
+            own.update(address.lower() for address in addresses_in(value))
     return frozenset(own)
+
+
+def addresses_in(value: str) -> list[str]:
+    """The e-mail addresses in a header value or a line, as written."""
+    return [_clean(match.group(1)) for match in _ADDRESS.finditer(value)]

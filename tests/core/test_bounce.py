@@ -214,3 +214,23 @@ def test_huge_input_is_capped_not_refused() -> None:
     """Tens of megabytes of garbage after a DSN still give the DSN, quickly."""
     report = classify_message(dsn() + b"x" * (40 * 1024 * 1024))
     assert report.kind is BounceKind.DSN
+
+
+def _nameless_bounce(subject: bytes, original_to: bytes) -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mx.example.org\nTo: bob@contoso.example\nSubject: "
+        + subject
+        + b'\nContent-Type: multipart/mixed; boundary="n"\n\n--n\nContent-Type: text/plain\n\n'
+        b"Your message could not be delivered.\n--n\nContent-Type: message/rfc822\n\n"
+        b"From: bob@contoso.example\nTo: " + original_to + b"\nSubject: hi\n\nhi\n--n--\n"
+    )
+
+
+def test_bounce_naming_no_one_in_its_text_falls_back_to_subject_then_single_original_to() -> None:
+    by_subject = classify_message(_nameless_bounce(b"Delivery failure to ann@example.org", b"x"))
+    assert [r.address for r in by_subject.failures] == ["ann@example.org"]
+    by_original = classify_message(_nameless_bounce(b"Undeliverable", b"Cy <cy@example.org>"))
+    assert [r.address for r in by_original.failures] == ["cy@example.org"]
+    several = classify_message(_nameless_bounce(b"Undeliverable", b"a@example.org, b@example.org"))
+    assert several.kind is BounceKind.NONSTANDARD_BOUNCE
+    assert several.failures == ()
