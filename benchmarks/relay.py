@@ -61,7 +61,9 @@ def free_port(host: str) -> int:
 # --- the hrmonitor side: a composition of the real listener, queue and runner ----------
 
 
-async def serve(db: str, port: int, sink_port: int, concurrency: int, role: str) -> None:
+async def serve(
+    db: str, port: int, sink_port: int, concurrency: int, role: str, no_limits: bool
+) -> None:
     import ipaddress
 
     from hrmonitor.adapters.clock import SystemClock
@@ -78,6 +80,14 @@ async def serve(db: str, port: int, sink_port: int, concurrency: int, role: str)
     from hrmonitor.core.selection import IpCandidate
     from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
     from hrmonitor.services.routing import Router, RoutingSettings
+
+    if no_limits:
+        # What-if experiment only: routing's per-sender recipient window counts every
+        # event of the last day for every message (O(n) per message, O(n^2) per run);
+        # this shows what the engine does without that cost. Off by default.
+        from hrmonitor.core.limits import RecipientWindow
+
+        RecipientWindow.counts = lambda self, mail_from, now: (0, 0)  # type: ignore[method-assign]
 
     class ExistingDomains:
         async def sender_domain_status(self, domain: str) -> DomainStatus:
@@ -238,7 +248,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_hrmonitor(workdir: Path, messages: int, sessions: int, size: int,
                   concurrency: int, split: bool,
-                  listeners: int = 1, uvloop: bool = False,
+                  listeners: int = 1, uvloop: bool = False, no_limits: bool = False,
                   ) -> tuple[dict[str, float], list[float]]:  # fmt: skip
     """One measured run; ``split`` runs the listener and the runner as two processes."""
     sink = Sink(workdir)
@@ -251,7 +261,8 @@ def run_hrmonitor(workdir: Path, messages: int, sessions: int, size: int,
             child = subprocess.Popen(
                 [sys.executable, __file__, "serve", "--db", str(db), "--port", str(port),
                  "--sink-port", str(sink.port), "--concurrency", str(concurrency),
-                 "--role", role, *(["--uvloop"] if uvloop else [])],
+                 "--role", role, *(["--uvloop"] if uvloop else []),
+                 *(["--no-sending-limits"] if no_limits else [])],
                 stdout=subprocess.PIPE, cwd=ROOT,
             )  # fmt: skip
             children.append(child)
@@ -359,6 +370,7 @@ def main() -> None:
     srv.add_argument("--concurrency", type=int, default=40)
     srv.add_argument("--role", choices=("all", "listener", "runner"), default="all")
     srv.add_argument("--uvloop", action="store_true")
+    srv.add_argument("--no-sending-limits", action="store_true")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
@@ -367,6 +379,10 @@ def main() -> None:
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both MTAs")
     parser.add_argument("--uvloop", action="store_true", help="run hrmonitor on uvloop")
+    parser.add_argument(
+        "--no-sending-limits", action="store_true",
+        help="what-if: stub routing's per-sender recipient window (see README)",
+    )  # fmt: skip
     parser.add_argument(
         "--listeners", type=int, default=1,
         help="listener processes sharing the port (SO_REUSEPORT); each keeps its own limits",
@@ -381,7 +397,10 @@ def main() -> None:
             import uvloop  # optional: the benchmark compares event loops when asked
 
             uvloop.install()
-        asyncio.run(serve(args.db, args.port, args.sink_port, args.concurrency, args.role))
+        asyncio.run(
+            serve(args.db, args.port, args.sink_port, args.concurrency, args.role,
+                  args.no_sending_limits)
+        )  # fmt: skip
         return
     with tempfile.TemporaryDirectory(prefix="hrmonitor-bench-") as tmp:
         workdir = Path(tmp)
@@ -390,7 +409,10 @@ def main() -> None:
         shape = "listener + runner processes" if split else "one process"
         if args.uvloop:
             shape += ", uvloop"
-        shape_args = (args.concurrency, split, args.listeners, args.uvloop)
+        if args.no_sending_limits:
+            shape += ", sending-limit window stubbed"
+        shape_args = (args.concurrency, split, args.listeners, args.uvloop,
+                      args.no_sending_limits)  # fmt: skip
         ratios: list[float] = []
         for round_no in range(1, args.rounds + 1):
             # Alternate the two MTAs round by round: the machine's load drifts, and a
