@@ -95,6 +95,7 @@ BOUNCE_SUBJECT = re.compile(
     r"unzustellbar|non remis|no entregado|non recapitabile|kann nicht zugestellt|"
     r"mail could not|not delivered|returning message|delivery warning|error sending|"
     r"rejected|bounced|user unknown|mailbox (?:is )?full|over quota|quota exceeded|"
+    r"message .{0,60} delayed|"
     r"nicht zustellbar|non recapitato|não entregue|niet afgeleverd|échec de remise|"
     r"état de remise|не доставлено|недоставленное|配信できません|配送エラー|退信|未送达",
     re.IGNORECASE,
