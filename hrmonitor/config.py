@@ -254,6 +254,10 @@ class MetricsConfig(_Section):
         return bind
 
 
+class BouncesConfig(_Section):
+    patterns: str = "rules/bounce.toml"  # diagnostic text -> bounce reason
+
+
 class SurgeConfig(_Section):
     window: Duration = timedelta(hours=1)
     bucket: Duration = timedelta(minutes=1)
@@ -294,6 +298,7 @@ class Config(_Section):
     alerts: tuple[AlertConfig, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    bounces: BouncesConfig = BouncesConfig()
     surge: SurgeConfig = SurgeConfig()
     verp: VerpConfig = VerpConfig()
 

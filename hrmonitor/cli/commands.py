@@ -13,6 +13,7 @@ import click
 
 from hrmonitor import app
 from hrmonitor.adapters import terminal
+from hrmonitor.cli.bounce import bounce_command
 from hrmonitor.cli.ip import ip_group
 from hrmonitor.cli.options import config_option, json_option, load
 from hrmonitor.cli.route import route_command
@@ -134,4 +135,5 @@ ALL: list[click.Command] = [
     db_group,
     route_command,
     ip_group,
+    bounce_command,
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hrmonitor.adapters.dns.dnsbl import validate_catalogue_files
 from hrmonitor.config import Config
+from hrmonitor.core.bounce_rules import validate_bounce_rule_files
 from hrmonitor.core.feedback_rules import feedback_file_problems
 from hrmonitor.core.routing_rules import routing_file_problems
 
@@ -21,13 +22,24 @@ VALIDATORS: dict[str, Validator] = {
     "dnsbl": lambda paths: validate_catalogue_files(list(paths)),
     "routing": lambda paths: routing_file_problems(list(paths)),
     "feedback": lambda paths: feedback_file_problems(list(paths)),
+    "bounce": lambda paths: validate_bounce_rule_files(list(paths)),
 }
 
-_MARKERS = {"dnsbl": ("lists", "dead"), "routing": ("rules",), "feedback": ("patterns",)}
+_MARKERS = {
+    "dnsbl": ("lists", "dead"),
+    "routing": ("rules",),
+    "feedback": ("patterns",),
+    "bounce": ("pattern",),
+}
 
 
 def configured_rule_files(config: Config) -> list[Path]:
-    names = [*config.dnsbl.catalogue, *config.routing.rules, *config.delivery.feedback]
+    names = [
+        *config.dnsbl.catalogue,
+        *config.routing.rules,
+        *config.delivery.feedback,
+        config.bounces.patterns,
+    ]
     return [config.path(name) for name in names]
 
 
@@ -53,9 +65,7 @@ def check_rule_files(paths: Sequence[Path]) -> list[str]:
             continue
         kind = kind_of(path)
         if kind is None:
-            problems.append(
-                f"{path}: not a rule file hrmonitor knows (dnsbl, routing, feedback, bounce)"
-            )
+            problems.append(f"{path}: not a rule file hrmonitor knows ({', '.join(VALIDATORS)})")
             continue
         problems.extend(VALIDATORS[kind]([path]))
     return problems

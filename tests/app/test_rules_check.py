@@ -16,7 +16,7 @@ def test_every_rule_file_the_example_config_names_is_valid() -> None:
         main, ["rules", "check", "--config", str(REPO / "config.example.toml")]
     )
     assert result.exit_code == 0, result.stderr
-    assert "3 rule file(s) valid" in result.stdout
+    assert "4 rule file(s) valid" in result.stdout
 
 
 def test_every_shipped_rule_file_is_valid_by_name() -> None:
