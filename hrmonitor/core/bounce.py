@@ -198,6 +198,25 @@ def _original_recipients(
     return ()
 
 
+def _returns_recipients_mail(root: Part, parts: tuple[Part, ...]) -> bool:
+    """Whether the attached original was sent by this message's recipient: returned mail.
+
+    A forwarded message carries someone else's mail, or goes to someone else.
+    """
+    recipients = {address.lower() for address in bounce_text.addresses_in(root.field("to") or "")}
+    for part in parts:
+        if part.content_type in _ORIGINAL_TYPES:
+            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            senders = {
+                address.lower()
+                for name, value in parse_fields(head)
+                if name in ("from", "return-path", "sender")
+                for address in bounce_text.addresses_in(value)
+            }
+            return bool(recipients & senders)
+    return False
+
+
 def _subject(root: Part) -> str:
     return root.field("subject") or ""
 
@@ -276,6 +295,7 @@ def _from_text(
             bounce_text.QMAIL.search(lowered)
             or (daemon and text_says)
             or ((daemon or subject_says or text_says) and bounce_text.STRONG_TEXT.search(lowered))
+            or (text_says and _returns_recipients_mail(root, ids.parts))
         )
         weak = (
             subject_says

@@ -53,10 +53,11 @@ _MARKER = re.compile(
     r"original message headers|original message follows|unsent message follows|"
     r"message headers? follows?|header of the original message|"
     r"original message header|the text of (?:your|the) message|header of the source|"
-    r"original message as received).*)$",
+    r"original message as received|included is a copy of the (?:message|original)).*)$",
 )
 _MARKER_HINT = re.compile(
-    r"^[ \t]*(?:[-=*_#]{2}|below|a copy|the original|original|unsent|message header|header of|"
+    r"^[ \t]*(?:[-=*_#]{2}|below|a copy|included|the original|original|unsent|message header|"
+    r"header of|"
     r"the text of)",
     re.MULTILINE,
 )
@@ -97,7 +98,8 @@ BOUNCE_SUBJECT = re.compile(
     r"rejected|bounced|user unknown|mailbox (?:is )?full|over quota|quota exceeded|"
     r"message .{0,60} delayed|"
     r"nicht zustellbar|non recapitato|não entregue|niet afgeleverd|échec de remise|"
-    r"état de remise|не доставлено|недоставленное|配信できません|配送エラー|退信|未送达",
+    r"état de remise|не доставлено|недоставленное|配信できません|配送エラー|メールエラー|"
+    r"エラー通知|退信|未送达",
     re.IGNORECASE,
 )
 FAILURE_TEXT = re.compile(
@@ -138,6 +140,7 @@ STRONG_TEXT = re.compile(
     r"did not reach (?:some or all|the following)|"
     r"delivery has failed to these recipients|delivery to the following recipients? failed|"
     r"was not delivered to:|maximum delivery attempts|remote host said:|smtp error from remote|"
+    r"could not be delivered to:|"
     r"^\s*<[^@\s<>]+@[^\s<>]+>:\s*$|^\s*(?:final|original)-recipient:|diagnostic-code:",
     re.MULTILINE,
 )
