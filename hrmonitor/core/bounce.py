@@ -295,7 +295,11 @@ def _from_text(
             bounce_text.QMAIL.search(lowered)
             or (daemon and text_says)
             or ((daemon or subject_says or text_says) and bounce_text.STRONG_TEXT.search(lowered))
-            or (text_says and _returns_recipients_mail(root, ids.parts))
+            or (
+                text_says
+                and _returns_recipients_mail(root, ids.parts)
+                and not _is_autoreply(root)  # some auto-responders attach the original too
+            )
         )
         weak = (
             subject_says

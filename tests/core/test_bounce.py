@@ -234,3 +234,15 @@ def test_bounce_naming_no_one_in_its_text_falls_back_to_subject_then_single_orig
     several = classify_message(_nameless_bounce(b"Undeliverable", b"a@example.org, b@example.org"))
     assert several.kind is BounceKind.NONSTANDARD_BOUNCE
     assert several.failures == ()
+
+
+def test_auto_reply_attaching_the_original_is_not_returned_mail() -> None:
+    raw = (
+        b"From: dave@example.com\nTo: bob@contoso.example\nSubject: Away\n"
+        b'Auto-Submitted: auto-replied\nContent-Type: multipart/mixed; boundary="a"\n\n'
+        b"--a\nContent-Type: text/plain\n\nI am away; mail could not be delivered to me now.\n"
+        b"--a\nContent-Type: message/rfc822\n\n"
+        b"From: bob@contoso.example\nTo: dave@example.com\n\nhi\n"
+        b"--a--\n"
+    )
+    assert classify_message(raw).kind is BounceKind.AUTOREPLY
