@@ -62,7 +62,14 @@ from hrmonitor.core.surge_events import (
     MessageAccepted,
     domain_of,
 )
-from hrmonitor.core.surge_evidence import REFUSALS, Evidence, EvidenceSummary, summarise
+from hrmonitor.core.surge_evidence import (
+    LOCALS_CAP,
+    REFUSALS,
+    SENDERS_CAP,
+    Evidence,
+    EvidenceSummary,
+    summarise,
+)
 from hrmonitor.core.surge_rates import RateRow, RateStatus, RateThresholds, rate_rows
 from hrmonitor.core.verp import BatvVerdict, batv_strip, verp_decode
 
@@ -137,6 +144,10 @@ class SurgeSettings:
             raise ValueError("surge ratio must be within (0, 1), clear_factor within (0, 1]")
         if min(self.min_messages, self.min_dsns, self.clear_after, self.max_keys) < 1:
             raise ValueError("surge min_messages, min_dsns, clear_after, max_keys must be >= 1")
+        if not 1 <= self.dha_min_local_parts <= LOCALS_CAP:
+            raise ValueError(f"surge dha_min_local_parts must be within 1..{LOCALS_CAP}")
+        if not 0 <= self.dha_max_senders < SENDERS_CAP:
+            raise ValueError(f"surge dha_max_senders must be within 0..{SENDERS_CAP - 1}")
 
     @property
     def buckets(self) -> int:

@@ -19,9 +19,9 @@ REFUSALS = frozenset(
     {"blocked", "spamdetected", "ratelimited", "badreputation", "policyviolation", "virusdetected"}
 )
 _NAMES_CAP = 32
-_DOMAINS_CAP = 16
-_LOCALS_CAP = 1024
-_SENDERS_CAP = 64
+_DOMAINS_CAP = 8
+LOCALS_CAP = 128  # distinct unknown local parts kept per domain: enough to tell a harvest
+SENDERS_CAP = 16  # senders kept per harvested domain; "few" must stay below it
 _DIAGNOSTIC_CHARS = 160
 
 
@@ -149,11 +149,11 @@ class Evidence:
                 self.unknown_from.pop(smallest, None)
             locals_ = self.unknown[domain] = set()
             self.unknown_from[domain] = set()
-        if len(locals_) < _LOCALS_CAP:
+        if len(locals_) < LOCALS_CAP:
             locals_.add(local.lower())
         who = self.unknown_from[domain]
         for sender in senders:
-            if len(who) < _SENDERS_CAP:
+            if len(who) < SENDERS_CAP:
                 who.add(sender.lower())
 
 

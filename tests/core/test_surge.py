@@ -422,6 +422,8 @@ def test_surge_alert_has_a_stable_key_and_a_resolution() -> None:
         {"ratio": 1.5},
         {"min_messages": 0},
         {"rates_bucket": timedelta(days=2)},
+        {"dha_min_local_parts": 500},
+        {"dha_max_senders": 16},
     ],
 )
 def test_nonsense_settings_are_refused(bad: dict[str, object]) -> None:
