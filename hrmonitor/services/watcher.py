@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -27,6 +28,7 @@ from hrmonitor.core.alert import Alert
 from hrmonitor.core.surge import (
     BounceReturned,
     DeliveryOutcome,
+    FailedAddress,
     MessageAccepted,
     RateRow,
     RateThresholds,
@@ -38,6 +40,24 @@ from hrmonitor.core.surge import (
 from hrmonitor.core.verp import BatvKeys, batv_tag, batv_verify
 
 log = logging.getLogger(__name__)
+
+
+class ReportedRecipient(Protocol):
+    """A failed recipient as the bounce classifier reports it (``core.bounce.FailedRecipient``)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def hard(self) -> bool: ...
+    @property
+    def diagnostic(self) -> str: ...
+
+
+def failed_from(recipients: Iterable[ReportedRecipient]) -> tuple[FailedAddress, ...]:
+    """The watcher's view of a bounce report's recipients (reason as its plain string)."""
+    return tuple(FailedAddress(r.address, str(r.reason), r.hard, r.diagnostic) for r in recipients)
 
 
 class Emit(Protocol):

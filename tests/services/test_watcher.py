@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.core.bounce import classify_message
 from hrmonitor.core.surge import (
     BounceReturned,
     DeliveryOutcome,
@@ -14,7 +15,7 @@ from hrmonitor.core.surge import (
     SurgeSettings,
 )
 from hrmonitor.core.verp import BatvKeys, BatvVerdict, batv_verify
-from hrmonitor.services.watcher import SurgeWatcher
+from hrmonitor.services.watcher import SurgeWatcher, failed_from
 from tests.fixtures.peers import FakeClock
 
 MINUTE = timedelta(minutes=1)
@@ -185,3 +186,22 @@ def test_next_tick_is_the_start_of_the_next_bucket(fake_clock: FakeClock) -> Non
     now = fake_clock.now() + timedelta(seconds=17)
     assert watcher.next_tick(now) == fake_clock.now() + MINUTE
     assert watcher.next_tick(fake_clock.now()) == fake_clock.now() + MINUTE
+
+
+def test_bounce_classifier_recipients_convert_to_watcher_values() -> None:
+    """failed_from takes the classifier's recipients as they are: address, reason, hard, text."""
+
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\r\nTo: news@contoso.example\r\n"
+        b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example\r\n\r\n"
+        b"Final-Recipient: rfc822; gone@dest.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b--\r\n"
+    )
+    report = classify_message(raw)
+    (failed,) = failed_from(report.recipients)
+    assert failed == FailedAddress("gone@dest.example", "userunknown", True, failed.diagnostic)
+    assert "no such user" in failed.diagnostic
