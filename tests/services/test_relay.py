@@ -371,3 +371,18 @@ async def test_sender_dns_unknown_past_the_hold_sends_through_high_risk(world: W
     assert code == 0, out
     await world.retry_later(timedelta(minutes=10))  # dns_unknown_hold is 10m
     assert await _only_message(world, "late@rcpt.test") in HIGH
+
+
+async def test_mail_deferred_past_the_queue_lifetime_bounces_with_4_4_7(world: World) -> None:
+    world.sink.script("slow@rcpt.test", "451 4.2.1 mailbox busy")
+    code, out = await world.swaks("--from", "a@contoso.test", "--to", "slow@rcpt.test")
+    assert code == 0, out
+    (mid,) = world.queue.message_ids()
+    await _until(lambda: _status(world, mid) == RecipientStatus.DEFERRED)
+    await world.retry_later(timedelta(hours=2))  # max_queue_time is 2h in this world
+    (dsn,) = await world.sink.wait_for(1, where=lambda m: m.mail_from == "")
+    assert b"Status: 4.4.7" in dsn.data
+    assert b"Action: failed" in dsn.data
+    assert b"451 4.2.1 mailbox busy" in dsn.data
+    assert dsn.peer in HIGH
+    await _until(lambda: _status(world, mid) == RecipientStatus.BOUNCED)
