@@ -26,7 +26,7 @@ from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
-from hrmonitor.adapters.store.queue import QueueRepository, RecipientStatus
+from hrmonitor.adapters.store.queue import NewMessage, QueueRepository, RecipientStatus
 from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.feedback import RemoteReply
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
@@ -386,3 +386,26 @@ async def test_mail_deferred_past_the_queue_lifetime_bounces_with_4_4_7(world: W
     assert b"451 4.2.1 mailbox busy" in dsn.data
     assert dsn.peer in HIGH
     await _until(lambda: _status(world, mid) == RecipientStatus.BOUNCED)
+
+
+async def test_mail_claimed_by_a_runner_that_died_is_delivered_after_recover(world: World) -> None:
+    await world.relay.stop()  # this world's runner is gone, as after kill -9 mid-delivery
+    world.queue.enqueue(
+        [
+            NewMessage(
+                id="m-died", tenant="contoso", client_ip=TENANT_IP, mail_from="a@contoso.test",
+                recipients=("again@rcpt.test",), body=b"Subject: x\r\n\r\nx\r\n",
+                arrived_at=world.clock.now(), pool="normal", risk="normal",
+            )
+        ]
+    )  # fmt: skip
+    assert [c.message_id for c in world.queue.claim_due(world.clock.now(), 10)] == ["m-died"]
+    survivor = Relay(
+        queue=world.queue, route=world.relay._route, picker=world.relay._picker,
+        mx=world.relay._mx, addresses=world.relay._addresses, sender=world.relay._sender,
+        clock=world.clock, settings=world.relay.settings,
+    )  # fmt: skip
+    assert await survivor.recover() == 1
+    await asyncio.wait_for(survivor.run_until_idle(), 20)
+    assert await _only_message(world, "again@rcpt.test") in NORMAL
+    await survivor.stop()
