@@ -142,6 +142,7 @@ class _RelaySMTP(SMTP):
             chunk = await self._reader.read(65536)
             if not chunk:  # the client went away mid-DATA: nothing to store or answer
                 return
+            self._reset_timeout()  # an idle timeout, not a limit on the whole transfer
             size += len(chunk)
             data += chunk
             end = data.find(b"\r\n.\r\n", max(0, len(data) - len(chunk) - 4))
