@@ -1,4 +1,9 @@
-"""The daemon, monitoring and store commands; other modules here add route, bounce and ip."""
+"""The daemon, monitoring and store commands; other modules here add route, bounce and ip.
+
+Each command imports the part of the app it runs when it runs: ``hrmonitor
+check`` is a Nagios probe started every few minutes, and should not pay for
+importing the SMTP relay, the scheduler and the terminal renderer it never uses.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,6 @@ from typing import Any
 
 import click
 
-from hrmonitor import app
-from hrmonitor.adapters import terminal
 from hrmonitor.cli.bounce import bounce_command
 from hrmonitor.cli.ip import ip_group
 from hrmonitor.cli.options import config_option, json_option, load
@@ -21,15 +24,19 @@ from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
 
 
 def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
+    indent = 2 if sys.stdout.isatty() else None
+    click.echo(json.dumps(data, indent=indent, default=str))
 
 
 @click.command("run")
 @config_option
 def run_command(config_path: str | None) -> None:
     """Run the daemon: scheduler, listener, queue runner, controller, watcher."""
+    from hrmonitor.app.daemon import Daemon  # noqa: PLC0415
+
     config = load(config_path)
-    daemon = app.Daemon(config)
+    daemon = Daemon(config)
     asyncio.run(daemon.run())
 
 
@@ -42,11 +49,15 @@ def check_command(
     ips: tuple[str, ...], pool: str | None, as_json: bool, config_path: str | None
 ) -> None:
     """One sweep now, printed. Exit 0 clean, 1 warning, 2 critical, 3 unknown."""
+    from hrmonitor.app.oneshot import run_check  # noqa: PLC0415
+
     config = load(config_path)
-    outcome = asyncio.run(app.run_check(config, ips, pool))
+    outcome = asyncio.run(run_check(config, ips, pool))
     if as_json:
         _print_json(outcome.data)
     else:
+        from hrmonitor.adapters import terminal  # noqa: PLC0415
+
         terminal.print_check(outcome.data)
     sys.exit(int(outcome.verdict))
 
@@ -58,16 +69,20 @@ def check_command(
 @config_option
 def report_command(as_json: bool, watch: bool, every: float, config_path: str | None) -> None:
     """The pool health report: pools side by side, each IP's state and listings."""
+    from hrmonitor.app.oneshot import report_data  # noqa: PLC0415
+
     config = load(config_path)
     if as_json and not watch:
-        _print_json(app.report_data(config))
+        _print_json(report_data(config))
         return
+    from hrmonitor.adapters import terminal  # noqa: PLC0415
+
     if not watch:
-        terminal.print_report(app.report_data(config))
+        terminal.print_report(report_data(config))
         return
     stop = threading.Event()
     try:
-        terminal.watch(lambda: app.report_data(config), every, stop.wait)
+        terminal.watch(lambda: report_data(config), every, stop.wait)
     except KeyboardInterrupt:
         stop.set()
 
@@ -78,7 +93,9 @@ def report_command(as_json: bool, watch: bool, every: float, config_path: str | 
 @config_option
 def history_command(ip: str, as_json: bool, config_path: str | None) -> None:
     """An IP's listings and audit trail."""
-    data = app.history_data(load(config_path), ip)
+    from hrmonitor.app.oneshot import history_data  # noqa: PLC0415
+
+    data = history_data(load(config_path), ip)
     if as_json:
         _print_json(data)
         return
@@ -122,7 +139,9 @@ def db_group() -> None:
 @config_option
 def db_upgrade_command(config_path: str | None) -> None:
     """Apply migrations (run and check do this themselves on a fresh database)."""
-    changed = app.upgrade_database(load(config_path))
+    from hrmonitor.app.oneshot import upgrade_database  # noqa: PLC0415
+
+    changed = upgrade_database(load(config_path))
     click.echo("database upgraded" if changed else "database already current")
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from hrmonitor import app
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.cli.options import config_option, load
 from hrmonitor.core.model import Clock, canonical_ip
@@ -91,7 +90,9 @@ def _run(
 ) -> None:
     config = load(config_path)
     now = (clock or SystemClock()).now()
-    controller, close = app.open_controller(config)
+    from hrmonitor.app.build import open_controller  # noqa: PLC0415  (light CLI start)
+
+    controller, close = open_controller(config)
     try:
 
         async def go() -> OperatorResult:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 
-from hrmonitor import app
 from hrmonitor.cli.options import config_option, json_option, load
 from hrmonitor.core.routing import RouteDecision
 from hrmonitor.core.spam_score import header_fields
@@ -107,7 +106,9 @@ def route_command(
     config_path: str | None,
 ) -> None:
     """Which pool FILE would leave from, and why. Sends nothing."""
-    router = app.build_router(load(config_path))
+    from hrmonitor.app.build import build_router  # noqa: PLC0415  (light CLI start)
+
+    router = build_router(load(config_path))
     decision = route_file(file, mail_from, rcpts, client, router)
     if as_json:
         click.echo(json.dumps(decision.to_json(), indent=2, default=str))

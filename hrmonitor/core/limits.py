@@ -8,6 +8,7 @@ one :class:`RecipientWindow`; time is always passed in.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,37 +50,88 @@ def sender_key(mail_from: str) -> str:
 class RecipientWindow:
     """Recipients per sender over sliding windows of one hour and one day (in memory).
 
-    Entries older than a day are dropped as the sender sends again and by
-    :meth:`prune`, so memory stays bounded by one day's traffic.
+    Counts are kept in one-minute buckets per sender with a running day total,
+    so a check costs at most 60 additions however much the sender sent (a busy
+    sender's messages must not each sum a day of history: that made acceptance
+    quadratic). The windows are therefore exact to the minute. Buckets older
+    than a day are dropped as the sender sends again and by :meth:`prune`, so
+    memory stays bounded by 1,440 buckets per active sender.
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, deque[tuple[datetime, int]]] = {}
+        self._senders: dict[str, _Buckets] = {}
 
     def record(self, mail_from: str, recipients: int, at: datetime) -> None:
         if not mail_from or recipients <= 0:
             return  # the null sender has no account to limit
-        events = self._events.setdefault(sender_key(mail_from), deque())
-        events.append((at, recipients))
-        self._expire(events, at)
+        buckets = self._senders.setdefault(sender_key(mail_from), _Buckets())
+        buckets.add(_minute(at), recipients)
+        buckets.expire(at)
 
     def counts(self, mail_from: str, now: datetime) -> tuple[int, int]:
         """(recipients in the hour before ``now``, in the day before ``now``)."""
-        events = self._events.get(sender_key(mail_from))
-        if not events:
+        buckets = self._senders.get(sender_key(mail_from))
+        if buckets is None:
             return 0, 0
-        hour = sum(n for at, n in events if now - HOUR < at <= now)
-        day = sum(n for at, n in events if now - DAY < at <= now)
-        return hour, day
+        buckets.expire(now)
+        return buckets.total_since(now - HOUR, now), buckets.total_since(now - DAY, now)
 
     def prune(self, now: datetime) -> None:
-        for key in list(self._events):
-            events = self._events[key]
-            self._expire(events, now)
-            if not events:
-                del self._events[key]
+        for key in list(self._senders):
+            buckets = self._senders[key]
+            buckets.expire(now)
+            if not buckets.minutes:
+                del self._senders[key]
 
-    @staticmethod
-    def _expire(events: deque[tuple[datetime, int]], now: datetime) -> None:
-        while events and events[0][0] <= now - DAY:
-            events.popleft()
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+@dataclass(slots=True)
+class _Minute:
+    start: datetime
+    recipients: int
+
+
+class _Buckets:
+    """One sender's recipients per minute, oldest first, with their running total."""
+
+    __slots__ = ("minutes", "total")
+
+    def __init__(self) -> None:
+        self.minutes: deque[_Minute] = deque()
+        self.total = 0
+
+    def add(self, minute: datetime, recipients: int) -> None:
+        if self.minutes and self.minutes[-1].start == minute:
+            self.minutes[-1].recipients += recipients
+        else:
+            self.minutes.append(_Minute(minute, recipients))
+        self.total += recipients
+
+    def expire(self, now: datetime) -> None:
+        """Drop the minutes a day or more before ``now``'s minute."""
+        while self.minutes and self.minutes[0].start <= _minute(now) - DAY:
+            self.total -= self.minutes.popleft().recipients
+
+    def total_since(self, start: datetime, now: datetime) -> int:
+        """Recipients of the minutes after ``start``'s minute, up to ``now``'s minute."""
+        first, last = _minute(start), _minute(now)
+        newest = reversed(self.minutes)  # newest first: an hour is at most 60 steps
+        if last - first >= DAY:  # everything not expired: the running total, less the future
+            return self.total - sum(b.recipients for b in _while_after(newest, last))
+        counted = 0
+        for bucket in newest:
+            if bucket.start <= first:
+                break
+            if bucket.start <= last:
+                counted += bucket.recipients
+        return counted
+
+
+def _while_after(buckets: Iterator[_Minute], moment: datetime) -> Iterator[_Minute]:
+    for bucket in buckets:
+        if bucket.start <= moment:
+            return
+        yield bucket

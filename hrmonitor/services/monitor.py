@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from hrmonitor.adapters.store.records import AnswerRecord, ListingChanges, ListingRecord
+from hrmonitor.adapters.store.records import ListingChanges, ListingRecord
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.dnsbl import SweepResult
@@ -40,7 +40,7 @@ class MonitorStore(Protocol):
         self, answers: Sequence[Answer], health: Mapping[str, ZoneHealth], now: datetime
     ) -> ListingChanges: ...
 
-    def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]: ...
+    def latest_statuses(self) -> dict[tuple[str, str], Status]: ...
 
 
 class MonitorMetrics(Protocol):
@@ -112,8 +112,7 @@ class Monitor:
     async def sweep(self, ips: Sequence[str], pool: str | None = None) -> SweepReport:
         """Sweep ``ips``; answers of IPs that belong to no pool are reported, not stored."""
         started = time.perf_counter()
-        known = await asyncio.to_thread(self._store.latest_answers, None)
-        previous = {(a.ip, a.zone): a.status for a in known}
+        previous = await asyncio.to_thread(self._store.latest_statuses)
         try:
             result = await self._engine.sweep(ips, self._lists, previous)
         except Exception:

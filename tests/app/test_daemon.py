@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrmonitor.adapters.store import open_store
-from hrmonitor.app import Daemon
+from hrmonitor.app.daemon import Daemon
 from hrmonitor.config import load_config
 from tests.fixtures.app_config import make_config
 from tests.fixtures.rbldnsd import Rbldnsd

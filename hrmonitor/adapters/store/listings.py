@@ -19,7 +19,7 @@ unhealthy, breaks the run: a gap in the evidence is not evidence of cleanliness.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Table, Update, and_, bindparam, case, select, update
@@ -67,9 +67,13 @@ def record_sweep(
     # One read of what is stored for these IPs instead of one per answer: a sweep
     # holds SQLite's write lock, and the relay waits for it to commit mail.
     ips = sorted({a.ip for a in trusted})
-    runs = _clean_runs(session, ips)
+    stored = _stored_answers(session, ips)
+    runs = {key: row.clean_since for key, row in stored.items()}
     open_keys = _open_keys(session, ips)
     answer_updates: list[dict[str, object]] = []
+    # Answers that say what the stored one says only get their checked_at moved,
+    # one statement per list and chunk instead of one row update each.
+    unchanged: dict[str, list[str]] = {}
     extended: list[dict[str, object]] = []
     listed: list[ListingRecord] = []
     cleared: list[ListingRecord] = []
@@ -79,7 +83,10 @@ def record_sweep(
         clean = isinstance(answer, Clean | Info)
         if key in runs:
             since = (runs[key] or now) if clean else None
-            answer_updates.append(_params(key, {**fields, "clean_since": since}))
+            if stored[key].same_as(fields, since):
+                unchanged.setdefault(answer.zone, []).append(answer.ip)
+            else:
+                answer_updates.append(_params(key, {**fields, "clean_since": since}))
             runs[key] = since
         else:
             _record_answer(session, answer, now)  # new (ip, zone): insert, or lose a race
@@ -99,6 +106,13 @@ def record_sweep(
             open_keys.discard(key)
     if answer_updates:
         _bulk(session, _update_by_key(AnswerRow, answer_updates[0]), answer_updates)
+    for zone, zone_ips in unchanged.items():
+        for chunk in _chunks(zone_ips):
+            session.execute(
+                update(AnswerRow)
+                .where(AnswerRow.list_key == zone, AnswerRow.ip.in_(chunk))
+                .values(checked_at=now)
+            )
     if extended:
         _bulk(session, _update_by_key(ListingRow, extended[0], open_only=True), extended)
     return ListingChanges(listed=tuple(listed), cleared=tuple(cleared), zones=tuple(zones))
@@ -134,16 +148,48 @@ def _bulk(session: Session, statement: Update, params: list[dict[str, object]]) 
     session.connection().execute(statement, params)
 
 
-def _clean_runs(session: Session, ips: Sequence[str]) -> dict[tuple[str, str], datetime | None]:
-    runs: dict[tuple[str, str], datetime | None] = {}
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The stored latest answer of one (ip, list), as far as a sweep compares it."""
+
+    status: str
+    codes: tuple[str, ...]
+    tags: tuple[str, ...]
+    severity: str | None
+    txt: str
+    clean_since: datetime | None
+
+    def same_as(self, fields: Mapping[str, object], clean_since: datetime | None) -> bool:
+        return (
+            self.status == fields["status"]
+            and list(self.codes) == fields["codes"]
+            and list(self.tags) == fields["tags"]
+            and self.severity == fields["severity"]
+            and self.txt == fields["txt"]
+            and self.clean_since == clean_since
+        )
+
+
+def _stored_answers(session: Session, ips: Sequence[str]) -> dict[tuple[str, str], _Stored]:
+    stored: dict[tuple[str, str], _Stored] = {}
     for chunk in _chunks(ips):
         rows = session.execute(
-            select(AnswerRow.ip, AnswerRow.list_key, AnswerRow.clean_since)
+            select(
+                AnswerRow.ip,
+                AnswerRow.list_key,
+                AnswerRow.status,
+                AnswerRow.codes,
+                AnswerRow.tags,
+                AnswerRow.severity,
+                AnswerRow.txt,
+                AnswerRow.clean_since,
+            )
             .where(AnswerRow.ip.in_(chunk))
             .with_for_update()  # PostgreSQL: a second node's sweep waits; SQLite ignores it
         )
-        runs.update({(ip, zone): since for ip, zone, since in rows})
-    return runs
+        for ip, zone, status, codes, tags, severity, txt, since in rows:
+            stored[(ip, zone)] = _Stored(status, tuple(codes), tuple(tags), severity, txt, since)
+    return stored
 
 
 def _open_keys(session: Session, ips: Sequence[str]) -> set[tuple[str, str]]:
@@ -337,6 +383,12 @@ def latest_answers(session: Session, ip: str | None) -> list[AnswerRecord]:
         )
         for row in session.scalars(statement)
     ]
+
+
+def latest_statuses(session: Session) -> dict[tuple[str, str], Status]:
+    """(ip, list) -> the latest status: what a sweep needs to know which listings are new."""
+    rows = session.execute(select(AnswerRow.ip, AnswerRow.list_key, AnswerRow.status))
+    return {(ip, zone): Status(status) for ip, zone, status in rows}
 
 
 def zone_health(session: Session) -> dict[str, ZoneHealthRecord]:

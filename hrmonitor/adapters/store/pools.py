@@ -27,6 +27,12 @@ def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[s
     problems: list[str] = []
     planned: list[tuple[Pool, str, IPState]] = []
     configured: dict[str, str] = {}
+    # One read of the whole history: a restart with thousands of known IPs costs
+    # one query, not one per IP, and known IPs need no insert at all.
+    history: dict[str, list[IpPoolHistoryRow]] = {}
+    for row in session.scalars(select(IpPoolHistoryRow).order_by(IpPoolHistoryRow.first_seen)):
+        history.setdefault(row.ip, []).append(row)
+    known = set(session.scalars(select(IpRow.ip)))
     for pool in pools:
         for key, ips, state in (
             ("ips", pool.ips, IPState.ACTIVE),
@@ -43,10 +49,12 @@ def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[s
                 if other != where:
                     problems.append(f"{where}: {ip} is already configured as {other}")
                     continue
-                problem = _refusal(session, pool, ip)
+                problem = _refusal(history.get(ip, ()), pool, ip)
                 if problem:
                     problems.append(f"{where}: {problem}")
-                else:
+                elif ip not in known or (pool.name, pool.risk.value) not in {
+                    (h.pool, h.risk) for h in history.get(ip, ())
+                }:
                     planned.append((pool, ip, state))
     if problems:
         return problems
@@ -79,13 +87,8 @@ def sync_pools(session: Session, pools: Sequence[Pool], now: datetime) -> list[s
     return []
 
 
-def _refusal(session: Session, pool: Pool, ip: str) -> str:
+def _refusal(history: Sequence[IpPoolHistoryRow], pool: Pool, ip: str) -> str:
     """Why ``ip`` may not serve ``pool``, from what the store remembers; "" if it may."""
-    history = session.scalars(
-        select(IpPoolHistoryRow)
-        .where(IpPoolHistoryRow.ip == ip)
-        .order_by(IpPoolHistoryRow.first_seen)
-    ).all()
     if pool.risk is RiskClass.NORMAL:
         for past in history:
             if past.risk == RiskClass.HIGH.value:

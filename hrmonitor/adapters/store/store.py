@@ -37,6 +37,7 @@ from hrmonitor.core.model import (
     IPState,
     Pool,
     Severity,
+    Status,
     ZoneHealth,
     canonical_ip,
 )
@@ -173,6 +174,10 @@ class Store:
 
     def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
         return self._run(lambda s: listings.current_listings(s, None if ip is None else _ip(ip)))
+
+    def latest_statuses(self) -> dict[tuple[str, str], Status]:
+        """(ip, list) -> the latest status, cheaply (no records built)."""
+        return self._run(listings.latest_statuses)
 
     def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]:
         return self._run(lambda s: listings.latest_answers(s, None if ip is None else _ip(ip)))

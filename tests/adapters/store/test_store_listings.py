@@ -225,3 +225,11 @@ def test_clean_run_says_since_when_and_up_to_when_every_zone_was_clean(store: St
     run = store.clean_run(IP, zones)
     assert run is not None
     assert run.checked_at == T0 + timedelta(hours=1)
+
+
+def test_latest_statuses_are_the_latest_answers_keyed_by_ip_and_list(store: Store) -> None:
+    """The monitor's cheap read of which listings are known (so only new ones are confirmed)."""
+    store.record_sweep([Clean(IP, ZEN)], OK, T0)
+    store.record_sweep([listed(ZEN), Unknown(IP, SPAMCOP, "timeout")], OK, T0 + timedelta(1))
+    assert store.latest_statuses() == {(IP, ZEN): Status.LISTED, (IP, SPAMCOP): Status.UNKNOWN}
+    assert store.latest_statuses() == {(a.ip, a.zone): a.status for a in store.latest_answers()}
