@@ -145,9 +145,12 @@ class SurgeWatcher:
 
     async def tick(self, now: datetime) -> tuple[Alert, ...]:
         """Roll windows to ``now``, open/close surges, send their alerts; returns what was sent."""
-        alerts = tuple(
-            surge_alert(change) for change in self._tracker.evaluate(now) if not change.folded
-        )
+        try:
+            changes = self._tracker.evaluate(now)
+        except Exception:  # a daemon job logs and survives; the next tick tries again
+            log.exception("surge evaluation failed at %s", now.isoformat())
+            return ()
+        alerts = tuple(surge_alert(change) for change in changes if not change.folded)
         for alert in alerts:
             try:
                 await self._emit(alert)

@@ -205,3 +205,27 @@ def test_bounce_classifier_recipients_convert_to_watcher_values() -> None:
     (failed,) = failed_from(report.recipients)
     assert failed == FailedAddress("gone@dest.example", "userunknown", True, failed.diagnostic)
     assert "no such user" in failed.diagnostic
+
+
+async def test_a_failing_evaluation_is_logged_and_the_next_tick_works(
+    fake_clock: FakeClock,
+) -> None:
+    """An evaluation that raises is logged and sends nothing; the next tick works again."""
+    sink = Sink()
+    watcher = SurgeWatcher(SETTINGS, sink)
+    for i in range(30):
+        watcher.delivery_outcome(
+            DeliveryOutcome(
+                fake_clock.now(), "contoso", "a@contoso.example", f"x{i}@d.example",
+                "203.0.113.20", "blocked", hard=True,
+            )
+        )  # fmt: skip
+
+    class Broken(datetime):
+        def timestamp(self) -> float:
+            raise OverflowError("clock went wrong")
+
+    assert await watcher.tick(Broken(2026, 11, 28, 12, 1)) == ()
+    fake_clock.advance(MINUTE)
+    assert await watcher.tick(fake_clock.now())
+    assert sink.alerts
