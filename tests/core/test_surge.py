@@ -120,7 +120,7 @@ def test_a_lasting_high_ratio_is_one_surge_until_the_detector_learns_it() -> Non
     )
 )
 def test_every_opened_surge_met_volume_and_bound(events: list[tuple[int, str, str]]) -> None:
-    """Whatever the traffic, an opened surge had min volume, min DSNs and a lower bound >= ratio."""
+    """Any traffic: openings meet volume, DSNs and bound; per key open/resolve alternate."""
     tracker = SurgeTracker(SMALL)
     changes: list[SurgeChange] = []
     last = 0
@@ -162,6 +162,15 @@ def test_every_opened_surge_met_volume_and_bound(events: list[tuple[int, str, st
             assert SMALL.min_dsns <= surge.dsns <= surge.messages
             assert surge.lower_bound >= SMALL.ratio
     assert tracker.tracked_keys <= SMALL.max_keys
+    # Per key, changes alternate open, resolve, open...: never two openings in a row.
+    state: dict[tuple[Dimension, str], bool] = {}
+    for change in changes:
+        key = (change.surge.dimension, change.surge.key)
+        assert state.get(key, False) is change.resolved
+        state[key] = not change.resolved
+    assert {s.key for s in tracker.open_surges()} == {
+        k for (_, k), is_open in state.items() if is_open
+    }
 
 
 def test_tracked_keys_are_capped_and_the_least_recent_goes_first() -> None:
