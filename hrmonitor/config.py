@@ -259,25 +259,37 @@ class BouncesConfig(_Section):
 
 
 class SurgeConfig(_Section):
-    window: Duration = timedelta(hours=1)
+    window: Duration = timedelta(minutes=15)  # sliding window for DSN rates
     bucket: Duration = timedelta(minutes=1)
-    min_volume: int = Field(default=50, ge=1)
-    ratio: float = Field(default=0.1, gt=0, le=1)
+    min_volume: int = Field(default=100, ge=1)  # messages in the window before a surge can open
+    min_dsns: int = Field(default=25, ge=1)  # DSNs in the window before a surge can open
+    ratio: float = Field(default=0.10, gt=0, le=1)  # Wilson lower bound of DSNs/messages
+    detector: Literal["ewma", "cusum"] = "ewma"
     ewma_lambda: float = Field(default=0.2, gt=0, le=1)
     ewma_limit: float = Field(default=3.0, gt=0)
-    max_keys: int = Field(default=50_000, ge=10)
+    cusum_k: float = Field(default=0.5, gt=0)
+    cusum_h: float = Field(default=5.0, gt=0)
+    clear_after: int = Field(default=5, ge=1)  # quiet evaluations before a surge resolves
+    max_keys: int = Field(default=10_000, ge=10)  # tracked tenants/domains/IPs (LRU)
+    outbound_index: int = Field(default=100_000, ge=100)  # recent Message-IDs for backscatter
+    rates_window: Duration = timedelta(days=1)  # bounce/complaint rates in the report
+    client_learning: Duration = timedelta(days=1)  # a new client after this is "rogue" evidence
 
 
 class VerpConfig(_Section):
     enabled: bool = False
     secret: str = ""
     key_number: int = Field(default=0, ge=0, le=9)
-    valid_days: int = Field(default=7, ge=1, le=999)
+    valid_days: int = Field(default=7, ge=1, le=499)
+    old_secrets: dict[str, str] = {}  # key number -> secret, still verified during rotation
 
     @model_validator(mode="after")
     def _secret(self) -> VerpConfig:
         if self.enabled and len(self.secret) < 16:
             raise ValueError("verp.enabled needs a secret of at least 16 characters")
+        for number in self.old_secrets:
+            if not number.isdigit() or not 0 <= int(number) <= 9 or int(number) == self.key_number:
+                raise ValueError(f"old_secrets key {number!r} must be another digit 0-9")
         return self
 
 

@@ -11,12 +11,17 @@ from hrmonitor.adapters.dns.dnsbl import DnsblEngine, read_catalogue
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.config import Config
+from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
+from hrmonitor.core.bounce_reason import BouncePatterns
+from hrmonitor.core.bounce_rules import load_bounce_patterns
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.dnsbl import budget_problems
 from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing import RoutingSettings, Tenant
 from hrmonitor.core.routing_rules import check_rule_pools, load_routing_files
+from hrmonitor.core.surge import SurgeSettings
+from hrmonitor.core.verp import BatvKeys
 from hrmonitor.errors import ConfigError
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.controller import Controller
@@ -145,3 +150,44 @@ def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:
     alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
     zones = [z.key for z in zone_lists(config)]
     return Controller(store, config.core_pools(), zones, alerting), store.close
+
+
+def surge_settings(config: Config) -> SurgeSettings:
+    surge = config.surge
+    try:
+        return SurgeSettings(
+            window=surge.window,
+            bucket=surge.bucket,
+            min_messages=surge.min_volume,
+            min_dsns=surge.min_dsns,
+            ratio=surge.ratio,
+            anomaly=AnomalyParams(
+                method=AnomalyMethod(surge.detector),
+                ewma_lambda=surge.ewma_lambda,
+                ewma_limit=surge.ewma_limit,
+                cusum_k=surge.cusum_k,
+                cusum_h=surge.cusum_h,
+            ),
+            clear_after=surge.clear_after,
+            max_keys=surge.max_keys,
+            outbound_index=surge.outbound_index,
+            rates_window=surge.rates_window,
+            client_learning=surge.client_learning,
+            spam_threshold=config.routing.spam_threshold,
+        )
+    except ValueError as error:  # the core checks how the settings fit together
+        raise ConfigError(str(config.source), "surge", str(error)) from None
+
+
+def batv_keys(config: Config) -> BatvKeys | None:
+    """The BATV signing keys when ``[verp] enabled``; None leaves senders untagged."""
+    verp = config.verp
+    if not verp.enabled:
+        return None
+    secrets = {int(k): v.encode() for k, v in verp.old_secrets.items()}
+    secrets[verp.key_number] = verp.secret.encode()
+    return BatvKeys(secrets, verp.key_number, verp.valid_days)
+
+
+def bounce_patterns(config: Config) -> BouncePatterns:
+    return load_bounce_patterns(config.path(config.bounces.patterns))

@@ -27,11 +27,14 @@ from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue import QueueRepository
 from hrmonitor.app.build import (
     alert_channels,
+    batv_keys,
+    bounce_patterns,
     build_router,
     dnsbl_engine,
     mail_dns,
     open_configured_store,
     schedule_warnings,
+    surge_settings,
     zone_lists,
 )
 from hrmonitor.config import Config, split_address
@@ -43,6 +46,8 @@ from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router
+from hrmonitor.services.traffic import TrafficFeed
+from hrmonitor.services.watcher import SurgeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class Daemon:
         lists = zone_lists(config)
         feedback = load_feedback_files([config.path(p) for p in config.delivery.feedback])
         router = build_router(config)
+        patterns = bounce_patterns(config)
         for warning in schedule_warnings(config, lists):
             log.warning("%s", warning)
         pools = config.core_pools()
@@ -102,7 +108,9 @@ class Daemon:
             stack.push_async_callback(controller.drain)
             monitor.on_sweep(controller.on_sweep_report)
 
-            relay, connections = self._relay(store, router, controller, alerting)
+            watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))
+            feed = TrafficFeed(watcher, patterns)
+            relay, connections = self._relay(store, router, controller, alerting, feed, watcher)
             stack.push_async_callback(connections.close)
             await relay.recover()
             runner = asyncio.create_task(relay.run(), name="queue-runner")
@@ -132,6 +140,9 @@ class Daemon:
             )
             scheduler.every("routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, clock)))
             scheduler.every(
+                "surge:tick", config.surge.bucket, _job(lambda: watcher.tick(clock.now()))
+            )
+            scheduler.every(
                 "metrics:refresh", METRICS_REFRESH, _job(lambda: self._refresh_metrics(store))
             )
             scheduler.start()
@@ -151,7 +162,13 @@ class Daemon:
     # --- parts ----------------------------------------------------------------------------
 
     def _relay(
-        self, store: Store, router: Router, controller: Controller, alerting: Alerting
+        self,
+        store: Store,
+        router: Router,
+        controller: Controller,
+        alerting: Alerting,
+        feed: TrafficFeed,
+        watcher: SurgeWatcher,
     ) -> tuple[Relay, Connections]:
         config = self.config
         mail = mail_dns(config)
@@ -184,6 +201,9 @@ class Daemon:
             on_alert=lambda alert: self._spawn(alerting.emit(alert)),
             on_bind_failure=controller.on_bind_failure,
             stored_form=router.stored_form,
+            on_accepted=feed.accepted,
+            on_outcome=feed.outcome,
+            tag_sender=watcher.tag_sender if config.verp.enabled else None,
         )
         return relay, connections
 

@@ -81,6 +81,13 @@ BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
 CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
+# A tenant's message was routed and is about to be stored: classify it (the bounce
+# kind to store, or None) and tell whoever watches traffic (the surge watcher).
+AcceptedFn = Callable[[Submission, RouteDecision], str | None]
+# One recipient's attempt concluded with a remote reply (never an own deferral).
+OutcomeFn = Callable[[DueRecipient, Outcome], None]
+# The envelope sender to put on the wire (BATV-tagged), from the stored one and now.
+TagSenderFn = Callable[[str, datetime], str]
 
 
 SimpleRouteFn = Callable[[Submission], Awaitable[RouteDecision]]
@@ -251,6 +258,9 @@ class Relay:
         on_alert: AlertFn | None = None,
         on_bind_failure: BindFailureFn | None = None,
         stored_form: StoredFormFn | None = None,
+        on_accepted: AcceptedFn | None = None,
+        on_outcome: OutcomeFn | None = None,
+        tag_sender: TagSenderFn | None = None,
     ) -> None:
         self.queue = queue
         self._stored_form = stored_form
@@ -264,6 +274,9 @@ class Relay:
         self._on_reply = on_reply or (lambda _reply: None)
         self._on_alert = on_alert or (lambda _alert: None)
         self._on_bind_failure = on_bind_failure or (lambda *_args: None)
+        self._on_accepted = on_accepted
+        self._on_outcome = on_outcome
+        self._tag_sender = tag_sender
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrmonitor-queue")
         self._enqueue = _Batcher[NewMessage](self._write_messages, settings.max_batch)
         self._record = _Batcher[Outcome](self._write_outcomes, settings.max_batch)
@@ -304,6 +317,7 @@ class Relay:
             submission = dataclasses.replace(submission, data=data)
         decision = await self._route(submission, now=submission.received_at, again=False)
         hold_until = decision.hold_until if decision.hold else None
+        bounce_kind = "dsn" if dsn_of is not None else self._accepted(submission, decision)
         message = NewMessage(
             id=uuid.uuid4().hex,
             tenant=submission.tenant,
@@ -316,6 +330,7 @@ class Relay:
             risk=str(decision.risk),
             reasons=tuple({"rule": r.rule, "detail": r.detail} for r in decision.reasons),
             hold_until=hold_until,
+            bounce_kind=bounce_kind,
             due_at=self._recheck_at(submission.received_at, hold_until),
             message_id=header_value(submission.data, "Message-ID"),
             smtputf8=submission.smtputf8,
@@ -324,6 +339,21 @@ class Relay:
         await self._enqueue.submit([message])
         self.wake()
         return message
+
+    def _envelope_sender(self, mail_from: str) -> str:
+        """The stored sender, BATV-tagged when tagging is on (the null sender stays null)."""
+        if self._tag_sender is None or not mail_from:
+            return mail_from
+        return self._tag_sender(mail_from, self._clock.now())
+
+    def _accepted(self, submission: Submission, decision: RouteDecision) -> str | None:
+        if self._on_accepted is None:
+            return None
+        try:
+            return self._on_accepted(submission, decision)
+        except Exception:  # watching traffic must never cost a message
+            log.exception("acceptance hook failed for a message from %s", submission.client_ip)
+            return None
 
     def _recheck_at(self, now: datetime, hold_until: datetime | None) -> datetime | None:
         """A held message is routed again after the first retry step, or when its hold ends."""
@@ -591,7 +621,7 @@ class Relay:
                         self._sender.send(
                             source_ip=ip,
                             host=target,
-                            mail_from=first.mail_from,
+                            mail_from=self._envelope_sender(first.mail_from),
                             recipients=[r.address for r in group],
                             body=body,
                             smtputf8=first.smtputf8,
@@ -608,7 +638,6 @@ class Relay:
     async def _apply(
         self, group: list[DueRecipient], outcome: Sent | Failed, now: datetime, duration: float
     ) -> None:
-        first = group[0]
         if isinstance(outcome, Failed):
             if outcome.reply is not None:
                 self._report(outcome.reply, outcome.source_ip, outcome.host, now)
@@ -634,7 +663,7 @@ class Relay:
             outcomes.append(outcome_row)
             if failed is not None:
                 bounced.append(failed)
-        await self._finish(first, outcomes, bounced, now)
+        await self._finish(group, outcomes, bounced, now)
 
     def _judge(
         self,
@@ -711,20 +740,29 @@ class Relay:
             outcomes.append(outcome)
             if failed is not None:
                 bounced.append(failed)
-        await self._finish(group[0], outcomes, bounced, now)
+        await self._finish(group, outcomes, bounced, now)
 
     async def _finish(
         self,
-        first: DueRecipient,
+        group: list[DueRecipient],
         outcomes: list[Outcome],
         bounced: list[FailedRecipient],
         now: datetime,
     ) -> None:
+        first = group[0]
         # The DSN is queued before the bounce is recorded: a crash in between
         # repeats the attempt (and maybe the DSN), it never loses the DSN.
         if bounced and first.mail_from:
             await self._send_dsn(first, bounced, now)
         await self._record.submit(outcomes)
+        if self._on_outcome is not None:
+            for recipient, outcome in zip(group, outcomes, strict=True):
+                if outcome.own or outcome.code is None:
+                    continue
+                try:
+                    self._on_outcome(recipient, outcome)
+                except Exception:
+                    log.exception("outcome hook failed for %s", recipient.message_id)
 
     async def _send_dsn(
         self, first: DueRecipient, bounced: list[FailedRecipient], now: datetime
