@@ -121,18 +121,25 @@ def _alerts_table(alerts: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+_RATE_STYLE = {"ok": "green", "review": "bold yellow", "pause": "bold red"}
+
+
 def _tenants_table(tenants: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="bounce and complaint rates", expand=False)
-    for column in ("tenant", "messages", "hard bounces", "status", "complaints", "status"):
+    table = Table(
+        title="outbound bounce and complaint rates "
+        "(hard bounces: review 5 %, pause 10 %; complaints: review 0.1 %, pause 0.5 %)",
+        expand=False,
+    )
+    for column in ("tenant", "sent", "hard bounces", "", "complaints", ""):
         table.add_column(column)
     for row in tenants:
         table.add_row(
             row["tenant"],
-            str(row.get("messages", 0)),
+            str(row.get("sent", 0)),
             f"{100 * row.get('hard_bounce_rate', 0):.2f} %",
-            row.get("hard_bounce_status", "-"),
+            _style(str(row.get("bounce_status", "-")), _RATE_STYLE),
             f"{100 * row.get('complaint_rate', 0):.3f} %",
-            row.get("complaint_status", "-"),
+            _style(str(row.get("complaint_status", "-")), _RATE_STYLE),
         )
     return table
 

@@ -7,7 +7,6 @@ per pool (core.health) from that pool's IPs only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from hrmonitor.adapters.store.records import IpRecord, ListingRecord, Suspension
 from hrmonitor.config import Config
 from hrmonitor.core.health import IpCondition, pool_health
 from hrmonitor.core.model import IPState
+from hrmonitor.core.surge import RateThresholds, rate_rows
 
 WHOLE_IP = "*"
 
@@ -56,9 +56,7 @@ def _daily_cap(config: Config, record: IpRecord) -> int | None:
     return stages[min(record.warmup_stage, len(stages) - 1)].daily_cap
 
 
-def build_report(
-    config: Config, store: Store, now: datetime, tenants: Sequence[dict[str, Any]] = ()
-) -> dict[str, Any]:
+def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     records = store.ip_records()
     listings: dict[str, list[ListingRecord]] = {}
     for listing in store.current_listings():
@@ -66,7 +64,9 @@ def build_report(
     suspensions: dict[str, list[Suspension]] = {}
     for suspension in store.active_suspensions(now):
         suspensions.setdefault(suspension.ip, []).append(suspension)
-    queue = QueueRepository(store.engine).counts()
+    repository = QueueRepository(store.engine)
+    queue = repository.counts()
+    rates = rate_rows(repository.tenant_counts(now - config.surge.rates_window))
 
     pools = []
     for name, pool in config.pools.items():
@@ -145,7 +145,13 @@ def build_report(
         "zones": zones,
         "queue": {"by_pool": queue, "totals": totals},
         "alerts": alerts,
-        "tenants": list(tenants),
+        "tenants": [row.as_dict() for row in rates],
+        "thresholds": {
+            "hard_bounce_review": RateThresholds().bounce_review,
+            "hard_bounce_pause": RateThresholds().bounce_pause,
+            "complaint_review": RateThresholds().complaint_review,
+            "complaint_pause": RateThresholds().complaint_pause,
+        },
     }
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
 import pytest
+from click.testing import CliRunner
 
 from hrmonitor.adapters.store import open_store
+from hrmonitor.cli import main
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory, DaemonProcess
 from tests.fixtures.dns_server import DnsTestServer
@@ -111,7 +114,7 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
         daemon.port, "--from", "a@contoso.test", "--to", "spam@rcpt.test",
         "--add-header", "X-Spam-Score: 9.3", client="127.0.0.1",
     )  # fmt: skip
-    await swaks(daemon.port, "--from", "", "--to", "dsn@rcpt.test")
+    await swaks(daemon.port, "--from", "<>", "--to", "dsn@rcpt.test")
     await swaks(daemon.port, "--from", "a@nowhere.test", "--to", "nodomain@rcpt.test")
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "gone@rcpt.test")
 
@@ -120,6 +123,7 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
     assert peer["clean@rcpt.test"] in NORMAL
     assert peer["spam@rcpt.test"] in HIGH - {"127.0.0.20"}
     assert peer["dsn@rcpt.test"] in HIGH - {"127.0.0.20"}
+    assert smtp_sink.for_rcpt("dsn@rcpt.test")[0].mail_from == ""  # relayed as a null sender
     assert peer["nodomain@rcpt.test"] in HIGH - {"127.0.0.20"}
     [bounce] = smtp_sink.for_rcpt("a@contoso.test")  # the DSN for gone@rcpt.test
     assert bounce.mail_from == ""
@@ -128,6 +132,17 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
     assert b"delivery-status" in bounce.data
     assert b"gone@rcpt.test" in bounce.data
     assert not smtp_sink.for_rcpt("gone@rcpt.test")
+
+    def contoso_rates() -> dict[str, object]:
+        result = CliRunner().invoke(main, ["report", "--json", "--config", str(daemon.config)])
+        rows = {row["tenant"]: row for row in json.loads(result.stdout)["tenants"]}
+        return rows.get("contoso", {})
+
+    await until(lambda: contoso_rates().get("hard_bounces") == 1)
+    rates = contoso_rates()
+    assert rates["sent"] == 4  # clean, spam, no-domain, gone: the null-sender mail is no tenant's
+    assert rates["hard_bounce_rate"] == 0.25
+    assert rates["bounce_status"] == "pause"  # 25 % is over the 10 % pause threshold
     assert daemon.stop() == 0
 
 
@@ -142,7 +157,7 @@ async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
     for ip in sorted(HIGH):  # the standby is listed too: taken out, never promoted
         await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")
 
-    await swaks(daemon.port, "--from", "", "--to", "held@rcpt.test")
+    await swaks(daemon.port, "--from", "<>", "--to", "held@rcpt.test")
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "normal@rcpt.test")
     await smtp_sink.wait_for(1, 20)
     await asyncio.sleep(2)  # a bounded look for mail that must not arrive

@@ -596,6 +596,42 @@ class QueueRepository:
             for r in rows
         ]
 
+    def tenant_counts(self, since: datetime) -> list[tuple[str, int, int, int]]:
+        """Per tenant since ``since``: (tenant, recipients concluded, bounced, ARF reports).
+
+        The tenants' own outbound mail only: the relay's DSNs (``dsn_of``) and
+        null-sender mail are not "sent" by a tenant, and ARF complaint reports are
+        counted by the bounce kind they were classified as at acceptance.
+        """
+        concluded = (RecipientStatus.DELIVERED.value, RecipientStatus.BOUNCED.value)
+        bounced = func.sum(case((RECIPIENTS.c.status == RecipientStatus.BOUNCED.value, 1), else_=0))
+        try:
+            with self._engine.connect() as conn:
+                sent = conn.execute(
+                    select(MESSAGES.c.tenant, func.count(), bounced)
+                    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+                    .where(
+                        MESSAGES.c.arrived_at >= since,
+                        MESSAGES.c.dsn_of.is_(None),
+                        MESSAGES.c.mail_from != "",
+                        RECIPIENTS.c.status.in_(concluded),
+                    )
+                    .group_by(MESSAGES.c.tenant)
+                ).all()
+                complaints = conn.execute(
+                    select(MESSAGES.c.tenant, func.count())
+                    .where(MESSAGES.c.arrived_at >= since, MESSAGES.c.bounce_kind == "arf")
+                    .group_by(MESSAGES.c.tenant)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not count tenants' outcomes: {exc}") from exc
+        arf = {tenant: int(n) for tenant, n in complaints}
+        rows = {tenant: (int(n), int(b or 0)) for tenant, n, b in sent}
+        return [
+            (tenant, *rows.get(tenant, (0, 0)), arf.get(tenant, 0))
+            for tenant in sorted(set(rows) | set(arf))
+        ]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Recipients per pool and status (the report's queue section)."""
         try:
