@@ -42,7 +42,7 @@ def write_config(directory: Path, server: Rbldnsd, ips: list[str], catalogue: st
     config.write_text(
         f"""
 [database]
-url = "sqlite:///{directory / 'bench.db'}"
+url = "sqlite:///{directory / "bench.db"}"
 
 [dns]
 nameservers = ["{server.host}"]
