@@ -72,14 +72,18 @@ async def serve(
     from hrmonitor.adapters.store.engine import create_store_engine
     from hrmonitor.adapters.store.migrate import upgrade
     from hrmonitor.adapters.store.queue import QueueRepository
+    from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import DomainStatus, MxHost, MxOutcome, MxResult
     from hrmonitor.core.retry import RetryPolicy
     from hrmonitor.core.routing import Tenant as RoutingTenant
     from hrmonitor.core.routing_rules import load_routing_files
     from hrmonitor.core.selection import IpCandidate
+    from hrmonitor.core.surge import SurgeSettings
     from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
     from hrmonitor.services.routing import Router, RoutingSettings
+    from hrmonitor.services.traffic import TrafficFeed
+    from hrmonitor.services.watcher import SurgeWatcher
 
     if no_limits:
         # What-if experiment only: routing's per-sender recipient window counts every
@@ -114,6 +118,12 @@ async def serve(
         ips = NORMAL_IPS if pool == "normal" else HIGH_IPS
         return [IpCandidate(ip, IPState.ACTIVE) for ip in ips]
 
+    async def no_alerts(_alert: object) -> None:
+        return None
+
+    feed = TrafficFeed(
+        SurgeWatcher(SurgeSettings(), no_alerts), load_bounce_patterns(SHIPPED_RULES)
+    )
     engine = create_store_engine(f"sqlite:///{db}")
     upgrade(engine)
     clock = SystemClock()
@@ -138,6 +148,9 @@ async def serve(
             poll_seconds=0.05 if role == "runner" else 1.0,
         ),
         stored_form=router.stored_form,
+        # as the daemon: every accepted message classified, every reply fed to the watcher
+        on_accepted=feed.accepted,
+        on_outcome=feed.outcome,
     )
     listener = Listener(
         ListenerSettings(
@@ -378,7 +391,10 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="also run N messages for peak RSS")
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both MTAs")
-    parser.add_argument("--uvloop", action="store_true", help="run hrmonitor on uvloop")
+    parser.add_argument(
+        "--uvloop", action=argparse.BooleanOptionalAction, default=True,
+        help="run hrmonitor on uvloop, as the daemon does (--no-uvloop: plain asyncio)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-sending-limits", action="store_true",
         help="what-if: stub routing's per-sender recipient window (see README)",
@@ -394,9 +410,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "serve":
         if args.uvloop:
-            import uvloop  # optional: the benchmark compares event loops when asked
+            import uvloop  # the daemon runs on uvloop (hrmonitor.app.daemon.run_daemon)
 
-            uvloop.install()
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(
             serve(args.db, args.port, args.sink_port, args.concurrency, args.role,
                   args.no_sending_limits)

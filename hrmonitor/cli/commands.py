@@ -33,11 +33,9 @@ def _print_json(data: Any) -> None:
 @config_option
 def run_command(config_path: str | None) -> None:
     """Run the daemon: scheduler, listener, queue runner, controller, watcher."""
-    from hrmonitor.app.daemon import Daemon  # noqa: PLC0415
+    from hrmonitor.app.daemon import run_daemon  # noqa: PLC0415
 
-    config = load(config_path)
-    daemon = Daemon(config)
-    asyncio.run(daemon.run())
+    run_daemon(load(config_path))
 
 
 @click.command("check")
