@@ -14,9 +14,10 @@ import ipaddress
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.metrics import Metrics
@@ -56,20 +57,26 @@ METRICS_REFRESH = timedelta(seconds=15)
 ROUTER_PRUNE = timedelta(minutes=1)
 
 
-def run_daemon(config: Config) -> None:
-    """Run the daemon until SIGTERM/SIGINT, on uvloop where it exists.
+T = TypeVar("T")
 
-    uvloop (libuv) carries the relay's many small socket operations with less
-    overhead than asyncio's pure-Python loop: about 20 % more messages per second
-    in benchmarks/relay.py, which is what brings the relay level with Postfix.
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop where it exists (every platform but Windows).
+
+    uvloop (libuv) carries many small socket operations with less overhead than
+    asyncio's pure-Python loop: about 20 % more messages per second in
+    benchmarks/relay.py, which is what brings the relay level with Postfix.
     """
-    daemon = Daemon(config)
     if sys.platform == "win32":  # pragma: no cover - uvloop has no Windows build
-        asyncio.run(daemon.run())
-        return
-    import uvloop  # noqa: PLC0415  (only the daemon needs it)
+        return asyncio.run(main)
+    import uvloop  # noqa: PLC0415  (the CLI's light commands never need it)
 
-    uvloop.run(daemon.run())
+    return uvloop.run(main)
+
+
+def run_daemon(config: Config) -> None:
+    """Run the daemon until SIGTERM/SIGINT."""
+    run_loop(Daemon(config).run())
 
 
 class Daemon:
