@@ -47,7 +47,9 @@ class HrmonitorGroup(click.Group):
 def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """hrmonitor: keeps an outbound mail service's IP reputation safe."""
     ctx.obj = {"config_path": config_path}
-    level = logging.WARNING - 10 * min(verbose, 2)
+    # The daemon tells what it does (INFO); one-shot commands only what goes wrong.
+    quiet = logging.INFO if ctx.invoked_subcommand == "run" else logging.WARNING
+    level = max(logging.DEBUG, quiet - 10 * verbose)
     logging.basicConfig(
         level=level,
         stream=sys.stderr,

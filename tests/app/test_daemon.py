@@ -65,7 +65,7 @@ async def test_scheduled_sweeps_open_and_close_a_listing_interval(
 def test_the_daemon_process_stops_cleanly_on_sigterm(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
     config = make_config(tmp_path, rbldnsd=rbldnsd)
     with subprocess.Popen(
-        [sys.executable, "-m", "hrmonitor", "-v", "run", "--config", str(config)],
+        [sys.executable, "-m", "hrmonitor", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
