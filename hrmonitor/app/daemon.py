@@ -46,7 +46,7 @@ from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
+from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with, use_listed
 from hrmonitor.services.routing import Router
 from hrmonitor.services.traffic import TrafficFeed
 from hrmonitor.services.watcher import SurgeWatcher
@@ -209,7 +209,10 @@ class Daemon:
         relay = Relay(
             queue=QueueRepository(store.engine),
             route=route_with(router),
-            picker=PoolPicker(controller.candidates),
+            picker=PoolPicker(
+                controller.candidates,
+                use_listed({p.name: p for p in config.core_pools()}, controller.listing_counts),
+            ),
             mx=mail.mx_hosts,
             addresses=mail.addresses,
             sender=connections,

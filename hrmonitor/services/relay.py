@@ -49,11 +49,16 @@ from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.dsn import FailedRecipient, build_dsn, header_value
 from hrmonitor.core.envelope import Submission
 from hrmonitor.core.feedback import RemoteReply, provider_for
-from hrmonitor.core.model import Clock, Severity
+from hrmonitor.core.model import Clock, Pool, Severity
 from hrmonitor.core.mx import AddressOutcome, AddressResult, MxOutcome, MxResult
 from hrmonitor.core.retry import Bounce, Delivered, Retry, RetryPolicy, judge_reply
 from hrmonitor.core.routing import RouteDecision
-from hrmonitor.core.selection import IpCandidate, NoEligibleIp, choose_source_ip
+from hrmonitor.core.selection import (
+    IpCandidate,
+    NoEligibleIp,
+    choose_least_listed,
+    choose_source_ip,
+)
 from hrmonitor.errors import BindError
 from hrmonitor.services.routing import Router
 
@@ -81,6 +86,9 @@ BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
 CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
+# When no IP of a pool is eligible: (pool, provider, now, its candidates) -> an IP
+# of that same pool to send from anyway, or None to hold the mail.
+DegradedFn = Callable[[str, str, datetime, Sequence[IpCandidate]], str | None]
 # A tenant's message was routed and is about to be stored: classify it (the bounce
 # kind to store, or None) and tell whoever watches traffic (the surge watcher).
 AcceptedFn = Callable[[Submission, RouteDecision], str | None]
@@ -107,6 +115,30 @@ def _keyword_route(route: RouteFn | SimpleRouteFn) -> RouteFn:
         return await simple(submission)
 
     return keyword
+
+
+def use_listed(
+    pools: Mapping[str, Pool], listing_counts: Callable[[str], Mapping[str, int]]
+) -> DegradedFn:
+    """``when_exhausted = "use-listed"``: the least-listed IP of the same normal pool.
+
+    ``selection.choose_least_listed`` refuses every pool whose policy is not
+    use-listed (high-risk pools always defer), so this never widens a pool.
+    """
+
+    def degraded(
+        pool: str, provider: str, now: datetime, offered: Sequence[IpCandidate]
+    ) -> str | None:
+        config = pools.get(pool)
+        if config is None:
+            return None
+        chosen = choose_least_listed(config, offered, listing_counts(pool), provider, now)
+        if isinstance(chosen, NoEligibleIp):
+            return None
+        log.warning("pool %s exhausted: sending from least-listed %s (use-listed)", pool, chosen.ip)
+        return chosen.ip
+
+    return degraded
 
 
 def route_with(router: Router) -> RouteFn:
@@ -159,8 +191,9 @@ class PoolPicker:
     per pool in memory (a restart only restarts the rotation).
     """
 
-    def __init__(self, candidates: CandidatesFn) -> None:
+    def __init__(self, candidates: CandidatesFn, degraded: DegradedFn | None = None) -> None:
         self._candidates = candidates
+        self._degraded = degraded
         self._cursor: dict[str, int] = {}
 
     async def pick(
@@ -171,7 +204,11 @@ class PoolPicker:
             offered, provider_for(destination), now, self._cursor.get(pool, 0)
         )
         if isinstance(chosen, NoEligibleIp):
-            return None
+            # Nothing eligible: a pool whose policy allows degraded delivery may still
+            # name one of its own IPs; every other pool holds its mail.
+            if self._degraded is None:
+                return None
+            return self._degraded(pool, provider_for(destination), now, offered)
         self._cursor[pool] = chosen.cursor
         return chosen.ip
 

@@ -234,3 +234,27 @@ async def test_kill_9_during_a_load_loses_no_acknowledged_message(
     ):
         counts[number] += 1
     assert min(counts.values()) >= 1
+
+
+async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_listed_ip(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Degraded delivery stays inside the normal pool: never a high-risk IP."""
+    rbldnsd.list_ip("127.0.0.10", code="127.0.0.2")
+    rbldnsd.list_ip("127.0.0.11", code="127.0.0.2")
+    for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):  # the high pool is healthy
+        rbldnsd.delist_ip(ip)
+    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    for ip in ("127.0.0.10", "127.0.0.11"):
+        await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")
+
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "degraded@rcpt.test")
+    [message] = await smtp_sink.wait_for(1, 30, lambda m: "degraded@rcpt.test" in m.rcpts)
+    # Both are listed once: the tie goes to the lower address (core.selection's rule).
+    assert message.peer == "127.0.0.10"
+    assert state_of(tmp_path, "127.0.0.20") == "active"  # a healthy high pool lent nothing
+    assert daemon.stop() == 0
