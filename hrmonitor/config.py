@@ -165,7 +165,8 @@ class ListenerConfig(_Section):
     max_line_length: int = Field(default=998, ge=78)
     tls_cert: str = ""
     tls_key: str = ""
-    require_auth_tls: bool = True
+    require_auth_tls: bool = True  # AUTH is offered only after STARTTLS (not switchable off)
+    auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
 
     @field_validator("bind")
     @classmethod
@@ -391,6 +392,13 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
         problems.append(
             ("routing.relay_pool", f"{relay!r} is not a configured pool of risk 'relay'")
         )
+    if config.listener.auth_file and not config.listener.tls_cert:
+        problem = "SMTP AUTH is offered only over TLS: set listener.tls_cert and tls_key too"
+        problems.append(("listener.auth_file", problem))
+    for index, tenant in enumerate(config.tenants):
+        if tenant.users and not config.listener.auth_file:
+            problem = "users can log in only with [listener] auth_file set"
+            problems.append((f"tenants[{index}].users", problem))
     names = [tenant.name for tenant in config.tenants]
     if len(set(names)) != len(names):
         problems.append(("tenants", "two tenants share a name"))

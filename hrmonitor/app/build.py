@@ -15,6 +15,7 @@ from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.bounce_reason import BouncePatterns
 from hrmonitor.core.bounce_rules import load_bounce_patterns
 from hrmonitor.core.catalogue import ZoneList
+from hrmonitor.core.credentials import parse_auth_file, verify_password
 from hrmonitor.core.dnsbl import budget_problems
 from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Clock
@@ -191,3 +192,30 @@ def batv_keys(config: Config) -> BatvKeys | None:
 
 def bounce_patterns(config: Config) -> BouncePatterns:
     return load_bounce_patterns(config.path(config.bounces.patterns))
+
+
+def authenticator(config: Config) -> Callable[[str, str], str | None] | None:
+    """SMTP AUTH: (user, password) -> the tenant that user relays for, or None.
+
+    Only users named in a tenant's ``users`` and present in ``[listener]
+    auth_file`` can log in; None (no AUTH at all) without an auth file.
+    """
+    listener = config.listener
+    if not listener.auth_file:
+        return None
+    path = config.path(listener.auth_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(config.source), "listener.auth_file", f"{path}: {error}") from None
+    hashes = parse_auth_file(text, str(path))
+    tenant_of = {user: tenant.name for tenant in config.tenants for user in tenant.users}
+
+    def authenticate(user: str, password: str) -> str | None:
+        tenant = tenant_of.get(user)
+        encoded = hashes.get(user)
+        if tenant is None or encoded is None or not verify_password(password, encoded):
+            return None
+        return tenant
+
+    return authenticate

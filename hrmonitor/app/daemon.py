@@ -29,6 +29,7 @@ from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue import QueueRepository
 from hrmonitor.app.build import (
     alert_channels,
+    authenticator,
     batv_keys,
     bounce_patterns,
     build_router,
@@ -141,7 +142,9 @@ class Daemon:
             stack.push_async_callback(_stop_relay, relay, runner)
             await self._check_bindable(controller)
 
-            listener = Listener(self._listener_settings(), relay.accept, clock)
+            listener = Listener(
+                self._listener_settings(), relay.accept, clock, authenticator(config)
+            )
             await listener.start()
             self.listener_port = listener.port
             stack.push_async_callback(listener.stop)  # closed first: no new mail while draining

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ from hrmonitor.cli.ip import ip_group
 from hrmonitor.cli.options import config_option, json_option, load
 from hrmonitor.cli.route import route_command
 from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
+from hrmonitor.core.credentials import hash_password
 
 
 def _print_json(data: Any) -> None:
@@ -143,6 +145,21 @@ def db_upgrade_command(config_path: str | None) -> None:
     click.echo("database upgraded" if changed else "database already current")
 
 
+@click.group("auth")
+def auth_group() -> None:
+    """SMTP AUTH users."""
+
+
+@auth_group.command("hash")
+@click.argument("user")
+@click.password_option("--password", prompt="Password", help="Read from the prompt if not given.")
+def auth_hash_command(user: str, password: str) -> None:
+    """Print USER's line for [listener] auth_file (a scrypt hash of the password)."""
+    if ":" in user or not user.strip():
+        raise click.BadParameter("a user name cannot be empty or contain ':'", param_hint="USER")
+    click.echo(f"{user}:{hash_password(password, secrets.token_bytes(16))}")
+
+
 ALL: list[click.Command] = [
     run_command,
     check_command,
@@ -153,4 +170,5 @@ ALL: list[click.Command] = [
     route_command,
     ip_group,
     bounce_command,
+    auth_group,
 ]

@@ -66,6 +66,12 @@ def test_the_example_config_is_valid_and_has_both_pools() -> None:
         ("[dns]\nport = 53\n", "pools", "required key is missing"),
         (BASE + '[routing]\non_dns_unknown = "nope"\n', "routing.on_dns_unknown", "no configured"),
         (BASE + '[listener]\nmax_message_size = "big"\n', "listener.max_message_size", "size"),
+        (BASE + '[listener]\nauth_file = "auth.txt"\n', "listener.auth_file", "only over TLS"),
+        (
+            BASE + '[[tenants]]\nname = "t"\nusers = ["alice"]\n',
+            "tenants[0].users",
+            "auth_file",
+        ),
     ],
 )
 def test_a_bad_key_is_named_with_its_problem(

@@ -258,3 +258,61 @@ async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_lis
     assert message.peer == "127.0.0.10"
     assert state_of(tmp_path, "127.0.0.20") == "active"  # a healthy high pool lent nothing
     assert daemon.stop() == 0
+
+
+async def swaks_status(port: int, *args: str, client: str) -> tuple[int, str]:
+    binary = require_binary("swaks")
+    process = await asyncio.create_subprocess_exec(
+        binary, "--server", f"127.0.0.1:{port}", "--local-interface", client,
+        "--helo", "client.test", "--timeout", "20", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_networks(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """127.0.0.9 is in no tenant network: refused without AUTH, with a wrong password,
+    and relayed (from a normal-pool IP) after STARTTLS and a good AUTH as alice."""
+    from hrmonitor.core.credentials import hash_password
+    from tests.fixtures.smtp_sink import self_signed_files
+
+    cert, key = self_signed_files(tmp_path)
+    (tmp_path / "auth.txt").write_text(f"alice:{hash_password('s3cret', b'0123456789abcdef')}\n")
+    tenants = (
+        '[[tenants]]\nname = "contoso"\nnetworks = ["127.0.0.5/32"]\n'
+        'domains = ["contoso.test"]\nusers = ["alice"]\n'
+    )
+    listener = f'tls_cert = "{cert}"\ntls_key = "{key}"\nauth_file = "auth.txt"\n'
+    config = make_config(
+        tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port, tenants=tenants, listener=listener,
+    )  # fmt: skip
+    daemon = await start(daemon_process, config)
+    envelope = ("--from", "a@contoso.test", "--to", "authed@rcpt.test")
+
+    code, out = await swaks_status(daemon.port, *envelope, client="127.0.0.9")
+    assert code != 0
+    assert "550 5.7.1" in out  # relaying denied: not a tenant network, not authenticated
+
+    code, out = await swaks_status(
+        daemon.port, *envelope, "--tls", "--auth", "LOGIN", "--auth-user", "alice",
+        "--auth-password", "wrong", client="127.0.0.9",
+    )  # fmt: skip
+    assert code != 0
+    assert "535" in out
+
+    code, out = await swaks_status(
+        daemon.port, *envelope, "--tls", "--auth", "LOGIN", "--auth-user", "alice",
+        "--auth-password", "s3cret", client="127.0.0.9",
+    )  # fmt: skip
+    assert code == 0, out
+    [message] = await smtp_sink.wait_for(1, 30, lambda m: "authed@rcpt.test" in m.rcpts)
+    assert message.peer in NORMAL
+    assert daemon.stop() == 0
