@@ -1,6 +1,6 @@
 """rules/bounce.toml: reading, validating and parsing the diagnostic-text patterns.
 
-The one place the file is read (``tomllib``); the daemon and ``hrmonitor bounce``
+Read through ``core.rule_files`` like every rule file; the daemon and ``hrmonitor bounce``
 load it through ``load_bounce_patterns``, and ``hrmonitor rules check`` calls
 ``validate_bounce_rule_files``. Errors name the file, key and problem.
 """
@@ -8,11 +8,11 @@ load it through ``load_bounce_patterns``, and ``hrmonitor rules check`` calls
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hrmonitor.core.bounce_reason import BouncePattern, BouncePatterns, Reason
+from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.errors import RuleError
 
 # The shipped file, found from the package (editable installs, tests, the CLI default).
@@ -24,15 +24,7 @@ _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
 
 def load_bounce_patterns(path: Path) -> BouncePatterns:
     """Read and validate a bounce pattern file. Raises RuleError(file, key, problem)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise RuleError(str(path), "", f"cannot read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise RuleError(str(path), "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as error:
-        raise RuleError(str(path), "", f"not valid TOML: {error}") from None
-    return parse_bounce_patterns(data, file=str(path))
+    return parse_bounce_patterns(read_rule_file(path), file=str(path))
 
 
 def validate_bounce_rule_files(paths: Sequence[Path]) -> list[str]:

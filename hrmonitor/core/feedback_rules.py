@@ -19,13 +19,13 @@ Aliases accepted for ``provider``: gmail -> google; outlook, hotmail -> microsof
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.core.units import parse_duration
 from hrmonitor.errors import RuleError
 
@@ -134,15 +134,7 @@ def load_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]
     layered: dict[str, FeedbackRule | None] = {}
     for path in paths:
         file = str(path)
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise RuleError(file, "", "no such file") from None
-        except OSError as exc:
-            raise RuleError(file, "", f"cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise RuleError(file, "", f"not valid TOML: {exc}") from None
+        data = read_rule_file(path)
         unknown = sorted(set(data) - {"patterns"})
         if unknown:
             raise RuleError(file, unknown[0], "unknown key (a file holds [patterns.<name>])")

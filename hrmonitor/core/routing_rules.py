@@ -27,13 +27,13 @@ alert to the decision. ``description`` is free text.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hrmonitor.core.model import Pool, RiskClass
 from hrmonitor.core.mx import DomainStatus
+from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.errors import RuleError
 
 _BOOL_CONDITIONS = ("null_sender", "spam", "over_limits", "foreign_sender")
@@ -191,15 +191,7 @@ def load_routing_files(paths: Sequence[str | Path]) -> tuple[RoutingRule, ...]:
     layered: dict[str, RoutingRule | None] = {}
     for path in paths:
         file = str(path)
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise RuleError(file, "", "no such file") from None
-        except OSError as exc:
-            raise RuleError(file, "", f"cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise RuleError(file, "", f"not valid TOML: {exc}") from None
+        data = read_rule_file(path)
         layered.update(parse_rule_file(data, file))
     return tuple(rule for rule in layered.values() if rule is not None)
 

@@ -62,15 +62,9 @@ def config_for(tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: 
 
 
 async def swaks(port: int, *args: str, client: str = "127.0.0.5") -> str:
-    binary = require_binary("swaks")
-    process = await asyncio.create_subprocess_exec(
-        binary, "--server", f"127.0.0.1:{port}", "--local-interface", client,
-        "--helo", "client.test", "--timeout", "20", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await process.communicate()
-    text = out.decode(errors="replace")
-    assert process.returncode == 0, text
+    """Send with swaks; the transaction must succeed."""
+    code, text = await swaks_status(port, *args, client=client)
+    assert code == 0, text
     return text
 
 
