@@ -74,7 +74,8 @@ async def run(interval: float, trials: int, seed: int) -> dict[str, Any]:
     from hrmonitor.core.selection import NoEligibleIp, choose_source_ip
     from hrmonitor.services.controller import Controller
     from hrmonitor.services.monitor import Monitor
-    from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+    from hrmonitor.services.relay import Relay, RelaySettings
+    from hrmonitor.services.source_ip import PoolPicker
     from tests.fixtures.rbldnsd import STANDARD_FILES, STANDARD_ZONES, Rbldnsd
 
     rng = random.Random(seed)

@@ -80,8 +80,9 @@ async def serve(
     from hrmonitor.core.routing_rules import load_routing_files
     from hrmonitor.core.selection import IpCandidate
     from hrmonitor.core.surge import SurgeSettings
-    from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
+    from hrmonitor.services.relay import Relay, RelaySettings, route_with
     from hrmonitor.services.routing import Router, RoutingSettings
+    from hrmonitor.services.source_ip import PoolPicker
     from hrmonitor.services.traffic import TrafficFeed
     from hrmonitor.services.watcher import SurgeWatcher
 

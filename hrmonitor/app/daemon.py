@@ -47,8 +47,9 @@ from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with, use_listed
+from hrmonitor.services.relay import Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router
+from hrmonitor.services.source_ip import PoolPicker, use_listed
 from hrmonitor.services.traffic import TrafficFeed
 from hrmonitor.services.watcher import SurgeWatcher
 

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from hrmonitor.adapters.smtp_out import Failed, Reply, Sent
 from hrmonitor.adapters.store.queue import (
@@ -48,19 +48,17 @@ from hrmonitor.adapters.store.queue import (
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.dsn import FailedRecipient, build_dsn, header_value
 from hrmonitor.core.envelope import Submission
-from hrmonitor.core.feedback import RemoteReply, provider_for
-from hrmonitor.core.model import Clock, Pool, Severity
+from hrmonitor.core.feedback import RemoteReply
+from hrmonitor.core.model import Clock, Severity
 from hrmonitor.core.mx import AddressOutcome, AddressResult, MxOutcome, MxResult
 from hrmonitor.core.retry import Bounce, Delivered, Retry, RetryPolicy, judge_reply
 from hrmonitor.core.routing import RouteDecision
-from hrmonitor.core.selection import (
-    IpCandidate,
-    NoEligibleIp,
-    choose_least_listed,
-    choose_source_ip,
-)
 from hrmonitor.errors import BindError
+from hrmonitor.services.group_commit import GroupCommit
 from hrmonitor.services.routing import Router
+from hrmonitor.services.source_ip import SourcePicker
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +83,6 @@ AlertFn = Callable[[Alert], None]
 BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
-CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
-# When no IP of a pool is eligible: (pool, provider, now, its candidates) -> an IP
-# of that same pool to send from anyway, or None to hold the mail.
-DegradedFn = Callable[[str, str, datetime, Sequence[IpCandidate]], str | None]
 # A tenant's message was routed and is about to be stored: classify it (the bounce
 # kind to store, or None) and tell whoever watches traffic (the surge watcher).
 AcceptedFn = Callable[[Submission, RouteDecision], str | None]
@@ -117,30 +111,6 @@ def _keyword_route(route: RouteFn | SimpleRouteFn) -> RouteFn:
     return keyword
 
 
-def use_listed(
-    pools: Mapping[str, Pool], listing_counts: Callable[[str], Mapping[str, int]]
-) -> DegradedFn:
-    """``when_exhausted = "use-listed"``: the least-listed IP of the same normal pool.
-
-    ``selection.choose_least_listed`` refuses every pool whose policy is not
-    use-listed (high-risk pools always defer), so this never widens a pool.
-    """
-
-    def degraded(
-        pool: str, provider: str, now: datetime, offered: Sequence[IpCandidate]
-    ) -> str | None:
-        config = pools.get(pool)
-        if config is None:
-            return None
-        chosen = choose_least_listed(config, offered, listing_counts(pool), provider, now)
-        if isinstance(chosen, NoEligibleIp):
-            return None
-        log.warning("pool %s exhausted: sending from least-listed %s (use-listed)", pool, chosen.ip)
-        return chosen.ip
-
-    return degraded
-
-
 def route_with(router: Router) -> RouteFn:
     """The :class:`RouteFn` of a :class:`Router`: the tenant by name, limits counted once."""
 
@@ -160,14 +130,6 @@ def route_with(router: Router) -> RouteFn:
     return route
 
 
-class SourcePicker(Protocol):
-    async def pick(
-        self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
-    ) -> str | None:
-        """An eligible IP of ``pool`` for ``destination`` (an MX host) now, or None."""
-        ...
-
-
 class Sender(Protocol):
     async def send(
         self,
@@ -180,37 +142,6 @@ class Sender(Protocol):
         smtputf8: bool = False,
         port: int | None = None,
     ) -> Sent | Failed: ...
-
-
-class PoolPicker:
-    """A :class:`SourcePicker` over the pure selection core: asks for candidates every time.
-
-    ``candidates(pool, now)`` returns the pool's IPs with their state, caps and
-    suspensions as they are *now* (the rotation side owns them), so a change of
-    eligibility is seen by the very next attempt. The round-robin cursor is kept
-    per pool in memory (a restart only restarts the rotation).
-    """
-
-    def __init__(self, candidates: CandidatesFn, degraded: DegradedFn | None = None) -> None:
-        self._candidates = candidates
-        self._degraded = degraded
-        self._cursor: dict[str, int] = {}
-
-    async def pick(
-        self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
-    ) -> str | None:
-        offered = [c for c in await self._candidates(pool, now) if c.ip not in exclude]
-        chosen = choose_source_ip(
-            offered, provider_for(destination), now, self._cursor.get(pool, 0)
-        )
-        if isinstance(chosen, NoEligibleIp):
-            # Nothing eligible: a pool whose policy allows degraded delivery may still
-            # name one of its own IPs; every other pool holds its mail.
-            if self._degraded is None:
-                return None
-            return self._degraded(pool, provider_for(destination), now, offered)
-        self._cursor[pool] = chosen.cursor
-        return chosen.ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,47 +159,6 @@ class RelaySettings:
     max_batch: int = 500
     housekeeping_seconds: float = 300.0
     keep_finished: timedelta = timedelta(days=7)  # delivered/bounced messages stay this long
-
-
-T = TypeVar("T")
-
-
-class _Batcher(Generic[T]):
-    """Group commit: items submitted while a write runs go together into the next write."""
-
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]], max_batch: int) -> None:
-        self._write = write
-        self._max = max_batch
-        self._task: asyncio.Task[None] | None = None
-
-        self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
-
-    async def submit(self, items: list[T]) -> None:
-        """Returns once ``items`` are written (all in the same transaction)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((items, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch: list[tuple[list[T], asyncio.Future[None]]] = []
-            size = 0
-            while self._pending and (not batch or size + len(self._pending[0][0]) <= self._max):
-                entry = self._pending.pop(0)
-                batch.append(entry)
-                size += len(entry[0])
-            try:
-                await self._write([item for items, _ in batch for item in items])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
 
 
 def _split_enhanced(text: str) -> tuple[str, str]:
@@ -315,8 +205,8 @@ class Relay:
         self._on_outcome = on_outcome
         self._tag_sender = tag_sender
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrmonitor-queue")
-        self._enqueue = _Batcher[NewMessage](self._write_messages, settings.max_batch)
-        self._record = _Batcher[Outcome](self._write_outcomes, settings.max_batch)
+        self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
+        self._record = GroupCommit[Outcome](self._write_outcomes, settings.max_batch)
         self._wake = asyncio.Event()
         self._stopping = False
         self._active: set[asyncio.Task[None]] = set()

@@ -31,7 +31,8 @@ from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.core.routing import RouteDecision
 from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings
+from hrmonitor.services.relay import Relay, RelaySettings
+from hrmonitor.services.source_ip import PoolPicker
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock
 from tests.fixtures.rbldnsd import Rbldnsd

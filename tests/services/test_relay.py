@@ -34,8 +34,9 @@ from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.core.routing import Tenant as RoutingTenant
 from hrmonitor.core.routing_rules import load_routing_files
 from hrmonitor.core.selection import IpCandidate
-from hrmonitor.services.relay import PoolPicker, Relay, RelaySettings, route_with
+from hrmonitor.services.relay import Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router, RoutingSettings
+from hrmonitor.services.source_ip import PoolPicker
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock, require_binary
 from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SmtpSink
