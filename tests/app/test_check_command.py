@@ -108,3 +108,33 @@ def test_check_refuses_an_unknown_pool(rbldnsd: Rbldnsd, tmp_path: Path) -> None
     code, _, err = run("check", "--config", str(config), "--pool", "nope")
     assert code == 2
     assert "nope" in err
+
+
+def test_the_terminal_report_shows_both_pools_with_their_own_health(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    assert run("check", "--config", str(config))[0] == 2
+    code, out, _ = run("report", "--config", str(config))
+    assert code == 0
+    assert "normal" in out
+    assert "high-risk" in out
+    assert "healthy" in out  # the normal pool, judged on its own IPs
+    assert "127.0.0.20" in out
+    assert "bl 127.0.0.2" in out  # the listing, with its code
+    code, out, _ = run("check", "--config", str(config), "127.0.0.20")
+    assert code == 2
+    assert "listed" in out
+    assert "verdict: critical" in out
+
+
+def test_history_in_text_names_the_listing(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    run("check", "--config", str(config), "127.0.0.20")
+    code, out, _ = run("history", "--config", str(config), "127.0.0.20")
+    assert code == 0
+    assert "pool high-risk" in out
+    assert "bl 127.0.0.2" in out
+    code, _, err = run("history", "--config", str(config), "192.0.2.99")
+    assert code == 2
+    assert "not an IP of any configured pool" in err
