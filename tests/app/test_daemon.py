@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hrmonitor.adapters.store import open_store
@@ -86,3 +87,26 @@ def test_the_daemon_process_stops_cleanly_on_sigterm(rbldnsd: Rbldnsd, tmp_path:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+async def test_prometheus_metrics_show_sweeps_and_zone_health(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    config = load_config(make_config(tmp_path, rbldnsd=rbldnsd, metrics="127.0.0.1:0"))
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+        assert daemon.metrics_port
+        url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
+
+        swept = 'hrmonitor_sweeps_total{outcome="ok",pool="high-risk"}'
+        # the exposition server is a thread of its own: a blocking scrape is fine here
+        await eventually(lambda: swept in httpx.get(url, timeout=5).text)
+        async with httpx.AsyncClient(timeout=5) as client:
+            text = (await client.get(url)).text
+        assert 'hrmonitor_zone_health{health="ok",zone="bl"} 1.0' in text
+        assert 'hrmonitor_dnsbl_answers_total{status="listed",zone="bl"}' in text
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
