@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -86,7 +85,7 @@ class Store:
         """Apply the migrations up to every head; False (and cheap) if already there."""
         try:
             return migrate.upgrade(self._engine)
-        except (SQLAlchemyError, CommandError) as exc:
+        except SQLAlchemyError as exc:
             raise StoreError(f"database migration failed: {exc}") from exc
 
     def is_current(self) -> bool:

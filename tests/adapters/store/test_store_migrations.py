@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from hrmonitor.adapters.store import Store, open_store
+from hrmonitor.adapters.store import Store, migrate, open_store
 from hrmonitor.adapters.store.migrate import head_revisions
 from hrmonitor.core.model import Severity
 from hrmonitor.errors import StoreError
@@ -137,3 +139,26 @@ def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
             assert pool.submit(store.is_current).result()
     finally:
         store.close()
+
+
+def test_the_shipped_heads_constant_matches_the_migration_scripts() -> None:
+    """The fast "already current" check (no Alembic import) must know the real heads."""
+    assert migrate.head_revisions() == migrate.SHIPPED_HEADS
+
+
+def test_a_current_database_is_recognised_without_importing_alembic(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        store.upgrade()
+    finally:
+        store.close()
+    code = (
+        "import sys\n"
+        "from hrmonitor.adapters.store import open_store\n"
+        f"store = open_store({store_url!r})\n"
+        "assert store.upgrade() is False\n"
+        "store.close()\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
