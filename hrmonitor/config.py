@@ -110,8 +110,9 @@ class DnsblConfig(_Section):
     port: int | None = Field(default=None, ge=1, le=65535)  # None: [dns] port
     max_in_flight: int = Field(default=128, ge=1, le=4096)
     rate_per_zone: float = Field(default=50.0, gt=0)  # queries per second per zone
-    daily_budget: int = Field(default=250_000, ge=1)  # queries per zone per day (Spamhaus: <300k)
-    confirm_listings: bool = True
+    # Queries per zone per day for lists whose catalogue entry names no budget of its
+    # own (Spamhaus: < 300k); a schedule over it is warned about at start.
+    daily_budget: int = Field(default=250_000, ge=1)
 
     @field_validator("zones")
     @classmethod
@@ -165,7 +166,6 @@ class ListenerConfig(_Section):
     max_line_length: int = Field(default=998, ge=78)
     tls_cert: str = ""
     tls_key: str = ""
-    require_auth_tls: bool = True  # AUTH is offered only after STARTTLS (not switchable off)
     auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
 
     @field_validator("bind")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, WebhookChannel
 from hrmonitor.adapters.clock import SystemClock
@@ -58,10 +59,13 @@ def open_configured_store(config: Config, clock: Clock | None = None) -> Store:
 
 
 def zone_lists(config: Config) -> tuple[ZoneList, ...]:
+    """The configured lists, ready to query; [dnsbl] daily_budget fills in missing budgets."""
     catalogue = read_catalogue([config.path(p) for p in config.dnsbl.catalogue])
-    return catalogue.select(
+    lists = catalogue.select(
         config.dnsbl.zones, config.dnsbl.dqs_key, config_file=str(config.source)
     )
+    budget = config.dnsbl.daily_budget
+    return tuple(z if z.daily_budget else replace(z, daily_budget=budget) for z in lists)
 
 
 def dnsbl_engine(config: Config) -> DnsblEngine:

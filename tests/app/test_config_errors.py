@@ -134,3 +134,17 @@ def test_a_dead_zone_is_refused_with_its_reason(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "sorbs.net" in result.stderr
     assert "dead" in result.stderr
+
+
+def test_a_schedule_over_the_daily_budget_is_warned_about_not_refused(tmp_path: Path) -> None:
+    from hrmonitor.app.build import schedule_warnings, zone_lists
+
+    rules = REPO / "rules" / "dnsbl.toml"
+    text = BASE + f'[dnsbl]\ncatalogue = ["{rules}"]\nzones = ["psbl"]\ndaily_budget = 100\n'
+    text += 'interval = "1m"\n'
+    config = load_config(write(tmp_path, text))
+    lists = zone_lists(config)
+    assert lists[0].daily_budget == 100  # the catalogue sets none for psbl
+    warnings = schedule_warnings(config, lists)
+    assert any("psbl" in w and "exceeds its budget of 100" in w for w in warnings)
+    assert any("shorter than the lists' TTL" in w for w in warnings)
