@@ -31,7 +31,10 @@ class IpCandidate:
 
     ``daily_cap`` is None for an active IP and the warm-up stage's cap for a
     warming one. ``suspensions`` maps a provider name (or ``"*"`` for the
-    whole IP) to the end of its suspension.
+    whole IP) to the end of its suspension. ``slowed`` maps a provider name to
+    the end of a slow-down that provider asked for (Microsoft's reputation
+    deferrals): a slowed IP still may send, but only when every other eligible
+    IP is slowed for that provider too.
     """
 
     ip: str
@@ -40,6 +43,11 @@ class IpCandidate:
     daily_cap: int | None = None
     sent_today: int = 0
     suspensions: Mapping[str, datetime] = field(default_factory=dict)
+    slowed: Mapping[str, datetime] = field(default_factory=dict)
+
+    def is_slowed(self, provider: str, now: datetime) -> bool:
+        until = self.slowed.get(provider)
+        return until is not None and now < until
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,15 +114,23 @@ def choose_source_ip(
     now: datetime,
     cursor: int,
 ) -> Selection | NoEligibleIp:
-    """The next eligible IP in weighted round-robin order, or why there is none."""
+    """The next eligible IP in weighted round-robin order, or why there is none.
+
+    IPs slowed for the provider are passed over while any other IP is eligible:
+    the traffic shifts away from them, and is never held because of them.
+    """
     eligible: list[tuple[str, int]] = []
+    slowed: list[tuple[str, int]] = []
     refused: list[tuple[str, str]] = []
     for candidate in candidates:
         why = ineligibility(candidate, destination_provider, now)
-        if why is None:
-            eligible.append((candidate.ip, candidate.weight))
-        else:
+        if why is not None:
             refused.append((candidate.ip, why))
+        elif candidate.is_slowed(destination_provider, now):
+            slowed.append((candidate.ip, candidate.weight))
+        else:
+            eligible.append((candidate.ip, candidate.weight))
+    eligible = eligible or slowed
     if not eligible:
         return NoEligibleIp(destination_provider, tuple(refused))
     eligible.sort()  # the schedule depends on the set, not on the caller's order

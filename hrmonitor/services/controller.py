@@ -167,6 +167,9 @@ class Controller:
         # Suspensions decided on the fast path, kept until the store has them and beyond:
         # a reload that races the store write must not forget them.
         self._fast: dict[tuple[str, str], Suspension] = {}
+        # Slow-downs a provider asked for (ip, provider) -> until: in memory only, they
+        # shift traffic to other IPs of the pool and never hold mail (core.selection).
+        self._slow: dict[tuple[str, str], datetime] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -183,7 +186,15 @@ class Controller:
         config = self._pools.get(pool)
         if config is None:
             return []
-        return candidates(config, self._with_fast(self._views[pool], now), now)
+        found = candidates(config, self._with_fast(self._views[pool], now), now)
+        if not self._slow:
+            return found
+        return [self._with_slow(candidate, now) for candidate in found]
+
+    def _with_slow(self, candidate: IpCandidate, now: datetime) -> IpCandidate:
+        slowed = {p: until for (ip, p), until in self._slow.items() if ip == candidate.ip}
+        active = {p: until for p, until in slowed.items() if now < until}
+        return replace(candidate, slowed=active) if active else candidate
 
     def listing_counts(self, pool: str) -> dict[str, int]:
         """Open listings per IP of ``pool``: ``selection.choose_least_listed`` (use-listed)."""
@@ -229,6 +240,7 @@ class Controller:
         """Time-based transitions: cool-downs, operator ``until``, warm-up days, expiries."""
         await asyncio.to_thread(self._store.lift_expired, now)
         self._fast = {k: s for k, s in self._fast.items() if s.active(now)}
+        self._slow = {k: until for k, until in self._slow.items() if now < until}
         return await self._decide_all([Tick(now)], now)
 
     def on_reply(self, reply: RemoteReply) -> None:
@@ -438,6 +450,17 @@ class Controller:
             out.append(replace(view, suspensions=(*view.suspensions, *extra)) if extra else view)
         return out
 
+    def _slow_down(self, evidence: ProviderPause, now: datetime) -> None:
+        """Counted from the reply's time, extended by newer evidence, stale evidence ignored."""
+        until = evidence.observed_at + evidence.duration
+        key = (evidence.ip, evidence.provider)
+        current = self._slow.get(key)
+        if until <= now or (current is not None and until <= current):
+            return
+        self._slow[key] = until
+        log.info("%s slowed for %s until %s: %s", evidence.ip, evidence.provider, until,
+                 evidence.reason)  # fmt: skip
+
     def _fast_path(
         self, evidence: ReplyEvidence, now: datetime, provider: str | None, permanent: bool
     ) -> None:
@@ -447,8 +470,11 @@ class Controller:
             return  # not our IP: never evidence about anything we own
         pause: Pause | None = None
         if isinstance(evidence, ProviderPause):
+            if evidence.action is FeedbackAction.SLOW:
+                self._slow_down(evidence, now)
+                return
             if evidence.action is not FeedbackAction.PAUSE:
-                return  # "slow" is the relay's business, not a suspension
+                return
             tracked = self._tracker.observe(evidence, now)
             if tracked is None:
                 return

@@ -135,6 +135,7 @@ def candidates(draw: st.DrawFn) -> list[IpCandidate]:
         state = draw(st.sampled_from(list(IPState)))
         cap = draw(st.none() | st.integers(0, 20))
         suspensions = draw(st.dictionaries(st.sampled_from(["*", "google", "yahoo"]), _offsets))
+        slowed = draw(st.dictionaries(st.sampled_from(["google", "microsoft"]), _offsets))
         result.append(
             IpCandidate(
                 f"127.0.0.{host}",
@@ -143,6 +144,7 @@ def candidates(draw: st.DrawFn) -> list[IpCandidate]:
                 daily_cap=cap,
                 sent_today=draw(st.integers(0, 25)),
                 suspensions=suspensions,
+                slowed=slowed,
             )
         )
     return result
@@ -160,6 +162,32 @@ def test_selection_never_returns_an_ineligible_ip_or_one_outside_the_pool(
     else:
         assert all(ineligibility(c, provider, NOW) is not None for c in pool)
         assert {ip for ip, _ in result.reasons} == set(by_ip)
+
+
+@given(candidates(), _providers, st.integers(0, 10_000))
+def test_a_slowed_ip_is_chosen_only_when_every_eligible_ip_is_slowed(
+    pool: list[IpCandidate], provider: str, cursor: int
+):
+    """Slowing shifts traffic away; it never holds mail while an eligible IP exists."""
+    result = choose_source_ip(pool, provider, NOW, cursor)
+    eligible = [c for c in pool if ineligibility(c, provider, NOW) is None]
+    if not eligible:
+        assert isinstance(result, NoEligibleIp)
+        return
+    assert isinstance(result, Selection)
+    chosen = next(c for c in pool if c.ip == result.ip)
+    if chosen.is_slowed(provider, NOW):
+        assert all(c.is_slowed(provider, NOW) for c in eligible)
+
+
+def test_a_slow_down_for_one_provider_leaves_the_others_alone():
+    slowed = IpCandidate("127.0.0.1", IPState.ACTIVE, slowed={"microsoft": LATER})
+    other = IpCandidate("127.0.0.2", IPState.ACTIVE)
+    assert set(pick_many([slowed, other], 4, "microsoft")) == {"127.0.0.2"}
+    assert set(pick_many([slowed, other], 4, "google")) == {"127.0.0.1", "127.0.0.2"}
+    assert set(pick_many([slowed], 2, "microsoft")) == {"127.0.0.1"}  # never held
+    expired = IpCandidate("127.0.0.1", IPState.ACTIVE, slowed={"microsoft": EARLIER})
+    assert set(pick_many([expired, other], 4, "microsoft")) == {"127.0.0.1", "127.0.0.2"}
 
 
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=5), st.integers(0, 50), st.integers(1, 4))

@@ -406,3 +406,36 @@ async def test_bind_failure_suspends_the_whole_ip_at_once(configured: Store) -> 
     await controller.drain()
     [held] = configured.active_suspensions(T0)
     assert (held.ip, held.scope, held.until) == ("127.0.2.1", "*", T0 + timedelta(minutes=10))
+
+
+async def test_a_reputation_deferral_slows_an_ip_for_that_provider_without_holding_mail(
+    configured: Store,
+) -> None:
+    """Microsoft's "deferred due to IP reputation": traffic to Microsoft shifts to the
+    other IPs of the pool for 90 minutes; nothing is suspended, nothing is held."""
+    controller = Controller(
+        configured, pools(), ZONES, Alerts(), feedback_rules=load_feedback_files([RULES])
+    )
+    await controller.load(T0)
+    text = "4.7.650 The mail server has been temporarily rate limited due to IP reputation"
+    controller.on_reply(
+        RemoteReply(451, "4.7.650", text, "127.0.2.1", "mx.outlook.com", T0)
+    )  # fmt: skip
+    offered = controller.candidates_now("high-risk", T0)
+    to_microsoft = [choose_source_ip(offered, "microsoft", T0, n) for n in range(6)]
+    assert all(not isinstance(p, NoEligibleIp) and p.ip != "127.0.2.1" for p in to_microsoft)
+    to_google = {p.ip for n in range(6) if not isinstance(p := choose_source_ip(
+        offered, "google", T0, n), NoEligibleIp)}  # fmt: skip
+    assert "127.0.2.1" in to_google  # other providers are not affected
+    # Only slowed IPs left for Microsoft: the slowed one still sends, mail is not held.
+    alone = [c for c in offered if c.ip == "127.0.2.1"]
+    picked = choose_source_ip(alone, "microsoft", T0, 0)
+    assert not isinstance(picked, NoEligibleIp)
+    assert picked.ip == "127.0.2.1"
+    # 90 minutes after the reply the slow-down is over.
+    later = T0 + timedelta(minutes=91)
+    assert not any(
+        c.is_slowed("microsoft", later) for c in controller.candidates_now("high-risk", later)
+    )
+    await controller.drain()
+    assert configured.active_suspensions(T0, "127.0.2.1") == []
