@@ -174,7 +174,7 @@ class Daemon:
                 "metrics:refresh", METRICS_REFRESH, _job(lambda: self._refresh_metrics(store))
             )
             scheduler.start()
-            stack.callback(scheduler.shutdown)
+            stack.push_async_callback(scheduler.stop)
             self._install_signals(stack)
             log.info(
                 "hrmonitor running: pools %s, lists %s, SMTP on %s:%s",
