@@ -60,13 +60,13 @@ async def run(interval: float, trials: int, seed: int) -> dict[str, Any]:
 
     from hrmonitor.adapters.clock import SystemClock
     from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+    from hrmonitor.adapters.rule_files import load_feedback_files
     from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
     from hrmonitor.adapters.store import open_store
     from hrmonitor.adapters.store.queue import QueueRepository
     from hrmonitor.core.alert import Alert
     from hrmonitor.core.envelope import Submission
     from hrmonitor.core.feedback import RemoteReply
-    from hrmonitor.core.feedback_rules import load_feedback_files
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import MxHost, MxOutcome, MxResult
     from hrmonitor.core.retry import RetryPolicy

@@ -67,17 +67,20 @@ async def serve(
     import ipaddress
 
     from hrmonitor.adapters.clock import SystemClock
+    from hrmonitor.adapters.rule_files import (
+        SHIPPED_RULES,
+        load_bounce_patterns,
+        load_routing_files,
+    )
     from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
     from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
     from hrmonitor.adapters.store.engine import create_store_engine
     from hrmonitor.adapters.store.migrate import upgrade
     from hrmonitor.adapters.store.queue import QueueRepository
-    from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import DomainStatus, MxHost, MxOutcome, MxResult
     from hrmonitor.core.retry import RetryPolicy
     from hrmonitor.core.routing import Tenant as RoutingTenant
-    from hrmonitor.core.routing_rules import load_routing_files
     from hrmonitor.core.selection import IpCandidate
     from hrmonitor.core.surge import SurgeSettings
     from hrmonitor.services.relay import Relay, RelaySettings, route_with

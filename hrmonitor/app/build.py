@@ -10,18 +10,18 @@ from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, Webhook
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.dns.dnsbl import DnsblEngine, read_catalogue
 from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rule_files import load_bounce_patterns, load_routing_files
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.config import Config
 from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.bounce_reason import BouncePatterns
-from hrmonitor.core.bounce_rules import load_bounce_patterns
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.credentials import parse_auth_file, verify_password
 from hrmonitor.core.dnsbl import budget_problems
 from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing import RoutingSettings, Tenant
-from hrmonitor.core.routing_rules import check_rule_pools, load_routing_files
+from hrmonitor.core.routing_rules import check_rule_pools
 from hrmonitor.core.surge import SurgeSettings
 from hrmonitor.core.verp import BatvKeys
 from hrmonitor.errors import ConfigError

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.metrics import Metrics
+from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.scheduler import Scheduler
 from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
@@ -41,7 +42,6 @@ from hrmonitor.app.build import (
     zone_lists,
 )
 from hrmonitor.config import Config, split_address
-from hrmonitor.core.feedback_rules import load_feedback_files
 from hrmonitor.core.model import Clock
 from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.services.alerting import Alerting

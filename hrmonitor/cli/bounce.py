@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.core.bounce import BounceReport, classify_message
-from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.errors import RuleError
 
 DEFAULT_RULES = Path("rules/bounce.toml")

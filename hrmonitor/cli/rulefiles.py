@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hrmonitor.adapters.dns.dnsbl import validate_catalogue_files
+from hrmonitor.adapters.rule_files import (
+    feedback_file_problems,
+    routing_file_problems,
+    validate_bounce_rule_files,
+)
 from hrmonitor.config import Config
-from hrmonitor.core.bounce_rules import validate_bounce_rule_files
-from hrmonitor.core.feedback_rules import feedback_file_problems
-from hrmonitor.core.routing_rules import routing_file_problems
 
 Validator = Callable[[Sequence[Path]], list[str]]
 

@@ -1,41 +1,20 @@
-"""rules/bounce.toml: reading, validating and parsing the diagnostic-text patterns.
+"""rules/bounce.toml: validating and parsing the diagnostic-text patterns (pure).
 
-Read through ``core.rule_files`` like every rule file; the daemon and ``hrmonitor bounce``
-load it through ``load_bounce_patterns``, and ``hrmonitor rules check`` calls
-``validate_bounce_rule_files``. Errors name the file, key and problem.
+The file is read by ``adapters.rule_files.load_bounce_patterns``, which the
+daemon, ``hrmonitor bounce`` and ``hrmonitor rules check`` use. Errors name the
+file, key and problem.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 
 from hrmonitor.core.bounce_reason import BouncePattern, BouncePatterns, Reason
-from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.errors import RuleError
-
-# The shipped file, found from the package (editable installs, tests, the CLI default).
-SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules" / "bounce.toml"
 
 _ESCAPE = re.compile(r"\\.")
 _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
-
-
-def load_bounce_patterns(path: Path) -> BouncePatterns:
-    """Read and validate a bounce pattern file. Raises RuleError(file, key, problem)."""
-    return parse_bounce_patterns(read_rule_file(path), file=str(path))
-
-
-def validate_bounce_rule_files(paths: Sequence[Path]) -> list[str]:
-    """Problems found in bounce pattern files, one message each (empty: all valid)."""
-    problems: list[str] = []
-    for path in paths:
-        try:
-            load_bounce_patterns(path)
-        except RuleError as error:
-            problems.append(str(error))
-    return problems
 
 
 def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePatterns:

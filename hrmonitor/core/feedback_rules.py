@@ -23,9 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from pathlib import Path
 
-from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.core.units import parse_duration
 from hrmonitor.errors import RuleError
 
@@ -129,12 +127,12 @@ def parse_pattern(name: str, table: Mapping[str, object], file: str) -> Feedback
     )
 
 
-def load_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]:
-    """Read and layer pattern files; RuleError names file, key and problem."""
+def layer_feedback_files(
+    files: Sequence[tuple[str, Mapping[str, object]]],
+) -> tuple[FeedbackRule, ...]:
+    """Layer parsed pattern files (name, TOML data), first to last; RuleError names the key."""
     layered: dict[str, FeedbackRule | None] = {}
-    for path in paths:
-        file = str(path)
-        data = read_rule_file(path)
+    for file, data in files:
         unknown = sorted(set(data) - {"patterns"})
         if unknown:
             raise RuleError(file, unknown[0], "unknown key (a file holds [patterns.<name>])")
@@ -153,17 +151,3 @@ def load_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]
             rule = parse_pattern(name, table, file)
             layered[name] = rule if enabled else None
     return tuple(rule for rule in layered.values() if rule is not None)
-
-
-def validate_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]:
-    """For ``hrmonitor rules check``."""
-    return load_feedback_files(paths)
-
-
-def feedback_file_problems(paths: Sequence[str | Path]) -> list[str]:
-    """``rules check`` form: each problem as "file: key: problem" (empty when valid)."""
-    try:
-        validate_feedback_files(paths)
-    except RuleError as error:
-        return [str(error)]
-    return []

@@ -29,11 +29,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from hrmonitor.core.model import Pool, RiskClass
 from hrmonitor.core.mx import DomainStatus
-from hrmonitor.core.rule_files import read_rule_file
 from hrmonitor.errors import RuleError
 
 _BOOL_CONDITIONS = ("null_sender", "spam", "over_limits", "foreign_sender")
@@ -186,19 +184,14 @@ def parse_rule_file(data: Mapping[str, object], file: str) -> dict[str, RoutingR
     return result
 
 
-def load_routing_files(paths: Sequence[str | Path]) -> tuple[RoutingRule, ...]:
-    """Read and layer rule files; later files override earlier ones rule by rule."""
+def layer_routing_files(
+    files: Sequence[tuple[str, Mapping[str, object]]],
+) -> tuple[RoutingRule, ...]:
+    """Layer parsed rule files (name, TOML data); later files override earlier rule by rule."""
     layered: dict[str, RoutingRule | None] = {}
-    for path in paths:
-        file = str(path)
-        data = read_rule_file(path)
+    for file, data in files:
         layered.update(parse_rule_file(data, file))
     return tuple(rule for rule in layered.values() if rule is not None)
-
-
-def validate_routing_files(paths: Sequence[str | Path]) -> tuple[RoutingRule, ...]:
-    """For ``hrmonitor rules check``: the layered rules, or RuleError for the first problem."""
-    return load_routing_files(paths)
 
 
 def check_rule_pools(rules: Sequence[RoutingRule], pools: Sequence[Pool]) -> None:
@@ -214,12 +207,3 @@ def check_rule_pools(rules: Sequence[RoutingRule], pools: Sequence[Pool]) -> Non
             raise RuleError(rule.file, f"rules.{rule.name}.pool", f"no pool named {rule.pool!r}")
         if rule.risk is not None and rule.risk is not RiskClass.RELAY and rule.risk not in risks:
             raise RuleError(rule.file, f"rules.{rule.name}.risk", f"no {rule.risk} pool")
-
-
-def routing_file_problems(paths: Sequence[str | Path]) -> list[str]:
-    """``rules check`` form: each problem as "file: key: problem" (empty when valid)."""
-    try:
-        validate_routing_files(paths)
-    except RuleError as error:
-        return [str(error)]
-    return []

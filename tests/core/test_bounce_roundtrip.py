@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.core.bounce import BounceKind, classify_message
-from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.core.dsn import FailedRecipient, build_dsn
 
 PATTERNS = load_bounce_patterns(SHIPPED_RULES)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from hrmonitor.core.bounce_reason import Reason
-from hrmonitor.core.bounce_rules import (
+from hrmonitor.adapters.rule_files import (
     SHIPPED_RULES,
     load_bounce_patterns,
-    parse_bounce_patterns,
     validate_bounce_rule_files,
 )
+from hrmonitor.core.bounce_reason import Reason
+from hrmonitor.core.bounce_rules import parse_bounce_patterns
 from hrmonitor.errors import RuleError
 
 

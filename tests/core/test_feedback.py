@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hrmonitor.adapters.rule_files import feedback_file_problems, load_feedback_files
 from hrmonitor.core.feedback import (
     BlocklistMention,
     FeedbackAction,
@@ -19,7 +20,6 @@ from hrmonitor.core.feedback import (
     match_reply,
     provider_for,
 )
-from hrmonitor.core.feedback_rules import load_feedback_files, validate_feedback_files
 from hrmonitor.errors import RuleError
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "feedback.toml"
@@ -127,14 +127,14 @@ def test_feedback_file_errors_name_file_and_key(tmp_path: Path):
     path = tmp_path / "local.toml"
     path.write_text('[patterns.x]\ntext = "x"\naction = "pause"\n')
     with pytest.raises(RuleError) as caught:
-        validate_feedback_files([path])
+        load_feedback_files([path])
     assert (caught.value.file, caught.value.key) == (str(path), "patterns.x.duration")
     path.write_text('[patterns.x]\ntext = "x"\naction = "pause"\nduration = "1h"\nthreshold = 3\n')
     with pytest.raises(RuleError, match="window"):
-        validate_feedback_files([path])
+        load_feedback_files([path])
     path.write_text('[patterns.x]\nprovider = "gmail"\ntext = "("\naction = "recheck"\n')
     with pytest.raises(RuleError, match="bad regular expression"):
-        validate_feedback_files([path])
+        load_feedback_files([path])
 
 
 def test_a_later_file_can_switch_a_shipped_pattern_off(tmp_path: Path):
@@ -252,7 +252,6 @@ def test_property_own_deferrals_never_produce_evidence(code: int, text: str, pro
 
 
 def test_feedback_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
-    from hrmonitor.core.feedback_rules import feedback_file_problems
 
     bad = tmp_path / "feedback.toml"
     bad.write_text('[patterns.x]\ntext = "x"\naction = "stop"\n')

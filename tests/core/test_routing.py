@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hrmonitor.adapters.rule_files import load_routing_files
 from hrmonitor.core.limits import LimitStatus, SendingLimits, check_limits
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
 from hrmonitor.core.mx import DomainStatus
@@ -24,7 +25,7 @@ from hrmonitor.core.routing import (
     sender_domain_of,
     tenant_for,
 )
-from hrmonitor.core.routing_rules import RoutingRule, load_routing_files, parse_rule
+from hrmonitor.core.routing_rules import RoutingRule, parse_rule
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
 RULES = load_routing_files([SHIPPED])

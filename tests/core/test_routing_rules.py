@@ -9,13 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hrmonitor.adapters.rule_files import load_routing_files, routing_file_problems
 from hrmonitor.core.limits import RecipientWindow
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
-from hrmonitor.core.routing_rules import (
-    check_rule_pools,
-    load_routing_files,
-    validate_routing_files,
-)
+from hrmonitor.core.routing_rules import check_rule_pools
 from hrmonitor.errors import RuleError
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
@@ -29,7 +26,7 @@ def write(tmp_path: Path, text: str, name: str = "local.toml") -> Path:
 
 
 def test_shipped_rules_are_valid_and_in_order():
-    names = [r.name for r in validate_routing_files([SHIPPED])]
+    names = [r.name for r in load_routing_files([SHIPPED])]
     assert names == [
         "null-sender",
         "sender-domain-without-records",
@@ -70,16 +67,16 @@ def test_shipped_rules_are_valid_and_in_order():
 def test_invalid_rule_names_file_key_and_problem(tmp_path: Path, body: str, key: str, problem: str):
     path = write(tmp_path, body)
     with pytest.raises(RuleError) as caught:
-        validate_routing_files([path])
+        load_routing_files([path])
     assert (caught.value.file, caught.value.key) == (str(path), key)
     assert problem in caught.value.problem
 
 
 def test_bad_toml_and_missing_file_are_rule_errors(tmp_path: Path):
     with pytest.raises(RuleError, match="not valid TOML"):
-        validate_routing_files([write(tmp_path, "[rules.x\n")])
+        load_routing_files([write(tmp_path, "[rules.x\n")])
     with pytest.raises(RuleError, match="no such file"):
-        validate_routing_files([tmp_path / "absent.toml"])
+        load_routing_files([tmp_path / "absent.toml"])
 
 
 def test_later_file_overrides_a_rule_by_name_and_can_switch_it_off(tmp_path: Path):
@@ -135,7 +132,6 @@ def test_property_window_counts_equal_a_brute_force_sum(events: list[tuple[int, 
 
 
 def test_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
-    from hrmonitor.core.routing_rules import routing_file_problems
 
     bad = write(tmp_path, '[rules.x]\nrisk = "high"\n')
     assert routing_file_problems([SHIPPED]) == []

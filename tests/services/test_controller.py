@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.dnsbl import SweepResult
 from hrmonitor.core.feedback import BlocklistMention, ProviderPause, RemoteReply
-from hrmonitor.core.feedback_rules import load_feedback_files
 from hrmonitor.core.model import (
     Answer,
     Clean,

@@ -20,12 +20,12 @@ import pytest
 
 from hrmonitor.adapters.dns.dnsbl import DnsblEngine
 from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.adapters.store.queue import QueueRepository
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.envelope import Submission
-from hrmonitor.core.feedback_rules import load_feedback_files
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WhenExhausted
 from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.core.routing import RouteDecision

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rule_files import load_routing_files
 from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store.engine import create_store_engine
@@ -32,7 +33,6 @@ from hrmonitor.core.feedback import RemoteReply
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
 from hrmonitor.core.retry import RetryPolicy
 from hrmonitor.core.routing import Tenant as RoutingTenant
-from hrmonitor.core.routing_rules import load_routing_files
 from hrmonitor.core.selection import IpCandidate
 from hrmonitor.services.relay import Relay, RelaySettings, route_with
 from hrmonitor.services.routing import Router, RoutingSettings

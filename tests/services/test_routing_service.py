@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rule_files import load_routing_files
 from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
 from hrmonitor.core.mx import DomainStatus
 from hrmonitor.core.routing import RoutingSettings, Tenant
-from hrmonitor.core.routing_rules import load_routing_files
 from hrmonitor.services.routing import Router
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock

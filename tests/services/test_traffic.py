@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.adapters.store.queue import DueRecipient, Outcome, RecipientStatus
-from hrmonitor.core.bounce_rules import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.core.envelope import Submission
 from hrmonitor.core.model import RiskClass
 from hrmonitor.core.routing import RouteDecision
