@@ -33,10 +33,11 @@ async def eventually(condition: Callable[[], bool], within: float = 15.0) -> Non
 
 
 async def test_scheduled_sweeps_open_and_close_a_listing_interval(
-    rbldnsd: Rbldnsd, tmp_path: Path
+    rbldnsd: Rbldnsd, tmp_path: Path, store_url: str
 ) -> None:
+    """The whole daemon on SQLite and on PostgreSQL: sweeps, listings, rotation, queue."""
     rbldnsd.delist_ip("127.0.0.21")
-    config = load_config(make_config(tmp_path, rbldnsd=rbldnsd))
+    config = load_config(make_config(tmp_path, rbldnsd=rbldnsd, database=store_url))
     daemon = Daemon(config)
     task = asyncio.create_task(daemon.run())
     store = open_store(config.database.url)
