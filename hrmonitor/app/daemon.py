@@ -17,6 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from hrmonitor.adapters.clock import SystemClock
@@ -109,6 +110,7 @@ class Daemon:
         async with AsyncExitStack() as stack:
             store = await asyncio.to_thread(open_configured_store, config, clock)
             stack.callback(store.close)
+            stack.push_async_callback(self._settle)  # runs just before store.close
             alerting = Alerting(
                 store, alert_channels(config), config.alerting.repeat_after, self.metrics
             )
@@ -160,7 +162,7 @@ class Daemon:
                 scheduler.every(
                     f"sweep:{pool.name}",
                     pool.interval,
-                    _sweep_job(monitor, pool.name),
+                    _job(partial(monitor.sweep_pool, pool.name)),
                     first_run=clock.now(),
                 )
             scheduler.every(
@@ -280,6 +282,18 @@ class Daemon:
              for pool, by in queue.items()}
         )  # fmt: skip
 
+    async def _settle(self) -> None:
+        """Let store work still in flight finish before the store closes.
+
+        Alerts sent in the background, and ``asyncio.to_thread`` calls whose
+        awaiting task was cancelled at shutdown (a sweep's store write keeps
+        running in its thread), would otherwise hold a connection past
+        ``store.close()``.
+        """
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_default_executor()
+
     def _spawn(self, work: Awaitable[object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(work)
         self._background.add(task)
@@ -302,13 +316,6 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 def _job(make: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
     async def job() -> None:
         await make()
-
-    return job
-
-
-def _sweep_job(monitor: Monitor, pool: str) -> Callable[[], Awaitable[None]]:
-    async def job() -> None:
-        await monitor.sweep_pool(pool)
 
     return job
 

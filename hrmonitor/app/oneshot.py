@@ -38,7 +38,7 @@ def _check_ips(config: Config, ips: Sequence[str], pool: str | None) -> list[str
         except ValueError:
             raise OperatorError(f"{text!r} is not an IP address") from None
     if pool is not None:
-        chosen += [ip for ip in config.pools[pool].ips + config.pools[pool].standby]
+        chosen += [*config.pools[pool].ips, *config.pools[pool].standby]
     if not ips and pool is None:
         chosen = [ip for p in config.core_pools() for ip in p.all_ips]
     return list(dict.fromkeys(chosen))

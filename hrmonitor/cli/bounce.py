@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.cli.options import print_json
 from hrmonitor.core.bounce import BounceReport, classify_message
 from hrmonitor.errors import RuleError
 
@@ -88,7 +88,7 @@ def bounce_command(
             ctx.exit(EXIT_USAGE)
     reports = [(file, classify_message(raw, patterns=patterns)) for file, raw in contents]
     if as_json:
-        click.echo(json.dumps([report_data(file, report) for file, report in reports], indent=2))
+        print_json([report_data(file, report) for file, report in reports])
         return
     for file, report in reports:
         for line in _plain_lines(file, report):

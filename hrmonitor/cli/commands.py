@@ -8,27 +8,19 @@ importing the SMTP relay, the scheduler and the terminal renderer it never uses.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
 from hrmonitor.cli.bounce import bounce_command
 from hrmonitor.cli.ip import ip_group
-from hrmonitor.cli.options import config_option, json_option, load
+from hrmonitor.cli.options import config_option, json_option, load, print_json
 from hrmonitor.cli.route import route_command
 from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
 from hrmonitor.core.credentials import hash_password
-
-
-def _print_json(data: Any) -> None:
-    """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
-    indent = 2 if sys.stdout.isatty() else None
-    click.echo(json.dumps(data, indent=indent, default=str))
 
 
 @click.command("run")
@@ -54,7 +46,7 @@ def check_command(
     config = load(config_path)
     outcome = asyncio.run(run_check(config, ips, pool))
     if as_json:
-        _print_json(outcome.data)
+        print_json(outcome.data)
     else:
         from hrmonitor.adapters import terminal  # noqa: PLC0415
 
@@ -73,7 +65,7 @@ def report_command(as_json: bool, watch: bool, every: float, config_path: str | 
 
     config = load(config_path)
     if as_json and not watch:
-        _print_json(report_data(config))
+        print_json(report_data(config))
         return
     from hrmonitor.adapters import terminal  # noqa: PLC0415
 
@@ -97,7 +89,7 @@ def history_command(ip: str, as_json: bool, config_path: str | None) -> None:
 
     data = history_data(load(config_path), ip)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     click.echo(f"{data['ip']}  pool {data['pool']}  state {data['state']}")
     click.echo("listings:")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -56,3 +58,9 @@ def passes_config(command: F) -> F:
         return command(*args, config=load(config_path), **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
+    indent = 2 if sys.stdout.isatty() else None
+    click.echo(json.dumps(data, indent=indent, default=str))

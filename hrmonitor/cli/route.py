@@ -10,7 +10,6 @@ counts towards its sender's sending limits.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.cli.options import config_option, json_option, load
+from hrmonitor.cli.options import config_option, json_option, load, print_json
 from hrmonitor.core.routing import RouteDecision
 from hrmonitor.core.spam_score import header_fields
 from hrmonitor.services.routing import Router
@@ -111,6 +110,6 @@ def route_command(
     router = build_router(load(config_path))
     decision = route_file(file, mail_from, rcpts, client, router)
     if as_json:
-        click.echo(json.dumps(decision.to_json(), indent=2, default=str))
+        print_json(decision.to_json())
     else:
         _print(decision)
