@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.audit import evidence_json
 from hrmonitor.adapters.store.records import AlertRecord
 from hrmonitor.adapters.store.schema import AlertRow, insert_new
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Severity
+
+# Rows per multi-row INSERT: 7 bound values a row stays far below SQLite's 32,766
+# and PostgreSQL's 65,535 parameters per statement.
+_INSERT_CHUNK = 500
 
 
 def claim_alert(
@@ -29,18 +35,99 @@ def claim_alert(
     last send is ``repeat_after`` or longer ago. The decision is one INSERT or one
     conditional UPDATE, so of two nodes claiming together exactly one gets True.
     """
-    stored = evidence_json(payload)
-    values = {
+    if insert_new(session, AlertRow, _row(key, kind, severity, payload, now)):
+        return True
+    return _reclaim(session, key, kind, severity, payload, now, repeat_after)
+
+
+def claim_alerts(session: Session, alerts: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
+    """For each alert in order, what ``claim_alert`` or (resolved) ``resolve_alert`` says.
+
+    The answers are those of the single calls made one after another, so a key that
+    comes twice in a batch is deduplicated against itself. The cost is one multi-row
+    INSERT for the keys the store has never seen (a first sweep: every listing new),
+    then one statement for each alert left: its key was known, or came earlier.
+    """
+    first: dict[str, int] = {}
+    for index, alert in enumerate(alerts):
+        first.setdefault(alert.key, index)
+    # Only a key whose first occurrence is a raise can be inserted up front: before
+    # it nothing in the batch touched the key, and a resolution first must see no row.
+    fresh = [alerts[i] for i in first.values() if not alerts[i].resolved]
+    inserted = _insert_new_rows(session, fresh)
+    answers: list[bool] = []
+    for index, alert in enumerate(alerts):
+        if alert.resolved:
+            answers.append(resolve_alert(session, alert.key, alert.at))
+        elif index == first[alert.key]:  # inserted just now, or the key had a row
+            answers.append(
+                alert.key in inserted
+                or _reclaim(
+                    session,
+                    alert.key,
+                    str(alert.kind),
+                    alert.severity,
+                    alert.as_dict(),
+                    alert.at,
+                    repeat_after,
+                )
+            )
+        else:
+            answers.append(
+                claim_alert(
+                    session,
+                    alert.key,
+                    str(alert.kind),
+                    alert.severity,
+                    alert.as_dict(),
+                    alert.at,
+                    repeat_after,
+                )
+            )
+    return answers
+
+
+def _row(
+    key: str, kind: str, severity: Severity, payload: Mapping[str, object], now: datetime
+) -> dict[str, object]:
+    return {
         "key": key,
         "kind": kind,
         "severity": Severity(severity).value,
         "first_at": now,
         "last_sent_at": now,
         "resolved_at": None,
-        "payload": stored,
+        "payload": evidence_json(payload),
     }
-    if insert_new(session, AlertRow, values):
-        return True
+
+
+def _insert_new_rows(session: Session, alerts: Sequence[Alert]) -> set[str]:
+    """INSERT the alerts' rows, skipping keys already there; the keys inserted.
+
+    As ``insert_new`` for many rows: the database settles a race with another node,
+    and RETURNING (not rowcount) says which rows went in.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted: set[str] = set()
+    for start in range(0, len(alerts), _INSERT_CHUNK):
+        chunk = alerts[start : start + _INSERT_CHUNK]
+        rows = [_row(a.key, str(a.kind), a.severity, a.as_dict(), a.at) for a in chunk]
+        statement = dialect.insert(AlertRow).values(rows).on_conflict_do_nothing()
+        inserted.update(session.scalars(statement.returning(AlertRow.key)))
+    return inserted
+
+
+def _reclaim(
+    session: Session,
+    key: str,
+    kind: str,
+    severity: Severity,
+    payload: Mapping[str, object],
+    now: datetime,
+    repeat_after: timedelta,
+) -> bool:
+    """Claim a key that has a row: only if it was resolved since, or is due again."""
+    stored = evidence_json(payload)
     result = session.execute(
         update(AlertRow)
         .where(

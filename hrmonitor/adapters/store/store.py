@@ -30,6 +30,7 @@ from hrmonitor.adapters.store.records import (
     Suspension,
     ZoneHealthRecord,
 )
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import (
     Answer,
     AuditEvent,
@@ -257,6 +258,13 @@ class Store:
     def resolve_alert(self, key: str, now: datetime) -> bool:
         """True if the alert was open, so its resolution should be sent."""
         return self._run(lambda s: alerts.resolve_alert(s, key, now))
+
+    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
+        """Per alert, in order, whether to send it: ``claim_alert``/``resolve_alert`` in one go.
+
+        One transaction for the whole batch: all its claims are recorded, or none.
+        """
+        return self._run(lambda s: alerts.claim_alerts(s, batch, repeat_after))
 
     def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
         return self._run(lambda s: alerts.recent_alerts(s, limit))
