@@ -5,35 +5,29 @@ same store, does not repeat an alert: an open alert is re-sent only after
 ``repeat_after``; a resolution is sent once, and only for an alert that was open.
 The log channel gets every alert that passes dedupe; other channels get what
 their severity filter admits. A failing channel is logged and skipped.
+
+A sweep's alerts go through ``emit_batch``: one store transaction dedupes them
+all (a first check with thousands of new listings used to pay one commit per
+alert). The dedupe state is recorded before any channel is tried, as for a
+single alert: a failing channel does not make the alert due again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from hrmonitor.adapters.alerts import Channel, Delivery, wants
 from hrmonitor.core.alert import Alert
-from hrmonitor.core.model import Severity
 
 log = logging.getLogger(__name__)
 
 
 class AlertStore(Protocol):
-    def claim_alert(
-        self,
-        key: str,
-        kind: str,
-        severity: Severity,
-        payload: Mapping[str, object],
-        now: datetime,
-        repeat_after: timedelta,
-    ) -> bool: ...
-
-    def resolve_alert(self, key: str, now: datetime) -> bool: ...
+    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]: ...
 
 
 class AlertCounter(Protocol):
@@ -56,26 +50,41 @@ class Alerting:
 
     async def emit(self, alert: Alert) -> list[Delivery]:
         """Send ``alert`` unless dedupe holds it back; returns each channel's outcome."""
-        if not await asyncio.to_thread(self._claim, alert):
-            return []
-        if self._counter is not None and not alert.resolved:
-            self._counter.alert(str(alert.kind), str(alert.severity))
-        self.sent = [*self.sent[-99:], alert]
-        targets = [c for c in self._channels if alert.resolved or wants(c, alert)]
-        results = await asyncio.gather(*(self._send(c, alert) for c in targets))
-        return list(results)
+        (deliveries,) = await self.emit_batch([alert])
+        return deliveries
 
-    def _claim(self, alert: Alert) -> bool:
-        if alert.resolved:
-            return self._store.resolve_alert(alert.key, alert.at)
-        return self._store.claim_alert(
-            alert.key,
-            str(alert.kind),
-            alert.severity,
-            alert.as_dict(),
-            alert.at,
-            self._repeat_after,
-        )
+    async def emit_batch(self, alerts: Sequence[Alert]) -> list[list[Delivery]]:
+        """``emit`` for each alert in order, with one store transaction for all of them.
+
+        Returns each alert's channel outcomes ([] for one dedupe held back). Each
+        channel gets its alerts one at a time in batch order (a resolution never
+        overtakes its alert); the channels run side by side, as for one alert.
+        """
+        if not alerts:
+            return []
+        claimed = await asyncio.to_thread(self._store.claim_alerts, alerts, self._repeat_after)
+        passed = [
+            (i, alert) for i, (alert, ok) in enumerate(zip(alerts, claimed, strict=True)) if ok
+        ]
+        for _, alert in passed:
+            if self._counter is not None and not alert.resolved:
+                self._counter.alert(str(alert.kind), str(alert.severity))
+        self.sent = [*self.sent, *(alert for _, alert in passed)][-100:]
+        deliveries: list[list[Delivery]] = [[] for _ in alerts]
+        sent = await asyncio.gather(*(self._send_all(c, passed) for c in self._channels))
+        for channel_sent in sent:  # in channel order, as for a single alert
+            for index, delivery in channel_sent:
+                deliveries[index].append(delivery)
+        return deliveries
+
+    async def _send_all(
+        self, channel: Channel, alerts: Sequence[tuple[int, Alert]]
+    ) -> list[tuple[int, Delivery]]:
+        return [
+            (index, await self._send(channel, alert))
+            for index, alert in alerts
+            if alert.resolved or wants(channel, alert)
+        ]
 
     @staticmethod
     async def _send(channel: Channel, alert: Alert) -> Delivery:
