@@ -40,7 +40,7 @@ class MonitorStore(Protocol):
         self, answers: Sequence[Answer], health: Mapping[str, ZoneHealth], now: datetime
     ) -> ListingChanges: ...
 
-    def latest_statuses(self) -> dict[tuple[str, str], Status]: ...
+    def listed_keys(self) -> set[tuple[str, str]]: ...
 
 
 class MonitorMetrics(Protocol):
@@ -112,7 +112,10 @@ class Monitor:
     async def sweep(self, ips: Sequence[str], pool: str | None = None) -> SweepReport:
         """Sweep ``ips``; answers of IPs that belong to no pool are reported, not stored."""
         started = time.perf_counter()
-        previous = await asyncio.to_thread(self._store.latest_statuses)
+        # Only a Listed answer needs its previous status (to know if the listing is new),
+        # so only the listed pairs are read, not the clean majority.
+        listed = await asyncio.to_thread(self._store.listed_keys)
+        previous = dict.fromkeys(listed, Status.LISTED)
         try:
             result = await self._engine.sweep(ips, self._lists, previous)
         except Exception:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions
+from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions, sweep
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.records import (
     AlertRecord,
@@ -37,7 +37,6 @@ from hrmonitor.core.model import (
     IPState,
     Pool,
     Severity,
-    Status,
     ZoneHealth,
     canonical_ip,
 )
@@ -170,14 +169,14 @@ class Store:
         as unhealthy, so its answers change nothing. ``details`` explains a zone's
         health (shown in reports).
         """
-        return self._run(lambda s: listings.record_sweep(s, answers, health, now, details or {}))
+        return self._run(lambda s: sweep.record_sweep(s, answers, health, now, details or {}))
 
     def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
         return self._run(lambda s: listings.current_listings(s, None if ip is None else _ip(ip)))
 
-    def latest_statuses(self) -> dict[tuple[str, str], Status]:
-        """(ip, list) -> the latest status, cheaply (no records built)."""
-        return self._run(listings.latest_statuses)
+    def listed_keys(self) -> set[tuple[str, str]]:
+        """The (ip, list) pairs whose latest answer is Listed (a sweep confirms the others)."""
+        return self._run(listings.listed_keys)
 
     def latest_answers(self, ip: str | None = None) -> list[AnswerRecord]:
         return self._run(lambda s: listings.latest_answers(s, None if ip is None else _ip(ip)))

@@ -227,9 +227,18 @@ def test_clean_run_says_since_when_and_up_to_when_every_zone_was_clean(store: St
     assert run.checked_at == T0 + timedelta(hours=1)
 
 
-def test_latest_statuses_are_the_latest_answers_keyed_by_ip_and_list(store: Store) -> None:
+def test_listed_keys_are_the_pairs_whose_latest_answer_is_listed(store: Store) -> None:
     """The monitor's cheap read of which listings are known (so only new ones are confirmed)."""
-    store.record_sweep([Clean(IP, ZEN)], OK, T0)
-    store.record_sweep([listed(ZEN), Unknown(IP, SPAMCOP, "timeout")], OK, T0 + timedelta(1))
-    assert store.latest_statuses() == {(IP, ZEN): Status.LISTED, (IP, SPAMCOP): Status.UNKNOWN}
-    assert store.latest_statuses() == {(a.ip, a.zone): a.status for a in store.latest_answers()}
+    other = "203.0.113.21"
+    other_listed = Listed(other, ZEN, ("127.0.0.3",), ("XBL",), Severity.CRITICAL, "XBL")
+    store.record_sweep([Clean(IP, ZEN), Clean(other, ZEN)], OK, T0)
+    assert store.listed_keys() == set()
+    store.record_sweep(
+        [listed(ZEN), Unknown(IP, SPAMCOP, "timeout"), other_listed], OK, T0 + timedelta(1)
+    )
+    assert store.listed_keys() == {(IP, ZEN), (other, ZEN)}
+    assert store.listed_keys() == {
+        (a.ip, a.zone) for a in store.latest_answers() if a.status is Status.LISTED
+    }
+    store.record_sweep([Clean(other, ZEN)], OK, T0 + timedelta(2))
+    assert store.listed_keys() == {(IP, ZEN)}
