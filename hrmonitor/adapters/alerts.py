@@ -4,6 +4,9 @@ Channels only deliver; deduplication and repeat intervals live in
 ``services.alerting`` (they need the store). A channel that fails logs the
 failure and returns it as a value: one dead webhook never stops the daemon or
 the other channels.
+
+httpx and aiosmtplib are imported by the channels that use them, when one is
+configured: ``hrmonitor check`` with only the log channel never loads them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,6 @@ import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
-
-import aiosmtplib
-import httpx
 
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Severity
@@ -76,8 +76,11 @@ class WebhookChannel:
         self.min_severity = min_severity
         self._url = url
         self._timeout = timeout
+        import httpx  # noqa: F401, PLC0415  (loaded now, not in the event loop at the first alert)
 
     async def send(self, alert: Alert) -> Delivery:
+        import httpx  # noqa: PLC0415  (see the module docstring)
+
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.post(self._url, json=alert.as_dict())
@@ -104,8 +107,11 @@ class EmailChannel:
         self.min_severity = min_severity
         self._to, self._sender, self._host, self._port = to, sender, host, port
         self._timeout = timeout
+        import aiosmtplib  # noqa: F401, PLC0415  (loaded now, not in the event loop at the first alert)
 
     async def send(self, alert: Alert) -> Delivery:
+        import aiosmtplib  # noqa: PLC0415  (see the module docstring)
+
         message = EmailMessage()
         prefix = "RESOLVED" if alert.resolved else str(alert.severity).upper()
         message["Subject"] = f"[hrmonitor {prefix}] {alert.summary}"
