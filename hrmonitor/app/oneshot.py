@@ -9,7 +9,12 @@ from typing import Any
 
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.store import open_store
-from hrmonitor.app.build import alert_channels, dnsbl_engine, open_configured_store, zone_lists
+from hrmonitor.app.monitoring import (
+    alert_channels,
+    dnsbl_engine,
+    open_configured_store,
+    zone_lists,
+)
 from hrmonitor.config import Config
 from hrmonitor.core.catalogue import ZoneList
 from hrmonitor.core.check import Verdict, verdict
@@ -17,7 +22,6 @@ from hrmonitor.core.model import Clock, Severity, canonical_ip
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.monitor import Monitor, SweepReport
-from hrmonitor.services.report import build_history, build_report
 
 # --- check --------------------------------------------------------------------------------
 
@@ -115,6 +119,8 @@ def _result_row(
 
 
 def report_data(config: Config, clock: Clock | None = None) -> dict[str, Any]:
+    from hrmonitor.services.report import build_report  # noqa: PLC0415  (not on check's path)
+
     store = open_configured_store(config, clock)
     try:
         return build_report(config, store, (clock or SystemClock()).now())
@@ -123,6 +129,8 @@ def report_data(config: Config, clock: Clock | None = None) -> dict[str, Any]:
 
 
 def history_data(config: Config, ip: str) -> dict[str, Any]:
+    from hrmonitor.services.report import build_history  # noqa: PLC0415  (not on check's path)
+
     try:
         canonical = canonical_ip(ip)
     except ValueError:
