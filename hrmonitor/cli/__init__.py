@@ -2,12 +2,18 @@
 
 A missing or bad config, rule file or argument exits 2 with a message that
 names the file, key and problem (SPEC "Command line").
+
+Each command's module is imported only when that command runs (or when help
+lists it): ``hrmonitor check`` is a Nagios probe started every few minutes and
+should not pay for importing the controller, the router or the bounce parser.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -17,9 +23,54 @@ from hrmonitor.errors import ConfigError, HrmonitorError, OperatorError
 
 EXIT_USAGE = 2
 
+# Command name -> "module:attribute" of its click command.
+COMMANDS: Mapping[str, str] = {
+    "auth": "hrmonitor.cli.commands:auth_group",
+    "bounce": "hrmonitor.cli.bounce:bounce_command",
+    "check": "hrmonitor.cli.commands:check_command",
+    "db": "hrmonitor.cli.commands:db_group",
+    "history": "hrmonitor.cli.commands:history_command",
+    "ip": "hrmonitor.cli.ip:ip_group",
+    "report": "hrmonitor.cli.commands:report_command",
+    "route": "hrmonitor.cli.route:route_command",
+    "rules": "hrmonitor.cli.commands:rules_group",
+    "run": "hrmonitor.cli.commands:run_command",
+}
+
 
 class HrmonitorGroup(click.Group):
-    """Translates hrmonitor's own errors into a one-line message and exit 2."""
+    """Translates hrmonitor's own errors into a one-line message and exit 2.
+
+    ``lazy_commands`` (name -> "module:attribute") are imported on first use.
+    """
+
+    def __init__(
+        self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy_commands:
+            module, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # An unknown name: load every command, so that click's "Did you mean ..." sees them all.
+        if args and self.get_command(ctx, click.utils.make_str(args[0])) is None:
+            for name in self.lazy_commands:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,7 +83,7 @@ class HrmonitorGroup(click.Group):
             ctx.exit(EXIT_USAGE)
 
 
-@click.group(cls=HrmonitorGroup)
+@click.group(cls=HrmonitorGroup, lazy_commands=COMMANDS)
 @click.option(
     "--config",
     "config_path",
@@ -55,13 +106,3 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _register() -> None:
-    from hrmonitor.cli import commands  # noqa: PLC0415  (commands import main's siblings)
-
-    for command in commands.ALL:
-        main.add_command(command)
-
-
-_register()

@@ -1,8 +1,9 @@
-"""The daemon, monitoring and store commands; other modules here add route, bounce and ip.
+"""The daemon, monitoring and store commands; other modules here hold route, bounce and ip.
 
-Each command imports the part of the app it runs when it runs: ``hrmonitor
-check`` is a Nagios probe started every few minutes, and should not pay for
-importing the SMTP relay, the scheduler and the terminal renderer it never uses.
+Each command imports the part of the app it runs when it runs, and ``hrmonitor.cli``
+imports this module only for a command of it: ``hrmonitor check`` is a Nagios
+probe started every few minutes, and should not pay for importing the SMTP
+relay, the controller, the scheduler and the terminal renderer it never uses.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.cli.bounce import bounce_command
-from hrmonitor.cli.ip import ip_group
 from hrmonitor.cli.options import config_option, json_option, load, print_json
-from hrmonitor.cli.route import route_command
-from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files
-from hrmonitor.core.credentials import hash_password
 
 
 @click.command("run")
@@ -113,6 +109,8 @@ def rules_group() -> None:
 @config_option
 def rules_check_command(files: tuple[str, ...], config_path: str | None) -> None:
     """Validate rule files (default: every rule file the config names). Exit 2 on problems."""
+    from hrmonitor.cli.rulefiles import check_rule_files, configured_rule_files  # noqa: PLC0415
+
     targets = [Path(f) for f in files] or configured_rule_files(load(config_path))
     problems = check_rule_files(targets)
     for problem in problems:
@@ -147,20 +145,8 @@ def auth_group() -> None:
 @click.password_option("--password", prompt="Password", help="Read from the prompt if not given.")
 def auth_hash_command(user: str, password: str) -> None:
     """Print USER's line for [listener] auth_file (a scrypt hash of the password)."""
+    from hrmonitor.core.credentials import hash_password  # noqa: PLC0415
+
     if ":" in user or not user.strip():
         raise click.BadParameter("a user name cannot be empty or contain ':'", param_hint="USER")
     click.echo(f"{user}:{hash_password(password, secrets.token_bytes(16))}")
-
-
-ALL: list[click.Command] = [
-    run_command,
-    check_command,
-    report_command,
-    history_command,
-    rules_group,
-    db_group,
-    route_command,
-    ip_group,
-    bounce_command,
-    auth_group,
-]
