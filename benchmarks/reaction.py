@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -126,7 +127,10 @@ async def run(interval: float, trials: int, seed: int) -> dict[str, Any]:
         async def emit(self, alert: Alert) -> None:
             alerts.append(alert)
 
-    monitor = Monitor(engine, [rbldnsd.catalogue()["bl"]], store, clock, Sink().emit, pools)
+        async def emit_batch(self, batch: Sequence[Alert]) -> None:
+            alerts.extend(batch)
+
+    monitor = Monitor(engine, [rbldnsd.catalogue()["bl"]], store, clock, Sink().emit_batch, pools)
     controller = Controller(
         store,
         pools,

@@ -117,7 +117,7 @@ class Daemon:
             engine = dnsbl_engine(config)
             await engine.open()
             stack.push_async_callback(engine.close)
-            monitor = Monitor(engine, lists, store, clock, alerting.emit, pools, self.metrics)
+            monitor = Monitor(engine, lists, store, clock, alerting.emit_batch, pools, self.metrics)
 
             async def recheck(ip: str) -> None:
                 await monitor.sweep([ip], pool=monitor.pool_of(ip))

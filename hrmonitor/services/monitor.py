@@ -51,7 +51,8 @@ class MonitorMetrics(Protocol):
     def set_zone_health(self, health: Mapping[str, str]) -> None: ...
 
 
-AlertSink = Callable[[Alert], Awaitable[object]]
+# A sweep's alerts go out together (``Alerting.emit_batch``): one dedupe transaction.
+AlertSink = Callable[[Sequence[Alert]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +137,12 @@ class Monitor:
         return report
 
     async def _tell(self, changes: ListingChanges, now: datetime) -> None:
-        for listing in changes.listed:
-            await self._emit(self._listing_alert(listing, now, resolved=False))
-        for listing in changes.cleared:
-            await self._emit(self._listing_alert(listing, now, resolved=True))
+        alerts = [self._listing_alert(listing, now, resolved=False) for listing in changes.listed]
+        alerts += [self._listing_alert(listing, now, resolved=True) for listing in changes.cleared]
         for change in changes.zones:
             ok = change.after is ZoneHealth.OK
             zone = self._by_key.get(change.zone)
-            await self._emit(
+            alerts.append(
                 Alert(
                     kind=AlertKind.ZONE_HEALTH,
                     severity=_HEALTH_SEVERITY.get(change.after, Severity.MEDIUM),
@@ -164,6 +163,8 @@ class Monitor:
                     resolved=ok,
                 )
             )
+        if alerts:
+            await self._emit(alerts)
 
     def _listing_alert(self, listing: ListingRecord, now: datetime, *, resolved: bool) -> Alert:
         pool = self._pool_of.get(listing.ip)

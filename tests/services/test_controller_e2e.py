@@ -11,7 +11,7 @@ passes because the test moves time between sweeps, never by sleeping.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -117,7 +117,11 @@ async def lab(
         async def emit(self, alert: Alert) -> None:
             alerts.append(alert)
 
-    monitor = Monitor(engine, [rbldnsd.catalogue()["bl"]], store, fake_clock, Sink().emit, pools)
+        async def emit_batch(self, batch: Sequence[Alert]) -> None:
+            alerts.extend(batch)
+
+    lists = [rbldnsd.catalogue()["bl"]]
+    monitor = Monitor(engine, lists, store, fake_clock, Sink().emit_batch, pools)
     controller = Controller(store, pools, ["bl"], Sink(),
                             feedback_rules=load_feedback_files([RULES]))  # fmt: skip
     monitor.on_sweep(controller.on_sweep_report)

@@ -1,0 +1,107 @@
+"""The monitor tells a sweep's listings, delistings and zone changes as one batch of alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from hrmonitor.adapters.alerts import Delivery
+from hrmonitor.adapters.store import Store
+from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.core.catalogue import ZoneList
+from hrmonitor.core.dnsbl import SweepResult
+from hrmonitor.core.model import (
+    Answer,
+    Clean,
+    Listed,
+    Pool,
+    PoolPolicy,
+    RiskClass,
+    Severity,
+    Status,
+    ZoneHealth,
+)
+from hrmonitor.services.alerting import Alerting
+from hrmonitor.services.monitor import Monitor
+from tests.fixtures.peers import FakeClock
+
+IPS = tuple(f"192.0.2.{n}" for n in range(1, 41))
+POOL = Pool("normal", RiskClass.NORMAL, IPS, (), PoolPolicy(), timedelta(minutes=30))
+REPEAT = timedelta(hours=4)
+
+
+@dataclass
+class ScriptedEngine:
+    """Answers what the test says; no DNS (the engine has tests of its own)."""
+
+    answers: list[Answer] = field(default_factory=list)
+    health: dict[str, ZoneHealth] = field(default_factory=lambda: {"bl": ZoneHealth.OK})
+
+    async def sweep(
+        self,
+        ips: Sequence[str],
+        lists: Sequence[ZoneList],
+        previous: Mapping[tuple[str, str], Status] | None = None,
+    ) -> SweepResult:
+        return SweepResult(tuple(self.answers), dict(self.health))
+
+
+@dataclass
+class CountingStore:
+    store: Store
+    batches: list[int] = field(default_factory=list)
+
+    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
+        self.batches.append(len(batch))
+        return self.store.claim_alerts(batch, repeat_after)
+
+
+@dataclass
+class Recording:
+    name: str = "recording"
+    min_severity: Severity = Severity.LOW
+    got: list[Alert] = field(default_factory=list)
+
+    async def send(self, alert: Alert) -> Delivery:
+        self.got.append(alert)
+        return Delivery(self.name, True)
+
+
+def listed(ip: str) -> Listed:
+    return Listed(ip, "bl", ("127.0.0.2",), ("spam",), Severity.HIGH, "listed for spam")
+
+
+async def test_a_sweep_tells_its_changes_in_one_dedupe_transaction(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    assert store.sync_pools([POOL], fake_clock.now()) == []
+    counting = CountingStore(store)
+    channel = Recording()
+    alerting = Alerting(counting, [channel], REPEAT)
+    engine = ScriptedEngine([listed(ip) for ip in IPS])
+    monitor = Monitor(engine, [], store, fake_clock, alerting.emit_batch, [POOL])
+
+    await monitor.sweep_pool("normal")
+    assert counting.batches == [len(IPS)]
+    assert len(channel.got) == len(IPS)
+    assert {(a.kind, a.ip, a.resolved) for a in channel.got} == {
+        (AlertKind.LISTING, ip, False) for ip in IPS
+    }
+
+    fake_clock.advance(timedelta(minutes=30))
+    await monitor.sweep_pool("normal")  # nothing changed: nothing to tell, no transaction
+    assert counting.batches == [len(IPS)]
+    assert len(channel.got) == len(IPS)
+
+    fake_clock.advance(timedelta(minutes=30))
+    cleared = IPS[:10]
+    engine.answers = [Clean(ip, "bl") if ip in cleared else listed(ip) for ip in IPS]
+    engine.health = {"bl": ZoneHealth.OK, "other": ZoneHealth.DEAD}
+    await monitor.sweep_pool("normal")
+    assert counting.batches == [len(IPS), len(cleared) + 1]
+    told = channel.got[len(IPS) :]
+    assert {(a.kind, a.key, a.resolved) for a in told} == {
+        *((AlertKind.DELISTING, f"listing:normal:{ip}:bl", True) for ip in cleared),
+        (AlertKind.ZONE_HEALTH, "zone-health:other", False),
+    }
