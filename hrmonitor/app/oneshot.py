@@ -59,7 +59,7 @@ async def run_check(
     try:
         alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
         async with dnsbl_engine(config) as engine:
-            monitor = Monitor(engine, lists, store, clock, alerting.emit, config.core_pools())
+            monitor = Monitor(engine, lists, store, clock, alerting.emit_batch, config.core_pools())
             report = await monitor.sweep(targets, pool=pool)
     finally:
         store.close()
