@@ -258,7 +258,8 @@ async def test_with_one_attempt_a_lost_answer_is_unknown_not_clean(
 
 
 class _MisbehavingServer:
-    """Answers every query with a truncated (TC) reply, SERVFAIL, or a body that does not parse."""
+    """Answers every query with a truncated (TC) reply, SERVFAIL, or a body that does not parse;
+    or NXDOMAIN with the question in capitals ("shouting"), or for another name ("elsewhere")."""
 
     def __init__(self, mode: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mode = mode
@@ -285,6 +286,15 @@ class _MisbehavingServer:
             elif self.mode == "truncated":
                 response.flags |= dns.flags.TC
                 wire = response.to_wire()
+            elif self.mode in ("shouting", "elsewhere"):
+                response.set_rcode(dns.rcode.NXDOMAIN)
+                wire = response.to_wire()
+                end = wire.index(b"\x00", 12)
+                if self.mode == "shouting":
+                    wire = wire[:12] + wire[12:end].upper() + wire[end:]
+                else:  # the same id, another IP's name (the first label's digit changed)
+                    other = b"8" if wire[13:14] != b"8" else b"7"
+                    wire = wire[:13] + other + wire[14:]
             else:  # claims one answer record, then ends
                 broken = bytearray(response.to_wire())
                 broken[7] = 1
@@ -315,6 +325,33 @@ async def test_truncated_or_unparseable_answers_are_unknown(
     assert isinstance(answer, Unknown)
     assert ("truncated" if misbehaving.mode == "truncated" else "unparseable") in answer.reason
     assert health["bl"] is not ZoneHealth.OK
+
+
+async def test_an_answer_echoing_the_question_in_capitals_still_counts(rbldnsd: Rbldnsd) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    server = _MisbehavingServer("shouting")
+    try:
+        host, port = server.sock.getsockname()
+        async with DnsblEngine([host], port, timeout=0.5, attempts=1) as engine:
+            (answer,) = await engine.lookup(["127.0.0.9"], [bl])
+    finally:
+        server.close()
+    assert isinstance(answer, Clean)
+
+
+async def test_an_answer_to_another_question_under_our_id_is_never_read_as_clean(
+    rbldnsd: Rbldnsd,
+) -> None:
+    bl = rbldnsd.catalogue()["bl"]
+    server = _MisbehavingServer("elsewhere")
+    try:
+        host, port = server.sock.getsockname()
+        async with DnsblEngine([host], port, timeout=0.3, attempts=2) as engine:
+            answers = await engine.lookup(["127.0.0.9", "127.0.0.20"], [bl])
+    finally:
+        server.close()
+    assert [a.status for a in answers] == [Status.UNKNOWN, Status.UNKNOWN]
+    assert server.received == 4  # every try was answered, never with our question
 
 
 # --- configuration ------------------------------------------------------------------------

@@ -9,8 +9,12 @@ more than the query. Here:
 - a few non-blocking UDP sockets per nameserver, connected (the kernel
   drops datagrams from anyone else), each readable event draining every
   waiting datagram (an asyncio DatagramProtocol reads one per loop turn,
-  which capped throughput);
-- responses matched by (id, question) and by the nameserver asked;
+  which capped throughput), then refilling the window in one burst of
+  sends: on loopback a send() runs the server's receive path and wakes
+  it, once per burst rather than once per answer;
+- responses matched by (id, question) and by the nameserver asked: ids are
+  unique among waiting queries, so the id finds the query and the echoed
+  question is compared in place (the common NXDOMAIN needs no parsing);
 - one timer walking a deadline queue for lost answers (every try has the
   same timeout, so deadlines are in send order); a retry goes to another
   nameserver, and nameservers that lost answers are asked last until they
@@ -27,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
+import math
 import random
 import socket
 from collections import deque
@@ -47,33 +53,52 @@ _MIN_WINDOW = 8
 class _Batch:
     """One call's questions: replies land in ``results`` by index; ``future`` ends it."""
 
-    __slots__ = ("cancelled", "first_server", "future", "remaining", "results", "source")
+    __slots__ = (
+        "cancelled",
+        "first_server",
+        "future",
+        "next_index",
+        "remaining",
+        "results",
+        "source",
+    )
 
     def __init__(
         self,
         count: int,
         future: asyncio.Future[None],
         first_server: int,
-        source: Iterator[tuple[int, bytes]] | None,
+        source: Iterator[tuple[bytes, str]] | None,
     ) -> None:
         self.results: list[Reply | None] = [None] * count
         self.remaining = count
         self.future = future
         self.first_server = first_server
-        self.source = source
+        self.source = source  # questions not yet sent (unlimited rate); the next is next_index
+        self.next_index = 0
         self.cancelled = False
 
 
 class _Query:
-    __slots__ = ("attempts_left", "batch", "index", "key", "question", "server", "tries")
+    __slots__ = (
+        "attempts_left",
+        "batch",
+        "body",
+        "index",
+        "qid",
+        "question",
+        "server",
+        "tries",
+    )
 
     def __init__(self, batch: _Batch, index: int, question: bytes, attempts: int) -> None:
         self.batch = batch
         self.index = index
         self.question = question
+        self.body = wire.query_body(question)  # the message but its id: built once, not per try
         self.attempts_left = attempts
         self.tries = 0
-        self.key: tuple[int, bytes] | None = None
+        self.qid = -1  # the id it waits under in _pending; -1 when not waiting
         self.server: tuple[str, int] = ("", 0)
 
 
@@ -104,7 +129,9 @@ class UdpExchange:
         self._ids = random.Random()  # query ids: unpredictable, not the jitter stream
         self._sockets: dict[tuple[str, int], list[socket.socket]] = {}  # connected, per server
         self._window = float(min(max_in_flight, _START_WINDOW))
-        self._pending: dict[tuple[int, bytes], _Query] = {}
+        # Waiting queries by id: ids are unique among them, and an answer must
+        # also echo the question and come from the server asked.
+        self._pending: dict[int, _Query] = {}
         self._streams: deque[_Batch] = deque()  # batches still yielding questions
         self._released: deque[_Query] = deque()  # rate-limited queries due to be sent
         self._due: list[tuple[float, int, _Query]] = []  # heap of rate-limited send times
@@ -178,7 +205,7 @@ class UdpExchange:
         batch = _Batch(count, loop.create_future(), first_server, None)
         self._batches.add(batch)
         if self._rate is None:
-            batch.source = ((index, question) for index, (question, _key) in enumerate(questions))
+            batch.source = questions
             self._streams.append(batch)
         else:
             self._schedule(loop, batch, list(questions))
@@ -235,75 +262,102 @@ class UdpExchange:
         self._arm_release(self._loop)
 
     def _pump(self) -> None:
-        while self._in_flight < self._window and self._sockets:
-            if self._released:
-                query = self._released.popleft()
-            elif self._streams:
-                batch = self._streams[0]
-                assert batch.source is not None
-                item = next(batch.source, None)
-                if item is None:
-                    self._streams.popleft()
-                    continue
-                query = _Query(batch, item[0], item[1], self._attempts)
-            else:
-                return
-            self._in_flight += 1
-            self._send(query)
+        """Fill the window: released (rate-limited) queries first, then the streams."""
+        room = math.ceil(self._window - self._in_flight)
+        if room <= 0 or not self._sockets:
+            return
+        burst: list[_Query] = []
+        released = self._released
+        while released and len(burst) < room:
+            burst.append(released.popleft())
+        attempts = self._attempts
+        streams = self._streams
+        while streams and len(burst) < room:
+            batch = streams[0]
+            assert batch.source is not None
+            wanted = room - len(burst)
+            index = batch.next_index
+            for question, _key in itertools.islice(batch.source, wanted):
+                burst.append(_Query(batch, index, question, attempts))
+                index += 1
+            if index - batch.next_index < wanted:
+                streams.popleft()  # its questions ran out
+            batch.next_index = index
+        if burst:
+            self._in_flight += len(burst)
+            self._send(burst)
 
-    def _send(self, query: _Query) -> None:
+    def _send(self, queries: list[_Query]) -> None:
+        """Send each query to its next nameserver under a fresh id, then arm its deadline."""
         assert self._loop is not None
         order = self._order
-        turn = query.batch.first_server + query.tries
-        server = order[turn % len(order)]
-        if server == query.server and len(order) > 1:
-            server = order[(turn + 1) % len(order)]  # a retry never goes where it was lost
-        qid = self._ids.getrandbits(16)
-        while (qid, query.question) in self._pending:
-            qid = self._ids.getrandbits(16)
-        query.key = (qid, query.question)
-        query.server = server
-        query.tries += 1
-        query.attempts_left -= 1
-        self._pending[query.key] = query
-        opened = self._sockets[server]
-        self._sent += 1
-        try:
-            opened[self._sent % len(opened)].send(wire.query(qid, query.question))
-        except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
-            log.debug("DNSBL query to %s not sent: %s", server[0], exc)
+        servers = len(order)
+        pending = self._pending
+        ids = self._ids
+        for query in queries:
+            turn = query.batch.first_server + query.tries
+            server = order[turn % servers]
+            if server == query.server and servers > 1:
+                server = order[(turn + 1) % servers]  # a retry never goes where it was lost
+            qid = ids.getrandbits(16)
+            while qid in pending:
+                qid = ids.getrandbits(16)
+            query.qid = qid
+            query.server = server
+            query.tries += 1
+            query.attempts_left -= 1
+            pending[qid] = query
+            opened = self._sockets[server]
+            self._sent += 1
+            try:
+                opened[self._sent % len(opened)].send(qid.to_bytes(2, "big") + query.body)
+            except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
+                log.debug("DNSBL query to %s not sent: %s", server[0], exc)
+        # Read after the burst: no try gets less than the whole timeout.
         deadline = self._loop.time() + self._timeout
-        self._deadlines.append((deadline, query, query.tries))
+        self._deadlines.extend([(deadline, query, query.tries) for query in queries])
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire_due)
 
     def _drain(self, sock: socket.socket, server: tuple[str, int]) -> None:
+        # Answers first, then one burst of new questions: the server wakes once
+        # per burst instead of once per question (each wake-up costs our send()).
+        pending = self._pending
+        lost = self._misses[server]  # only _expire_due adds to it, never during a drain
         while True:
             try:
                 data = sock.recv(4096)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 log.debug("DNSBL socket error: %s", exc)
-                return
-            self._received(data, server)
-
-    def _received(self, data: bytes, server: tuple[str, int]) -> None:
-        key = wire.response_key(data)
-        if key is None:
-            return
-        qid, question, end = key
-        query = self._pending.get((qid, question))
-        if query is None or not data[2] & 0x80 or server != query.server:
-            return  # late, unknown, not a response or from another server: the timer decides
-        if self._misses[server]:
-            self._misses[server] = 0
-            self._order = sorted(self._servers, key=self._misses.__getitem__)
-        reply = wire.parse(data, end)
-        if reply.rcode is Rcode.SERVFAIL and query.attempts_left > 0 and len(self._servers) > 1:
-            self._retry(query)
-            return
-        self._finish(query, reply)
+                break
+            if len(data) < 17:
+                continue
+            query = pending.get((data[0] << 8) | data[1])
+            if query is None or not data[2] & 0x80 or server != query.server:
+                continue  # late, unknown, not a response or from another server: the timer decides
+            question = query.question
+            end = 12 + len(question)
+            if not data.startswith(question, 12) and data[12:end].lower() != question:
+                continue  # not the question asked (ours are lowercase; names are not)
+            if lost:
+                lost = self._misses[server] = 0
+                self._order = sorted(self._servers, key=self._misses.__getitem__)
+            if data[3] & 0x0F == 3 and not data[2] & 0x02:
+                reply = wire.NXDOMAIN  # most of a sweep: NXDOMAIN, not truncated
+            else:
+                reply = wire.parse(data, end)
+                if (
+                    reply.rcode is Rcode.SERVFAIL
+                    and query.attempts_left > 0
+                    and len(self._servers) > 1
+                ):
+                    self._retry(query)
+                    continue
+            self._finish(query, reply, pump=False)
+        if self._streams or self._released:
+            self._pump()
 
     def _expire_due(self) -> None:
         assert self._loop is not None
@@ -312,7 +366,7 @@ class UdpExchange:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _deadline, query, tries = deadlines.popleft()
-            if query.key is None or query.tries != tries:
+            if query.qid < 0 or query.tries != tries:
                 continue  # answered, or already retried
             # Loss means the path or the server is saturated: halve the window,
             # and prefer the other nameservers until this one answers again.
@@ -333,15 +387,15 @@ class UdpExchange:
             self._timer = self._loop.call_at(deadlines[0][0], self._expire_due)
 
     def _retry(self, query: _Query) -> None:
-        if query.key is not None:
-            del self._pending[query.key]
-            query.key = None
-        self._send(query)
+        if query.qid >= 0:
+            del self._pending[query.qid]
+            query.qid = -1
+        self._send([query])
 
     def _finish(self, query: _Query, reply: Reply, *, pump: bool = True) -> None:
-        if query.key is not None:
-            del self._pending[query.key]
-            query.key = None
+        if query.qid >= 0:
+            del self._pending[query.qid]
+            query.qid = -1
         self._in_flight -= 1
         if self._window < self._max_in_flight:  # additive increase: +1 per window of answers
             self._window = min(self._max_in_flight, self._window + 1 / self._window)
@@ -358,10 +412,10 @@ class UdpExchange:
         batch.cancelled = True
         if batch in self._streams:
             self._streams.remove(batch)
-        for key, query in list(self._pending.items()):
+        for qid, query in list(self._pending.items()):
             if query.batch is batch:
-                del self._pending[key]
-                query.key = None
+                del self._pending[qid]
+                query.qid = -1
                 self._in_flight -= 1
         self._released = deque(q for q in self._released if q.batch is not batch)
         self._pump()

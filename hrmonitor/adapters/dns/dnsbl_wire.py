@@ -62,9 +62,17 @@ def question(prefix: bytes, zone: bytes, rdtype: int) -> bytes:
     return prefix + zone + b"\x00" + struct.pack("!HH", rdtype, _CLASS_IN)
 
 
+_QUERY_FLAGS_AND_COUNTS = _HEADER.pack(0, _RD, 1, 0, 0, 0)[2:]
+
+
 def query(qid: int, question_wire: bytes) -> bytes:
     """A recursive (RD) query message with one question and no EDNS."""
-    return _HEADER.pack(qid, _RD, 1, 0, 0, 0) + question_wire
+    return qid.to_bytes(2, "big") + query_body(question_wire)
+
+
+def query_body(question_wire: bytes) -> bytes:
+    """The query message but its first two bytes, the id: a try sends id + body."""
+    return _QUERY_FLAGS_AND_COUNTS + question_wire
 
 
 def response_key(data: bytes) -> tuple[int, bytes, int] | None:
