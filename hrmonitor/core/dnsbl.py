@@ -7,6 +7,7 @@ The engine in ``hrmonitor.adapters.dns.dnsbl`` turns wire messages into
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import random
@@ -28,7 +29,6 @@ from hrmonitor.core.model import (
     ZoneHealth,
 )
 
-_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 _NEVER_A_LISTING = "127.0.0.1"
 
 # The test points every IP list must honour, as (listed point, clean point).
@@ -73,7 +73,12 @@ def lookup_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def family_of(ip: str) -> Family:
-    return Family.IPV4 if lookup_address(ip).version == 4 else Family.IPV6
+    return address_family(lookup_address(ip))
+
+
+def address_family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Family:
+    """The family of an address as :func:`lookup_address` returns it."""
+    return Family.IPV4 if address.version == 4 else Family.IPV6
 
 
 def covers(zone_list: ZoneList, ip: str) -> bool:
@@ -130,7 +135,7 @@ def classify(ip: str, zone_list: ZoneList, reply: Reply) -> Answer:
     outside = [a for a in reply.addresses if not _in_loopback(a)]
     if outside:
         return Unknown(ip, key, f"answer outside 127.0.0.0/8: {', '.join(outside)}")
-    codes = tuple(sorted(set(reply.addresses), key=lambda a: int(ipaddress.IPv4Address(a))))
+    codes = tuple(sorted(set(reply.addresses), key=lambda a: _ipv4_value(a) or 0))
     meaningful = [c for c in codes if c != _NEVER_A_LISTING]
     if not meaningful:
         return Unknown(ip, key, "answer 127.0.0.1, which is never a listing")
@@ -151,10 +156,18 @@ def classify(ip: str, zone_list: ZoneList, reply: Reply) -> Answer:
 
 
 def _in_loopback(text: str) -> bool:
+    value = _ipv4_value(text)
+    return value is not None and value >> 24 == 127
+
+
+@functools.lru_cache(maxsize=1024)
+def _ipv4_value(text: str) -> int | None:
+    """An A record's address as an integer (None if not IPv4), parsed once per code seen:
+    a sweep's listings repeat the same few codes thousands of times."""
     try:
-        return ipaddress.IPv4Address(text) in _LOOPBACK
+        return int(ipaddress.IPv4Address(text))
     except ValueError:
-        return False
+        return None
 
 
 def _reason(reply: Reply) -> str:

@@ -28,9 +28,10 @@ from hrmonitor.core.dnsbl import (
     Rcode,
     Reply,
     SweepResult,
+    address_family,
     classify,
     confirm,
-    family_of,
+    lookup_address,
     needs_confirmation,
     zone_health,
 )
@@ -71,11 +72,13 @@ class _Plan:
     ) -> None:
         self.ips = list(ips)
         self.lists = list(lists)
-        self.prefixes = [wire.reversed_ip_labels(ip) for ip in self.ips]
+        self.keys = [z.key for z in self.lists]
+        addresses = [lookup_address(ip) for ip in self.ips]  # one parse per IP
+        self.prefixes = [wire.reversed_address_labels(a) for a in addresses]
         self.zones = [wire.encode_labels(z.zone) for z in self.lists]
         width = len(self.lists)
         if flats is None:
-            families = [family_of(ip) for ip in self.ips]
+            families = [address_family(a) for a in addresses]
             flats = array(
                 "q",
                 (
@@ -93,9 +96,12 @@ class _Plan:
 
     def questions(self, rdtype: int, flats: Sequence[int]) -> Iterator[tuple[bytes, str]]:
         width = len(self.lists)
+        prefixes, keys = self.prefixes, self.keys
+        # Everything after the IP's labels is the same for every question to a zone.
+        suffixes = [wire.question(b"", zone, rdtype) for zone in self.zones]
         for flat in flats:
             i, j = divmod(flat, width)
-            yield wire.question(self.prefixes[i], self.zones[j], rdtype), self.lists[j].key
+            yield prefixes[i] + suffixes[j], keys[j]
 
 
 # --- the engine ---------------------------------------------------------------------------
@@ -207,7 +213,8 @@ class DnsblEngine:
         again = [
             n
             for n, answer in enumerate(answers)
-            if health[answer.zone] is ZoneHealth.OK
+            if answer.status is not Status.CLEAN  # the bulk, and never a new listing
+            and health[answer.zone] is ZoneHealth.OK
             and needs_confirmation(previous.get((answer.ip, answer.zone)), answer)
         ]
         if again:
@@ -225,15 +232,19 @@ class DnsblEngine:
             len(flats), plan.questions(wire.TYPE_A, flats), first_server
         )
         answers: list[Answer] = []
-        ips, lists, width = plan.ips, plan.lists, len(plan.lists)
+        append = answers.append
+        wanted: list[int] = []  # Listed and Info answers: their TXT is asked next
+        ips, lists, keys, width = plan.ips, plan.lists, plan.keys, len(plan.lists)
         nxdomain = wire.NXDOMAIN
         for flat, reply in zip(flats, replies, strict=True):
             i, j = divmod(flat, width)
             if reply is nxdomain:  # most of a sweep: skip the general classifier
-                answers.append(Clean(ips[i], lists[j].key))
-            else:
-                answers.append(classify(ips[i], lists[j], reply))
-        wanted = [n for n, a in enumerate(answers) if a.status in (Status.LISTED, Status.INFO)]
+                append(Clean(ips[i], keys[j]))
+                continue
+            answer = classify(ips[i], lists[j], reply)
+            if answer.status in (Status.LISTED, Status.INFO):
+                wanted.append(len(answers))
+            append(answer)
         if wanted:
             txt_flats = [flats[n] for n in wanted]
             texts = await self._exchange.exchange(

@@ -50,6 +50,11 @@ def reversed_ip_labels(ip: str, *, unmap: bool = True) -> bytes:
     address = ipaddress.ip_address(ip)
     if unmap and isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    return reversed_address_labels(address)
+
+
+def reversed_address_labels(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """Wire labels of the DNSBL query prefix of an address, as given (no unmapping)."""
     if address.version == 4:
         parts = reversed(str(address).split("."))
     else:
