@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import Table, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,6 @@ from hrmonitor.adapters.store.records import AlertRecord
 from hrmonitor.adapters.store.schema import AlertRow, insert_new
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Severity
-
-# Rows per multi-row INSERT: 7 bound values a row stays far below SQLite's 32,766
-# and PostgreSQL's 65,535 parameters per statement.
-_INSERT_CHUNK = 500
 
 
 def claim_alert(
@@ -105,16 +101,18 @@ def _insert_new_rows(session: Session, alerts: Sequence[Alert]) -> set[str]:
     """INSERT the alerts' rows, skipping keys already there; the keys inserted.
 
     As ``insert_new`` for many rows: the database settles a race with another node,
-    and RETURNING (not rowcount) says which rows went in.
+    and RETURNING (not rowcount) says which rows went in. One statement executed
+    for many parameter sets: SQLAlchemy sends them as multi-row INSERTs
+    ("insertmanyvalues"), compiled once.
     """
+    if not alerts:
+        return set()
+    table = AlertRow.__table__
+    assert isinstance(table, Table)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    inserted: set[str] = set()
-    for start in range(0, len(alerts), _INSERT_CHUNK):
-        chunk = alerts[start : start + _INSERT_CHUNK]
-        rows = [_row(a.key, str(a.kind), a.severity, a.as_dict(), a.at) for a in chunk]
-        statement = dialect.insert(AlertRow).values(rows).on_conflict_do_nothing()
-        inserted.update(session.scalars(statement.returning(AlertRow.key)))
-    return inserted
+    statement = dialect.insert(table).on_conflict_do_nothing().returning(table.c.key)
+    rows = [_row(a.key, str(a.kind), a.severity, a.as_dict(), a.at) for a in alerts]
+    return set(session.scalars(statement, rows))
 
 
 def _reclaim(

@@ -192,6 +192,7 @@ def test_a_batch_answers_as_the_single_calls_one_after_another(store: Store) -> 
 
 
 def test_a_batch_larger_than_one_insert_statement(store: Store) -> None:
+    # SQLAlchemy sends at most 1,000 rows per INSERT (insertmanyvalues_page_size).
     batch = [raised(f"k{n}", T0) for n in range(1_201)]
     assert store.claim_alerts(batch, REPEAT) == [True] * 1_201
     assert len(store.open_alerts()) == 1_201
