@@ -84,6 +84,7 @@ class _Query:
         "attempts_left",
         "batch",
         "body",
+        "burst",
         "index",
         "qid",
         "question",
@@ -100,6 +101,7 @@ class _Query:
         self.tries = 0
         self.qid = -1  # the id it waits under in _pending; -1 when not waiting
         self.server: tuple[str, int] = ("", 0)
+        self.burst = 0  # the burst of sends its latest try went out in (they share a deadline)
 
 
 class UdpExchange:
@@ -139,7 +141,9 @@ class UdpExchange:
         self._release_timer: asyncio.TimerHandle | None = None
         self._sequence = 0
         self._batches: set[_Batch] = set()
-        self._deadlines: deque[tuple[float, _Query, int]] = deque()
+        # One (deadline, burst number, queries) per burst of sends, in send order.
+        self._deadlines: deque[tuple[float, int, list[_Query]]] = deque()
+        self._bursts = 0
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._sent = 0
@@ -288,34 +292,40 @@ class UdpExchange:
             self._send(burst)
 
     def _send(self, queries: list[_Query]) -> None:
-        """Send each query to its next nameserver under a fresh id, then arm its deadline."""
+        """Send each query to its next nameserver under a fresh id, then arm their deadline."""
         assert self._loop is not None
         order = self._order
         servers = len(order)
         pending = self._pending
-        ids = self._ids
+        new_id = self._ids.getrandbits
+        sockets = self._sockets
+        sent = self._sent
+        self._bursts += 1
+        burst = self._bursts
         for query in queries:
             turn = query.batch.first_server + query.tries
             server = order[turn % servers]
             if server == query.server and servers > 1:
                 server = order[(turn + 1) % servers]  # a retry never goes where it was lost
-            qid = ids.getrandbits(16)
+            qid = new_id(16)
             while qid in pending:
-                qid = ids.getrandbits(16)
+                qid = new_id(16)
+            pending[qid] = query
             query.qid = qid
             query.server = server
             query.tries += 1
             query.attempts_left -= 1
-            pending[qid] = query
-            opened = self._sockets[server]
-            self._sent += 1
+            query.burst = burst
+            opened = sockets[server]
+            sent += 1
             try:
-                opened[self._sent % len(opened)].send(qid.to_bytes(2, "big") + query.body)
+                opened[sent % len(opened)].send(qid.to_bytes(2, "big") + query.body)
             except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
                 log.debug("DNSBL query to %s not sent: %s", server[0], exc)
+        self._sent = sent
         # Read after the burst: no try gets less than the whole timeout.
         deadline = self._loop.time() + self._timeout
-        self._deadlines.extend([(deadline, query, query.tries) for query in queries])
+        self._deadlines.append((deadline, burst, queries))
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire_due)
 
@@ -365,26 +375,29 @@ class UdpExchange:
         now = self._loop.time() + _TIMEOUT_SLACK
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            _deadline, query, tries = deadlines.popleft()
-            if query.qid < 0 or query.tries != tries:
-                continue  # answered, or already retried
-            # Loss means the path or the server is saturated: halve the window,
-            # and prefer the other nameservers until this one answers again.
-            self._window = max(_MIN_WINDOW, self._window / 2)
-            self._misses[query.server] += 1
-            if len(self._servers) > 1:
-                self._order = sorted(self._servers, key=self._misses.__getitem__)
-            if query.attempts_left > 0:
-                log.debug("DNSBL answer lost from %s; retrying", query.server[0])
-                self._retry(query)
-            else:
-                self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
+            _deadline, burst, queries = deadlines.popleft()
+            for query in queries:
+                if query.qid >= 0 and query.burst == burst:  # neither answered nor retried
+                    self._lost(query)
         # A retry above may have armed a timer for its own, later, deadline.
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if deadlines:
             self._timer = self._loop.call_at(deadlines[0][0], self._expire_due)
+
+    def _lost(self, query: _Query) -> None:
+        # Loss means the path or the server is saturated: halve the window,
+        # and prefer the other nameservers until this one answers again.
+        self._window = max(_MIN_WINDOW, self._window / 2)
+        self._misses[query.server] += 1
+        if len(self._servers) > 1:
+            self._order = sorted(self._servers, key=self._misses.__getitem__)
+        if query.attempts_left > 0:
+            log.debug("DNSBL answer lost from %s; retrying", query.server[0])
+            self._retry(query)
+        else:
+            self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
 
     def _retry(self, query: _Query) -> None:
         if query.qid >= 0:
