@@ -275,9 +275,22 @@ class SweepResult:
 
     @property
     def trusted(self) -> tuple[Answer, ...]:
-        """Answers with those of unhealthy zones turned into Unknown."""
+        """Answers with those of unhealthy zones turned into Unknown.
+
+        An answer of a healthy zone is kept as it is (the same object), and with
+        every zone healthy, the usual case, ``answers`` itself is the result.
+        """
+        health = self.health
+        unhealthy = {
+            zone
+            for zone in {a.zone for a in self.answers}
+            if health.get(zone, ZoneHealth.UNREACHABLE) is not ZoneHealth.OK
+        }
+        if not unhealthy:
+            return self.answers
         return tuple(
-            trusted(a, self.health.get(a.zone, ZoneHealth.UNREACHABLE)) for a in self.answers
+            trusted(a, health.get(a.zone, ZoneHealth.UNREACHABLE)) if a.zone in unhealthy else a
+            for a in self.answers
         )
 
 
