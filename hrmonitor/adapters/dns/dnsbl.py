@@ -79,15 +79,18 @@ class _Plan:
         width = len(self.lists)
         if flats is None:
             families = [address_family(a) for a in addresses]
-            flats = array(
-                "q",
-                (
-                    i * width + j
-                    for i in range(len(self.ips))
-                    for j in range(width)
-                    if families[i] in self.lists[j].families
-                ),
-            )
+            # The lists covering each family, as column indices; a row is one IP.
+            columns = {
+                family: [j for j, z in enumerate(self.lists) if family in z.families]
+                for family in set(families)
+            }
+            flats = array("q")
+            for i, family in enumerate(families):
+                row, covering = i * width, columns[family]
+                if len(covering) == width:
+                    flats.extend(range(row, row + width))
+                else:
+                    flats.extend([row + j for j in covering])
         self.flats = flats
 
     def pair(self, flat: int) -> tuple[str, ZoneList]:

@@ -299,6 +299,7 @@ class UdpExchange:
         pending = self._pending
         new_id = self._ids.getrandbits
         sockets = self._sockets
+        count = self._socket_count
         sent = self._sent
         self._bursts += 1
         burst = self._bursts
@@ -319,7 +320,7 @@ class UdpExchange:
             opened = sockets[server]
             sent += 1
             try:
-                opened[sent % len(opened)].send(qid.to_bytes(2, "big") + query.body)
+                opened[sent % count].send(qid.to_bytes(2, "big") + query.body)
             except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
                 log.debug("DNSBL query to %s not sent: %s", server[0], exc)
         self._sent = sent
@@ -348,8 +349,9 @@ class UdpExchange:
             if query is None or not data[2] & 0x80 or server != query.server:
                 continue  # late, unknown, not a response or from another server: the timer decides
             question = query.question
-            end = 12 + len(question)
-            if not data.startswith(question, 12) and data[12:end].lower() != question:
+            if not data.startswith(question, 12) and (
+                data[12 : 12 + len(question)].lower() != question
+            ):
                 continue  # not the question asked (ours are lowercase; names are not)
             if lost:
                 lost = self._misses[server] = 0
@@ -357,7 +359,7 @@ class UdpExchange:
             if data[3] & 0x0F == 3 and not data[2] & 0x02:
                 reply = wire.NXDOMAIN  # most of a sweep: NXDOMAIN, not truncated
             else:
-                reply = wire.parse(data, end)
+                reply = wire.parse(data, 12 + len(question))
                 if (
                     reply.rcode is Rcode.SERVFAIL
                     and query.attempts_left > 0

@@ -55,11 +55,18 @@ def reversed_ip_labels(ip: str, *, unmap: bool = True) -> bytes:
 
 def reversed_address_labels(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
     """Wire labels of the DNSBL query prefix of an address, as given (no unmapping)."""
-    if address.version == 4:
-        parts = reversed(str(address).split("."))
-    else:
-        parts = reversed(address.exploded.replace(":", ""))
-    return b"".join(bytes((len(p),)) + p.encode("ascii") for p in parts)
+    table = _OCTET_LABELS if address.version == 4 else _NIBBLE_LABELS
+    return b"".join([table[byte] for byte in reversed(address.packed)])
+
+
+def _label(text: str) -> bytes:
+    return bytes((len(text),)) + text.encode("ascii")
+
+
+# Per byte of a packed address, its labels in reversed order: the decimal octet
+# (IPv4), or the low then the high hex nibble (IPv6), as ``exploded`` spells them.
+_OCTET_LABELS = [_label(str(byte)) for byte in range(256)]
+_NIBBLE_LABELS = [_label(f"{byte & 15:x}") + _label(f"{byte >> 4:x}") for byte in range(256)]
 
 
 def question(prefix: bytes, zone: bytes, rdtype: int) -> bytes:
