@@ -141,8 +141,10 @@ class UdpExchange:
         self._release_timer: asyncio.TimerHandle | None = None
         self._sequence = 0
         self._batches: set[_Batch] = set()
-        # One (deadline, burst number, queries) per burst of sends, in send order.
-        self._deadlines: deque[tuple[float, int, list[_Query]]] = deque()
+        # One (deadline, burst number) per burst of sends, in send order. Waiting
+        # queries sit in _pending in send order too (a retry is re-added under a
+        # new id), so those a deadline expires are a prefix of it.
+        self._deadlines: deque[tuple[float, int]] = deque()
         self._bursts = 0
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
@@ -326,7 +328,7 @@ class UdpExchange:
         self._sent = sent
         # Read after the burst: no try gets less than the whole timeout.
         deadline = self._loop.time() + self._timeout
-        self._deadlines.append((deadline, burst, queries))
+        self._deadlines.append((deadline, burst))
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire_due)
 
@@ -376,11 +378,16 @@ class UdpExchange:
         self._timer = None
         now = self._loop.time() + _TIMEOUT_SLACK
         deadlines = self._deadlines
+        expired = 0
         while deadlines and deadlines[0][0] <= now:
-            _deadline, burst, queries = deadlines.popleft()
-            for query in queries:
-                if query.qid >= 0 and query.burst == burst:  # neither answered nor retried
-                    self._lost(query)
+            expired = deadlines.popleft()[1]
+        lost = []
+        for query in self._pending.values():
+            if query.burst > expired:
+                break
+            lost.append(query)
+        for query in lost:
+            self._lost(query)
         # A retry above may have armed a timer for its own, later, deadline.
         if self._timer is not None:
             self._timer.cancel()
