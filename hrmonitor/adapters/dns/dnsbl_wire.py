@@ -88,7 +88,12 @@ def query_body(question_wire: bytes) -> bytes:
 
 
 def response_key(data: bytes) -> tuple[int, bytes, int] | None:
-    """(id, lowercased question, end of question) of a response, or None if unmatchable."""
+    """(id, lowercased question, end of question) of a response, or None if unmatchable.
+
+    The exchange does the same matching in place (the id finds the waiting
+    query, whose question is compared at offset 12); this is its spelled-out
+    form, for tests and tools.
+    """
     if len(data) < 17:
         return None
     end = data.find(b"\x00", 12)  # our names never hold a zero byte; a mismatch just drops
