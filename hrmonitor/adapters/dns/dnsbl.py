@@ -18,8 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-import dns.resolver
-
 from hrmonitor.adapters.dns import dnsbl_wire as wire
 from hrmonitor.adapters.dns.dnsbl_exchange import UdpExchange
 from hrmonitor.core.catalogue import Catalogue, ZoneList, check_catalogue, load_catalogue
@@ -288,6 +286,10 @@ def _health(
 
 
 def _system_nameservers() -> list[str]:
+    # dnspython's resolver (~40 ms to import) only reads /etc/resolv.conf here,
+    # when no nameservers are configured; a configured check never imports it.
+    import dns.resolver  # noqa: PLC0415
+
     try:
         servers = dns.resolver.get_default_resolver().nameservers
     except dns.resolver.NoResolverConfiguration as exc:

@@ -6,12 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.audit import evidence_json
 from hrmonitor.adapters.store.records import AlertRecord
-from hrmonitor.adapters.store.schema import AlertRow, insert_new
+from hrmonitor.adapters.store.schema import AlertRow, dialect_insert, insert_new
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Severity
 
@@ -109,8 +108,7 @@ def _insert_new_rows(session: Session, alerts: Sequence[Alert]) -> set[str]:
         return set()
     table = AlertRow.__table__
     assert isinstance(table, Table)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing().returning(table.c.key)
+    statement = dialect_insert(session, table).on_conflict_do_nothing().returning(table.c.key)
     rows = [_row(a.key, str(a.kind), a.severity, a.as_dict(), a.at) for a in alerts]
     return set(session.scalars(statement, rows))
 

@@ -223,6 +223,13 @@ class AlertRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+def dialect_insert(session: Session, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT in the backend's own dialect, for its ON CONFLICT clause."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def insert_new(session: Session, model: type[Base], values: Mapping[str, object]) -> bool:
     """INSERT one row unless it collides with a unique key; True if it was inserted.
 
@@ -231,11 +238,7 @@ def insert_new(session: Session, model: type[Base], values: Mapping[str, object]
     """
     table = model.__table__
     assert isinstance(table, Table)
-    statement: sqlite.Insert | postgresql.Insert
-    if session.get_bind().dialect.name == "postgresql":
-        statement = postgresql.insert(table).values(dict(values)).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(table).values(dict(values)).on_conflict_do_nothing()
+    statement = dialect_insert(session, table).values(dict(values)).on_conflict_do_nothing()
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
     first_key = next(iter(table.primary_key.columns))
     return session.execute(statement.returning(first_key)).first() is not None

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -49,13 +49,21 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.listings import listing_record
 from hrmonitor.adapters.store.records import ListingChanges, ListingRecord, ZoneHealthChange
-from hrmonitor.adapters.store.schema import AnswerRow, ListingRow, ZoneHealthRow, insert_new
+from hrmonitor.adapters.store.schema import (
+    AnswerRow,
+    ListingRow,
+    ZoneHealthRow,
+    dialect_insert,
+    insert_new,
+)
 from hrmonitor.core.model import Answer, Clean, Error, Info, Listed, Status, Unknown, ZoneHealth
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 # Comfortably under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters per statement.
 CHUNK = 4000
@@ -249,7 +257,7 @@ def _update_answer(clean: bool) -> Update:
 def _upsert_answers(session: Session) -> sqlite.Insert | postgresql.Insert:
     """Insert answers for new (ip, list) pairs; one another node stored meanwhile is updated."""
     table = _answers()
-    statement = _insert(session, table).values(
+    statement = dialect_insert(session, table).values(
         ip=bindparam("k_ip"), list_key=bindparam("k_zone"), **_field_binds(),
         clean_since=bindparam("v_clean_since"),
     )  # fmt: skip
@@ -329,7 +337,7 @@ def _open_listings(
         {"ip": a.ip, "list_key": a.zone, **_answer_fields(a), "first_seen": now, "last_seen": now}
         for a in opening
     ]
-    statement = _insert(session, table).on_conflict_do_nothing()
+    statement = dialect_insert(session, table).on_conflict_do_nothing()
     inserted = {
         (ip, zone)
         for ip, zone in session.connection().execute(
@@ -488,13 +496,6 @@ def _listings() -> Table:
 
 def _key_matches(table: Table) -> ColumnElement[bool]:
     return and_(table.c.ip == bindparam("k_ip"), table.c.list_key == bindparam("k_zone"))
-
-
-def _insert(session: Session, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """INSERT in the backend's dialect: both spell ON CONFLICT, differently."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
