@@ -1,5 +1,5 @@
 """``python -m hrmonitor``."""
 
-from hrmonitor.cli import main
+from hrmonitor.cli import entry
 
-main()
+entry()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.cli.options import config_option, json_option, load, print_json
+from hrmonitor.cli.options import QuickExit, config_option, json_option, load, print_json
 
 
 @click.command("run")
@@ -72,7 +72,7 @@ def check_command(
         from hrmonitor.adapters import terminal  # noqa: PLC0415
 
         terminal.print_check(outcome.data)
-    sys.exit(int(outcome.verdict))
+    raise QuickExit(int(outcome.verdict))
 
 
 @click.command("report")

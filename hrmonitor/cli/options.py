@@ -64,3 +64,12 @@ def print_json(data: Any) -> None:
     """Indented for a person at a terminal; compact (and C-encoded, so fast) for a pipe."""
     indent = 2 if sys.stdout.isatty() else None
     click.echo(json.dumps(data, indent=indent, default=str))
+
+
+class QuickExit(SystemExit):
+    """Exit with this status, and, from the console script, skip the interpreter's teardown.
+
+    For a one-shot probe whose output is printed and whose store and sockets are
+    closed: see :func:`hrmonitor.cli.entry`. In-process callers (click's test
+    runner) see an ordinary SystemExit.
+    """

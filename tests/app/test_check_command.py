@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from hrmonitor import cli
 from hrmonitor.cli import main
+from hrmonitor.cli.options import QuickExit
 from tests.fixtures.app_config import make_config
 from tests.fixtures.rbldnsd import Rbldnsd
 
@@ -148,3 +155,59 @@ def test_check_leaves_the_cyclic_collector_as_it_found_it(rbldnsd: Rbldnsd, tmp_
     assert run("check", "--config", str(config), "--json", "--pool", "normal")[0] == 0
 
     assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)
+
+
+def test_check_as_a_process_prints_everything_and_exits_with_its_verdict(
+    rbldnsd: Rbldnsd, tmp_path: Path
+) -> None:
+    """The console script ends ``check`` without the interpreter's teardown (cli.entry):
+    through a pipe, the whole JSON and the log line still arrive, and the status is
+    the verdict."""
+    config = make_config(tmp_path, rbldnsd=rbldnsd)
+    done = subprocess.run(
+        [sys.executable, "-m", "hrmonitor", "check", "--config", str(config), "--json",
+         "--pool", "high-risk"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    data = json.loads(done.stdout)
+    assert data["exit"] == 2
+    assert {r["ip"] for r in data["results"]} == {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
+    assert "127.0.0.20 (high-risk) listed on bl" in done.stderr  # the alert's log line
+
+
+def test_quick_exit_flushes_and_ends_with_the_status_other_exits_are_normal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Out(io.StringIO):
+        flushed = ""
+
+        def flush(self) -> None:
+            self.flushed = self.getvalue()
+
+    class Ended(Exception):
+        pass
+
+    out = Out()
+
+    def fake_exit(status: int) -> None:
+        raise Ended(status, out.flushed)
+
+    def probe() -> None:
+        print("verdict printed")
+        raise QuickExit(2)
+
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(cli, "main", probe)
+    with pytest.raises(Ended) as ended:
+        cli.entry()
+    assert ended.value.args == (2, "verdict printed\n")  # flushed before the process ends
+
+    def other() -> None:
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "main", other)
+    with pytest.raises(SystemExit) as normal:
+        cli.entry()
+    assert normal.value.code == 0
