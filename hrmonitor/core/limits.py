@@ -104,11 +104,22 @@ class _Buckets:
         self.total = 0
 
     def add(self, minute: datetime, recipients: int) -> None:
-        if self.minutes and self.minutes[-1].start == minute:
-            self.minutes[-1].recipients += recipients
-        else:
-            self.minutes.append(_Minute(minute, recipients))
         self.total += recipients
+        if not self.minutes or self.minutes[-1].start < minute:
+            self.minutes.append(_Minute(minute, recipients))
+        elif self.minutes[-1].start == minute:
+            self.minutes[-1].recipients += recipients
+        else:  # an earlier minute (concurrent sessions, or history counted again at start)
+            self._insert(minute, recipients)
+
+    def _insert(self, minute: datetime, recipients: int) -> None:
+        position = len(self.minutes)
+        while position and self.minutes[position - 1].start > minute:
+            position -= 1
+        if position and self.minutes[position - 1].start == minute:
+            self.minutes[position - 1].recipients += recipients
+        else:
+            self.minutes.insert(position, _Minute(minute, recipients))
 
     def expire(self, now: datetime) -> None:
         """Drop the minutes a day or more before ``now``'s minute."""

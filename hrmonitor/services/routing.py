@@ -12,11 +12,11 @@ re-routed later with ``count=False`` and its original arrival time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from hrmonitor.core.limits import RecipientWindow, check_limits
+from hrmonitor.core.limits import RecipientWindow, check_limits, sender_key
 from hrmonitor.core.model import Pool
 from hrmonitor.core.mx import DomainStatus
 from hrmonitor.core.routing import (
@@ -137,6 +137,18 @@ class Router:
         decision = decide(facts, self.rules, self.pools, self.settings, when)
         log.debug("routed %s -> %s (%d reasons)", mail_from, decision.pool, len(decision.reasons))
         return decision
+
+    def restore_counts(self, sent: Iterable[tuple[str, datetime, int]]) -> int:
+        """Count again what senders sent before a restart: (sender, arrival, recipients)
+        as the queue kept it (``QueueRepository.recipients_sent_since``). Without it a
+        restart would hand every sender, a compromised account too, a fresh day's
+        budget. Returns how many senders have counts."""
+        senders: set[str] = set()
+        for mail_from, arrival, recipients in sent:
+            sender = mail_from.strip().strip("<>")
+            self._window.record(sender, recipients, arrival)
+            senders.add(sender_key(sender))
+        return len(senders)
 
     def prune(self, now: datetime) -> None:
         """Drop counters older than a day and expired DNS answers (call from a periodic job)."""

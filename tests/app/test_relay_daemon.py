@@ -310,3 +310,34 @@ async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_netw
     [message] = await smtp_sink.wait_for(1, 30, lambda m: "authed@rcpt.test" in m.rcpts)
     assert message.peer in NORMAL
     assert daemon.stop() == 0
+
+
+async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_limits(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Two recipients before a restart and one after cross a limit of two an hour:
+    the restarted daemon counts the sender's mail from the queue, so the third
+    recipient leaves from the high-risk pool, as it would without the restart."""
+    config = make_config(
+        tmp_path,
+        rbldnsd=rbldnsd,
+        mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port,
+        extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",
+    )
+    daemon = await start(daemon_process, config)
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "one@rcpt.test,two@rcpt.test")
+    [first] = await smtp_sink.wait_for(1, 30)
+    assert first.peer in NORMAL
+    assert daemon.stop() == 0
+
+    daemon = await start(daemon_process, config)
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "three@rcpt.test")
+    [third] = await smtp_sink.wait_for(1, 30, lambda m: "three@rcpt.test" in m.rcpts)
+    assert third.peer in HIGH
+    assert daemon.stop() == 0
+    assert "counted the last day's mail of 1 sender(s)" in daemon.log.read_text()

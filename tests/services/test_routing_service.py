@@ -114,6 +114,40 @@ async def test_the_message_that_crosses_the_hourly_limit_goes_high_with_an_alert
     assert decisions[1].alerts == ("sending-limit",)
 
 
+async def test_counts_restored_after_a_restart_still_hold_a_sender_to_its_limits(
+    router: Router, fake_clock: FakeClock
+):
+    """What the queue kept of a sender's last day (as ``recipients_sent_since`` gives it,
+    brackets and case as stored) counts as if the router had seen it."""
+    now = fake_clock.now()
+    restored = router.restore_counts(
+        [
+            ("<A@Contoso.example>", now - timedelta(minutes=30), 2),
+            ("a@contoso.example", now - timedelta(hours=2), 40),  # counts for the day only
+            ("other@contoso.example", now - timedelta(minutes=5), 1),
+        ]
+    )
+    assert restored == 2
+
+    async def route(sender: str, rcpts: int) -> str:
+        decision = await router.route(
+            mail_from=sender,
+            rcpts=[f"r{n}@rcpt.test" for n in range(rcpts)],
+            client_ip="127.0.0.1",
+            message=MESSAGE,
+            arrival=fake_clock.now(),
+        )
+        return decision.pool
+
+    assert await route("other@contoso.example", 2) == "normal"  # 3 in the hour: at the limit
+    assert await route("a@contoso.example", 2) == "high-risk"  # 4 in the hour > 3
+    for _ in range(2):
+        fake_clock.advance(timedelta(hours=1))
+        assert await route("a@contoso.example", 3) == "normal"  # 3 in the hour; 47, then 50
+    fake_clock.advance(timedelta(hours=1))
+    assert await route("a@contoso.example", 1) == "high-risk"  # 51 in the day > 50
+
+
 async def test_null_sender_needs_no_dns_and_goes_high(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
 ):

@@ -596,6 +596,32 @@ class QueueRepository:
             for r in rows
         ]
 
+    def recipients_sent_since(self, since: datetime) -> list[tuple[str, datetime, int]]:
+        """(envelope sender, arrival, recipients) of each tenant message arrived since ``since``.
+
+        What the router's sending-limit windows counted at acceptance, so that a
+        restarted daemon can count them again: the null sender and the relay's own
+        DSNs (``dsn_of``) are not a tenant account's sending. Finished messages are
+        kept for ``RelaySettings.keep_finished`` (a week), longer than the day-long
+        limit window.
+        """
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(MESSAGES.c.mail_from, MESSAGES.c.arrived_at, func.count())
+                    .join(RECIPIENTS, RECIPIENTS.c.message_id == MESSAGES.c.id)
+                    .where(
+                        MESSAGES.c.arrived_at >= since,
+                        MESSAGES.c.mail_from != "",
+                        MESSAGES.c.dsn_of.is_(None),
+                    )
+                    .group_by(MESSAGES.c.id, MESSAGES.c.mail_from, MESSAGES.c.arrived_at)
+                    .order_by(MESSAGES.c.arrived_at)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the senders' recent mail: {exc}") from exc
+        return [(sender, arrived, int(count)) for sender, arrived, count in rows]
+
     def tenant_counts(self, since: datetime) -> list[tuple[str, int, int, int]]:
         """Per tenant since ``since``: (tenant, recipients concluded, bounced, ARF reports).
 
