@@ -190,6 +190,9 @@ class RoutingConfig(_Section):
     dns_unknown_hold: Duration = timedelta(minutes=10)
     on_dns_unknown: str = "high-risk"
     relay_pool: str = ""  # a pool of risk "relay" for relayed foreign-domain mail; "" = off
+    rspamd_url: str = ""  # e.g. "http://127.0.0.1:11333": score each message there; "" = off
+    rspamd_timeout: Duration = timedelta(seconds=5)
+    rspamd_password: str = ""
 
 
 class LimitsConfig(_Section):

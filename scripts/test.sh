@@ -10,6 +10,7 @@ need=""
 command -v rbldnsd >/dev/null 2>&1 || [ -x /usr/sbin/rbldnsd ] || need="$need rbldnsd"
 command -v swaks >/dev/null 2>&1 || need="$need swaks"
 [ -x /usr/sbin/smtp-sink ] || [ -x /usr/lib/postfix/sbin/smtp-sink ] || need="$need postfix"
+command -v rspamd >/dev/null 2>&1 || need="$need rspamd"
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need"
     apt-get update -qq

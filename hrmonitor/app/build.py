@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 
 from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rspamd import Rspamd
 from hrmonitor.adapters.rule_files import load_bounce_patterns, load_routing_files
 from hrmonitor.app.monitoring import (
     alert_channels,
@@ -83,7 +84,17 @@ def build_router(config: Config) -> Router:
     tenants = [
         Tenant(t.name, tuple(str(n) for n in t.networks), tuple(t.domains)) for t in config.tenants
     ]
-    return Router(rules, pools, settings, mail_dns(config), tenants)
+    return Router(rules, pools, settings, mail_dns(config), tenants, scanner=spam_scanner(config))
+
+
+def spam_scanner(config: Config) -> Rspamd | None:
+    """rspamd over HTTP where ``[routing] rspamd_url`` names one; else None (headers only)."""
+    routing = config.routing
+    if not routing.rspamd_url:
+        return None
+    return Rspamd(
+        routing.rspamd_url, routing.rspamd_timeout.total_seconds(), routing.rspamd_password
+    )
 
 
 def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:

@@ -117,6 +117,7 @@ class Daemon:
             log.warning("%s", warning)
         pools = config.core_pools()
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(router.close)  # the rspamd client, if any
             store = await asyncio.to_thread(open_configured_store, config, clock)
             stack.callback(store.close)
             stack.push_async_callback(self._settle)  # runs just before store.close

@@ -67,11 +67,16 @@ def route_file(
     """Explain the routing of the message in ``path`` (envelope defaults: module docstring)."""
     message = Path(path).read_bytes()
     when = now or datetime.now(UTC)
-    return asyncio.run(
-        route_message(
-            message, mail_from=mail_from, rcpts=rcpts, client=client, router=router, now=when
-        )
-    )
+
+    async def explain() -> RouteDecision:
+        try:
+            return await route_message(
+                message, mail_from=mail_from, rcpts=rcpts, client=client, router=router, now=when
+            )
+        finally:
+            await router.close()  # the scanner's connections belong to this event loop
+
+    return asyncio.run(explain())
 
 
 def _print(decision: RouteDecision) -> None:

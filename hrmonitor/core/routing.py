@@ -21,7 +21,13 @@ from hrmonitor.core.limits import LimitStatus, SendingLimits
 from hrmonitor.core.model import Pool, RiskClass
 from hrmonitor.core.mx import DomainStatus
 from hrmonitor.core.routing_rules import RoutingRule
-from hrmonitor.core.spam_score import SpamScore, header_fields, spam_score
+from hrmonitor.core.spam_score import (
+    ScanResult,
+    SpamScore,
+    header_fields,
+    spam_score,
+    with_scan,
+)
 
 __all__ = ["DomainStatus", "MessageFacts", "Reason", "RouteDecision", "RoutingSettings", "Tenant"]
 
@@ -114,6 +120,7 @@ class MessageFacts:
             "spam_header": self.spam.header,
             "spam_client_trusted": self.spam.trusted,
             "spam_headers_ignored": list(self.spam.ignored),
+            "spam_unknown": self.spam.unknown or None,
             "recipients_last_hour": self.limit.last_hour,
             "recipients_last_day": self.limit.last_day,
             "over_limits": self.limit.over,
@@ -132,9 +139,13 @@ def message_facts(
     sender_domain_status: DomainStatus,
     limit: LimitStatus,
     settings: RoutingSettings,
+    scan: ScanResult | None = None,
 ) -> MessageFacts:
+    """The facts routing decides on; ``scan`` is the configured scanner's answer, if any."""
     fields = header_fields(message)
     score = spam_score(fields, settings.spam_headers, client_ip, settings.trusted_filters)
+    if scan is not None:
+        score = with_scan(score, scan)
     return MessageFacts(
         mail_from=mail_from.strip().strip("<>"),
         rcpts=tuple(rcpts),
@@ -201,6 +212,11 @@ def rule_detail(rule: RoutingRule, facts: MessageFacts, settings: RoutingSetting
         if (detail is not None) != rule.spam:
             return None
         details.append(detail or "spam score under the threshold")
+    if rule.spam_unknown is not None:
+        unknown = bool(facts.spam.unknown) and facts.spam.score is None
+        if unknown != rule.spam_unknown:
+            return None
+        details.append(f"spam score unknown ({facts.spam.unknown})" if unknown else "spam scored")
     if rule.spam_score_at_least is not None:
         detail = _score_detail(facts, rule.spam_score_at_least)
         if detail is None:

@@ -11,6 +11,8 @@ Conditions::
     sender_domain_status = "no-records"   # exists | no-records | unknown
     spam = true                           # score >= [routing] spam_threshold
     spam_score_at_least = 9.0             # score >= this number
+    spam_unknown = true                   # the configured scanner could not score it, and
+                                          # no trusted header did either
     over_limits = true                    # over [limits] recipients per hour/day
     foreign_sender = true                 # sender domain is not one of the tenant's
     tenant = ["contoso"]                  # a name or a list of names
@@ -34,7 +36,7 @@ from hrmonitor.core.model import Pool, RiskClass
 from hrmonitor.core.mx import DomainStatus
 from hrmonitor.errors import RuleError
 
-_BOOL_CONDITIONS = ("null_sender", "spam", "over_limits", "foreign_sender")
+_BOOL_CONDITIONS = ("null_sender", "spam", "spam_unknown", "over_limits", "foreign_sender")
 _KEYS = {
     *_BOOL_CONDITIONS,
     "sender_domain_status",
@@ -64,6 +66,7 @@ class RoutingRule:
     file: str
     null_sender: bool | None = None
     spam: bool | None = None
+    spam_unknown: bool | None = None
     over_limits: bool | None = None
     foreign_sender: bool | None = None
     sender_domain_status: DomainStatus | None = None

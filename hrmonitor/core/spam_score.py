@@ -20,6 +20,13 @@ A score counts only when the connecting client is inside
 are stripped before the message is stored (:func:`strip_header_fields`).
 When several score headers are present the highest score wins: a forged
 high score can only hurt its forger, a forged low one must not help.
+
+A scanner queried over the network (rspamd's HTTP API, ``[routing]
+rspamd_url``) adds its score the same way: the highest of it and a trusted
+header's counts (:func:`with_scan`). A scanner that could not score the message
+(unreachable, timeout, an error) leaves ``SpamScore.unknown`` saying why; the
+shipped rule ``spam-score-unknown`` routes such mail high-risk when no header
+score is known either (fail closed).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _SA_STATUS = re.compile(rf"\b(?:score|hits)\s*=\s*({_NUMBER})", re.IGNORECASE)
@@ -71,9 +78,29 @@ class SpamScore:
     """The score that counts for routing, or why none does."""
 
     score: float | None
-    header: str | None  # the header field the score came from
+    header: str | None  # the header field (or "rspamd") the score came from
     trusted: bool  # the client is one of the trusted filters
     ignored: tuple[str, ...] = ()  # score headers present but not counted (untrusted client)
+    unknown: str = ""  # why the configured scanner gave no score ("" = it did, or none is set)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What a spam scanner queried over the network said: a score, or why there is none."""
+
+    score: float | None
+    problem: str = ""
+    source: str = "rspamd"
+
+
+def with_scan(header: SpamScore, scan: ScanResult) -> SpamScore:
+    """The header score and the scanner's together: the higher one counts."""
+    if scan.score is None:
+        problem = scan.problem or "no score"
+        return replace(header, unknown=f"{scan.source}: {problem}")
+    if header.score is not None and header.score >= scan.score:
+        return header
+    return replace(header, score=scan.score, header=scan.source)
 
 
 def spam_score(

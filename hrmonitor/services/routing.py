@@ -29,7 +29,7 @@ from hrmonitor.core.routing import (
     tenant_for,
 )
 from hrmonitor.core.routing_rules import RoutingRule
-from hrmonitor.core.spam_score import strip_untrusted_scores
+from hrmonitor.core.spam_score import ScanResult, strip_untrusted_scores
 
 __all__ = ["Router", "RoutingSettings", "SenderDomainLookup", "Tenant"]
 
@@ -40,6 +40,16 @@ class SenderDomainLookup(Protocol):
     """What the router needs from DNS (``adapters.dns.mail.MailDns`` provides it)."""
 
     async def sender_domain_status(self, domain: str) -> DomainStatus: ...
+
+
+class SpamScanner(Protocol):
+    """A scanner queried per message (``adapters.rspamd.Rspamd`` provides it); never raises."""
+
+    async def scan(
+        self, message: bytes, *, mail_from: str, rcpts: Sequence[str], client_ip: str | None
+    ) -> ScanResult: ...
+
+    async def close(self) -> None: ...
 
 
 class Router:
@@ -58,12 +68,14 @@ class Router:
         dns: SenderDomainLookup,
         tenants: Sequence[Tenant] = (),
         domain_cache_ttl: timedelta = timedelta(minutes=5),
+        scanner: SpamScanner | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.pools = tuple(pools)
         self.settings = settings
         self.tenants = tuple(tenants)
         self._dns = dns
+        self._scanner = scanner
         self._window = RecipientWindow()
         self._cache_ttl = domain_cache_ttl
         self._cache: dict[str, tuple[datetime, DomainStatus]] = {}
@@ -123,6 +135,11 @@ class Router:
             status = await self.sender_domain_status(domain, when)
         else:  # a non-null sender without a domain has no records to find: fail closed
             status = DomainStatus.NO_RECORDS
+        scan = None
+        if self._scanner is not None:
+            scan = await self._scanner.scan(
+                message, mail_from=mail_from, rcpts=rcpts, client_ip=client_ip
+            )
         facts = message_facts(
             mail_from=mail_from,
             rcpts=rcpts,
@@ -133,6 +150,7 @@ class Router:
             sender_domain_status=status,
             limit=limit,
             settings=self.settings,
+            scan=scan,
         )
         decision = decide(facts, self.rules, self.pools, self.settings, when)
         log.debug("routed %s -> %s (%d reasons)", mail_from, decision.pool, len(decision.reasons))
@@ -149,6 +167,11 @@ class Router:
             self._window.record(sender, recipients, arrival)
             senders.add(sender_key(sender))
         return len(senders)
+
+    async def close(self) -> None:
+        """Close the scanner's connections, if there is a scanner."""
+        if self._scanner is not None:
+            await self._scanner.close()
 
     def prune(self, now: datetime) -> None:
         """Drop counters older than a day and expired DNS answers (call from a periodic job)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +24,12 @@ from click.testing import CliRunner
 
 from hrmonitor.adapters.store import open_store
 from hrmonitor.cli import main
-from tests.fixtures.app_config import make_config
+from tests.fixtures.app_config import ROUTING, make_config
 from tests.fixtures.daemon import DaemonFactory, DaemonProcess
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.rspamd import RspamdServer
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
@@ -341,3 +344,51 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     assert third.peer in HIGH
     assert daemon.stop() == 0
     assert "counted the last day's mail of 1 sender(s)" in daemon.log.read_text()
+
+
+async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+    rspamd: RspamdServer,
+) -> None:
+    """[routing] rspamd_url: a real rspamd scores each accepted message (its test rule
+    reads X-Test-Spamminess); 9 leaves high-risk, 1 normal. With rspamd gone, the
+    shipped rule spam-score-unknown sends mail high-risk (fail closed)."""
+
+    def config(url: str, directory: Path) -> Path:
+        directory.mkdir()
+        return make_config(
+            directory,
+            rbldnsd=rbldnsd,
+            mail_dns=(mail_dns.host, mail_dns.port),
+            delivery_port=smtp_sink.port,
+            routing=f'{ROUTING}rspamd_url = "{url}"\nrspamd_timeout = "2s"\n',
+        )
+
+    daemon = await start(daemon_process, config(rspamd.url, tmp_path / "up"))
+    for score, rcpt in (("9", "spammy@rcpt.test"), ("1", "fine@rcpt.test")):
+        await swaks(
+            daemon.port, "--from", "a@contoso.test", "--to", rcpt,
+            "--add-header", f"X-Test-Spamminess: {score}",
+        )  # fmt: skip
+    await smtp_sink.wait_for(2, 30)
+    peer = {m.rcpts[0]: m.peer for m in smtp_sink.messages}
+    assert peer["spammy@rcpt.test"] in HIGH
+    assert peer["fine@rcpt.test"] in NORMAL
+    assert daemon.stop() == 0
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens after this
+    daemon = await start(daemon_process, config(gone, tmp_path / "down"))
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "unscored@rcpt.test")
+    [unscored] = await smtp_sink.wait_for(1, 30, lambda m: "unscored@rcpt.test" in m.rcpts)
+    assert unscored.peer in HIGH
+    assert daemon.stop() == 0
+    with sqlite3.connect(tmp_path / "down" / "hrmonitor.db") as db:
+        [(reasons,)] = db.execute("SELECT reasons FROM queue_messages").fetchall()
+    [reason] = [r for r in json.loads(reasons) if r["rule"] == "spam-score-unknown"]
+    assert "ConnectError" in reason["detail"]

@@ -26,6 +26,7 @@ from hrmonitor.core.routing import (
     tenant_for,
 )
 from hrmonitor.core.routing_rules import RoutingRule, parse_rule
+from hrmonitor.core.spam_score import ScanResult
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
 RULES = load_routing_files([SHIPPED])
@@ -57,6 +58,7 @@ def facts(
     message: bytes = b"Subject: hi\r\n\r\nbody\r\n",
     status: DomainStatus = DomainStatus.EXISTS,
     last_hour: int = 1,
+    scan: ScanResult | None = None,
 ) -> MessageFacts:
     return message_facts(
         mail_from=mail_from,
@@ -68,6 +70,7 @@ def facts(
         sender_domain_status=status,
         limit=check_limits(last_hour, last_hour, SETTINGS.limits),
         settings=SETTINGS,
+        scan=scan,
     )
 
 
@@ -288,3 +291,46 @@ def test_limit_status_detail_names_both_limits():
     assert status == LimitStatus(
         True, 11, 101, "11 recipients in the last hour > 10; 101 recipients in the last day > 100"
     )
+
+
+def test_rspamds_score_routes_like_a_header_score_and_the_higher_one_counts():
+    scanned = decide(facts(scan=ScanResult(9.0)), RULES, POOLS, SETTINGS, ARRIVAL)
+    assert scanned.pool == "high-risk"
+    assert [(r.rule, r.detail) for r in scanned.reasons] == [
+        ("spam-score", "spam score 9 from rspamd >= 5")
+    ]
+    low_scan = facts(message=b"X-Spam-Score: 7\r\n\r\nb", scan=ScanResult(1.0))
+    assert (low_scan.spam.score, low_scan.spam.header) == (7.0, "X-Spam-Score")
+    assert decide(facts(scan=ScanResult(1.0)), RULES, POOLS, SETTINGS, ARRIVAL).pool == "normal"
+
+
+def test_no_score_from_rspamd_fails_closed_unless_a_trusted_header_scored_it():
+    failed = ScanResult(None, "ConnectError from http://127.0.0.1:1/checkv2: refused")
+    decision = decide(facts(scan=failed), RULES, POOLS, SETTINGS, ARRIVAL)
+    assert decision.pool == "high-risk"
+    assert [(r.rule, r.detail) for r in decision.reasons] == [
+        ("spam-score-unknown", f"spam score unknown (rspamd: {failed.problem})")
+    ]
+    assert decision.facts["spam_unknown"] == f"rspamd: {failed.problem}"
+    header_scored = facts(message=b"X-Spam-Score: 1\r\n\r\nb", scan=failed)
+    assert decide(header_scored, RULES, POOLS, SETTINGS, ARRIVAL).pool == "normal"
+    untrusted = facts(message=b"X-Spam-Score: 1\r\n\r\nb", client="192.0.2.1", scan=failed)
+    assert decide(untrusted, RULES, POOLS, SETTINGS, ARRIVAL).pool == "high-risk"
+    assert decide(facts(), RULES, POOLS, SETTINGS, ARRIVAL).facts["spam_unknown"] is None
+
+
+@given(
+    header=st.one_of(st.none(), st.floats(-20, 50, allow_nan=False)),
+    scanned=st.one_of(st.none(), st.floats(-20, 50, allow_nan=False)),
+)
+def test_property_the_score_that_counts_is_the_highest_known(
+    header: float | None, scanned: float | None
+):
+    if header is not None:
+        header = round(header, 2)  # filters write plain decimals, as "7.20"
+    text = "" if header is None else f"X-Spam-Score: {header:.2f}\r\n"
+    message = f"{text}Subject: s\r\n\r\nb".encode()
+    got = facts(message=message, scan=ScanResult(scanned, "" if scanned is not None else "down"))
+    known = [x for x in (header, scanned) if x is not None]
+    assert got.spam.score == (max(known) if known else None)
+    assert bool(got.spam.unknown) == (scanned is None)

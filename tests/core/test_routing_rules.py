@@ -31,6 +31,7 @@ def test_shipped_rules_are_valid_and_in_order():
         "null-sender",
         "sender-domain-without-records",
         "spam-score",
+        "spam-score-unknown",
         "over-sending-limits",
         "relay-foreign-sender",
     ]
