@@ -1,0 +1,82 @@
+"""The queue's tables: messages, their recipients, and every delivery attempt.
+
+Declared on the store's shared ``Base``; the migration ``0002_queue`` creates them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hrmonitor.adapters.store.schema import IP, NAME, STATE, Base
+
+
+class QueueMessageRow(Base):
+    __tablename__ = "queue_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(NAME)
+    client_ip: Mapped[str] = mapped_column(IP)
+    mail_from: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    arrived_at: Mapped[datetime]
+    pool: Mapped[str] = mapped_column(NAME)
+    risk: Mapped[str] = mapped_column(STATE)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    bounce_kind: Mapped[str | None] = mapped_column(STATE)
+    hold_until: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(Text)
+    smtputf8: Mapped[int] = mapped_column(Integer)
+    dsn_of: Mapped[str | None] = mapped_column(String(40))
+
+
+class QueueRecipientRow(Base):
+    __tablename__ = "queue_recipients"
+    __table_args__ = (
+        Index("ix_queue_recipients_due", "status", "next_attempt_at"),
+        Index("ix_queue_recipients_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("queue_messages.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(Text)
+    domain: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(STATE)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_reply: Mapped[str] = mapped_column(Text)
+    remote_mta: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class QueueAttemptRow(Base):
+    __tablename__ = "queue_attempts"
+    __table_args__ = (Index("ix_queue_attempts_message_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(40))
+    recipient_id: Mapped[int] = mapped_column(Integer)
+    pool: Mapped[str] = mapped_column(NAME)
+    source_ip: Mapped[str | None] = mapped_column(IP)
+    destination: Mapped[str] = mapped_column(Text)
+    code: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime]
+    own: Mapped[int] = mapped_column(Integer)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+MESSAGES = _table(QueueMessageRow)
+RECIPIENTS = _table(QueueRecipientRow)
+ATTEMPTS = _table(QueueAttemptRow)
