@@ -24,6 +24,11 @@ from hrmonitor.errors import ConfigError, HrmonitorError, OperatorError
 
 EXIT_USAGE = 2
 
+# Libraries that log routine work at INFO: APScheduler every job run (a line
+# every few seconds), Alembic the set-up of each of its plugins. The daemon's own
+# INFO lines say what an operator needs; these stay quiet unless asked (-vv).
+CHATTY_LOGGERS = ("apscheduler.executors", "alembic.runtime.plugins")
+
 # Command name -> "module:attribute" of its click command.
 COMMANDS: Mapping[str, str] = {
     "auth": "hrmonitor.cli.commands:auth_group",
@@ -107,6 +112,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if verbose < 2:  # -vv shows them again
+        for chatty in CHATTY_LOGGERS:
+            logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def entry() -> None:
