@@ -42,7 +42,8 @@ from hrmonitor.app.build import (
     surge_settings,
     zone_lists,
 )
-from hrmonitor.config import Config, split_address
+from hrmonitor.config import Config
+from hrmonitor.config_sections import split_address
 from hrmonitor.core.limits import DAY
 from hrmonitor.core.model import Clock
 from hrmonitor.core.retry import RetryPolicy
