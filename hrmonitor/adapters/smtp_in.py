@@ -236,6 +236,11 @@ class _Handler:
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
 
+    def __dir__(self) -> list[str]:
+        # aiosmtpd looks for auth_*/handle_* hooks in dir(handler) and getattr's every
+        # name on each new connection; the object's ~25 dunder names are just overhead.
+        return ["handle_DATA"]
+
     async def handle_DATA(self, server: _RelaySMTP, session: Any, envelope: Any) -> str:
         listener = self._listener
         tenant = server.relay_tenant()
