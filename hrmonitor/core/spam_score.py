@@ -31,6 +31,7 @@ score is known either (fail closed).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ _NUMBER = r"[-+]?\d+(?:\.\d+)?"
 _SA_STATUS = re.compile(rf"\b(?:score|hits)\s*=\s*({_NUMBER})", re.IGNORECASE)
 _FIRST_NUMBER = re.compile(rf"(?<![\w.])({_NUMBER})")
 _SCL_MIN, _SCL_MAX = -1, 9
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def parse_score(name: str, value: str) -> float | None:
@@ -67,10 +69,17 @@ def client_is_trusted(client_ip: str | None, trusted_filters: Sequence[str]) -> 
     except ValueError:
         return False
     for network in trusted_filters:
-        net = ipaddress.ip_network(network, strict=False)
+        net = _network(network)
         if address.version == net.version and address in net:
             return True
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # Parsed once: every message asks (twice: the stored form and the score) about the
+    # same few configured networks, and parsing one costs more than the membership test.
+    return ipaddress.ip_network(text, strict=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +189,8 @@ def header_fields(message: bytes) -> tuple[tuple[str, str], ...]:
         if not colon:
             continue
         text = value.decode("utf-8", "replace")
-        unfolded = re.sub(r"\r?\n(?=[ \t])", "", text).strip()
+        # Lines are split at LF, so only a field of several lines can hold a fold.
+        unfolded = (_FOLD.sub("", text) if len(field_lines) > 1 else text).strip()
         result.append((name.strip().decode("ascii", "replace"), unfolded))
     return tuple(result)
 
