@@ -182,17 +182,17 @@ class Delivery:
             for target in await self._targets(host, ip):
                 started = time.monotonic()
                 try:
-                    outcome = await asyncio.wait_for(
-                        self._sender.send(
+                    # asyncio.timeout, not wait_for: wait_for wraps the send in a task of
+                    # its own, one more task and its scheduling for every attempt.
+                    async with asyncio.timeout(self._settings.send_timeout):
+                        outcome = await self._sender.send(
                             source_ip=ip,
                             host=target,
                             mail_from=self._envelope_sender(first.mail_from),
                             recipients=[r.address for r in group],
                             body=body,
                             smtputf8=first.smtputf8,
-                        ),
-                        self._settings.send_timeout,
-                    )
+                        )
                 except TimeoutError:
                     outcome = Failed(target, ip, "transaction timed out")
                 last = (outcome, (time.monotonic() - started) * 1000)
