@@ -23,6 +23,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import format_datetime
 from typing import Any, AnyStr, ClassVar
 
@@ -193,7 +194,7 @@ class _RelaySMTP(SMTP):
             return None
         if session.authenticated and isinstance(session.auth_data, tuple):
             return str(session.auth_data[0])
-        return tenant_for(self._listener.settings.tenants, str(session.peer[0]))
+        return self._listener.tenant_of(str(session.peer[0]))
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if arg is not None and arg[:5].upper() == "FROM:":
@@ -257,7 +258,7 @@ class _Handler:
         received = (
             f"Received: from {helo} ([{client_ip}])\r\n"
             f"\tby {listener.settings.hostname} (hrmonitor) with {protocol};\r\n"
-            f"\t{format_datetime(now)}\r\n"
+            f"\t{listener.date_text(now)}\r\n"
         ).encode("utf-8", errors="replace")
         content = envelope.original_content or b""
         submission = Submission(
@@ -294,9 +295,33 @@ class Listener:
         self._authenticate = authenticate
         self._server: asyncio.Server | None = None
         self._tls: ssl.SSLContext | None = None
+        # Asked at RCPT and again at DATA for every message, by few distinct clients;
+        # the settings are frozen, so an answer holds for the listener's life.
+        self._tenants: dict[str, str | None] = {}
+        self._date: tuple[datetime | None, str] = (None, "")
         if settings.tls_cert:
             self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._tls.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+
+    def tenant_of(self, client_ip: str) -> str | None:
+        """:func:`tenant_for` the listener's tenants, remembered per client address."""
+        try:
+            return self._tenants[client_ip]
+        except KeyError:
+            pass
+        if len(self._tenants) >= 4096:  # a bound, not an LRU: clients are few
+            self._tenants.clear()
+        tenant = self._tenants[client_ip] = tenant_for(self.settings.tenants, client_ip)
+        return tenant
+
+    def date_text(self, now: datetime) -> str:
+        """``now`` as a Received: date; formatted once per second (the text has no finer part)."""
+        second = now.replace(microsecond=0)
+        cached, text = self._date
+        if cached is None or cached != second or cached.tzinfo is not second.tzinfo:
+            text = format_datetime(second)
+            self._date = (second, text)
+        return text
 
     @property
     def port(self) -> int:

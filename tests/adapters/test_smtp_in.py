@@ -252,6 +252,26 @@ def test_tenant_for_matches_networks_and_mapped_ipv4() -> None:
     assert tenant_for(tenants, "garbage") is None
 
 
+def test_listener_remembers_tenant_answers_and_formats_dates_as_the_email_package() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    tenants = (Tenant("a", (ipaddress.ip_network("10.0.0.0/8"),)),)
+    listener = Listener(ListenerSettings("127.0.0.1", 0, "mx.test", tenants), None, None)  # type: ignore[arg-type]
+    for _ in range(2):  # the second round answers from the listener's memory
+        for ip in ("10.1.2.3", "::ffff:10.1.2.3", "192.0.2.1", "garbage"):
+            assert listener.tenant_of(ip) == tenant_for(tenants, ip)
+    moment = datetime(2026, 3, 1, 12, 0, 59, 999_999, tzinfo=UTC)
+    for when in (
+        moment,
+        moment + timedelta(microseconds=1),  # the next second
+        moment + timedelta(microseconds=2),
+        moment.astimezone(timezone(timedelta(hours=2))),  # the same instant, another zone
+        moment,
+    ):
+        assert listener.date_text(when) == format_datetime(when)
+
+
 @pytest.fixture
 async def tls_listener(fake_clock: FakeClock, tmp_path) -> AsyncIterator[tuple[Listener, Recorder]]:
     from tests.fixtures.smtp_sink import self_signed_files
