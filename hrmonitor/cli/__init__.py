@@ -25,9 +25,11 @@ from hrmonitor.errors import ConfigError, HrmonitorError, OperatorError
 EXIT_USAGE = 2
 
 # Libraries that log routine work at INFO: APScheduler every job run (a line
-# every few seconds), Alembic the set-up of each of its plugins. The daemon's own
-# INFO lines say what an operator needs; these stay quiet unless asked (-vv).
-CHATTY_LOGGERS = ("apscheduler.executors", "alembic.runtime.plugins")
+# every few seconds), Alembic the set-up of each of its plugins, aiosmtpd every
+# SMTP command of every session (about eight lines per message, and CPU at relay
+# volumes; every message's routing and attempts are in the store). The daemon's
+# own INFO lines say what an operator needs; these stay quiet unless asked (-vv).
+CHATTY_LOGGERS = ("apscheduler.executors", "alembic.runtime.plugins", "mail.log")
 
 # Command name -> "module:attribute" of its click command.
 COMMANDS: Mapping[str, str] = {

@@ -346,6 +346,7 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     log = daemon.log.read_text()
     assert "counted the last day's mail of 1 sender(s)" in log
     assert "Running job" not in log  # APScheduler's line per job run stays quiet (-vv shows it)
+    assert "handling connection" not in log  # nor aiosmtpd's lines per SMTP command
 
 
 async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
