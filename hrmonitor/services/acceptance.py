@@ -96,6 +96,13 @@ class Acceptance:
             dsn_of=dsn_of,
         )
         await self._enqueue.submit([message])
+        if log.isEnabledFor(logging.INFO):
+            why = ", ".join(r.rule for r in decision.reasons) or "no rule matched"
+            log.info(
+                "%s accepted from %s: <%s> to %d recipient(s), pool %s (%s)%s",
+                message.id, submission.client_ip, submission.mail_from,
+                len(message.recipients), message.pool, why, " held" if hold_until else "",
+            )  # fmt: skip
         self._wake()
         return message
 

@@ -269,6 +269,14 @@ class Delivery:
         if bounced and first.mail_from:
             await self._send_dsn(first, bounced, now)
         await self._record(outcomes)
+        if log.isEnabledFor(logging.INFO):
+            for recipient, outcome in zip(group, outcomes, strict=True):
+                reply = outcome.reply.splitlines()[0] if outcome.reply else ""
+                log.info(
+                    "%s to <%s> from %s via %s: %s %s",
+                    recipient.message_id, recipient.address, outcome.source_ip or "-",
+                    outcome.destination or "-", outcome.status, reply or outcome.code or "",
+                )  # fmt: skip
         if self._on_outcome is not None:
             for recipient, outcome in zip(group, outcomes, strict=True):
                 if outcome.own or outcome.code is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -347,6 +348,12 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     assert "counted the last day's mail of 1 sender(s)" in log
     assert "Running job" not in log  # APScheduler's line per job run stays quiet (-vv shows it)
     assert "handling connection" not in log  # nor aiosmtpd's lines per SMTP command
+    # One line per message accepted and per delivery attempt, with its pool and source IP.
+    assert re.search(r"accepted from 127\.0\.0\.5: <a@contoso\.test> to 1 recipient\(s\), "
+                     r"pool high-risk \(over-sending-limits\)", log), log  # fmt: skip
+    assert re.search(
+        r"to <three@rcpt\.test> from 127\.0\.0\.2\d via 127\.0\.0\.\d+: delivered 250", log
+    )
 
 
 async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
