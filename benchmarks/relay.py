@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -413,6 +414,18 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     if args.command == "serve":
+        # Logged as the daemon logs (INFO, a line per message accepted and per attempt,
+        # the chatty libraries quiet), to a file beside the database, as Postfix logs
+        # to its maillog_file: the comparison includes both sides' logging.
+        from hrmonitor.cli import CHATTY_LOGGERS
+
+        logging.basicConfig(
+            level=logging.INFO,
+            filename=str(Path(args.db).with_suffix(".log")),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        for chatty in CHATTY_LOGGERS:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         if args.uvloop:
             import uvloop  # the daemon runs on uvloop (hrmonitor.app.daemon.run_daemon)
 
