@@ -43,8 +43,9 @@ def check_limits(last_hour: int, last_day: int, limits: SendingLimits) -> LimitS
 
 
 def sender_key(mail_from: str) -> str:
-    """Senders are counted case-insensitively by address."""
-    return mail_from.strip().lower()
+    """Senders are counted case-insensitively by address, with or without <brackets>;
+    "" for the null sender."""
+    return mail_from.strip().strip("<>").strip().lower()
 
 
 class RecipientWindow:
@@ -62,9 +63,10 @@ class RecipientWindow:
         self._senders: dict[str, _Buckets] = {}
 
     def record(self, mail_from: str, recipients: int, at: datetime) -> None:
-        if not mail_from or recipients <= 0:
+        key = sender_key(mail_from)
+        if not key or recipients <= 0:
             return  # the null sender has no account to limit
-        buckets = self._senders.setdefault(sender_key(mail_from), _Buckets())
+        buckets = self._senders.setdefault(key, _Buckets())
         buckets.add(_minute(at), recipients)
         buckets.expire(at)
 

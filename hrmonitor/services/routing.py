@@ -127,8 +127,8 @@ class Router:
         if tenant is None:
             tenant = self.tenant_for(client_ip)
         if count:
-            self._window.record(mail_from.strip().strip("<>"), len(rcpts), arrival)
-        last_hour, last_day = self._window.counts(mail_from.strip().strip("<>"), when)
+            self._window.record(mail_from, len(rcpts), arrival)
+        last_hour, last_day = self._window.counts(mail_from, when)
         limit = check_limits(last_hour, last_day, self.settings.limits)
         domain = sender_domain_of(mail_from)
         if domain or not mail_from.strip().strip("<>"):
@@ -163,9 +163,9 @@ class Router:
         budget. Returns how many senders have counts."""
         senders: set[str] = set()
         for mail_from, arrival, recipients in sent:
-            sender = mail_from.strip().strip("<>")
-            self._window.record(sender, recipients, arrival)
-            senders.add(sender_key(sender))
+            self._window.record(mail_from, recipients, arrival)
+            senders.add(sender_key(mail_from))
+        senders.discard("")  # the null sender is never counted
         return len(senders)
 
     async def close(self) -> None:

@@ -58,3 +58,13 @@ def test_null_sender_and_prune() -> None:
     window.prune(T0 + DAY + timedelta(minutes=1))
     assert window.counts("a@contoso.test", T0 + DAY + timedelta(minutes=1)) == (0, 0)
     assert not window._senders
+
+
+def test_a_sender_with_or_without_brackets_is_one_sender_and_brackets_alone_are_null() -> None:
+    window = RecipientWindow()
+    window.record("<A@Contoso.test>", 2, T0)
+    window.record(" a@contoso.test ", 3, T0)
+    window.record("<>", 7, T0)
+    assert window.counts("a@CONTOSO.test", T0 + timedelta(minutes=1)) == (5, 5)
+    assert window.counts("<>", T0 + timedelta(minutes=1)) == (0, 0)
+    assert list(window._senders) == ["a@contoso.test"]
