@@ -109,37 +109,28 @@ def _result_rows(
         kind = type(answer)
         if answer is not original or (kind is not Clean and kind is not Listed):
             append(_result_row(answer, original, pools[answer.ip], zones))
-        elif kind is Clean:
-            ip, key = answer.ip, answer.zone
-            append(
-                {
-                    "ip": ip,
-                    "pool": pools[ip],
-                    "zone": zones[key],
-                    "list": key,
-                    "status": "clean",
-                    "codes": [],
-                    "tags": [],
-                    "severity": None,
-                    "txt": "",
-                }
-            )
+            continue
+        if kind is Clean:
+            status, codes, tags, severity, txt = "clean", [], [], None, ""
         else:
             assert isinstance(answer, Listed)
-            ip, key = answer.ip, answer.zone
-            append(
-                {
-                    "ip": ip,
-                    "pool": pools[ip],
-                    "zone": zones[key],
-                    "list": key,
-                    "status": "listed",
-                    "codes": list(answer.codes),
-                    "tags": list(answer.tags),
-                    "severity": str(answer.severity) if answer.severity else None,
-                    "txt": answer.txt or "",
-                }
-            )
+            status, codes, tags = "listed", list(answer.codes), list(answer.tags)
+            severity = str(answer.severity) if answer.severity else None
+            txt = answer.txt or ""
+        ip, key = answer.ip, answer.zone
+        append(
+            {
+                "ip": ip,
+                "pool": pools[ip],
+                "zone": zones[key],
+                "list": key,
+                "status": status,
+                "codes": codes,
+                "tags": tags,
+                "severity": severity,
+                "txt": txt,
+            }
+        )
     return rows
 
 
