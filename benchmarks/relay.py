@@ -417,15 +417,9 @@ def main() -> None:
         # Logged as the daemon logs (INFO, a line per message accepted and per attempt,
         # the chatty libraries quiet), to a file beside the database, as Postfix logs
         # to its maillog_file: the comparison includes both sides' logging.
-        from hrmonitor.cli import CHATTY_LOGGERS
+        from hrmonitor.cli import configure_logging
 
-        logging.basicConfig(
-            level=logging.INFO,
-            filename=str(Path(args.db).with_suffix(".log")),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        for chatty in CHATTY_LOGGERS:
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+        configure_logging(logging.INFO, filename=str(Path(args.db).with_suffix(".log")))
         if args.uvloop:
             import uvloop  # the daemon runs on uvloop (hrmonitor.app.daemon.run_daemon)
 

@@ -109,12 +109,19 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     # The daemon tells what it does (INFO); one-shot commands only what goes wrong.
     quiet = logging.INFO if ctx.invoked_subcommand == "run" else logging.WARNING
     level = max(logging.DEBUG, quiet - 10 * verbose)
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if verbose < 2:  # -vv shows them again
+    configure_logging(level, quiet_libraries=verbose < 2)  # -vv shows the libraries again
+
+
+def configure_logging(
+    level: int, *, filename: str | None = None, quiet_libraries: bool = True
+) -> None:
+    """The CLI's logging: ``level``, to stderr or ``filename``; CHATTY_LOGGERS at WARNING."""
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if filename is None:
+        logging.basicConfig(level=level, stream=sys.stderr, format=log_format)
+    else:
+        logging.basicConfig(level=level, filename=filename, format=log_format)
+    if quiet_libraries:
         for chatty in CHATTY_LOGGERS:
             logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
