@@ -56,12 +56,16 @@ def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
     return dns_server
 
 
-def config_for(tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: SmtpSink) -> Path:
+def config_for(
+    tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: SmtpSink, **more: str
+) -> Path:
+    """The lab's config; ``more``: other ``make_config`` sections (tenants, routing, extra)."""
     return make_config(
         tmp_path,
         rbldnsd=rbldnsd,
         mail_dns=(mail_dns.host, mail_dns.port),
         delivery_port=sink.port,
+        **more,  # type: ignore[arg-type]
     )
 
 
@@ -288,10 +292,7 @@ async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_netw
         'domains = ["contoso.test"]\nusers = ["alice"]\n'
     )
     listener = f'tls_cert = "{cert}"\ntls_key = "{key}"\nauth_file = "auth.txt"\n'
-    config = make_config(
-        tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
-        delivery_port=smtp_sink.port, tenants=tenants, listener=listener,
-    )  # fmt: skip
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants, listener=listener)
     daemon = await start(daemon_process, config)
     envelope = ("--from", "a@contoso.test", "--to", "authed@rcpt.test")
 
@@ -326,13 +327,10 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     """Two recipients before a restart and one after cross a limit of two an hour:
     the restarted daemon counts the sender's mail from the queue, so the third
     recipient leaves from the high-risk pool, as it would without the restart."""
-    config = make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(mail_dns.host, mail_dns.port),
-        delivery_port=smtp_sink.port,
+    config = config_for(
+        tmp_path, rbldnsd, mail_dns, smtp_sink,
         extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",
-    )
+    )  # fmt: skip
     daemon = await start(daemon_process, config)
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "one@rcpt.test,two@rcpt.test")
     [first] = await smtp_sink.wait_for(1, 30)
@@ -370,13 +368,8 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
 
     def config(url: str, directory: Path) -> Path:
         directory.mkdir()
-        return make_config(
-            directory,
-            rbldnsd=rbldnsd,
-            mail_dns=(mail_dns.host, mail_dns.port),
-            delivery_port=smtp_sink.port,
-            routing=f'{ROUTING}rspamd_url = "{url}"\nrspamd_timeout = "2s"\n',
-        )
+        routing = f'{ROUTING}rspamd_url = "{url}"\nrspamd_timeout = "2s"\n'
+        return config_for(directory, rbldnsd, mail_dns, smtp_sink, routing=routing)
 
     daemon = await start(daemon_process, config(rspamd.url, tmp_path / "up"))
     for score, rcpt in (("9", "spammy@rcpt.test"), ("1", "fine@rcpt.test")):
