@@ -26,6 +26,7 @@ from hrmonitor.core.model import Severity
 from hrmonitor.errors import StoreError
 from hrmonitor.services.alerting import Alerting
 from tests.fixtures.smtp_sink import SmtpSink
+from tests.fixtures.store import CountingStore
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REPEAT = timedelta(hours=4)
@@ -145,18 +146,6 @@ class Recording:
         if self.fail:
             raise RuntimeError("channel bug")
         return Delivery(self.name, True)
-
-
-@dataclass
-class CountingStore:
-    """The real store, counting the dedupe transactions Alerting asks for."""
-
-    store: Store
-    batches: list[int] = field(default_factory=list)
-
-    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
-        self.batches.append(len(batch))
-        return self.store.claim_alerts(batch, repeat_after)
 
 
 class Counter:

@@ -25,6 +25,7 @@ from hrmonitor.core.model import (
 from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.monitor import Monitor
 from tests.fixtures.peers import FakeClock
+from tests.fixtures.store import CountingStore
 
 IPS = tuple(f"192.0.2.{n}" for n in range(1, 41))
 POOL = Pool("normal", RiskClass.NORMAL, IPS, (), PoolPolicy(), timedelta(minutes=30))
@@ -45,16 +46,6 @@ class ScriptedEngine:
         previous: Mapping[tuple[str, str], Status] | None = None,
     ) -> SweepResult:
         return SweepResult(tuple(self.answers), dict(self.health))
-
-
-@dataclass
-class CountingStore:
-    store: Store
-    batches: list[int] = field(default_factory=list)
-
-    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
-        self.batches.append(len(batch))
-        return self.store.claim_alerts(batch, repeat_after)
 
 
 @dataclass
