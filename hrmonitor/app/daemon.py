@@ -97,10 +97,10 @@ class Daemon:
         self.listener_port: int | None = None
         self._background: set[asyncio.Task[object]] = set()
 
-    async def _restore_sending_limits(self, store: Store, router: Router) -> None:
+    async def _restore_sending_limits(self, queue: QueueRepository, router: Router) -> None:
         """Senders' last day of mail, from the queue, into the router's limit windows."""
         since = self.clock.now() - DAY
-        sent = await asyncio.to_thread(QueueRepository(store.engine).recipients_sent_since, since)
+        sent = await asyncio.to_thread(queue.recipients_sent_since, since)
         senders = router.restore_counts(sent)
         if senders:
             log.info("sending limits: counted the last day's mail of %d sender(s)", senders)
@@ -152,7 +152,7 @@ class Daemon:
             relay, connections = self._relay(store, router, controller, alerting, feed, watcher)
             stack.push_async_callback(connections.close)
             await relay.recover()
-            await self._restore_sending_limits(store, router)
+            await self._restore_sending_limits(relay.queue, router)
             runner = asyncio.create_task(relay.run(), name="queue-runner")
             stack.push_async_callback(_stop_relay, relay, runner)
             await self._check_bindable(controller)
