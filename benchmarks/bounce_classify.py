@@ -24,7 +24,7 @@ from pathlib import Path
 from flufl.bounce import all_failures
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.core.bounce import classify_message
+from hrmonitor.core.bounce.classify import classify_message
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "bounces"
 

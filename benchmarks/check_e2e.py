@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.dnsbl_sweep import ZONES, build_zones, run_pydnsbl, sweep_ips, zone_files
-from hrmonitor.core.catalogue import load_catalogue
+from hrmonitor.core.dnsbl.catalogue import load_catalogue
 from tests.fixtures.rbldnsd import Rbldnsd
 
 

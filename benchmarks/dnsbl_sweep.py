@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hrmonitor.adapters.dns.dnsbl import DnsblEngine
-from hrmonitor.core.catalogue import ZoneList, load_catalogue
+from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
+from hrmonitor.core.dnsbl.catalogue import ZoneList, load_catalogue
 from hrmonitor.core.model import Status
 from tests.fixtures.rbldnsd import Rbldnsd
 

@@ -60,23 +60,23 @@ async def run(interval: float, trials: int, seed: int) -> dict[str, Any]:
     from aiosmtpd.smtp import SMTP
 
     from hrmonitor.adapters.clock import SystemClock
-    from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+    from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
     from hrmonitor.adapters.rule_files import load_feedback_files
     from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
     from hrmonitor.adapters.store import open_store
-    from hrmonitor.adapters.store.queue import QueueRepository
+    from hrmonitor.adapters.store.queue.repository import QueueRepository
     from hrmonitor.core.alert import Alert
-    from hrmonitor.core.envelope import Submission
-    from hrmonitor.core.feedback import RemoteReply
+    from hrmonitor.core.delivery.envelope import Submission
+    from hrmonitor.core.delivery.retry import RetryPolicy
+    from hrmonitor.core.feedback.replies import RemoteReply
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import MxHost, MxOutcome, MxResult
-    from hrmonitor.core.retry import RetryPolicy
-    from hrmonitor.core.routing import RouteDecision
-    from hrmonitor.core.selection import NoEligibleIp, choose_source_ip
-    from hrmonitor.services.controller import Controller
+    from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
+    from hrmonitor.core.routing.decide import RouteDecision
     from hrmonitor.services.monitor import Monitor
-    from hrmonitor.services.relay import Relay, RelaySettings
-    from hrmonitor.services.source_ip import PoolPicker
+    from hrmonitor.services.relay.runner import Relay, RelaySettings
+    from hrmonitor.services.relay.source_ip import PoolPicker
+    from hrmonitor.services.rotation.controller import Controller
     from tests.fixtures.rbldnsd import STANDARD_FILES, STANDARD_ZONES, Rbldnsd
 
     rng = random.Random(seed)

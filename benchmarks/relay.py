@@ -77,24 +77,24 @@ async def serve(
     from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
     from hrmonitor.adapters.store.engine import create_store_engine
     from hrmonitor.adapters.store.migrate import upgrade
-    from hrmonitor.adapters.store.queue import QueueRepository
+    from hrmonitor.adapters.store.queue.repository import QueueRepository
+    from hrmonitor.core.delivery.retry import RetryPolicy
     from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
     from hrmonitor.core.mx import DomainStatus, MxHost, MxOutcome, MxResult
-    from hrmonitor.core.retry import RetryPolicy
-    from hrmonitor.core.routing import Tenant as RoutingTenant
-    from hrmonitor.core.selection import IpCandidate
+    from hrmonitor.core.rotation.selection import IpCandidate
+    from hrmonitor.core.routing.decide import Tenant as RoutingTenant
     from hrmonitor.core.surge import SurgeSettings
-    from hrmonitor.services.relay import Relay, RelaySettings, route_with
-    from hrmonitor.services.routing import Router, RoutingSettings
-    from hrmonitor.services.source_ip import PoolPicker
-    from hrmonitor.services.traffic import TrafficFeed
-    from hrmonitor.services.watcher import SurgeWatcher
+    from hrmonitor.services.relay.routing import Router, RoutingSettings
+    from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
+    from hrmonitor.services.relay.source_ip import PoolPicker
+    from hrmonitor.services.surge.traffic import TrafficFeed
+    from hrmonitor.services.surge.watcher import SurgeWatcher
 
     if no_limits:
         # What-if experiment only: routing's per-sender recipient window counts every
         # event of the last day for every message (O(n) per message, O(n^2) per run);
         # this shows what the engine does without that cost. Off by default.
-        from hrmonitor.core.limits import RecipientWindow
+        from hrmonitor.core.routing.limits import RecipientWindow
 
         RecipientWindow.counts = lambda self, mail_from, now: (0, 0)  # type: ignore[method-assign]
 
@@ -185,7 +185,7 @@ async def serve(
 
 
 def _no_limits() -> object:
-    from hrmonitor.core.limits import SendingLimits
+    from hrmonitor.core.routing.limits import SendingLimits
 
     return SendingLimits(recipients_per_hour=10**9, recipients_per_day=10**9)
 

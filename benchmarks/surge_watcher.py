@@ -34,7 +34,7 @@ from hrmonitor.core.surge import (
     MessageAccepted,
     SurgeSettings,
 )
-from hrmonitor.services.watcher import SurgeWatcher
+from hrmonitor.services.surge.watcher import SurgeWatcher
 
 START = datetime(2026, 11, 23, tzinfo=UTC)
 Event = MessageAccepted | DeliveryOutcome | BounceReturned

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hrmonitor.core.spam_score import ScanResult
+from hrmonitor.core.routing.spam_score import ScanResult
 
 if TYPE_CHECKING:
     import httpx

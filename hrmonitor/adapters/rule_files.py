@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hrmonitor.core.bounce_reason import BouncePatterns
-from hrmonitor.core.bounce_rules import parse_bounce_patterns
-from hrmonitor.core.feedback_rules import FeedbackRule, layer_feedback_files
-from hrmonitor.core.routing_rules import RoutingRule, layer_routing_files
+from hrmonitor.core.bounce.reason import BouncePatterns
+from hrmonitor.core.bounce.rules import parse_bounce_patterns
+from hrmonitor.core.feedback.rules import FeedbackRule, layer_feedback_files
+from hrmonitor.core.routing.rules import RoutingRule, layer_routing_files
 from hrmonitor.errors import RuleError
 
 # The shipped bounce patterns, found from the package (editable installs, tests, the CLI).

@@ -5,7 +5,7 @@ or that authenticated (SMTP AUTH, only after STARTTLS) as one of a tenant's
 users. Everyone else gets ``550 5.7.1 relaying denied`` at RCPT, so no
 message from them ever reaches DATA and nothing of theirs is stored.
 
-Envelope addresses are judged by :mod:`hrmonitor.core.envelope` on the raw
+Envelope addresses are judged by :mod:`hrmonitor.core.delivery.envelope` on the raw
 argument before aiosmtpd parses it (its parser silently drops source routes).
 The acknowledgement of DATA is whatever the ``accept`` callback answers: the
 relay service answers ``250`` only after the queue committed the message.
@@ -29,7 +29,7 @@ from typing import Any, AnyStr, ClassVar
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from hrmonitor.core.envelope import (
+from hrmonitor.core.delivery.envelope import (
     RELAY_DENIED,
     Mailbox,
     NullPath,

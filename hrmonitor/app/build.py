@@ -19,19 +19,19 @@ from hrmonitor.app.monitoring import (
     schedule_warnings,
     zone_lists,
 )
-from hrmonitor.config import Config
-from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
-from hrmonitor.core.bounce_reason import BouncePatterns
+from hrmonitor.config.loading import Config
+from hrmonitor.core.bounce.reason import BouncePatterns
 from hrmonitor.core.credentials import parse_auth_file, verify_password
-from hrmonitor.core.limits import SendingLimits
-from hrmonitor.core.routing import RoutingSettings, Tenant
-from hrmonitor.core.routing_rules import check_rule_pools
+from hrmonitor.core.routing.decide import RoutingSettings, Tenant
+from hrmonitor.core.routing.limits import SendingLimits
+from hrmonitor.core.routing.rules import check_rule_pools
 from hrmonitor.core.surge import SurgeSettings
-from hrmonitor.core.verp import BatvKeys
+from hrmonitor.core.surge.anomaly import AnomalyMethod, AnomalyParams
+from hrmonitor.core.surge.verp import BatvKeys
 from hrmonitor.errors import ConfigError
 from hrmonitor.services.alerting import Alerting
-from hrmonitor.services.controller import Controller
-from hrmonitor.services.routing import Router
+from hrmonitor.services.relay.routing import Router
+from hrmonitor.services.rotation.controller import Controller
 
 __all__ = [
     "alert_channels",

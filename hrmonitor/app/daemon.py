@@ -28,7 +28,7 @@ from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
 from hrmonitor.adapters.store import Store
-from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.build import (
     alert_channels,
     authenticator,
@@ -42,19 +42,19 @@ from hrmonitor.app.build import (
     surge_settings,
     zone_lists,
 )
-from hrmonitor.config import Config
-from hrmonitor.config_sections import split_address
-from hrmonitor.core.limits import DAY
+from hrmonitor.config.loading import Config
+from hrmonitor.config.sections import split_address
+from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.model import Clock
-from hrmonitor.core.retry import RetryPolicy
+from hrmonitor.core.routing.limits import DAY
 from hrmonitor.services.alerting import Alerting
-from hrmonitor.services.controller import Controller
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import Relay, RelaySettings, route_with
-from hrmonitor.services.routing import Router
-from hrmonitor.services.source_ip import PoolPicker, use_listed
-from hrmonitor.services.traffic import TrafficFeed
-from hrmonitor.services.watcher import SurgeWatcher
+from hrmonitor.services.relay.routing import Router
+from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
+from hrmonitor.services.relay.source_ip import PoolPicker, use_listed
+from hrmonitor.services.rotation.controller import Controller
+from hrmonitor.services.surge.traffic import TrafficFeed
+from hrmonitor.services.surge.watcher import SurgeWatcher
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from dataclasses import replace
 
 from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, WebhookChannel
 from hrmonitor.adapters.clock import SystemClock
-from hrmonitor.adapters.dns.dnsbl import DnsblEngine, read_catalogue
+from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine, read_catalogue
 from hrmonitor.adapters.store import Store, open_store
-from hrmonitor.config import Config
-from hrmonitor.core.catalogue import ZoneList
-from hrmonitor.core.dnsbl import budget_problems
+from hrmonitor.config.loading import Config
+from hrmonitor.core.dnsbl.answers import budget_problems
+from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import Clock
 from hrmonitor.errors import ConfigError
 

@@ -15,9 +15,9 @@ from hrmonitor.app.monitoring import (
     open_configured_store,
     zone_lists,
 )
-from hrmonitor.config import Config
-from hrmonitor.core.catalogue import ZoneList
-from hrmonitor.core.check import Verdict, verdict
+from hrmonitor.config.loading import Config
+from hrmonitor.core.dnsbl.catalogue import ZoneList
+from hrmonitor.core.dnsbl.check import Verdict, verdict
 from hrmonitor.core.model import Answer, Clean, Clock, Listed, Severity, canonical_ip
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.alerting import Alerting

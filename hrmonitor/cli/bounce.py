@@ -8,7 +8,7 @@ import click
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
 from hrmonitor.cli.options import print_json
-from hrmonitor.core.bounce import BounceReport, classify_message
+from hrmonitor.core.bounce.classify import BounceReport, classify_message
 from hrmonitor.errors import RuleError
 
 DEFAULT_RULES = Path("rules/bounce.toml")

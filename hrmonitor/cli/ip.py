@@ -21,10 +21,10 @@ import click
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.cli.options import config_option, load
 from hrmonitor.core.model import Clock, canonical_ip
-from hrmonitor.core.rotation import OperatorAction, Verb
+from hrmonitor.core.rotation.decide import OperatorAction, Verb
 from hrmonitor.core.units import parse_duration
 from hrmonitor.errors import OperatorError
-from hrmonitor.services.controller import Controller, OperatorResult
+from hrmonitor.services.rotation.controller import Controller, OperatorResult
 
 
 def operator_actor() -> str:

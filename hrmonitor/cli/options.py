@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hrmonitor.config import DEFAULT_CONFIG_PATH, Config, load_config
+from hrmonitor.config.loading import DEFAULT_CONFIG_PATH, Config, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 
 from hrmonitor.cli.options import config_option, json_option, load, print_json
-from hrmonitor.core.routing import RouteDecision
-from hrmonitor.core.spam_score import header_fields
-from hrmonitor.services.routing import Router
+from hrmonitor.core.routing.decide import RouteDecision
+from hrmonitor.core.routing.spam_score import header_fields
+from hrmonitor.services.relay.routing import Router
 
 
 def _addresses(fields: Sequence[tuple[str, str]], names: Sequence[str]) -> list[str]:

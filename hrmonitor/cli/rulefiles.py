@@ -10,13 +10,13 @@ import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hrmonitor.adapters.dns.dnsbl import validate_catalogue_files
+from hrmonitor.adapters.dns.dnsbl.engine import validate_catalogue_files
 from hrmonitor.adapters.rule_files import (
     feedback_file_problems,
     routing_file_problems,
     validate_bounce_rule_files,
 )
-from hrmonitor.config import Config
+from hrmonitor.config.loading import Config
 
 Validator = Callable[[Sequence[Path]], list[str]]
 

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from hrmonitor.adapters.store.records import ListingChanges, ListingRecord
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
-from hrmonitor.core.catalogue import ZoneList
-from hrmonitor.core.dnsbl import SweepResult
+from hrmonitor.core.dnsbl.answers import SweepResult
+from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import Answer, Clock, Pool, Severity, Status, ZoneHealth
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from hrmonitor.adapters.store import Store
-from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.adapters.store.records import IpRecord, ListingRecord, Suspension
-from hrmonitor.config import Config
+from hrmonitor.config.loading import Config
 from hrmonitor.core.health import IpCondition, pool_health
 from hrmonitor.core.model import IPState
 from hrmonitor.core.surge import RateThresholds, rate_rows

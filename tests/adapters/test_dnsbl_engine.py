@@ -14,7 +14,7 @@ import dns.rcode
 import dns.resolver
 import pytest
 
-from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
 from hrmonitor.core.model import Clean, Listed, Severity, Status, Unknown, ZoneHealth
 from tests.fixtures.rbldnsd import STANDARD_FILES, LossyProxy, Rbldnsd, RbldnsdFactory
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hrmonitor.adapters.dns.dnsbl import read_catalogue, validate_catalogue_files
+from hrmonitor.adapters.dns.dnsbl.engine import read_catalogue, validate_catalogue_files
 from hrmonitor.errors import RuleError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "dnsbl.toml"

@@ -13,8 +13,8 @@ from dns.rdtypes.ANY.TXT import TXT
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.adapters.dns import dnsbl_wire as wire
-from hrmonitor.core.dnsbl import Rcode, Reply, query_name
+from hrmonitor.adapters.dns.dnsbl import wire
+from hrmonitor.core.dnsbl.answers import Rcode, Reply, query_name
 
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
 zones = st.sampled_from(["zen.spamhaus.org", "bl.test", "Key123.zen.dq.spamhaus.net"])

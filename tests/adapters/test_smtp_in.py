@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant, tenant_for
-from hrmonitor.core.envelope import Submission
+from hrmonitor.core.delivery.envelope import Submission
 from tests.fixtures.peers import FakeClock
 
 TENANT_IP = "127.0.0.5"

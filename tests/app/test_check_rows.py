@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hrmonitor.app.oneshot import _result_rows
-from hrmonitor.core.dnsbl import SweepResult
+from hrmonitor.core.dnsbl.answers import SweepResult
 from hrmonitor.core.model import Answer, Clean, Error, Info, Listed, Severity, Unknown, ZoneHealth
 
 ZONES = {"bl": "bl.test", "dead": "dead.test"}

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from hrmonitor.cli import main
-from hrmonitor.config import load_config
+from hrmonitor.config.loading import load_config
 from hrmonitor.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 
 from hrmonitor.adapters.store import open_store
 from hrmonitor.app.daemon import Daemon
-from hrmonitor.config import load_config
+from hrmonitor.config.loading import load_config
 from tests.fixtures.app_config import make_config
 from tests.fixtures.rbldnsd import Rbldnsd
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.anomaly import (
+from hrmonitor.core.surge.anomaly import (
     AnomalyMethod,
     AnomalyParams,
     Detector,

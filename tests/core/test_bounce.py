@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hrmonitor.core.bounce import BounceKind, classify_message
-from hrmonitor.core.bounce_dsn import parse_delivery_status
-from hrmonitor.core.bounce_reason import NO_PATTERNS, Reason, is_hard, reason_for
+from hrmonitor.core.bounce.classify import BounceKind, classify_message
+from hrmonitor.core.bounce.dsn import parse_delivery_status
+from hrmonitor.core.bounce.reason import NO_PATTERNS, Reason, is_hard, reason_for
 
 DSN = b"""\
 From: MAILER-DAEMON@mx.example.org

@@ -16,8 +16,8 @@ import pytest
 from flufl.bounce import all_failures
 
 from hrmonitor.adapters.rule_files import load_bounce_patterns
-from hrmonitor.core.bounce import BounceKind, BounceReport, classify_message
-from hrmonitor.core.bounce_reason import BouncePatterns
+from hrmonitor.core.bounce.classify import BounceKind, BounceReport, classify_message
+from hrmonitor.core.bounce.reason import BouncePatterns
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces"
 LABELS: dict[str, dict[str, Any]] = tomllib.loads((CORPUS / "labels.toml").read_text("utf-8"))[

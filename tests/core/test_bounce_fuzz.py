@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.core.bounce import BounceKind, BounceReport, classify
+from hrmonitor.core.bounce.classify import BounceKind, BounceReport, classify
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces"
 MESSAGES = sorted(

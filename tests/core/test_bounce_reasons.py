@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.core.bounce_reason import Reason, reason_for
-from hrmonitor.core.bounce_recipient import status_of
+from hrmonitor.core.bounce.reason import Reason, reason_for
+from hrmonitor.core.bounce.recipient import status_of
 
 PATTERNS = load_bounce_patterns(SHIPPED_RULES)
 

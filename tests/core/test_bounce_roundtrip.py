@@ -1,4 +1,4 @@
-"""Our own DSNs (hrmonitor.core.dsn.build_dsn, the relay's) read back by the bounce classifier.
+"""Our own DSNs (core.delivery.dsn.build_dsn, the relay's) read back by the bounce classifier.
 
 A property test across the two cores: whatever recipients, codes and
 diagnostics the relay reports, the classifier sees a DSN naming exactly those
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.core.bounce import BounceKind, classify_message
-from hrmonitor.core.dsn import FailedRecipient, build_dsn
+from hrmonitor.core.bounce.classify import BounceKind, classify_message
+from hrmonitor.core.delivery.dsn import FailedRecipient, build_dsn
 
 PATTERNS = load_bounce_patterns(SHIPPED_RULES)
 ORIGINAL = (

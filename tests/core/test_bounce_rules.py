@@ -11,8 +11,8 @@ from hrmonitor.adapters.rule_files import (
     load_bounce_patterns,
     validate_bounce_rule_files,
 )
-from hrmonitor.core.bounce_reason import Reason
-from hrmonitor.core.bounce_rules import parse_bounce_patterns
+from hrmonitor.core.bounce.reason import Reason
+from hrmonitor.core.bounce.rules import parse_bounce_patterns
 from hrmonitor.errors import RuleError
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.catalogue import (
+from hrmonitor.core.dnsbl.catalogue import (
     CodeClass,
     Family,
     ListKind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.check import Verdict, verdict
+from hrmonitor.core.dnsbl.check import Verdict, verdict
 from hrmonitor.core.model import Answer, Clean, Error, Listed, Severity, Unknown, ZoneHealth
 
 IP = "192.0.2.1"

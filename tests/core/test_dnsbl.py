@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.catalogue import ZoneList, load_catalogue
-from hrmonitor.core.dnsbl import (
+from hrmonitor.core.dnsbl.answers import (
     Rcode,
     Reply,
     SweepResult,
@@ -31,6 +30,7 @@ from hrmonitor.core.dnsbl import (
     zone_health,
     zone_slots,
 )
+from hrmonitor.core.dnsbl.catalogue import ZoneList, load_catalogue
 from hrmonitor.core.model import Clean, Listed, Severity, Status, Unknown, ZoneHealth
 
 CATALOGUE = """

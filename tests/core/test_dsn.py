@@ -6,7 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
-from hrmonitor.core.dsn import FailedRecipient, build_dsn, header_value, original_headers
+from hrmonitor.core.delivery.dsn import FailedRecipient, build_dsn, header_value, original_headers
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ORIGINAL = (

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.envelope import Mailbox, NullPath, Refusal, parse_path, split_path
+from hrmonitor.core.delivery.envelope import Mailbox, NullPath, Refusal, parse_path, split_path
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hrmonitor.adapters.rule_files import feedback_file_problems, load_feedback_files
-from hrmonitor.core.feedback import (
+from hrmonitor.core.feedback.replies import (
     BlocklistMention,
     FeedbackAction,
     PauseTracker,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.limits import DAY, HOUR, RecipientWindow
+from hrmonitor.core.routing.limits import DAY, HOUR, RecipientWindow
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hrmonitor.core.retry import Bounce, Delivered, Retry, RetryPolicy, judge_reply, reply_status
+from hrmonitor.core.delivery.retry import (
+    Bounce,
+    Delivered,
+    Retry,
+    RetryPolicy,
+    judge_reply,
+    reply_status,
+)
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy.of([timedelta(minutes=1), timedelta(minutes=5)], timedelta(hours=1))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hrmonitor.core.alert import AlertKind
 from hrmonitor.core.model import Error, IPState, Severity, Unknown, WarmupStage, ZoneHealth
-from hrmonitor.core.rotation import (
+from hrmonitor.core.rotation.decide import (
     BlocklistNamed,
     Evidence,
     OperatorAction,
@@ -20,8 +20,8 @@ from hrmonitor.core.rotation import (
     candidates,
     decide,
 )
-from hrmonitor.core.selection import NoEligibleIp, choose_source_ip
-from hrmonitor.core.suspension import Pause
+from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
+from hrmonitor.core.rotation.suspension import Pause
 from tests.core.test_rotation_world import ZONES, World, high_pool, normal_pool
 
 HIGH_IPS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")

@@ -13,7 +13,7 @@ from hrmonitor.core.model import (
     WarmupStage,
     ZoneHealth,
 )
-from hrmonitor.core.rotation import OperatorAction, Tick, Verb, decide
+from hrmonitor.core.rotation.decide import OperatorAction, Tick, Verb, decide
 from tests.core.test_rotation_world import T0, World, high_pool, kinds, moves, normal_pool
 
 A, R, S, W, D = (

@@ -29,7 +29,7 @@ from hrmonitor.core.model import (
     WhenExhausted,
     ZoneHealth,
 )
-from hrmonitor.core.rotation import (
+from hrmonitor.core.rotation.decide import (
     Decision,
     Evidence,
     IpView,
@@ -187,7 +187,7 @@ class World:
             assert view.state is t.from_state, f"{t} does not start from {view.state}"
             warmup = view.warmup
             if t.to_state is IPState.WARMING:
-                from hrmonitor.core.warmup import WarmupView
+                from hrmonitor.core.rotation.warmup import WarmupView
 
                 warmup = WarmupView(0, t.at)
             self.views[t.ip] = replace(

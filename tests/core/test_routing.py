@@ -11,10 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hrmonitor.adapters.rule_files import load_routing_files
-from hrmonitor.core.limits import LimitStatus, SendingLimits, check_limits
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
 from hrmonitor.core.mx import DomainStatus
-from hrmonitor.core.routing import (
+from hrmonitor.core.routing.decide import (
     MessageFacts,
     Reason,
     RoutingSettings,
@@ -25,8 +24,9 @@ from hrmonitor.core.routing import (
     sender_domain_of,
     tenant_for,
 )
-from hrmonitor.core.routing_rules import RoutingRule, parse_rule
-from hrmonitor.core.spam_score import ScanResult
+from hrmonitor.core.routing.limits import LimitStatus, SendingLimits, check_limits
+from hrmonitor.core.routing.rules import RoutingRule, parse_rule
+from hrmonitor.core.routing.spam_score import ScanResult
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
 RULES = load_routing_files([SHIPPED])

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hrmonitor.adapters.rule_files import load_routing_files, routing_file_problems
-from hrmonitor.core.limits import RecipientWindow
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
-from hrmonitor.core.routing_rules import check_rule_pools
+from hrmonitor.core.routing.limits import RecipientWindow
+from hrmonitor.core.routing.rules import check_rule_pools
 from hrmonitor.errors import RuleError
 
 SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"

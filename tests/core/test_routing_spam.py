@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.spam_score import (
+from hrmonitor.core.routing.spam_score import (
     client_is_trusted,
     header_fields,
     parse_score,

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WhenExhausted
-from hrmonitor.core.selection import (
+from hrmonitor.core.rotation.selection import (
     IpCandidate,
     NoEligibleIp,
     Selection,

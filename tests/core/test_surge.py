@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hrmonitor.core.alert import AlertKind
-from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.surge import (
     BounceReturned,
     Cause,
@@ -26,8 +25,9 @@ from hrmonitor.core.surge import (
     rate_rows,
     surge_alert,
 )
-from hrmonitor.core.surge_evidence import Evidence, summarise
-from hrmonitor.core.verp import BatvVerdict
+from hrmonitor.core.surge.anomaly import AnomalyMethod, AnomalyParams
+from hrmonitor.core.surge.evidence import Evidence, summarise
+from hrmonitor.core.surge.verp import BatvVerdict
 from tests.core.test_surge_traffic import MINUTE, START, failed
 
 SMALL = SurgeSettings(min_messages=20, min_dsns=5, max_keys=50, outbound_index=100)

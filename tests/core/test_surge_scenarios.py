@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from hrmonitor.core.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.surge import (
     BounceReturned,
     Cause,
@@ -24,7 +23,8 @@ from hrmonitor.core.surge import (
     SurgeSettings,
     SurgeTracker,
 )
-from hrmonitor.core.verp import BatvVerdict
+from hrmonitor.core.surge.anomaly import AnomalyMethod, AnomalyParams
+from hrmonitor.core.surge.verp import BatvVerdict
 from tests.core.test_surge_traffic import (
     DOMAINS,
     MINUTE,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.suspension import (
+from hrmonitor.core.rotation.suspension import (
     WHOLE_IP,
     Pause,
     Suspension,

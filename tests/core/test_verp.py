@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.verp import (
+from hrmonitor.core.surge.verp import (
     BatvKeys,
     BatvVerdict,
     batv_expiry,

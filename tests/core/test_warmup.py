@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WarmupStage
-from hrmonitor.core.rotation import IpView, Tick, candidates
-from hrmonitor.core.warmup import (
+from hrmonitor.core.rotation.decide import IpView, Tick, candidates
+from hrmonitor.core.rotation.warmup import (
     StageStep,
     WarmupView,
     daily_cap,

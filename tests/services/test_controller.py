@@ -12,8 +12,8 @@ import pytest
 from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.core.alert import Alert
-from hrmonitor.core.dnsbl import SweepResult
-from hrmonitor.core.feedback import BlocklistMention, ProviderPause, RemoteReply
+from hrmonitor.core.dnsbl.answers import SweepResult
+from hrmonitor.core.feedback.replies import BlocklistMention, ProviderPause, RemoteReply
 from hrmonitor.core.model import (
     Answer,
     Clean,
@@ -28,10 +28,10 @@ from hrmonitor.core.model import (
     WhenExhausted,
     ZoneHealth,
 )
-from hrmonitor.core.rotation import OperatorAction, Verb
-from hrmonitor.core.selection import NoEligibleIp, choose_source_ip
+from hrmonitor.core.rotation.decide import OperatorAction, Verb
+from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
 from hrmonitor.errors import OperatorError
-from hrmonitor.services.controller import Controller, RotationStore
+from hrmonitor.services.rotation.controller import Controller, RotationStore
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -375,7 +375,7 @@ async def test_recheck_that_sweeps_back_into_the_controller_does_not_deadlock(
     configured: Store,
 ) -> None:
     """A re-check whose sweep calls on_sweep again (as the monitor does) completes."""
-    from hrmonitor.core.rotation import BlocklistNamed
+    from hrmonitor.core.rotation.decide import BlocklistNamed
 
     swept: list[str] = []
     controller: Controller

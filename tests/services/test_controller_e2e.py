@@ -18,21 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from hrmonitor.adapters.dns.dnsbl import DnsblEngine
+from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store import Store, open_store
-from hrmonitor.adapters.store.queue import QueueRepository
+from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.core.alert import Alert
-from hrmonitor.core.envelope import Submission
+from hrmonitor.core.delivery.envelope import Submission
+from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WhenExhausted
-from hrmonitor.core.retry import RetryPolicy
-from hrmonitor.core.routing import RouteDecision
-from hrmonitor.services.controller import Controller
+from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay import Relay, RelaySettings
-from hrmonitor.services.source_ip import PoolPicker
+from hrmonitor.services.relay.runner import Relay, RelaySettings
+from hrmonitor.services.relay.source_ip import PoolPicker
+from hrmonitor.services.rotation.controller import Controller
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock
 from tests.fixtures.rbldnsd import Rbldnsd

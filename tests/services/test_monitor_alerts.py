@@ -9,8 +9,8 @@ from datetime import timedelta
 from hrmonitor.adapters.alerts import Delivery
 from hrmonitor.adapters.store import Store
 from hrmonitor.core.alert import Alert, AlertKind
-from hrmonitor.core.catalogue import ZoneList
-from hrmonitor.core.dnsbl import SweepResult
+from hrmonitor.core.dnsbl.answers import SweepResult
+from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import (
     Answer,
     Clean,

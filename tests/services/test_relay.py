@@ -27,16 +27,16 @@ from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
-from hrmonitor.adapters.store.queue import NewMessage, QueueRepository, RecipientStatus
+from hrmonitor.adapters.store.queue.repository import NewMessage, QueueRepository, RecipientStatus
 from hrmonitor.core.alert import Alert, AlertKind
-from hrmonitor.core.feedback import RemoteReply
+from hrmonitor.core.delivery.retry import RetryPolicy
+from hrmonitor.core.feedback.replies import RemoteReply
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
-from hrmonitor.core.retry import RetryPolicy
-from hrmonitor.core.routing import Tenant as RoutingTenant
-from hrmonitor.core.selection import IpCandidate
-from hrmonitor.services.relay import Relay, RelaySettings, route_with
-from hrmonitor.services.routing import Router, RoutingSettings
-from hrmonitor.services.source_ip import PoolPicker
+from hrmonitor.core.rotation.selection import IpCandidate
+from hrmonitor.core.routing.decide import Tenant as RoutingTenant
+from hrmonitor.services.relay.routing import Router, RoutingSettings
+from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
+from hrmonitor.services.relay.source_ip import PoolPicker
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock, require_binary
 from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SmtpSink

@@ -10,11 +10,11 @@ import pytest
 
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_routing_files
-from hrmonitor.core.limits import SendingLimits
 from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
 from hrmonitor.core.mx import DomainStatus
-from hrmonitor.core.routing import RoutingSettings, Tenant
-from hrmonitor.services.routing import Router
+from hrmonitor.core.routing.decide import RoutingSettings, Tenant
+from hrmonitor.core.routing.limits import SendingLimits
+from hrmonitor.services.relay.routing import Router
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.adapters.store.queue import DueRecipient, Outcome, RecipientStatus
-from hrmonitor.core.envelope import Submission
+from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, RecipientStatus
+from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import RiskClass
-from hrmonitor.core.routing import RouteDecision
+from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.core.surge import DeliveryOutcome, MessageAccepted
-from hrmonitor.services.traffic import TrafficFeed
+from hrmonitor.services.surge.traffic import TrafficFeed
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces" / "own"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 from hrmonitor.core.alert import Alert, AlertKind
-from hrmonitor.core.bounce import classify_message
+from hrmonitor.core.bounce.classify import classify_message
 from hrmonitor.core.surge import (
     BounceReturned,
     DeliveryOutcome,
@@ -14,8 +14,8 @@ from hrmonitor.core.surge import (
     MessageAccepted,
     SurgeSettings,
 )
-from hrmonitor.core.verp import BatvKeys, BatvVerdict, batv_verify
-from hrmonitor.services.watcher import SurgeWatcher, failed_from
+from hrmonitor.core.surge.verp import BatvKeys, BatvVerdict, batv_verify
+from hrmonitor.services.surge.watcher import SurgeWatcher, failed_from
 from tests.fixtures.peers import FakeClock
 
 MINUTE = timedelta(minutes=1)

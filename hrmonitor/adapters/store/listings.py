@@ -1,6 +1,6 @@
 """Reading the DNSBL state: the latest answers, listing intervals, zone health, clean runs.
 
-What a sweep writes, and the rules for it, are in :mod:`hrmonitor.adapters.store.sweep`.
+What a sweep writes, and the rules for it, are in :mod:`hrmonitor.adapters.store.sweep.record`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from hrmonitor.core.model import IPState, RiskClass, Severity, Status, ZoneHealth
-from hrmonitor.core.suspension import Suspension as CoreSuspension
+from hrmonitor.core.rotation.suspension import Suspension as CoreSuspension
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions, sweep
+from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.records import (
     AlertRecord,
@@ -30,6 +30,7 @@ from hrmonitor.adapters.store.records import (
     Suspension,
     ZoneHealthRecord,
 )
+from hrmonitor.adapters.store.sweep.record import record_sweep
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import (
     Answer,
@@ -63,7 +64,7 @@ class Store:
 
     @property
     def engine(self) -> Engine:
-        """The engine, shared with the queue tables (``hrmonitor.adapters.store.queue``)."""
+        """The engine, shared with the queue tables (``adapters.store.queue``)."""
         return self._engine
 
     @contextmanager
@@ -169,7 +170,7 @@ class Store:
         as unhealthy, so its answers change nothing. ``details`` explains a zone's
         health (shown in reports).
         """
-        return self._run(lambda s: sweep.record_sweep(s, answers, health, now, details or {}))
+        return self._run(lambda s: record_sweep(s, answers, health, now, details or {}))
 
     def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
         return self._run(lambda s: listings.current_listings(s, None if ip is None else _ip(ip)))

@@ -12,7 +12,12 @@ from sqlalchemy.engine import Engine
 
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
-from hrmonitor.adapters.store.queue import NewMessage, Outcome, QueueRepository, RecipientStatus
+from hrmonitor.adapters.store.queue.repository import (
+    NewMessage,
+    Outcome,
+    QueueRepository,
+    RecipientStatus,
+)
 from tests.fixtures.peers import IN_CI
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

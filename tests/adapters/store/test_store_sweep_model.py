@@ -3,7 +3,7 @@
 ``record_sweep`` batches its writes (unchanged answers only move ``checked_at``,
 the clean majority is read in a compact form, listings open in one statement);
 this test holds the batched store to the rules as written in
-``hrmonitor/adapters/store/sweep.py``'s docstring, kept here as a few lines of
+``hrmonitor/adapters/store/sweep/record.py``'s docstring, kept here as a few lines of
 dictionary code: the latest answer per (ip, list) with its clean run, and the
 listing intervals with what each sweep opened and cleared. Runs on SQLite and
 PostgreSQL. A list key holding a space is among the lists: the compact read joins

@@ -1,0 +1,247 @@
+"""The queue runner's side of the queue: claim due recipients, read bodies, record outcomes.
+
+A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
+claims it, then to ``delivered``, ``bounced`` or ``deferred``. A crash leaves
+claimed recipients ``delivering``; :meth:`QueueDelivery.recover` makes them
+due again. Claims and attempt records are not fsynced on their own (see
+:meth:`QueueDelivery._relaxed`). On PostgreSQL claims use ``FOR UPDATE SKIP
+LOCKED`` so several nodes can share one queue; on SQLite the write lock taken
+by ``BEGIN IMMEDIATE`` serialises claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Integer, Text, and_, bindparam, case, func, insert, null, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from hrmonitor.adapters.store.queue.model import WAITING, DueRecipient, Outcome, RecipientStatus
+from hrmonitor.adapters.store.queue.schema import ATTEMPTS, MESSAGES, RECIPIENTS
+from hrmonitor.errors import StoreError
+
+# One statement for every outcome shape, so a batch of outcomes is one executemany.
+_RECORD = (
+    update(RECIPIENTS)
+    .where(RECIPIENTS.c.id == bindparam("rid"))
+    .values(
+        status=bindparam("new_status"),
+        updated_at=bindparam("at", type_=RECIPIENTS.c.updated_at.type),
+        last_reply=bindparam("reply"),
+        attempts=RECIPIENTS.c.attempts + bindparam("increment"),
+        last_code=func.coalesce(bindparam("code", type_=Integer), RECIPIENTS.c.last_code),
+        remote_mta=func.coalesce(bindparam("destination", type_=Text), RECIPIENTS.c.remote_mta),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=RECIPIENTS.c.next_attempt_at.type),
+            RECIPIENTS.c.next_attempt_at,
+        ),
+    )
+)
+
+
+# The claim's statements, built once: constructing them (a join, a CASE, IN lists,
+# ORDER BY) took more of the store thread's CPU than SQLite's work for a claim of a
+# few recipients, and the runner claims about once per group commit.
+_CLAIM = (
+    select(
+        RECIPIENTS.c.id,
+        RECIPIENTS.c.message_id,
+        RECIPIENTS.c.address,
+        RECIPIENTS.c.domain,
+        RECIPIENTS.c.attempts,
+        MESSAGES.c.mail_from,
+        MESSAGES.c.pool,
+        MESSAGES.c.risk,
+        MESSAGES.c.arrived_at,
+        MESSAGES.c.size,
+        MESSAGES.c.smtputf8,
+        MESSAGES.c.tenant,
+        MESSAGES.c.hold_until,
+        MESSAGES.c.client_ip,
+        case(
+            (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), MESSAGES.c.body),
+            else_=null(),
+        ).label("small_body"),
+    )
+    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+    .where(
+        RECIPIENTS.c.status.in_(WAITING),
+        RECIPIENTS.c.next_attempt_at <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
+    )
+    .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM_FOR_UPDATE = _CLAIM.with_for_update(of=RECIPIENTS, skip_locked=True)
+_MARK_DELIVERING = (
+    update(RECIPIENTS)
+    .where(RECIPIENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=RecipientStatus.DELIVERING.value,
+        updated_at=bindparam("now", type_=RECIPIENTS.c.updated_at.type),
+    )
+)
+
+
+class QueueDelivery:
+    """Claims, bodies, attempt records and crash recovery (part of ``QueueRepository``)."""
+
+    _engine: Engine  # set by QueueRepository
+
+    @contextmanager
+    def _relaxed(self) -> Iterator[Connection]:
+        """A transaction whose commit need not reach the disk by itself (claims, attempts).
+
+        Losing one in a crash only repeats a delivery (the recipient is still
+        ``delivering`` or due, and :meth:`recover` retries it): at least once holds.
+        The next durable commit (an acceptance) flushes it anyway. SQLite: WAL with
+        ``synchronous=NORMAL`` for this transaction only; PostgreSQL:
+        ``synchronous_commit = off`` for this transaction only.
+        """
+        with self._engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    yield conn
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA synchronous = FULL")  # type: ignore[union-attr]
+
+    def claim_due(
+        self, now: datetime, limit: int, inline_body: int = 64 * 1024
+    ) -> list[DueRecipient]:
+        """Mark up to ``limit`` due recipients ``delivering`` and return them, oldest due first.
+
+        Bodies up to ``inline_body`` bytes come along (one query instead of one per
+        message); bigger ones are read with :meth:`body` when they are sent.
+        """
+        try:
+            with self._relaxed() as conn:
+                query = _CLAIM_FOR_UPDATE if conn.dialect.name == "postgresql" else _CLAIM
+                rows = conn.execute(
+                    query, {"now": now, "limit": limit, "inline_body": inline_body}
+                ).all()
+                if not rows:
+                    return []
+                conn.execute(_MARK_DELIVERING, {"ids": [r.id for r in rows], "now": now})
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not claim due recipients: {exc}") from exc
+        return [
+            DueRecipient(
+                recipient_id=r.id,
+                message_id=r.message_id,
+                address=r.address,
+                domain=r.domain,
+                attempts=r.attempts,
+                mail_from=r.mail_from,
+                pool=r.pool,
+                risk=r.risk,
+                arrived_at=r.arrived_at,
+                size=r.size,
+                smtputf8=bool(r.smtputf8),
+                tenant=r.tenant,
+                body=None if r.small_body is None else bytes(r.small_body),
+                hold_until=r.hold_until,
+                client_ip=r.client_ip,
+            )
+            for r in rows
+        ]
+
+    def body(self, message_id: str) -> bytes:
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(
+                    select(MESSAGES.c.body).where(MESSAGES.c.id == message_id)
+                ).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read message {message_id}: {exc}") from exc
+        if value is None:
+            raise StoreError(f"message {message_id} is not in the queue")
+        return bytes(value)
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Store the attempts and the recipients' new states in one transaction."""
+        if not outcomes:
+            return
+        attempts = [
+            {
+                "message_id": o.message_id,
+                "recipient_id": o.recipient_id,
+                "pool": o.pool,
+                "source_ip": o.source_ip,
+                "destination": o.destination,
+                "code": o.code,
+                "reply": o.reply,
+                "duration_ms": o.duration_ms,
+                "at": o.at,
+                "own": int(o.own),
+            }
+            for o in outcomes
+        ]
+        try:
+            with self._relaxed() as conn:
+                conn.execute(insert(ATTEMPTS), attempts)
+                conn.execute(
+                    _RECORD,
+                    [
+                        {
+                            "rid": o.recipient_id,
+                            "new_status": o.status.value,
+                            "at": o.at,
+                            "reply": o.reply,
+                            "increment": 1 if o.counts_as_attempt else 0,
+                            "code": o.code,
+                            "destination": o.destination or None,
+                            "next_at": o.next_attempt_at,
+                        }
+                        for o in outcomes
+                    ],
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
+
+    def recover(self, now: datetime, claimed_before: datetime | None = None) -> int:
+        """Make ``delivering`` recipients due now; returns how many.
+
+        At start-up (``claimed_before`` None) every one of them: they were mid-delivery
+        when the process died. While running, only those claimed before
+        ``claimed_before``: a claim that old was lost (a store error in its delivery
+        task, or a node that died while other nodes share the queue).
+        """
+        stale = RECIPIENTS.c.status == RecipientStatus.DELIVERING.value
+        if claimed_before is not None:
+            stale = and_(stale, RECIPIENTS.c.updated_at < claimed_before)
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(
+                    update(RECIPIENTS)
+                    .where(stale)
+                    .values(
+                        status=RecipientStatus.DEFERRED.value, next_attempt_at=now, updated_at=now
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not recover the queue: {exc}") from exc
+        return int(result.rowcount)
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest waiting recipient falls due (None if nothing waits)."""
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(
+                    select(func.min(RECIPIENTS.c.next_attempt_at)).where(
+                        RECIPIENTS.c.status.in_(WAITING)
+                    )
+                ).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the queue: {exc}") from exc
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value

@@ -1,0 +1,177 @@
+"""The durable mail queue: messages, their recipients, and every delivery attempt.
+
+The listener acknowledges a message only after :meth:`QueueRepository.enqueue`
+returned, i.e. after the transaction holding the message, its envelope and its
+routing decision committed (SQLite WAL with ``synchronous=FULL``, or
+PostgreSQL). ``enqueue`` takes a batch so the relay can group-commit
+concurrent acceptances: one fsync for many messages.
+
+A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
+claims it, then to ``delivered``, ``bounced`` or ``deferred``. A crash leaves
+claimed recipients ``delivering``; :meth:`recover` makes them due again on
+start-up (at least once: the remote side may see a message twice, never zero
+times). Claims and attempt records are not fsynced on their own (see
+``_relaxed``): only acceptances are, which is what the acknowledgement
+promises. On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several nodes
+can share one queue; on SQLite the write lock taken by ``BEGIN IMMEDIATE``
+serialises claims.
+
+Statements are SQLAlchemy Core against the ORM tables: the queue is the hot
+path and needs no identity map.
+
+Where each part lives: the values (recipient states, messages, claims,
+outcomes, records) in ``queue_model``, the tables in ``queue_schema``, the
+runner's claims, attempt records and recovery in ``queue_delivery``, the
+read-only queries (one message, counts for the report and the sending limits)
+in ``queue_reports``. This module keeps the ends of a message's life,
+acceptance (``enqueue``, ``reroute``) and ``purge_finished``, and every name
+the rest of hrmonitor imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from hrmonitor.adapters.store.queue.delivery import QueueDelivery
+from hrmonitor.adapters.store.queue.model import (
+    WAITING,
+    AttemptRecord,
+    DueRecipient,
+    MessageRecord,
+    NewMessage,
+    Outcome,
+    RecipientRecord,
+    RecipientStatus,
+)
+from hrmonitor.adapters.store.queue.reports import QueueReports
+from hrmonitor.adapters.store.queue.schema import (
+    ATTEMPTS,
+    MESSAGES,
+    RECIPIENTS,
+    QueueAttemptRow,
+    QueueMessageRow,
+    QueueRecipientRow,
+)
+from hrmonitor.errors import StoreError
+
+__all__ = [
+    "ATTEMPTS",
+    "MESSAGES",
+    "RECIPIENTS",
+    "AttemptRecord",
+    "DueRecipient",
+    "MessageRecord",
+    "NewMessage",
+    "Outcome",
+    "QueueAttemptRow",
+    "QueueMessageRow",
+    "QueueRecipientRow",
+    "QueueRepository",
+    "RecipientRecord",
+    "RecipientStatus",
+]
+
+
+class QueueRepository(QueueDelivery, QueueReports):
+    """Synchronous queue operations; the relay runs them on its own store thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def enqueue(self, messages: Sequence[NewMessage]) -> None:
+        """Store ``messages`` and their recipients in one transaction; returns after commit."""
+        if not messages:
+            return
+        message_rows = [
+            {
+                "id": m.id,
+                "tenant": m.tenant,
+                "client_ip": m.client_ip,
+                "mail_from": m.mail_from,
+                "body": m.body,
+                "size": len(m.body),
+                "arrived_at": m.arrived_at,
+                "pool": m.pool,
+                "risk": m.risk,
+                "reasons": [dict(r) for r in m.reasons],
+                "bounce_kind": m.bounce_kind,
+                "hold_until": m.hold_until,
+                "message_id": m.message_id,
+                "smtputf8": int(m.smtputf8),
+                "dsn_of": m.dsn_of,
+            }
+            for m in messages
+        ]
+        recipient_rows = [
+            {
+                "message_id": m.id,
+                "address": address,
+                "domain": address.rpartition("@")[2].lower(),
+                "status": RecipientStatus.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": m.due_at or m.hold_until or m.arrived_at,
+                "last_code": None,
+                "last_reply": "",
+                "remote_mta": "",
+                "updated_at": m.arrived_at,
+            }
+            for m in messages
+            for address in m.recipients
+        ]
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(MESSAGES), message_rows)
+                if recipient_rows:
+                    conn.execute(insert(RECIPIENTS), recipient_rows)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
+
+    def reroute(
+        self,
+        message_id: str,
+        *,
+        pool: str,
+        risk: str,
+        reasons: Sequence[Mapping[str, Any]],
+        hold_until: datetime | None,
+    ) -> None:
+        """A held message was routed again: its new pool, reasons and (maybe) hold."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(MESSAGES)
+                    .where(MESSAGES.c.id == message_id)
+                    .values(
+                        pool=pool,
+                        risk=risk,
+                        reasons=[dict(r) for r in reasons],
+                        hold_until=hold_until,
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not re-route message {message_id}: {exc}") from exc
+
+    def purge_finished(self, before: datetime) -> int:
+        """Delete messages whose recipients are all final and that arrived before ``before``."""
+        unfinished = select(RECIPIENTS.c.message_id).where(
+            or_(
+                RECIPIENTS.c.status.in_(WAITING),
+                RECIPIENTS.c.status == RecipientStatus.DELIVERING.value,
+            )
+        )
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(
+                    delete(MESSAGES).where(
+                        and_(MESSAGES.c.arrived_at < before, MESSAGES.c.id.not_in(unfinished))
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not purge the queue: {exc}") from exc
+        return int(result.rowcount)

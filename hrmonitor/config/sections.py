@@ -1,0 +1,290 @@
+"""The sections of the configuration: one strict pydantic model per TOML table.
+
+Values are checked as they are read (durations, sizes, IPs, networks); what
+needs the whole file (an IP in two pools, a shared /64) is checked by
+:mod:`hrmonitor.config.loading`, which assembles these into
+:class:`~hrmonitor.config.loading.Config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from hrmonitor.core.model import (
+    OnListing,
+    RiskClass,
+    Severity,
+    WhenExhausted,
+    canonical_ip,
+)
+from hrmonitor.core.units import parse_duration, parse_size
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration string (write e.g. '90s', '15m', '24h')")
+    return parse_duration(value)
+
+
+def _size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{value!r} is not a size (write e.g. '35MB' or a number of bytes)")
+    return parse_size(value)
+
+
+def _ip(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address")
+    try:
+        return canonical_ip(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _network(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a network")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a network (write e.g. '192.0.2.0/24')") from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+IP = Annotated[str, BeforeValidator(_ip)]
+Network = Annotated[str, BeforeValidator(_network)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite:///hrmonitor.db"
+
+
+class DnsConfig(Section):
+    nameservers: tuple[IP, ...] = ()
+    port: int = Field(default=53, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=2)
+    attempts: int = Field(default=2, ge=1, le=10)
+
+
+class DnsblConfig(Section):
+    catalogue: tuple[str, ...] = ("rules/dnsbl.toml",)
+    zones: tuple[str, ...] = ("spamhaus-zen", "spamcop", "barracuda", "mailspike-z", "psbl")
+    interval: Duration = timedelta(minutes=30)
+    dqs_key: str = ""
+    # A resolver for the lists alone (e.g. one registered with Barracuda, or a
+    # local rbldnsd mirror); empty: the [dns] resolver.
+    nameservers: tuple[IP, ...] = ()
+    port: int | None = Field(default=None, ge=1, le=65535)  # None: [dns] port
+    max_in_flight: int = Field(default=128, ge=1, le=4096)
+    rate_per_zone: float = Field(default=50.0, gt=0)  # queries per second per zone
+    # Queries per zone per day for lists whose catalogue entry names no budget of its
+    # own (Spamhaus: < 300k); a schedule over it is warned about at start.
+    daily_budget: int = Field(default=250_000, ge=1)
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_unique(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(zones)) != len(zones):
+            raise ValueError("a zone is named twice")
+        return zones
+
+
+class WarmupStageConfig(Section):
+    daily_cap: int = Field(ge=1)
+    min_delivery_rate: float = Field(default=0.9, ge=0, le=1)
+
+
+# SparkPost/SendGrid style ramp, compressed: caps per IP per day.
+DEFAULT_WARMUP = tuple(
+    WarmupStageConfig(daily_cap=cap) for cap in (50, 100, 500, 1000, 5000, 10000, 20000, 50000)
+)
+
+
+class PoolConfig(Section):
+    risk: RiskClass
+    ips: tuple[IP, ...] = ()
+    standby: tuple[IP, ...] = ()
+    interval: Duration | None = None  # None: [dnsbl] interval
+    on_listing: OnListing = OnListing.RETIRE
+    retire_at: Severity = Severity.HIGH
+    min_active: int = Field(default=1, ge=0)
+    cooldown: Duration = timedelta(hours=24)
+    when_exhausted: WhenExhausted = WhenExhausted.DEFER
+    warmup: tuple[WarmupStageConfig, ...] = DEFAULT_WARMUP
+    idle_rewarm: Duration = timedelta(days=30)
+
+    @model_validator(mode="after")
+    def _high_pools_defer(self) -> PoolConfig:
+        if self.risk is not RiskClass.NORMAL and self.when_exhausted is WhenExhausted.USE_LISTED:
+            raise ValueError(
+                "when_exhausted = 'use-listed' is only allowed for normal pools: "
+                "high-risk mail must be held, never sent from a listed IP"
+            )
+        if not self.ips and not self.standby:
+            raise ValueError("a pool needs at least one IP in ips or standby")
+        return self
+
+
+class ListenerConfig(Section):
+    bind: str = "127.0.0.1:2525"
+    hostname: str = "localhost"
+    max_message_size: Size = 35_000_000
+    max_recipients: int = Field(default=1000, ge=1)
+    max_line_length: int = Field(default=998, ge=78)
+    tls_cert: str = ""
+    tls_key: str = ""
+    auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, bind: str) -> str:
+        split_address(bind)
+        return bind
+
+
+class TenantConfig(Section):
+    name: str
+    networks: tuple[Network, ...] = ()
+    domains: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # SMTP AUTH user names allowed to relay for this tenant
+
+
+class RoutingConfig(Section):
+    rules: tuple[str, ...] = ("rules/routing.toml",)
+    spam_threshold: float = 5.0
+    spam_headers: tuple[str, ...] = ("X-Spam-Score", "X-Spam-Status", "X-Rspamd-Score")
+    trusted_filters: tuple[Network, ...] = ("127.0.0.1/32",)
+    dns_unknown_hold: Duration = timedelta(minutes=10)
+    on_dns_unknown: str = "high-risk"
+    relay_pool: str = ""  # a pool of risk "relay" for relayed foreign-domain mail; "" = off
+    rspamd_url: str = ""  # e.g. "http://127.0.0.1:11333": score each message there; "" = off
+    rspamd_timeout: Duration = timedelta(seconds=5)
+    rspamd_password: str = ""
+
+
+class LimitsConfig(Section):
+    recipients_per_hour: int = Field(default=1000, ge=1)
+    recipients_per_day: int = Field(default=10000, ge=1)
+
+
+class DeliveryConfig(Section):
+    port: int = Field(default=25, ge=1, le=65535)
+    retry: tuple[Duration, ...] = tuple(parse_duration(x) for x in ("1m", "5m", "15m", "1h", "4h"))
+    max_queue_time: Duration = timedelta(days=5)
+    feedback: tuple[str, ...] = ("rules/feedback.toml",)
+    connect_timeout: Duration = timedelta(seconds=30)
+    command_timeout: Duration = timedelta(seconds=60)
+    per_destination_concurrency: int = Field(default=10, ge=1)
+    concurrency: int = Field(default=100, ge=1)
+
+    @field_validator("retry")
+    @classmethod
+    def _retry_nonempty(cls, retry: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if not retry:
+            raise ValueError("needs at least one retry interval")
+        return retry
+
+
+class RotationConfig(Section):
+    tick: Duration = timedelta(seconds=5)  # time-based transitions: cool-downs, expiries, days
+    blocklist_pause: Duration = timedelta(hours=2)  # a reply naming a blocklist suspends this long
+    bind_pause: Duration = timedelta(minutes=10)  # an IP that cannot be bound sits out this long
+
+
+class AlertConfig(Section):
+    type: Literal["log", "webhook", "email"]
+    url: str = ""  # webhook
+    to: tuple[str, ...] = ()  # email
+    sender: str = "hrmonitor@localhost"  # email envelope and From
+    smtp_host: str = "127.0.0.1"  # email
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    timeout: Duration = timedelta(seconds=10)
+    min_severity: Severity = Severity.LOW
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertConfig:
+        if self.type == "webhook" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("a webhook alert needs url = 'http(s)://...'")
+        if self.type == "email" and not self.to:
+            raise ValueError("an email alert needs to = ['someone@example.net']")
+        return self
+
+
+class AlertingConfig(Section):
+    repeat_after: Duration = timedelta(hours=4)  # a still-open alert is re-sent after this
+
+
+class MetricsConfig(Section):
+    bind: str = "127.0.0.1:9108"  # "" turns the endpoint off
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, bind: str) -> str:
+        if bind:
+            split_address(bind)
+        return bind
+
+
+class BouncesConfig(Section):
+    patterns: str = "rules/bounce.toml"  # diagnostic text -> bounce reason
+
+
+class SurgeConfig(Section):
+    window: Duration = timedelta(minutes=15)  # sliding window for DSN rates
+    bucket: Duration = timedelta(minutes=1)
+    min_volume: int = Field(default=100, ge=1)  # messages in the window before a surge can open
+    min_dsns: int = Field(default=25, ge=1)  # DSNs in the window before a surge can open
+    ratio: float = Field(default=0.10, gt=0, le=1)  # Wilson lower bound of DSNs/messages
+    detector: Literal["ewma", "cusum"] = "ewma"
+    ewma_lambda: float = Field(default=0.2, gt=0, le=1)
+    ewma_limit: float = Field(default=3.0, gt=0)
+    cusum_k: float = Field(default=0.5, gt=0)
+    cusum_h: float = Field(default=5.0, gt=0)
+    clear_after: int = Field(default=5, ge=1)  # quiet evaluations before a surge resolves
+    max_keys: int = Field(default=10_000, ge=10)  # tracked tenants/domains/IPs (LRU)
+    outbound_index: int = Field(default=100_000, ge=100)  # recent Message-IDs for backscatter
+    rates_window: Duration = timedelta(days=1)  # bounce/complaint rates in the report
+    client_learning: Duration = timedelta(days=1)  # a new client after this is "rogue" evidence
+
+
+class VerpConfig(Section):
+    enabled: bool = False
+    secret: str = ""
+    key_number: int = Field(default=0, ge=0, le=9)
+    valid_days: int = Field(default=7, ge=1, le=499)
+    old_secrets: dict[str, str] = {}  # key number -> secret, still verified during rotation
+
+    @model_validator(mode="after")
+    def _secret(self) -> VerpConfig:
+        if self.enabled and len(self.secret) < 16:
+            raise ValueError("verp.enabled needs a secret of at least 16 characters")
+        for number in self.old_secrets:
+            if not number.isdigit() or not 0 <= int(number) <= 9 or int(number) == self.key_number:
+                raise ValueError(f"old_secrets key {number!r} must be another digit 0-9")
+        return self
+
+
+def split_address(bind: str) -> tuple[str, int]:
+    """``"127.0.0.1:2525"`` / ``"[::1]:2525"`` -> (host, port); ValueError otherwise."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ValueError(f"{bind!r} is not host:port")
+    return host.strip("[]"), int(port)

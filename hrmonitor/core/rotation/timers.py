@@ -1,0 +1,96 @@
+"""Rotation rule 4, time: cool-downs end retirements, ``until`` ends disables, warm-up advances.
+
+Applied on every decision. A retired IP returns to ``standby`` (never straight
+to ``active``) once its observed clean run covers the cool-down; an operator's
+``until`` ends a disable or an operator retirement; warming IPs advance a
+stage or graduate at day boundaries (``warmup.next_step``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hrmonitor.core.alert import AlertKind, alert_key
+from hrmonitor.core.model import IPState, Severity
+from hrmonitor.core.rotation.decision import SetWarmupStage
+from hrmonitor.core.rotation.run import Run
+from hrmonitor.core.rotation.views import IpView
+from hrmonitor.core.rotation.warmup import StageStep, WarmupView, next_step
+
+
+def time_passes(run: Run) -> None:
+    for ip in sorted(run.views):
+        view = run.views[ip]
+        if view.state is IPState.RETIRED:
+            _maybe_restore(run, view)
+        elif view.state is IPState.DISABLED:
+            if view.state_until is not None and run.now >= view.state_until:
+                evidence = {"until": view.state_until}
+                run.move(ip, IPState.STANDBY, "disable expired", "rotation.until", evidence)
+                key = alert_key(AlertKind.OPERATOR_ACTION, run.pool.name, ip)
+                summary = f"{ip} ({run.pool.name}): disable expired, now standby"
+                run.alert(AlertKind.OPERATOR_ACTION, Severity.LOW, key, summary, evidence, ip, True)
+        elif view.state is IPState.WARMING and view.warmup is not None:
+            _warm(run, view, view.warmup)
+
+
+def _maybe_restore(run: Run, view: IpView) -> None:
+    ip = view.ip
+    evidence: dict[str, object]
+    if view.state_until is not None and run.now < view.state_until:
+        return
+    clean_all_along = (
+        view.clean_since is not None and not view.listings and view.clean_since <= view.state_since
+    )
+    if view.state_until is not None and clean_all_along:
+        evidence = {"until": view.state_until}
+        reason = "operator retirement ended"
+    elif view.state_until is None and view.state_actor.startswith("operator:"):
+        return  # an operator retirement without --until ends by `ip restore` only
+    else:
+        # A listing retirement, or an operator's whose IP got listed meanwhile: the
+        # cool-down decides.
+        if view.listings or view.clean_since is None or view.clean_checked_at is None:
+            return
+        clean_from = max(view.clean_since, view.state_since)
+        clean_for = view.clean_checked_at - clean_from
+        if clean_for < run.policy.cooldown:
+            return
+        evidence = {
+            "clean_since": clean_from,
+            "clean_checked_at": view.clean_checked_at,
+            "cooldown": str(run.policy.cooldown),
+        }
+        reason = f"clean on every zone for the cool-down ({run.policy.cooldown})"
+    run.move(ip, IPState.STANDBY, reason, "rotation.restore", evidence)
+    key = alert_key(AlertKind.RETIREMENT, run.pool.name, ip)
+    summary = f"{ip} ({run.pool.name}) restored to standby: {reason}"
+    run.alert(AlertKind.RESTORATION, Severity.LOW, key, summary, evidence, ip, True)
+
+
+def _warm(run: Run, view: IpView, warmup: WarmupView) -> None:
+    step = next_step(run.policy, warmup, run.now)
+    evidence = {
+        "stage": warmup.stage,
+        "day": warmup.day,
+        "sent": warmup.sent,
+        "delivered": warmup.delivered,
+    }
+    if step is StageStep.ADVANCE:
+        stage = warmup.stage + 1
+        run.actions.append(
+            SetWarmupStage(view.ip, stage, run.now, f"stage {warmup.stage} delivered well")
+        )
+        run.views[view.ip] = replace(view, warmup=replace(warmup, stage=stage, stage_since=run.now))
+    elif step is StageStep.GRADUATE:
+        reason = "warm-up schedule completed"
+        run.move(view.ip, IPState.ACTIVE, reason, "rotation.warmup", evidence)
+        key = alert_key(AlertKind.PROMOTION, run.pool.name, view.ip, run.now.isoformat())
+        run.alert(
+            AlertKind.PROMOTION,
+            Severity.LOW,
+            key,
+            f"{view.ip} ({run.pool.name}) finished warm-up, now active",
+            evidence,
+            view.ip,
+        )

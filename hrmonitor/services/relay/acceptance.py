@@ -1,0 +1,170 @@
+"""Acceptance: route a message once, at arrival, with its reasons, then queue it durably.
+
+Concurrent acceptances are group-committed: while one batch is being written,
+the next one gathers, and every waiter gets its ``250`` only after the batch
+holding its message committed. A message held at arrival (its sender domain's
+DNS is unknown) is routed again when the queue runner reaches it
+(:meth:`Acceptance.reroute`): after the first retry step, or when its hold ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from hrmonitor.adapters.store.queue.repository import (
+    DueRecipient,
+    NewMessage,
+    Outcome,
+    QueueRepository,
+    RecipientStatus,
+)
+from hrmonitor.core.delivery.dsn import header_value
+from hrmonitor.core.delivery.envelope import Submission
+from hrmonitor.core.routing.decide import RouteDecision
+from hrmonitor.services.relay.group_commit import GroupCommit
+from hrmonitor.services.relay.settings import (
+    AcceptedFn,
+    RecordFn,
+    RelaySettings,
+    RouteFn,
+    StoreCall,
+    StoredFormFn,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Acceptance:
+    """Routes and queues new messages (tenants' and the relay's own DSNs); re-routes holds."""
+
+    def __init__(
+        self,
+        *,
+        queue: QueueRepository,
+        store: StoreCall,
+        route: RouteFn,
+        settings: RelaySettings,
+        record: RecordFn,
+        wake: Callable[[], None],
+        stored_form: StoredFormFn | None = None,
+        on_accepted: AcceptedFn | None = None,
+    ) -> None:
+        self._queue = queue
+        self._store = store
+        self._route = route
+        self._settings = settings
+        self._record = record
+        self._wake = wake
+        self._stored_form = stored_form
+        self._on_accepted = on_accepted
+        self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
+
+    async def _write_messages(self, batch: list[NewMessage]) -> None:
+        await self._store(self._queue.enqueue, batch)
+
+    async def queue_submission(
+        self, submission: Submission, dsn_of: str | None = None
+    ) -> NewMessage:
+        """Route, store durably, wake the runner; ``dsn_of``: the message a DSN reports on."""
+        if self._stored_form is not None:
+            data = self._stored_form(submission.data, submission.client_ip)
+            submission = dataclasses.replace(submission, data=data)
+        decision = await self._route(submission, now=submission.received_at, again=False)
+        hold_until = decision.hold_until if decision.hold else None
+        bounce_kind = "dsn" if dsn_of is not None else self._accepted(submission, decision)
+        message = NewMessage(
+            id=uuid.uuid4().hex,
+            tenant=submission.tenant,
+            client_ip=submission.client_ip,
+            mail_from=submission.mail_from,
+            recipients=submission.recipients,
+            body=submission.data,
+            arrived_at=submission.received_at,
+            pool=decision.pool,
+            risk=str(decision.risk),
+            reasons=tuple({"rule": r.rule, "detail": r.detail} for r in decision.reasons),
+            hold_until=hold_until,
+            bounce_kind=bounce_kind,
+            due_at=self._recheck_at(submission.received_at, hold_until),
+            message_id=header_value(submission.data, "Message-ID"),
+            smtputf8=submission.smtputf8,
+            dsn_of=dsn_of,
+        )
+        await self._enqueue.submit([message])
+        if log.isEnabledFor(logging.INFO):
+            why = ", ".join(r.rule for r in decision.reasons) or "no rule matched"
+            log.info(
+                "%s accepted from %s: <%s> to %d recipient(s), pool %s (%s)%s",
+                message.id, submission.client_ip, submission.mail_from,
+                len(message.recipients), message.pool, why, " held" if hold_until else "",
+            )  # fmt: skip
+        self._wake()
+        return message
+
+    def _accepted(self, submission: Submission, decision: RouteDecision) -> str | None:
+        if self._on_accepted is None:
+            return None
+        try:
+            return self._on_accepted(submission, decision)
+        except Exception:  # watching traffic must never cost a message
+            log.exception("acceptance hook failed for a message from %s", submission.client_ip)
+            return None
+
+    def _recheck_at(self, now: datetime, hold_until: datetime | None) -> datetime | None:
+        """A held message is routed again after the first retry step, or when its hold ends."""
+        if hold_until is None:
+            return None
+        return min(now + self._settings.retry.delay(1), hold_until)
+
+    async def reroute(self, group: list[DueRecipient], now: datetime) -> list[DueRecipient] | None:
+        """Route a held message again; the group with its new pool, or None if still held."""
+        first = group[0]
+        body = first.body
+        if body is None:
+            body = await self._store(self._queue.body, first.message_id)
+        submission = Submission(
+            tenant=first.tenant,
+            client_ip=first.client_ip,
+            helo="",
+            mail_from=first.mail_from,
+            recipients=tuple(r.address for r in group),
+            data=body,
+            received_at=first.arrived_at,
+            smtputf8=first.smtputf8,
+        )
+        decision = await self._route(submission, now=now, again=True)
+        hold_until = decision.hold_until if decision.hold else None
+        await self._store(
+            functools.partial(
+                self._queue.reroute,
+                first.message_id,
+                pool=decision.pool,
+                risk=str(decision.risk),
+                reasons=[{"rule": r.rule, "detail": r.detail} for r in decision.reasons],
+                hold_until=hold_until,
+            )
+        )
+        if hold_until is not None:
+            recheck = self._recheck_at(now, hold_until)
+            outcomes = [
+                Outcome(
+                    recipient_id=r.recipient_id,
+                    message_id=r.message_id,
+                    status=RecipientStatus.DEFERRED,
+                    at=now,
+                    pool=decision.pool,
+                    next_attempt_at=recheck,
+                    reply="held: the sender domain's DNS is unknown",
+                    own=True,
+                    counts_as_attempt=False,
+                )
+                for r in group
+            ]
+            await self._record(outcomes)
+            return None
+        return [dataclasses.replace(r, pool=decision.pool, hold_until=None) for r in group]

@@ -1,0 +1,281 @@
+"""The relay: the acceptance pipeline behind the listener, and the queue runner.
+
+Acceptance (``services.acceptance``): route the message once, at arrival,
+with its reasons, then hand it to the queue, group-committed; the ``250``
+comes only after the message is durable.
+
+The runner claims due recipients, groups them by (message, recipient
+domain) and hands each group to ``services.delivery`` (one attempt: the
+picker's source IP of the message's own pool, fail closed), bounded overall
+and per recipient domain. What an attempt concluded is in
+``services.delivery_outcome``; what the runner tells others (replies,
+exhausted pools) in ``services.relay_feedback``; the relay's settings and the
+shapes of what it is given in ``services.relay_settings``.
+
+All queue I/O runs on one store thread, so the event loop never blocks on
+an fsync and SQLite never sees two writers from this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueRepository
+from hrmonitor.core.delivery.envelope import Submission
+from hrmonitor.core.model import Clock
+from hrmonitor.services.relay.acceptance import Acceptance
+from hrmonitor.services.relay.delivery import Delivery
+from hrmonitor.services.relay.group_commit import GroupCommit
+from hrmonitor.services.relay.settings import (
+    AcceptedFn,
+    AddressFn,
+    AlertFn,
+    BindFailureFn,
+    MxFn,
+    OutcomeFn,
+    RelaySettings,
+    ReplyFn,
+    RouteFn,
+    Sender,
+    SimpleRouteFn,
+    StoredFormFn,
+    TagSenderFn,
+    keyword_route,
+    route_with,
+)
+from hrmonitor.services.relay.source_ip import SourcePicker
+
+__all__ = [
+    "AcceptedFn",
+    "AddressFn",
+    "AlertFn",
+    "BindFailureFn",
+    "MxFn",
+    "OutcomeFn",
+    "Relay",
+    "RelaySettings",
+    "ReplyFn",
+    "RouteFn",
+    "Sender",
+    "SimpleRouteFn",
+    "StoredFormFn",
+    "TagSenderFn",
+    "route_with",
+]
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """The acceptance pipeline and the queue runner over one queue; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        queue: QueueRepository,
+        route: RouteFn | SimpleRouteFn,
+        picker: SourcePicker,
+        mx: MxFn,
+        sender: Sender,
+        clock: Clock,
+        settings: RelaySettings,
+        addresses: AddressFn | None = None,
+        on_reply: ReplyFn | None = None,
+        on_alert: AlertFn | None = None,
+        on_bind_failure: BindFailureFn | None = None,
+        stored_form: StoredFormFn | None = None,
+        on_accepted: AcceptedFn | None = None,
+        on_outcome: OutcomeFn | None = None,
+        tag_sender: TagSenderFn | None = None,
+    ) -> None:
+        self.queue = queue
+        # What the relay was given stays readable: a second relay over the same
+        # queue (a restart after a crash) can be built from it.
+        self._route = keyword_route(route)
+        self._picker = picker
+        self._mx = mx
+        self._addresses = addresses
+        self._sender = sender
+        self._clock = clock
+        self.settings = settings
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrmonitor-queue")
+        self._record = GroupCommit[Outcome](self._write_outcomes, settings.max_batch)
+        self._acceptance = Acceptance(
+            queue=queue,
+            store=self._db_call,
+            route=self._route,
+            settings=settings,
+            record=self._record.submit,
+            wake=self.wake,
+            stored_form=stored_form,
+            on_accepted=on_accepted,
+        )
+        self._delivery = Delivery(
+            queue=queue,
+            store=self._db_call,
+            acceptance=self._acceptance,
+            record=self._record.submit,
+            picker=picker,
+            mx=mx,
+            sender=sender,
+            clock=clock,
+            settings=settings,
+            addresses=addresses,
+            on_reply=on_reply,
+            on_alert=on_alert,
+            on_bind_failure=on_bind_failure,
+            on_outcome=on_outcome,
+            tag_sender=tag_sender,
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._running = asyncio.Event()
+        self._next_housekeeping = 0.0
+        self._running.set()  # "not running" until run() starts
+
+    # --- store thread ------------------------------------------------------------------
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _write_outcomes(self, batch: list[Outcome]) -> None:
+        await self._db_call(self.queue.record, batch)
+
+    # --- acceptance --------------------------------------------------------------------
+
+    async def accept(self, submission: Submission) -> str:
+        """The listener's callback: route, store durably, then (only then) answer 250."""
+        message = await self._acceptance.queue_submission(submission)
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+    # --- the runner --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover(self) -> int:
+        """Make recipients a crash left ``delivering`` due again; call once before :meth:`run`."""
+        count = await self._db_call(self.queue.recover, self._clock.now())
+        if count:
+            log.warning(
+                "%d recipient(s) were mid-delivery at the last stop; delivering again", count
+            )
+        return count
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`; survives any one bad message or store hiccup."""
+        self._running.clear()
+        try:
+            await self._loop()
+        finally:
+            self._running.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self.dispatch()
+            except Exception:
+                log.exception("queue runner pass failed; retrying")
+                claimed = 0
+            await self._housekeeping()
+            if claimed and len(self._active) < self.settings.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+
+    async def _housekeeping(self) -> None:
+        """Now and then: re-queue lost claims, drop finished messages past their keep time."""
+        if time.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = time.monotonic() + self.settings.housekeeping_seconds
+        now = self._clock.now()
+        stale = now - timedelta(seconds=2 * self.settings.send_timeout)
+        try:
+            lost = await self._db_call(self.queue.recover, now, stale)
+            purged = await self._db_call(
+                self.queue.purge_finished, now - self.settings.keep_finished
+            )
+        except Exception:
+            log.exception("queue housekeeping failed")
+            return
+        if lost:
+            log.warning("%d recipient(s) had a lost claim; they are due again", lost)
+        if purged:
+            log.info("purged %d finished message(s)", purged)
+
+    async def _idle_wait(self) -> float:
+        try:
+            due = await self._db_call(self.queue.next_due_at)
+        except Exception:
+            log.exception("cannot read the queue's next due time")
+            return self.settings.poll_seconds
+        if due is None:
+            return self.settings.poll_seconds
+        seconds = (due - self._clock.now()).total_seconds()
+        return min(max(seconds, 0.01), self.settings.poll_seconds)
+
+    async def stop(self) -> None:
+        """Stop claiming, let the deliveries in flight finish, then close the store thread."""
+        self._stopping = True
+        self.wake()
+        await self._running.wait()
+        if self._active:
+            await asyncio.gather(*self._active, return_exceptions=True)
+        self._db.shutdown(wait=True)
+
+    async def dispatch(self) -> int:
+        """Claim what is due now and start delivering it; returns how many recipients."""
+        free = self.settings.concurrency - len(self._active)
+        if free <= 0:
+            return 0
+        limit = min(self.settings.claim_batch, free * 4)
+        due = await self._db_call(self.queue.claim_due, self._clock.now(), limit)
+        groups: dict[tuple[str, str], list[DueRecipient]] = {}
+        for recipient in due:
+            groups.setdefault((recipient.message_id, recipient.domain), []).append(recipient)
+        for group in groups.values():
+            task = asyncio.create_task(self._deliver_guarded(group))
+            self._active.add(task)
+            task.add_done_callback(self._finished)
+        return len(due)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        self.wake()
+
+    async def run_until_idle(self) -> None:
+        """Deliver everything due now and wait for it (tests and one-shot use)."""
+        while await self.dispatch() or self._active:
+            if self._active:
+                await asyncio.gather(*list(self._active), return_exceptions=True)
+
+    async def _deliver_guarded(self, group: list[DueRecipient]) -> None:
+        domain = group[0].domain
+        gate = self._per_destination.setdefault(
+            domain, asyncio.Semaphore(self.settings.per_destination)
+        )
+        try:
+            async with self._slots, gate:
+                await self._delivery.deliver(group)
+        except Exception as exc:
+            log.exception("delivery of %s to %s failed unexpectedly", group[0].message_id, domain)
+            now = self._clock.now()
+            try:
+                await self._delivery.conclude(
+                    group, now, None, "", None, f"internal error: {exc}", own=True
+                )
+            except Exception:  # the store is down: housekeeping re-queues the stale claim
+                log.exception("could not record the failure of %s", group[0].message_id)

@@ -1,0 +1,250 @@
+"""The rotation controller: feeds evidence to ``core.rotation.decide`` and applies the decisions.
+
+Driven by the daemon: :meth:`Controller.on_sweep` after the monitor stored a
+sweep, :meth:`Controller.on_reply` (sync, the relay's reply callback) or
+:meth:`Controller.on_reply_evidence` for remote-reply evidence,
+:meth:`Controller.tick` for the passage of time, :meth:`Controller.operator` for
+``hrmonitor ip ...``. Each decision is per pool; transitions are applied
+through the store's compare-and-set ``transition_ip`` (state + audit event in
+one transaction), so two daemons on one store never apply the same transition
+twice: the loser reloads and decides again (``services.rotation_apply``).
+
+The picker's view (:meth:`Controller.candidates`, ``services.eligibility``) is
+kept in memory and refreshed after every applied decision. A reply that
+suspends an IP is put into memory synchronously, before anything is awaited,
+so the very next attempt already sees it; storing, alerting and the DNSBL
+re-check follow in a task (``services.reply_feedback``,
+``services.rotation_effects``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from hrmonitor.adapters.store.records import ListingChanges
+from hrmonitor.core.dnsbl.answers import SweepResult
+from hrmonitor.core.feedback.replies import Evidence as ReplyEvidence
+from hrmonitor.core.feedback.replies import RemoteReply
+from hrmonitor.core.feedback.rules import FeedbackRule
+from hrmonitor.core.model import Pool
+from hrmonitor.core.rotation.decide import (
+    Decision,
+    Evidence,
+    IpView,
+    OperatorAction,
+    Sweep,
+    Tick,
+    Transition,
+    decide,
+)
+from hrmonitor.core.rotation.selection import IpCandidate
+from hrmonitor.core.rotation.suspension import Pause
+from hrmonitor.errors import OperatorError
+from hrmonitor.services.rotation.apply import MAX_ROUNDS, DecisionApplier
+from hrmonitor.services.rotation.effects import AlertSink, Recheck, RotationEffects
+from hrmonitor.services.rotation.eligibility import Eligibility
+from hrmonitor.services.rotation.replies import ReplyFeedback
+from hrmonitor.services.rotation.store import RotationStore
+
+__all__ = [
+    "MAX_ROUNDS",
+    "RECHECK_ACTOR",
+    "AlertSink",
+    "Controller",
+    "OperatorResult",
+    "Recheck",
+    "RotationStore",
+]
+
+log = logging.getLogger(__name__)
+
+RECHECK_ACTOR = "rotation.recheck"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorResult:
+    """What an operator action did: the transitions applied, or why nothing was."""
+
+    ip: str
+    pool: str
+    transitions: tuple[Transition, ...] = ()
+    refused: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.refused is None
+
+
+class Controller:
+    """One per daemon (or per CLI invocation); see the module docstring."""
+
+    def __init__(
+        self,
+        store: RotationStore,
+        pools: Sequence[Pool],
+        zones: Collection[str],
+        alerts: AlertSink,
+        *,
+        recheck: Recheck | None = None,
+        feedback_rules: Sequence[FeedbackRule] = (),
+        blocklist_pause: timedelta = timedelta(hours=2),
+        bind_pause: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._store = store
+        self._pools = {pool.name: pool for pool in pools}
+        self._pool_of = {ip: pool.name for pool in pools for ip in pool.all_ips}
+        self._bind_pause = bind_pause
+        self._eligibility = Eligibility(store, self._pools, tuple(zones))
+        self._effects = RotationEffects(store, alerts, recheck)
+        self._applier = DecisionApplier(store, self._pools, self._eligibility, self._effects)
+        self._feedback = ReplyFeedback(
+            self._pool_of,
+            self._eligibility,
+            self._effects,
+            rules=feedback_rules,
+            blocklist_pause=blocklist_pause,
+        )
+        self._lock = asyncio.Lock()
+
+    # --- the picker's view --------------------------------------------------------------
+
+    def pool_of(self, ip: str) -> str | None:
+        return self._pool_of.get(ip)
+
+    def views(self, pool: str) -> list[IpView]:
+        return list(self._eligibility.views(pool))
+
+    def candidates_now(self, pool: str, now: datetime) -> list[IpCandidate]:
+        """The pool's IPs as the picker must judge them now; [] for an unknown pool."""
+        return self._eligibility.candidates_now(pool, now)
+
+    def listing_counts(self, pool: str) -> dict[str, int]:
+        """Open listings per IP of ``pool``: ``selection.choose_least_listed`` (use-listed)."""
+        return self._eligibility.listing_counts(pool)
+
+    async def candidates(self, pool: str, now: datetime) -> list[IpCandidate]:
+        """``source_ip.CandidatesFn``: what :meth:`candidates_now` says, awaitable."""
+        return self.candidates_now(pool, now)
+
+    def note_sent(self, ip: str, now: datetime, count: int = 1) -> None:
+        """Count a message sent from ``ip`` (warm-up caps), in memory now, stored in a task."""
+        pool = self._pool_of.get(ip)
+        if pool is None:
+            return
+        self._eligibility.bump(pool, ip, now, count)
+        self._effects.spawn(self._effects.store_volume(ip, now, count, delivered=False))
+
+    def note_delivered(self, ip: str, now: datetime, count: int = 1) -> None:
+        """Count a message delivered from ``ip`` (the warm-up's delivery rate)."""
+        if ip not in self._pool_of:
+            return
+        self._effects.spawn(self._effects.store_volume(ip, now, count, delivered=True))
+
+    # --- evidence -----------------------------------------------------------------------
+
+    async def load(self, now: datetime) -> None:
+        """Read every pool's IPs from the store (startup; tests)."""
+        for name in self._pools:
+            await self._eligibility.reload(name, now)
+
+    async def on_sweep(
+        self, result: SweepResult, now: datetime, changes: ListingChanges | None = None
+    ) -> list[Decision]:
+        """After the monitor stored a sweep: retire, alert, restore, promote."""
+        cleared = tuple((c.ip, c.zone) for c in changes.cleared) if changes else ()
+        sweep = Sweep(now, tuple(result.answers), dict(result.health), cleared)
+        return await self._decide_all([sweep], now)
+
+    async def on_sweep_report(self, report: _SweepReport) -> None:
+        """``Monitor.on_sweep`` listener."""
+        await self.on_sweep(report.result, report.at, report.changes)
+
+    async def tick(self, now: datetime) -> list[Decision]:
+        """Time-based transitions: cool-downs, operator ``until``, warm-up days, expiries."""
+        await asyncio.to_thread(self._store.lift_expired, now)
+        self._eligibility.expire(now)
+        return await self._decide_all([Tick(now)], now)
+
+    def on_reply(self, reply: RemoteReply) -> None:
+        """The relay's (synchronous) reply callback: evidence -> suspension before returning.
+
+        Remote replies also count the warm-up volume: every reply is a message
+        attempted from ``reply.source_ip`` and a 2xx one delivered. The relay
+        reports each distinct reply of a transaction, so a transaction with
+        mixed replies counts more than once: the cap binds early, never late.
+        """
+        if not reply.own and reply.code >= 200:
+            self.note_sent(reply.source_ip, reply.at)
+            if reply.code < 300:
+                self.note_delivered(reply.source_ip, reply.at)
+        self._feedback.reply(reply)
+
+    def on_bind_failure(self, ip: str, pool: str, error: str, now: datetime) -> None:
+        """``relay.BindFailureFn``: the IP cannot send at all; suspend it whole, audited.
+
+        An error about that IP, never a reason to use another pool: the relay
+        retries with another IP of the same pool.
+        """
+        if self._pool_of.get(ip) != pool:
+            return
+        self._feedback.suspend_now(
+            pool,
+            Pause(ip, None, self._bind_pause, f"bind failed: {error}", now, "bind-failure"),
+            now,
+        )
+
+    async def on_reply_evidence(
+        self, evidence: ReplyEvidence, now: datetime, provider: str | None = None
+    ) -> None:
+        """Evidence already matched from a reply; ``provider`` names where a mention came from."""
+        self._feedback.evidence(evidence, now, provider, True)
+        await self.drain()
+
+    async def operator(self, action: OperatorAction) -> OperatorResult:
+        """An operator's retire/restore/disable/enable, refused with a reason if impossible."""
+        pool = self._pool_of.get(action.ip)
+        if pool is None:
+            raise OperatorError(f"{action.ip} is not an IP of any configured pool")
+        async with self._lock:
+            await self._eligibility.reload(pool, action.at)
+            decision = decide(self._pools[pool], self._eligibility.views(pool), [action], action.at)
+            if decision.refusals:
+                return OperatorResult(action.ip, pool, refused=decision.refusals[0].reason)
+            applied = await self._applier.apply(pool, decision, action.at, [action])
+        mine = tuple(t for d in applied for t in d.transitions if t.ip == action.ip)
+        if not any(t.rule == action.actor for t in mine):
+            return OperatorResult(action.ip, pool, refused="another node changed the IP first")
+        return OperatorResult(action.ip, pool, tuple(t for d in applied for t in d.transitions))
+
+    async def drain(self) -> None:
+        """Wait for the fast path's background work (store writes, alerts, re-checks)."""
+        await self._effects.drain()
+
+    # --- inside -------------------------------------------------------------------------
+
+    async def _decide_all(self, evidence: Sequence[Evidence], now: datetime) -> list[Decision]:
+        done: list[Decision] = []
+        async with self._lock:
+            for name in self._pools:
+                await self._eligibility.reload(name, now)
+                decision = decide(self._pools[name], self._eligibility.views(name), evidence, now)
+                done.extend(await self._applier.apply(name, decision, now, evidence))
+        return done
+
+
+class _SweepReport(Protocol):
+    """The parts of ``services.monitor.SweepReport`` the controller reads."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def result(self) -> SweepResult: ...
+
+    @property
+    def changes(self) -> ListingChanges: ...
