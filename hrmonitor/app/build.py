@@ -12,6 +12,7 @@ from collections.abc import Callable
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rspamd import Rspamd
 from hrmonitor.adapters.rule_files import load_bounce_patterns, load_routing_files
+from hrmonitor.app.compose import build_controller
 from hrmonitor.app.monitoring import (
     alert_channels,
     dnsbl_engine,
@@ -101,8 +102,7 @@ def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:
     """A rotation controller on the configured store for one command, and how to close it."""
     store = open_configured_store(config)
     alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
-    zones = [z.key for z in zone_lists(config)]
-    return Controller(store, config.core_pools(), zones, alerting), store.close
+    return build_controller(config, store, alerting), store.close
 
 
 def surge_settings(config: Config) -> SurgeSettings:

@@ -22,11 +22,10 @@ from typing import Any, TypeVar
 
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.metrics import Metrics
-from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.scheduler import Scheduler
 from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
-from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
+from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.build import (
@@ -42,16 +41,19 @@ from hrmonitor.app.build import (
     surge_settings,
     zone_lists,
 )
+from hrmonitor.app.compose import (
+    build_controller,
+    build_monitor,
+    build_relay,
+    outbound_connections,
+)
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
-from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
 from hrmonitor.services.alerting import Alerting
-from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay.routing import Router
-from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
-from hrmonitor.services.relay.source_ip import PoolPicker, use_listed
+from hrmonitor.services.relay.runner import Relay
 from hrmonitor.services.rotation.controller import Controller
 from hrmonitor.services.surge.traffic import TrafficFeed
 from hrmonitor.services.surge.watcher import SurgeWatcher
@@ -111,7 +113,6 @@ class Daemon:
     async def run(self) -> None:
         config, clock = self.config, self.clock
         lists = zone_lists(config)
-        feedback = load_feedback_files([config.path(p) for p in config.delivery.feedback])
         router = build_router(config)
         patterns = bounce_patterns(config)
         for warning in schedule_warnings(config, lists):
@@ -128,29 +129,27 @@ class Daemon:
             engine = dnsbl_engine(config)
             await engine.open()
             stack.push_async_callback(engine.close)
-            monitor = Monitor(engine, lists, store, clock, alerting.emit_batch, pools, self.metrics)
-
-            async def recheck(ip: str) -> None:
-                await monitor.sweep([ip], pool=monitor.pool_of(ip))
-
-            controller = Controller(
-                store,
-                pools,
-                [z.key for z in lists],
-                alerting,
-                recheck=recheck,
-                feedback_rules=feedback,
-                blocklist_pause=config.rotation.blocklist_pause,
-                bind_pause=config.rotation.bind_pause,
-            )
+            monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
+            controller = build_controller(config, store, alerting, monitor)
             await controller.load(clock.now())
             stack.push_async_callback(controller.drain)
-            monitor.on_sweep(controller.on_sweep_report)
 
             watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))
             feed = TrafficFeed(watcher, patterns)
-            relay, connections = self._relay(store, router, controller, alerting, feed, watcher)
+            connections = outbound_connections(config)
             stack.push_async_callback(connections.close)
+            relay = build_relay(
+                config,
+                store,
+                clock,
+                router=router,
+                controller=controller,
+                sender=connections,
+                mail=mail_dns(config),
+                on_alert=lambda alert: self._spawn(alerting.emit(alert)),
+                feed=feed,
+                watcher=watcher,
+            )
             await relay.recover()
             await self._restore_sending_limits(relay.queue, router)
             runner = asyncio.create_task(relay.run(), name="queue-runner")
@@ -202,55 +201,6 @@ class Daemon:
             log.info("hrmonitor stopping: draining deliveries in flight")
 
     # --- parts ----------------------------------------------------------------------------
-
-    def _relay(
-        self,
-        store: Store,
-        router: Router,
-        controller: Controller,
-        alerting: Alerting,
-        feed: TrafficFeed,
-        watcher: SurgeWatcher,
-    ) -> tuple[Relay, Connections]:
-        config = self.config
-        mail = mail_dns(config)
-        delivery = config.delivery
-        connections = Connections(
-            OutboundSettings(
-                port=delivery.port,
-                helo_name=config.listener.hostname,
-                connect_timeout=delivery.connect_timeout.total_seconds(),
-                command_timeout=delivery.command_timeout.total_seconds(),
-            )
-        )
-
-        relay = Relay(
-            queue=QueueRepository(store.engine),
-            route=route_with(router),
-            picker=PoolPicker(
-                controller.candidates,
-                use_listed({p.name: p for p in config.core_pools()}, controller.listing_counts),
-            ),
-            mx=mail.mx_hosts,
-            addresses=mail.addresses,
-            sender=connections,
-            clock=self.clock,
-            settings=RelaySettings(
-                hostname=config.listener.hostname,
-                pool_ips={p.name: frozenset(p.all_ips) for p in config.core_pools()},
-                retry=RetryPolicy.of(delivery.retry, delivery.max_queue_time),
-                concurrency=delivery.concurrency,
-                per_destination=delivery.per_destination_concurrency,
-            ),
-            on_reply=controller.on_reply,
-            on_alert=lambda alert: self._spawn(alerting.emit(alert)),
-            on_bind_failure=controller.on_bind_failure,
-            stored_form=router.stored_form,
-            on_accepted=feed.accepted,
-            on_outcome=feed.outcome,
-            tag_sender=watcher.tag_sender if config.verp.enabled else None,
-        )
-        return relay, connections
 
     def _listener_settings(self) -> ListenerSettings:
         listener = self.config.listener

@@ -18,21 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
-from hrmonitor.adapters.dns.mail import MailDns
-from hrmonitor.adapters.rule_files import load_feedback_files
-from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
-from hrmonitor.adapters.store import Store, open_store
-from hrmonitor.adapters.store.queue.repository import QueueRepository
+from hrmonitor.adapters.store import Store
+from hrmonitor.app.build import build_router, mail_dns
+from hrmonitor.app.compose import build_controller, build_monitor, build_relay, outbound_connections
+from hrmonitor.app.monitoring import dnsbl_engine, open_configured_store
+from hrmonitor.config.loading import load_config
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
-from hrmonitor.core.delivery.retry import RetryPolicy
-from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, WhenExhausted
-from hrmonitor.core.routing.decide import RouteDecision
+from hrmonitor.core.model import IPState
 from hrmonitor.services.monitor import Monitor
-from hrmonitor.services.relay.runner import Relay, RelaySettings
-from hrmonitor.services.relay.source_ip import PoolPicker
+from hrmonitor.services.relay.runner import Relay
 from hrmonitor.services.rotation.controller import Controller
+from tests.fixtures.app_config import make_config
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -44,7 +41,6 @@ NORMAL = ("127.0.4.10", "127.0.4.11")
 HIGH = ("127.0.4.20", "127.0.4.21")
 STANDBY = ("127.0.4.22",)
 LISTED = "127.0.4.20"
-RULES = Path(__file__).resolve().parents[2] / "rules" / "feedback.toml"
 COOLDOWN = timedelta(seconds=3)
 
 
@@ -67,8 +63,10 @@ class Lab:
             self.sent += 1
             rcpt = f"{'h' if pool == 'high-risk' else 'n'}{self.sent}@rcpt.test"
             rcpts.append(rcpt)
+            # The shipped routing rules send the null sender (a bounce) high-risk.
+            sender = "" if pool == "high-risk" else "a@contoso.test"
             await self.relay.accept(
-                Submission("contoso", "127.0.0.5", "client.test", "a@contoso.test", (rcpt,),
+                Submission("contoso", "127.0.0.5", "client.test", sender, (rcpt,),
                            b"Subject: e2e\r\n\r\nbody\r\n", self.clock.now())
             )  # fmt: skip
         return rcpts
@@ -89,6 +87,23 @@ class Lab:
         await self.monitor.sweep_pool("normal")
 
 
+POOLS = f"""
+[pools.normal]
+risk = "normal"
+ips = {list(NORMAL)!r}
+when_exhausted = "use-listed"
+interval = "1s"
+
+[pools.high-risk]
+risk = "high"
+ips = {list(HIGH)!r}
+standby = {list(STANDBY)!r}
+min_active = 2
+interval = "1s"
+cooldown = "{COOLDOWN.seconds}s"
+""".replace("'", '"')
+
+
 @pytest.fixture
 async def lab(
     tmp_path: Path,
@@ -97,19 +112,15 @@ async def lab(
     smtp_sink: SmtpSink,
     fake_clock: FakeClock,
 ) -> AsyncIterator[Lab]:
+    """The daemon's own composition (app.compose) on a FakeClock, from a real config file."""
     dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
     dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=1.0, attempts=2)
-    pools = [
-        Pool("normal", RiskClass.NORMAL, NORMAL, (),
-             PoolPolicy(when_exhausted=WhenExhausted.USE_LISTED), timedelta(seconds=1)),
-        Pool("high-risk", RiskClass.HIGH, HIGH, STANDBY,
-             PoolPolicy(min_active=2, cooldown=COOLDOWN), timedelta(seconds=1)),
-    ]  # fmt: skip
-    store = open_store(f"sqlite:///{tmp_path / 'hrmonitor.db'}")
-    store.upgrade()
-    assert store.sync_pools(pools, fake_clock.now()) == []
-    engine = DnsblEngine([rbldnsd.host], rbldnsd.port, 0.5, 2)
+    dns_server.add("contoso.test", "A", "127.0.0.1")  # the normal sender's domain exists
+    path = make_config(tmp_path, rbldnsd=rbldnsd, mail_dns=("127.0.0.1", dns_server.port),
+                       pools=POOLS, delivery_port=smtp_sink.port)  # fmt: skip
+    config = load_config(path)
+    store = open_configured_store(config, fake_clock)
+    engine = dnsbl_engine(config)
     await engine.open()
     alerts: list[Alert] = []
 
@@ -120,39 +131,15 @@ async def lab(
         async def emit_batch(self, batch: Sequence[Alert]) -> None:
             alerts.extend(batch)
 
-    lists = [rbldnsd.catalogue()["bl"]]
-    monitor = Monitor(engine, lists, store, fake_clock, Sink().emit_batch, pools)
-    controller = Controller(store, pools, ["bl"], Sink(),
-                            feedback_rules=load_feedback_files([RULES]))  # fmt: skip
-    monitor.on_sweep(controller.on_sweep_report)
+    monitor = build_monitor(config, engine, store, fake_clock, Sink().emit_batch)
+    controller = build_controller(config, store, Sink(), monitor)
     await controller.load(fake_clock.now())
-
-    async def route(sub: Submission) -> RouteDecision:
-        high = sub.recipients[0].startswith("h")
-        return RouteDecision("high-risk" if high else "normal",
-                             RiskClass.HIGH if high else RiskClass.NORMAL, (), {})  # fmt: skip
-
-    connections = Connections(
-        OutboundSettings(port=smtp_sink.port, helo_name="relay.test", connect_timeout=5,
-                         command_timeout=10)
+    router = build_router(config)
+    connections = outbound_connections(config)
+    relay = build_relay(
+        config, store, fake_clock, router=router, controller=controller, sender=connections,
+        mail=mail_dns(config), on_alert=alerts.append,
     )  # fmt: skip
-    relay = Relay(
-        queue=QueueRepository(store.engine),
-        route=route,
-        picker=PoolPicker(controller.candidates),
-        mx=mail_dns.mx_hosts,
-        addresses=mail_dns.addresses,
-        sender=connections,
-        clock=fake_clock,
-        settings=RelaySettings(
-            hostname="relay.test",
-            pool_ips={p.name: frozenset(p.all_ips) for p in pools},
-            retry=RetryPolicy.of([timedelta(minutes=1)], timedelta(hours=2)),
-            poll_seconds=0.2,
-        ),
-        on_reply=controller.on_reply,
-        on_alert=alerts.append,
-    )
     runner = asyncio.create_task(relay.run())
     try:
         yield Lab(store, monitor, controller, relay, smtp_sink, fake_clock, rbldnsd, alerts)
@@ -161,6 +148,7 @@ async def lab(
         await runner
         await connections.close()
         await controller.drain()
+        await router.close()
         await engine.close()
         store.close()
 
@@ -177,7 +165,8 @@ async def test_listing_retires_within_one_sweep_and_mail_moves_to_the_promoted_i
     lab.rbldnsd.list_ip(LISTED, txt="spam trap hits")
     await lab.sweep()  # exactly one sweep
     assert lab.state(LISTED) is IPState.RETIRED
-    assert lab.state(STANDBY[0]) is IPState.ACTIVE
+    # The standby never sent, so the daemon promotes it into warm-up (a daily cap).
+    assert lab.state(STANDBY[0]) is IPState.WARMING
     assert {lab.state(ip) for ip in NORMAL} == {IPState.ACTIVE}
 
     high_after = await lab.peers_of(await lab.send("high-risk", 8))

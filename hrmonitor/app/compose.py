@@ -1,0 +1,135 @@
+"""The services as the daemon runs them: the monitor, the controller and the relay, from Config.
+
+These are the only places that wire those three together. ``Daemon.run``
+uses them, and so do the end-to-end tests and the benchmarks that need the
+parts in one process (with a fake clock, say): what they measure or prove is
+then the daemon's own composition, not a hand-made copy of it.
+
+What a caller supplies is what it owns: the store, the clock, the DNSBL
+engine, where alerts go, the outbound connections. Everything else (pools,
+lists, feedback rules, pauses, retry policy, concurrency) comes from Config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
+from hrmonitor.adapters.dns.mail import MailDns
+from hrmonitor.adapters.rule_files import load_feedback_files
+from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
+from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store.queue.repository import QueueRepository
+from hrmonitor.app.monitoring import zone_lists
+from hrmonitor.config.loading import Config
+from hrmonitor.core.alert import Alert
+from hrmonitor.core.delivery.retry import RetryPolicy
+from hrmonitor.core.model import Clock
+from hrmonitor.services.monitor import Monitor, MonitorMetrics
+from hrmonitor.services.relay.routing import Router
+from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
+from hrmonitor.services.relay.source_ip import PoolPicker, use_listed
+from hrmonitor.services.rotation.controller import Controller
+from hrmonitor.services.rotation.effects import AlertSink
+from hrmonitor.services.surge.traffic import TrafficFeed
+from hrmonitor.services.surge.watcher import SurgeWatcher
+
+__all__ = ["build_controller", "build_monitor", "build_relay", "outbound_connections"]
+
+
+def build_monitor(
+    config: Config,
+    engine: DnsblEngine,
+    store: Store,
+    clock: Clock,
+    emit_batch: Callable[[Sequence[Alert]], Awaitable[object]],
+    metrics: MonitorMetrics | None = None,
+) -> Monitor:
+    """Sweeps of the configured pools against the configured lists."""
+    return Monitor(
+        engine, zone_lists(config), store, clock, emit_batch, config.core_pools(), metrics
+    )
+
+
+def build_controller(
+    config: Config, store: Store, alerts: AlertSink, monitor: Monitor | None = None
+) -> Controller:
+    """The rotation controller; with ``monitor``, it re-checks IPs and hears every sweep."""
+    recheck = None
+    if monitor is not None:
+        sweeper = monitor
+
+        async def recheck_ip(ip: str) -> None:
+            await sweeper.sweep([ip], pool=sweeper.pool_of(ip))
+
+        recheck = recheck_ip
+    controller = Controller(
+        store,
+        config.core_pools(),
+        [z.key for z in zone_lists(config)],
+        alerts,
+        recheck=recheck,
+        feedback_rules=load_feedback_files([config.path(p) for p in config.delivery.feedback]),
+        blocklist_pause=config.rotation.blocklist_pause,
+        bind_pause=config.rotation.bind_pause,
+    )
+    if monitor is not None:
+        monitor.on_sweep(controller.on_sweep_report)
+    return controller
+
+
+def outbound_connections(config: Config) -> Connections:
+    """Outbound SMTP as ``[delivery]`` configures it (port, timeouts, HELO name)."""
+    delivery = config.delivery
+    return Connections(
+        OutboundSettings(
+            port=delivery.port,
+            helo_name=config.listener.hostname,
+            connect_timeout=delivery.connect_timeout.total_seconds(),
+            command_timeout=delivery.command_timeout.total_seconds(),
+        )
+    )
+
+
+def build_relay(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    *,
+    router: Router,
+    controller: Controller,
+    sender: Connections,
+    mail: MailDns,
+    on_alert: Callable[[Alert], None] | None = None,
+    feed: TrafficFeed | None = None,
+    watcher: SurgeWatcher | None = None,
+) -> Relay:
+    """The acceptance pipeline and the queue runner, sending from the controller's eligible IPs."""
+    delivery = config.delivery
+    pools = config.core_pools()
+    return Relay(
+        queue=QueueRepository(store.engine),
+        route=route_with(router),
+        picker=PoolPicker(
+            controller.candidates,
+            use_listed({p.name: p for p in pools}, controller.listing_counts),
+        ),
+        mx=mail.mx_hosts,
+        addresses=mail.addresses,
+        sender=sender,
+        clock=clock,
+        settings=RelaySettings(
+            hostname=config.listener.hostname,
+            pool_ips={p.name: frozenset(p.all_ips) for p in pools},
+            retry=RetryPolicy.of(delivery.retry, delivery.max_queue_time),
+            concurrency=delivery.concurrency,
+            per_destination=delivery.per_destination_concurrency,
+        ),
+        on_reply=controller.on_reply,
+        on_alert=on_alert,
+        on_bind_failure=controller.on_bind_failure,
+        stored_form=router.stored_form,
+        on_accepted=feed.accepted if feed is not None else None,
+        on_outcome=feed.outcome if feed is not None else None,
+        tag_sender=watcher.tag_sender if watcher is not None and config.verp.enabled else None,
+    )
