@@ -13,10 +13,8 @@ command -v swaks >/dev/null 2>&1 || need="$need swaks"
 command -v rspamd >/dev/null 2>&1 || need="$need rspamd"
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
-    # Postfix's package starts a system instance on port 25; the tests need only its tools.
-    (postfix stop >/dev/null 2>&1 || true)
+    # shellcheck disable=SC2086  # one word per package
+    sh scripts/install-peers.sh $need
 fi
 
 PYTHON="${PYTHON:-python3}"
