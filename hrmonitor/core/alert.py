@@ -22,7 +22,7 @@ from hrmonitor.core.model import Severity
 
 
 class AlertKind(StrEnum):
-    """The alert kinds of SPEC.md "Telling people"."""
+    """The alert kinds hrmonitor raises (README "Alerts")."""
 
     LISTING = "listing"
     DELISTING = "delisting"

@@ -48,7 +48,7 @@ def test_as_dict_is_json_serialisable_with_iso_times() -> None:
 
 
 def test_every_spec_alert_kind_exists() -> None:
-    """SPEC.md's alert list, one kind each."""
+    """The README's alert list ("Tell"), one kind each."""
     spec = {
         "listing",
         "delisting",

@@ -2,7 +2,7 @@
 
 Pure: this module takes TOML text (or already-parsed TOML tables) together
 with the file name used in error messages; reading files is the caller's job.
-The file format is a public contract (SPEC.md "Catalogue file format").
+The file format is a public contract (docs/formats.md "The DNSBL catalogue").
 Later files override earlier ones list by list; ``[dead]`` entries and
 ``[defaults]`` merge key by key.
 """

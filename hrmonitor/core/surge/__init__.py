@@ -4,7 +4,7 @@ Events come in as plain values (:class:`MessageAccepted`,
 :class:`DeliveryOutcome`, :class:`BounceReturned`); :class:`SurgeTracker`
 counts them per key in bucketed sliding windows and, on each
 :meth:`SurgeTracker.evaluate`, opens a :class:`Surge` only when three tests
-agree (SPEC.md "Bounces and surges", docs/mail-facts.md "Surges"):
+agree (docs/mail-facts.md "Surges"):
 
 1. volume: at least ``min_messages`` recipients and ``min_dsns`` bounces in the window;
 2. ratio: the Wilson lower bound of bounces / recipients is at least ``ratio``;
