@@ -19,17 +19,11 @@ from typing import Any
 
 import click
 
+from hrmonitor.cli.logs import configure_logging
 from hrmonitor.cli.options import CONFIG_ENV, QuickExit
 from hrmonitor.errors import ConfigError, HrmonitorError, OperatorError
 
 EXIT_USAGE = 2
-
-# Libraries that log routine work at INFO: APScheduler every job run (a line
-# every few seconds), Alembic the set-up of each of its plugins, aiosmtpd every
-# SMTP command of every session (about eight lines per message, and CPU at relay
-# volumes; every message's routing and attempts are in the store). The daemon's
-# own INFO lines say what an operator needs; these stay quiet unless asked (-vv).
-CHATTY_LOGGERS = ("apscheduler.executors", "alembic.runtime.plugins", "mail.log")
 
 # Command name -> "module:attribute" of its click command.
 COMMANDS: Mapping[str, str] = {
@@ -100,30 +94,27 @@ class HrmonitorGroup(click.Group):
     default=None,
     help="Config file (default: $HRMONITOR_CONFIG or ./config.toml).",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug and libraries).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text (ISO time with offset, level, logger, message) or JSON lines.",
+)
 @click.version_option(package_name="hrmonitor")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def main(ctx: click.Context, config_path: str | None, verbose: int, log_format: str) -> None:
     """hrmonitor: keeps an outbound mail service's IP reputation safe."""
     ctx.obj = {"config_path": config_path}
     # The daemon tells what it does (INFO); one-shot commands only what goes wrong.
     quiet = logging.INFO if ctx.invoked_subcommand == "run" else logging.WARNING
     level = max(logging.DEBUG, quiet - 10 * verbose)
-    configure_logging(level, quiet_libraries=verbose < 2)  # -vv shows the libraries again
-
-
-def configure_logging(
-    level: int, *, filename: str | None = None, quiet_libraries: bool = True
-) -> None:
-    """The CLI's logging: ``level``, to stderr or ``filename``; CHATTY_LOGGERS at WARNING."""
-    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    if filename is None:
-        logging.basicConfig(level=level, stream=sys.stderr, format=log_format)
-    else:
-        logging.basicConfig(level=level, filename=filename, format=log_format)
-    if quiet_libraries:
-        for chatty in CHATTY_LOGGERS:
-            logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+    configure_logging(
+        level,
+        quiet_libraries=verbose < 2,  # -vv shows the libraries again
+        log_format="json" if log_format == "json" else "text",
+    )
 
 
 def entry() -> None:
