@@ -13,18 +13,22 @@ lists, feedback rules, pauses, retry policy, concurrency) comes from Config.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_feedback_files
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
 from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.monitoring import zone_lists
 from hrmonitor.config.loading import Config
 from hrmonitor.core.alert import Alert
+from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.model import Clock
+from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.monitor import Monitor, MonitorMetrics
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
@@ -34,7 +38,21 @@ from hrmonitor.services.rotation.effects import AlertSink
 from hrmonitor.services.surge.traffic import TrafficFeed
 from hrmonitor.services.surge.watcher import SurgeWatcher
 
-__all__ = ["build_controller", "build_monitor", "build_relay", "outbound_connections"]
+__all__ = [
+    "RelayMetrics",
+    "build_controller",
+    "build_monitor",
+    "build_relay",
+    "outbound_connections",
+]
+
+
+class RelayMetrics(Protocol):
+    """What the relay's traffic moves in the metrics (``adapters.metrics.Metrics``)."""
+
+    def accepted(self, pool: str) -> None: ...
+
+    def attempt(self, pool: str, source_ip: str, result: str, destination: str = "") -> None: ...
 
 
 def build_monitor(
@@ -103,9 +121,28 @@ def build_relay(
     on_alert: Callable[[Alert], None] | None = None,
     feed: TrafficFeed | None = None,
     watcher: SurgeWatcher | None = None,
+    metrics: RelayMetrics | None = None,
 ) -> Relay:
-    """The acceptance pipeline and the queue runner, sending from the controller's eligible IPs."""
+    """The acceptance pipeline and the queue runner, sending from the controller's eligible IPs.
+
+    Every accepted message and every attempt that got a remote reply is told to
+    ``feed`` (the surge watcher) and counted in ``metrics``.
+    """
     delivery = config.delivery
+
+    def on_accepted(submission: Submission, decision: RouteDecision) -> str | None:
+        if metrics is not None:
+            metrics.accepted(decision.pool)
+        return feed.accepted(submission, decision) if feed is not None else None
+
+    def on_outcome(recipient: DueRecipient, outcome: Outcome) -> None:
+        if metrics is not None:
+            metrics.attempt(
+                outcome.pool, outcome.source_ip or "-", str(outcome.status), recipient.domain
+            )
+        if feed is not None:
+            feed.outcome(recipient, outcome)
+
     pools = config.core_pools()
     return Relay(
         queue=QueueRepository(store.engine),
@@ -129,7 +166,7 @@ def build_relay(
         on_alert=on_alert,
         on_bind_failure=controller.on_bind_failure,
         stored_form=router.stored_form,
-        on_accepted=feed.accepted if feed is not None else None,
-        on_outcome=feed.outcome if feed is not None else None,
+        on_accepted=on_accepted if feed is not None or metrics is not None else None,
+        on_outcome=on_outcome if feed is not None or metrics is not None else None,
         tag_sender=watcher.tag_sender if watcher is not None and config.verp.enabled else None,
     )

@@ -47,6 +47,7 @@ from hrmonitor.app.compose import (
     build_relay,
     outbound_connections,
 )
+from hrmonitor.app.metrics_refresh import refresh_metrics
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
 from hrmonitor.core.model import Clock
@@ -60,7 +61,6 @@ from hrmonitor.services.surge.watcher import SurgeWatcher
 
 log = logging.getLogger(__name__)
 
-METRICS_REFRESH = timedelta(seconds=15)
 ROUTER_PRUNE = timedelta(minutes=1)
 
 
@@ -94,7 +94,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
-        self.metrics = Metrics()
+        self.metrics = Metrics(destination_labels=config.metrics.destination_labels)
         self.metrics_port: int | None = None
         self.listener_port: int | None = None
         self._background: set[asyncio.Task[object]] = set()
@@ -149,6 +149,7 @@ class Daemon:
                 on_alert=lambda alert: self._spawn(alerting.emit(alert)),
                 feed=feed,
                 watcher=watcher,
+                metrics=self.metrics,
             )
             await relay.recover()
             await self._restore_sending_limits(relay.queue, router)
@@ -166,6 +167,7 @@ class Daemon:
             if config.metrics.bind:
                 host, port = split_address(config.metrics.bind)
                 self.metrics_port = self.metrics.serve(host, port)
+                log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
                 stack.callback(self.metrics.close)
 
             scheduler = Scheduler()
@@ -184,7 +186,10 @@ class Daemon:
                 "surge:tick", config.surge.bucket, _job(lambda: watcher.tick(clock.now()))
             )
             scheduler.every(
-                "metrics:refresh", METRICS_REFRESH, _job(lambda: self._refresh_metrics(store))
+                "metrics:refresh",
+                config.metrics.refresh,
+                _job(lambda: self._refresh_metrics(store)),
+                first_run=clock.now(),
             )
             scheduler.start()
             stack.push_async_callback(scheduler.stop)
@@ -231,18 +236,7 @@ class Daemon:
                     controller.on_bind_failure(ip, pool.name, problem, now)
 
     async def _refresh_metrics(self, store: Store) -> None:
-        records = await asyncio.to_thread(store.ip_records)
-        listings = await asyncio.to_thread(store.current_listings)
-        counts: dict[str, int] = {}
-        for listing in listings:
-            counts[listing.ip] = counts.get(listing.ip, 0) + 1
-        for record in records:
-            self.metrics.set_ip(record.pool, record.ip, str(record.state), counts.get(record.ip, 0))
-        queue = await asyncio.to_thread(QueueRepository(store.engine).counts)
-        self.metrics.set_queue(
-            {pool: sum(n for status, n in by.items() if status != "delivered")
-             for pool, by in queue.items()}
-        )  # fmt: skip
+        await asyncio.to_thread(refresh_metrics, self.metrics, self.config, store, self.clock.now())
 
     async def _settle(self) -> None:
         """Let store work still in flight finish before the store closes.

@@ -234,6 +234,15 @@ class AlertingConfig(Section):
 
 class MetricsConfig(Section):
     bind: str = "127.0.0.1:9108"  # "" turns the endpoint off
+    refresh: Duration = timedelta(seconds=15)  # store-backed gauges are set this often
+    destination_labels: int = Field(default=20, ge=0, le=1000)  # per-domain series; rest "other"
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh_positive(cls, refresh: timedelta) -> timedelta:
+        if refresh <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return refresh
 
     @field_validator("bind")
     @classmethod

@@ -169,6 +169,38 @@ class QueueReports:
             result.setdefault(pool, {})[status] = int(count)
         return result
 
+    def waiting(self, now: datetime) -> list[tuple[str, str, int, datetime]]:
+        """(pool, state, messages, oldest arrival) of the mail still to deliver.
+
+        State: ``held`` (routing waits on the sender's DNS), ``active`` (an
+        attempt in flight), ``deferred`` (tried, waiting to retry), ``queued``
+        (not tried yet). A message with recipients in several states counts in each.
+        """
+        state = case(
+            (MESSAGES.c.hold_until > now, "held"),
+            (RECIPIENTS.c.status == RecipientStatus.DELIVERING.value, "active"),
+            (RECIPIENTS.c.status == RecipientStatus.DEFERRED.value, "deferred"),
+            else_="queued",
+        ).label("state")
+        waiting = (RecipientStatus.QUEUED.value, RecipientStatus.DEFERRED.value,
+                   RecipientStatus.DELIVERING.value)  # fmt: skip
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(
+                        MESSAGES.c.pool,
+                        state,
+                        func.count(func.distinct(MESSAGES.c.id)),
+                        func.min(MESSAGES.c.arrived_at),
+                    )
+                    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+                    .where(RECIPIENTS.c.status.in_(waiting))
+                    .group_by(MESSAGES.c.pool, state)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the queue's ages: {exc}") from exc
+        return [(pool, name, int(count), oldest) for pool, name, count, oldest in rows]
+
 
 def _recipient(r: Any) -> RecipientRecord:
     return RecipientRecord(

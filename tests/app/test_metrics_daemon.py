@@ -1,0 +1,142 @@
+"""Prometheus metrics of a running ``hrmonitor run`` process move with what it does.
+
+Peers on loopback: rbldnsd (its standard zone lists the high-risk IPs
+127.0.0.20-22), a DNS server for the mail domains, an aiosmtpd MX that records
+the source address, swaks as the client. The test scrapes /metrics over HTTP
+as Prometheus would and reads the samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.peers import require_binary
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
+
+NORMAL = ("127.0.0.10", "127.0.0.11")
+_METRICS = re.compile(r"metrics on (http://[^ ]+/metrics)")
+_SAMPLE = re.compile(r"^(?P<name>[a-z_:]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of metric ``name``: (labels, value)."""
+    found = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match["name"] == name:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
+            found.append((labels, float(match["value"])))
+    return found
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(v for have, v in samples(text, name) if labels.items() <= have.items())
+
+
+def metrics_url(daemon: DaemonProcess) -> str:
+    match = _METRICS.search(daemon.log.read_text())
+    assert match, "the daemon did not log its metrics address"
+    return match.group(1)
+
+
+async def scrape_until(url: str, condition: Callable[[str], bool], within: float = 20.0) -> str:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=5) as client:
+        while True:
+            text = (await client.get(url)).text
+            if condition(text) or time.monotonic() > deadline:
+                return text
+            await asyncio.sleep(0.2)
+
+
+async def swaks(port: int, rcpt: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        require_binary("swaks"), "--server", "127.0.0.1", "--port", str(port),
+        "--local-interface", "127.0.0.5", "--from", "a@contoso.test", "--to", rcpt,
+        "--silent", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+
+
+@pytest.fixture
+def lab_config(
+    tmp_path: Path, rbldnsd: Rbldnsd, dns_server: DnsTestServer, smtp_sink: SmtpSink
+) -> Path:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    return make_config(
+        tmp_path, rbldnsd=rbldnsd, mail_dns=(dns_server.host, dns_server.port),
+        delivery_port=smtp_sink.port, metrics="127.0.0.1:0", metrics_refresh="200ms",
+    )  # fmt: skip
+
+
+async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
+    lab_config: Path, smtp_sink: SmtpSink, daemon_process: DaemonFactory
+) -> None:
+    smtp_sink.script("later@rcpt.test", *["451 4.7.1 try again later"] * 200)
+    daemon = await asyncio.to_thread(daemon_process, lab_config)
+    url = metrics_url(daemon)
+    for n in range(3):
+        await swaks(daemon.port, f"user{n}@rcpt.test")
+    await swaks(daemon.port, "later@rcpt.test")
+    await smtp_sink.wait_for(3, 30, lambda m: m.rcpts[0].startswith("user"))
+
+    text = await scrape_until(
+        url,
+        lambda t: (
+            value(t, "hrmonitor_delivery_attempts_total", result="deferred") >= 1
+            and value(t, "hrmonitor_queue_messages", pool="normal", state="deferred") == 1
+        ),
+    )
+    assert value(text, "hrmonitor_messages_accepted_total", pool="normal") == 4
+    delivered = samples(text, "hrmonitor_delivery_attempts_total")
+    by_ip = {s["source_ip"] for s, v in delivered if s["result"] == "delivered" and v > 0}
+    assert by_ip
+    assert by_ip <= set(NORMAL)
+    assert value(text, "hrmonitor_delivery_attempts_total", pool="normal", result="delivered") == 3
+    assert value(text, "hrmonitor_destination_attempts_total", destination="rcpt.test",
+                 result="delivered") == 3  # fmt: skip
+    assert value(text, "hrmonitor_queue_oldest_age_seconds", pool="normal", state="deferred") > 0
+    assert daemon.stop() == 0
+
+
+async def test_store_backed_gauges_show_listings_health_warmup_and_the_sweep(
+    lab_config: Path, daemon_process: DaemonFactory
+) -> None:
+    daemon = await asyncio.to_thread(daemon_process, lab_config)
+    url = metrics_url(daemon)
+    text = await scrape_until(
+        url, lambda t: value(t, "hrmonitor_ip_listed", ip="127.0.0.20", zone="bl") == 1
+    )
+    # the standard zone lists the high-risk IPs: listed, and the pool's health shows it
+    assert value(text, "hrmonitor_ip_listed", pool="high-risk", ip="127.0.0.20", zone="bl") == 1
+    assert value(text, "hrmonitor_ip_listed", ip="127.0.0.10") == 0
+    assert value(text, "hrmonitor_pool_health_score", pool="normal") == 100
+    assert value(text, "hrmonitor_pool_health", pool="normal", health="healthy") == 1
+    assert value(text, "hrmonitor_pool_health", pool="high-risk", health="healthy") == 0
+    assert value(text, "hrmonitor_ip_sent_today", pool="normal", ip="127.0.0.10") == 0
+    assert value(text, "hrmonitor_zone_last_success_timestamp_seconds", zone="bl") > (
+        time.time() - 60
+    )
+    assert value(text, "hrmonitor_ip_state", ip="127.0.0.10", state="active") == 1
+    [(build, _)] = samples(text, "hrmonitor_build_info")
+    assert build["version"]
+    assert build["python"]
+    assert len(samples(text, "hrmonitor_node_info")) == 1
+    assert daemon.stop() == 0
