@@ -85,7 +85,15 @@ def build_router(config: Config) -> Router:
     tenants = [
         Tenant(t.name, tuple(str(n) for n in t.networks), tuple(t.domains)) for t in config.tenants
     ]
-    return Router(rules, pools, settings, mail_dns(config), tenants, scanner=spam_scanner(config))
+    return Router(
+        rules,
+        pools,
+        settings,
+        mail_dns(config),
+        tenants,
+        scanner=spam_scanner(config),
+        negative_ttl=config.dns.negative_ttl,
+    )
 
 
 def spam_scanner(config: Config) -> Rspamd | None:

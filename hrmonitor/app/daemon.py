@@ -221,6 +221,15 @@ class Daemon:
             max_message_size=listener.max_message_size,
             max_recipients=listener.max_recipients,
             max_line_length=listener.max_line_length,
+            timeout=listener.idle_timeout.total_seconds(),
+            max_connections=listener.max_connections,
+            max_connections_per_client=listener.max_connections_per_client,
+            address_literals=listener.address_literals,
+            literal_families=frozenset(
+                ipaddress.ip_address(ip).version
+                for pool in self.config.core_pools()
+                for ip in pool.all_ips
+            ),
             tls_cert=str(self.config.path(listener.tls_cert)) if listener.tls_cert else "",
             tls_key=str(self.config.path(listener.tls_key)) if listener.tls_key else "",
         )

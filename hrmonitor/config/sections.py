@@ -82,6 +82,9 @@ class DnsConfig(Section):
     port: int = Field(default=53, ge=1, le=65535)
     timeout: Duration = timedelta(seconds=2)
     attempts: int = Field(default=2, ge=1, le=10)
+    # How long a sender domain's "no records" or failed lookup is remembered: in an
+    # outage each domain then costs one timeout per this long, not one per message.
+    negative_ttl: Duration = timedelta(seconds=30)
 
 
 class DnsblConfig(Section):
@@ -152,6 +155,10 @@ class ListenerConfig(Section):
     tls_cert: str = ""
     tls_key: str = ""
     auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
+    max_connections: int = Field(default=600, ge=1)
+    max_connections_per_client: int = Field(default=50, ge=1)
+    idle_timeout: Duration = timedelta(minutes=5)
+    address_literals: Literal["refuse", "deliver"] = "refuse"
 
     @field_validator("bind")
     @classmethod

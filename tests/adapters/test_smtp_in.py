@@ -175,7 +175,7 @@ async def test_recipient_limit_answers_452_for_the_extra_recipient(listener) -> 
     await client.close()
 
 
-async def test_bare_lf_and_nul_in_data_are_stored_as_received(listener) -> None:
+async def test_bare_lf_in_data_is_stored_as_crlf_and_nul_as_received(listener) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await client.cmd("MAIL FROM:<a@contoso.test>")
@@ -183,7 +183,7 @@ async def test_bare_lf_and_nul_in_data_are_stored_as_received(listener) -> None:
     await client.cmd("DATA")
     assert (await client.cmd(b"Subject: x\r\n\r\nbare\nlf and \x00 nul\r\n.\r\n")).startswith("250")
     await client.close()
-    assert recorder.accepted[0].data.endswith(b"bare\nlf and \x00 nul\r\n")
+    assert recorder.accepted[0].data.endswith(b"bare\r\nlf and \x00 nul\r\n")
 
 
 async def test_overlong_line_is_refused_and_the_session_survives(listener) -> None:

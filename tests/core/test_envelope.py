@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.delivery.envelope import Mailbox, NullPath, Refusal, parse_path, split_path
+from hrmonitor.core.delivery.envelope import (
+    Mailbox,
+    NullPath,
+    Refusal,
+    address_literal,
+    literal_refusal,
+    parse_path,
+    split_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -43,6 +51,7 @@ def test_header_injection_characters_get_501(path: str) -> None:
         "a@-bad-.test",
         "a b@c.test",
         "a@[999.1.1.1]",
+        "a@[::1]",  # an IPv6 literal carries its IPv6: tag (RFC 5321 4.1.3)
         "a..b@c.test",
         "x" * 65 + "@c.test",
     ],
@@ -94,3 +103,35 @@ def test_any_text_is_judged_without_crashing_and_accepted_addresses_are_clean(te
     if isinstance(verdict, Mailbox):
         assert not any(ch in verdict.address for ch in "\r\n\0%!")
         assert verdict.address.count("@") == 1 or verdict.local.startswith('"')
+
+
+@pytest.mark.parametrize(
+    ("domain", "address"),
+    [
+        ("[192.0.2.1]", "192.0.2.1"),
+        ("[IPv6:2001:DB8::1]", "2001:db8::1"),
+        ("[ipv6:::1]", "::1"),
+        ("[::1]", None),
+        ("[IPv6:192.0.2.1]", "192.0.2.1"),
+        ("[mx.test]", None),
+        ("mx.test", None),
+        ("192.0.2.1", None),
+    ],
+)
+def test_address_literal_is_the_ip_of_a_bracketed_literal(domain: str, address: str | None) -> None:
+    assert address_literal(domain) == address
+
+
+def test_literal_recipients_are_refused_unless_delivery_is_on_and_can_reach_them() -> None:
+    v4 = frozenset({4})
+    refused = literal_refusal("192.0.2.1", deliver=False, families=v4)
+    assert refused is not None
+    assert refused.reply.startswith("550 5.7.1 address-literal recipients are not accepted")
+    assert literal_refusal("192.0.2.1", deliver=True, families=v4) is None
+    no_v6 = literal_refusal("2001:db8::1", deliver=True, families=v4)
+    assert no_v6 is not None
+    assert no_v6.reply == "550 5.4.4 no IPv6 source address to reach [2001:db8::1]"
+    for nowhere in ("0.0.0.0", "224.0.0.1", "255.255.255.255", "::"):
+        refusal = literal_refusal(nowhere, deliver=True, families=frozenset({4, 6}))
+        assert refusal is not None
+        assert refusal.code == 550

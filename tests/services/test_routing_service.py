@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,15 +85,63 @@ async def test_servfail_holds_then_routes_high_once_the_hold_is_over(
     assert [r.rule for r in later.reasons] == ["dns-unknown"]
 
 
-async def test_unknown_is_never_cached_so_a_healed_domain_is_re_resolved(
+async def test_unknown_is_remembered_briefly_then_a_healed_domain_is_re_resolved(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
 ):
     dns_server.servfail("heals.test")
     now = fake_clock.now()
     assert await router.sender_domain_status("heals.test", now) is DomainStatus.UNKNOWN
+    asked = len(dns_server.queries)
     dns_server.heal("heals.test")
     dns_server.add("heals.test", "A", "192.0.2.1")
-    assert await router.sender_domain_status("heals.test", now) is DomainStatus.EXISTS
+    # Within negative_ttl (30 s by default) the failed answer stands, without a query.
+    assert await router.sender_domain_status("heals.test", now) is DomainStatus.UNKNOWN
+    assert len(dns_server.queries) == asked
+    later = now + timedelta(seconds=31)
+    assert await router.sender_domain_status("heals.test", later) is DomainStatus.EXISTS
+
+
+async def test_no_records_is_remembered_for_negative_ttl_and_exists_for_the_cache_ttl(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    now = fake_clock.now()
+    assert await router.sender_domain_status("new.test", now) is DomainStatus.NO_RECORDS
+    dns_server.add("new.test", "MX", "10 mx.new.test.")
+    assert await router.sender_domain_status("new.test", now) is DomainStatus.NO_RECORDS
+    soon = now + timedelta(seconds=31)
+    assert await router.sender_domain_status("new.test", soon) is DomainStatus.EXISTS
+    dns_server.remove("new.test")
+    assert await router.sender_domain_status("new.test", soon + timedelta(minutes=4)) is (
+        DomainStatus.EXISTS
+    )
+
+
+async def test_concurrent_messages_from_one_domain_share_one_lookup_during_an_outage(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    dns_server.drop("down.test")
+    now = fake_clock.now()
+    answers = await asyncio.gather(
+        *(router.sender_domain_status("down.test", now) for _ in range(20))
+    )
+    assert set(answers) == {DomainStatus.UNKNOWN}
+    asked = [q for q in dns_server.queries if q[0] == "down.test."]
+    assert sorted(q[1] for q in asked) == ["A", "AAAA", "MX"]  # attempts=1: one try each
+
+
+async def test_a_cancelled_lookup_does_not_leave_its_waiters_hanging(
+    router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
+):
+    dns_server.drop("down.test")
+    now = fake_clock.now()
+    first = asyncio.ensure_future(router.sender_domain_status("down.test", now))
+    await asyncio.sleep(0)  # the first lookup is in flight
+    waiter = asyncio.ensure_future(router.sender_domain_status("down.test", now))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await asyncio.wait_for(waiter, 5) is DomainStatus.UNKNOWN
+    with pytest.raises(asyncio.CancelledError):
+        await first
 
 
 async def test_the_message_that_crosses_the_hourly_limit_goes_high_with_an_alert(

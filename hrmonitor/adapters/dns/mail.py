@@ -22,6 +22,7 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from hrmonitor.core.delivery.envelope import address_literal
 from hrmonitor.core.model import canonical_ip
 from hrmonitor.core.mx import (
     AddressOutcome,
@@ -109,8 +110,15 @@ class MailDns:
         return DomainStatus.NO_RECORDS
 
     async def mx_hosts(self, domain: str) -> MxResult:
-        """The domain's mail hosts (RFC 5321 5.1, RFC 7505 null MX)."""
+        """The domain's mail hosts (RFC 5321 5.1, RFC 7505 null MX).
+
+        An address literal (``[192.0.2.1]``) is its own host, with no lookup
+        (RFC 5321 4.1.3); the listener takes such recipients only when told to.
+        """
         name = _host(domain)
+        literal = address_literal(name)
+        if literal is not None:
+            return MxResult(name, MxOutcome.HOSTS, (MxHost(0, literal),))
         kind, texts, reason = await self._query(name, dns.rdatatype.MX)
         if kind is _Kind.NXDOMAIN:
             return MxResult(name, MxOutcome.NO_SUCH_DOMAIN, reason="NXDOMAIN")

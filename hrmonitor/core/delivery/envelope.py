@@ -96,18 +96,50 @@ def _quoted_local(local: str) -> str | Refusal:
     return local
 
 
+def address_literal(domain: str) -> str | None:
+    """The IP address of an address-literal domain (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``).
+
+    None when ``domain`` is a name, or a bracketed text that is no address.
+    """
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    literal = domain[1:-1]
+    if literal.lower().startswith("ipv6:"):
+        literal = literal[5:]
+    elif ":" in literal:
+        return None  # RFC 5321 4.1.3: an IPv6 literal carries its "IPv6:" tag
+    try:
+        return str(ipaddress.ip_address(literal))
+    except ValueError:
+        return None
+
+
+def literal_refusal(address: str, *, deliver: bool, families: frozenset[int]) -> Refusal | None:
+    """Whether an address-literal recipient is taken (None) or refused at RCPT, and why.
+
+    ``deliver``: the operator lets such mail go to the literal address (RFC 5321
+    4.1.3); ``families``: the IP versions the pools can send from. A literal that
+    cannot be delivered is refused now, never accepted and left to expire.
+    """
+    if not deliver:
+        return Refusal(
+            550, "5.7.1", "address-literal recipients are not accepted here; use a domain name"
+        )
+    ip = ipaddress.ip_address(address)
+    if ip.is_unspecified or ip.is_multicast or (ip.version == 4 and ip.is_reserved):
+        return Refusal(550, "5.1.2", f"no mail host at [{address}]")
+    if ip.version not in families:
+        return Refusal(550, "5.4.4", f"no IPv{ip.version} source address to reach [{address}]")
+    return None
+
+
 def _check_domain(domain: str, *, utf8: bool) -> Refusal | None:
     if not domain:
         return _malformed("empty domain")
     if len(domain) > _MAX_DOMAIN:
         return _malformed("domain too long")
     if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1]
-        if literal.lower().startswith("ipv6:"):
-            literal = literal[5:]
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
+        if address_literal(domain) is None:
             return _malformed("bad address literal")
         return None
     for label in domain.rstrip(".").split("."):

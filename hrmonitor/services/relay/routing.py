@@ -11,6 +11,7 @@ re-routed later with ``count=False`` and its original arrival time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -55,9 +56,13 @@ class SpamScanner(Protocol):
 class Router:
     """Routes messages; one instance per daemon (it owns the sending-limit counters).
 
-    Definite DNS answers (exists / no-records) are remembered for
-    ``domain_cache_ttl``; unknown ones never are, so a held message is
-    always re-resolved.
+    A sender domain is looked up once at a time: messages from a domain whose
+    lookup is in flight wait for that lookup instead of starting their own.
+    "Exists" is remembered for ``domain_cache_ttl``; "no records" and
+    "unknown" (timeout, SERVFAIL) for ``negative_ttl`` only, so a resolver
+    outage costs one timeout per domain per ``negative_ttl``, not one per
+    message, and a held message (re-checked after a retry step, longer than
+    ``negative_ttl`` by default) is resolved again.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Router:
         tenants: Sequence[Tenant] = (),
         domain_cache_ttl: timedelta = timedelta(minutes=5),
         scanner: SpamScanner | None = None,
+        negative_ttl: timedelta = timedelta(seconds=30),
     ) -> None:
         self.rules = tuple(rules)
         self.pools = tuple(pools)
@@ -78,7 +84,9 @@ class Router:
         self._scanner = scanner
         self._window = RecipientWindow()
         self._cache_ttl = domain_cache_ttl
+        self._negative_ttl = negative_ttl
         self._cache: dict[str, tuple[datetime, DomainStatus]] = {}
+        self._in_flight: dict[str, asyncio.Future[DomainStatus]] = {}
 
     def stored_form(self, message: bytes, client_ip: str | None) -> bytes:
         """The bytes the listener stores: score headers stripped unless from a trusted filter."""
@@ -95,16 +103,29 @@ class Router:
         cached = self._cache.get(domain)
         if cached is not None and now < cached[0]:
             return cached[1]
+        pending = self._in_flight.get(domain)
+        if pending is not None:  # one lookup per domain at a time: wait for it
+            return await asyncio.shield(pending)
+        pending = self._in_flight[domain] = asyncio.get_running_loop().create_future()
         try:
-            status = await self._dns.sender_domain_status(domain)
-        except Exception:  # the adapter returns values; anything else must not lose mail
-            log.exception("sender domain lookup for %s failed; treating it as unknown", domain)
-            status = DomainStatus.UNKNOWN
-        if status in (DomainStatus.EXISTS, DomainStatus.NO_RECORDS):
+            status = await self._lookup(domain)
+            ttl = self._cache_ttl if status is DomainStatus.EXISTS else self._negative_ttl
             if len(self._cache) > 10_000:
                 self._cache = {d: c for d, c in self._cache.items() if now < c[0]}
-            self._cache[domain] = (now + self._cache_ttl, status)
-        return status
+            self._cache[domain] = (now + ttl, status)
+            pending.set_result(status)
+            return status
+        finally:
+            del self._in_flight[domain]
+            if not pending.done():  # the lookup itself was cancelled: waiters must not hang
+                pending.set_result(DomainStatus.UNKNOWN)
+
+    async def _lookup(self, domain: str) -> DomainStatus:
+        try:
+            return await self._dns.sender_domain_status(domain)
+        except Exception:  # the adapter returns values; anything else must not lose mail
+            log.exception("sender domain lookup for %s failed; treating it as unknown", domain)
+            return DomainStatus.UNKNOWN
 
     async def route(
         self,

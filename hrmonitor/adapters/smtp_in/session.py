@@ -1,96 +1,54 @@
-"""The SMTP listener (aiosmtpd): takes mail from tenants, refuses everyone else.
+"""One SMTP session: aiosmtpd's protocol with the relay's policy in front of its commands.
 
-Relaying is allowed for a client whose address is in a tenant's networks,
-or that authenticated (SMTP AUTH, only after STARTTLS) as one of a tenant's
-users. Everyone else gets ``550 5.7.1 relaying denied`` at RCPT, so no
-message from them ever reaches DATA and nothing of theirs is stored.
-
-Envelope addresses are judged by :mod:`hrmonitor.core.delivery.envelope` on the raw
-argument before aiosmtpd parses it (its parser silently drops source routes).
-The acknowledgement of DATA is whatever the ``accept`` callback answers: the
-relay service answers ``250`` only after the queue committed the message.
-
-Bare LF and NUL in DATA are stored as received (aiosmtpd reads DATA lines up
-to CRLF, so a bare LF stays inside a line); a "line" longer than
-``max_line_length`` gets ``500 5.5.2`` and nothing is stored.
+- Connection limits: a client over ``max_connections`` or
+  ``max_connections_per_client`` gets ``421`` instead of the greeting.
+- Command lines end with CRLF: a bare CR, bare LF or NUL in HELO/EHLO,
+  MAIL or RCPT gets ``501 5.5.2`` naming it (aiosmtpd itself splits commands
+  at LF and drops the line end, so what reaches us is checked as read).
+- Envelope addresses are judged by :mod:`hrmonitor.core.delivery.envelope` on the
+  raw argument before aiosmtpd parses it (its parser silently drops source
+  routes); address-literal recipients are delivered or refused at RCPT, as
+  ``[listener] address_literals`` says.
+- DATA: a "line" ends at CRLF while reading (so only CRLF.CRLF ends the
+  message); every bare CR and bare LF is then made CRLF before anything reads
+  a header (:mod:`hrmonitor.core.delivery.line_ends`). A line still longer than
+  ``max_line_length`` gets ``500 5.5.2`` and nothing is stored.
+- The acknowledgement of DATA is whatever the ``accept`` callback answers: the
+  relay service answers ``250`` only after the queue committed the message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import ssl
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from email.utils import format_datetime
-from typing import Any, AnyStr, ClassVar
+from typing import TYPE_CHECKING, Any, AnyStr, ClassVar
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP
 
+from hrmonitor.core.delivery import line_ends
 from hrmonitor.core.delivery.envelope import (
     RELAY_DENIED,
     Mailbox,
     NullPath,
     Refusal,
     Submission,
+    address_literal,
+    literal_refusal,
     parse_path,
     split_path,
 )
-from hrmonitor.core.model import Clock
-from hrmonitor.errors import BindError
+
+if TYPE_CHECKING:
+    from hrmonitor.adapters.smtp_in.listener import Listener
 
 log = logging.getLogger(__name__)
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-AcceptFn = Callable[[Submission], Awaitable[str]]
-# (user, password) -> the tenant the user sends for, or None to refuse the login.
-AuthenticateFn = Callable[[str, str], str | None]
 
 TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 _AIOSMTPD_TOO_BIG = ("552 Error: Too much mail data", "552 Error: message size exceeds")
 
 
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    name: str
-    networks: tuple[Network, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerSettings:
-    host: str
-    port: int
-    hostname: str
-    tenants: tuple[Tenant, ...]
-    max_message_size: int = 35_000_000
-    max_recipients: int = 1000
-    max_line_length: int = 998
-    tls_cert: str = ""
-    tls_key: str = ""
-    timeout: float = 300.0  # idle seconds before aiosmtpd drops a silent client
-    # SO_REUSEPORT: several listener processes may share host:port (the kernel spreads
-    # connections); each then keeps its own sending-limit counters.
-    reuse_port: bool = False
-
-
-def tenant_for(tenants: Sequence[Tenant], client_ip: str) -> str | None:
-    """The tenant whose networks contain ``client_ip`` (first match), or None."""
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    for tenant in tenants:
-        if any(address in network for network in tenant.networks):
-            return tenant.name
-    return None
-
-
-class _RelaySMTP(SMTP):
-    """aiosmtpd's protocol with the relay's address policy in front of MAIL and RCPT."""
+class RelaySMTP(SMTP):
+    """aiosmtpd's protocol with the relay's limits and address policy."""
 
     _command_names: ClassVar[list[str] | None] = None
 
@@ -108,7 +66,88 @@ class _RelaySMTP(SMTP):
         # aiosmtpd sizes its StreamReader from this attribute inside __init__.
         self.line_length_limit = listener.settings.max_line_length + 2
         self._listener = listener
+        self._client: str | None = None  # the address counted against the limits
+        self._refusal: str | None = None  # the 421 to send instead of the greeting
+        self._last_line = b""  # the last command line as read, line end included
         super().__init__(_Handler(listener), **kwargs)
+
+    # --- connection limits --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._client is None and self._refusal is None:  # not the STARTTLS re-entry
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if peer else "?"
+            reason = self._listener.connections.admit(client)
+            if reason is None:
+                self._client = client
+            else:
+                hostname = self._listener.settings.hostname
+                self._refusal = f"421 4.7.0 {hostname} Error: too many connections; try later"
+        super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            await self.push(self._refusal)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client is not None:
+            self._listener.connections.release(self._client)
+            self._client = None
+            self._refusal = ""  # released: a late second call must not count again
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        # Tell the client why (as Postfix does) before aiosmtpd closes the connection.
+        writer: asyncio.StreamWriter | None = getattr(self, "_writer", None)
+        if writer is not None and not writer.is_closing():
+            hostname = self._listener.settings.hostname
+            writer.write(f"421 4.4.2 {hostname} Error: timeout exceeded\r\n".encode())
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    # --- command lines ------------------------------------------------------------------
+
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super()._cb_client_connected(reader, writer)
+        read_until = reader.readuntil
+
+        async def readuntil(separator: Any = b"\n") -> bytes:
+            # aiosmtpd strips the line end of each command before we see it; keep the
+            # line as read, to tell CRLF from a bare LF and to find a bare CR inside.
+            line = await read_until(separator)
+            self._last_line = line
+            return line
+
+        reader.readuntil = readuntil  # type: ignore[method-assign]
+
+    async def _bad_line(self) -> bool:
+        """Answer 501 (and return True) if the command line had a bare CR/LF or a NUL."""
+        problem = line_ends.command_problem(self._last_line)
+        if problem is None:
+            return False
+        await self.push(f"501 5.5.2 Syntax error: {problem} in the command; lines end with CRLF")
+        return True
+
+    async def _bad_hostname(self, arg: str | None) -> bool:
+        if await self._bad_line():
+            return True
+        if arg and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in arg):
+            await self.push("501 5.5.2 Syntax error: control character in the host name")
+            return True
+        return False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not await self._bad_hostname(hostname):
+            await super().smtp_HELO(hostname)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not await self._bad_hostname(hostname):
+            await super().smtp_EHLO(hostname)
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and status.startswith(_AIOSMTPD_TOO_BIG):
@@ -119,11 +158,13 @@ class _RelaySMTP(SMTP):
         else:
             await super().push(status)
 
+    # --- DATA ---------------------------------------------------------------------------
+
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd reads DATA a line at a time (about 50 awaits for a 2 KB message);
-        # this reads it in chunks and applies the same rules to the whole: a "line"
-        # ends at CRLF (a bare LF stays inside it), the size limit gives 552 5.3.4
-        # and an over-long line 500 5.5.2, both only after the terminating dot.
+        # this reads it in chunks and applies the same rules to the whole: only CRLF.CRLF
+        # ends it, the size limit gives 552 5.3.4 and an over-long line 500 5.5.2, both
+        # only after the terminating dot.
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         envelope = self.envelope
@@ -161,20 +202,22 @@ class _RelaySMTP(SMTP):
             await self.push(TOO_BIG)
             return
         body = bytes(data[2 : end + 2])
+        if body.startswith(b"."):
+            body = body[1:]
+        body = line_ends.normalise(body.replace(b"\r\n.", b"\r\n"))
         longest = max(map(len, body.split(b"\r\n"))) if body else 0
         if longest + 2 > self.line_length_limit:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             limit_text = self._listener.settings.max_line_length
             await self.push(f"500 5.5.2 Line too long (limit {limit_text})")
             return
-        if body.startswith(b"."):
-            body = body[1:]
-        body = body.replace(b"\r\n.", b"\r\n")
         envelope.content = body
         envelope.original_content = body
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
+
+    # --- envelope -----------------------------------------------------------------------
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd's version runs the email package's header parser (and defines a
@@ -197,6 +240,8 @@ class _RelaySMTP(SMTP):
         return self._listener.tenant_of(str(session.peer[0]))
 
     async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._bad_line():
+            return
         if arg is not None and arg[:5].upper() == "FROM:":
             verdict = self._judge(arg[5:], allow_null=True)
             if isinstance(verdict, Refusal):
@@ -205,6 +250,8 @@ class _RelaySMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._bad_line():
+            return
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None and arg is not None:
             if self.relay_tenant() is None:
@@ -213,6 +260,8 @@ class _RelaySMTP(SMTP):
                 return
             if arg[:3].upper() == "TO:":
                 verdict = self._judge(arg[3:], allow_null=False)
+                if isinstance(verdict, Mailbox):
+                    verdict = self._literal_policy(verdict)
                 if isinstance(verdict, Refusal):
                     await self.push(verdict.reply)
                     return
@@ -220,6 +269,18 @@ class _RelaySMTP(SMTP):
                 await self.push("452 4.5.3 Too many recipients")
                 return
         await super().smtp_RCPT(arg)
+
+    def _literal_policy(self, mailbox: Mailbox) -> Mailbox | Refusal:
+        address = address_literal(mailbox.domain)
+        if address is None:
+            return mailbox
+        settings = self._listener.settings
+        refusal = literal_refusal(
+            address,
+            deliver=settings.address_literals == "deliver",
+            families=settings.literal_families,
+        )
+        return mailbox if refusal is None else refusal
 
     def _judge(self, arg: str, *, allow_null: bool) -> Mailbox | NullPath | Refusal:
         split = split_path(arg)
@@ -242,7 +303,7 @@ class _Handler:
         # name on each new connection; the object's ~25 dunder names are just overhead.
         return ["handle_DATA"]
 
-    async def handle_DATA(self, server: _RelaySMTP, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: RelaySMTP, session: Any, envelope: Any) -> str:
         listener = self._listener
         tenant = server.relay_tenant()
         if tenant is None:  # unreachable: RCPT refused them already; fail closed anyway
@@ -277,104 +338,3 @@ class _Handler:
         except Exception:
             log.exception("accepting a message from %s failed", client_ip)
             return "451 4.3.0 Temporary failure storing the message; try again"
-
-
-class Listener:
-    """Serves SMTP on ``settings.host:settings.port`` (port 0 picks a free port)."""
-
-    def __init__(
-        self,
-        settings: ListenerSettings,
-        accept: AcceptFn,
-        clock: Clock,
-        authenticate: AuthenticateFn | None = None,
-    ) -> None:
-        self.settings = settings
-        self.accept = accept
-        self.clock = clock
-        self._authenticate = authenticate
-        self._server: asyncio.Server | None = None
-        self._tls: ssl.SSLContext | None = None
-        # Asked at RCPT and again at DATA for every message, by few distinct clients;
-        # the settings are frozen, so an answer holds for the listener's life.
-        self._tenants: dict[str, str | None] = {}
-        self._date: tuple[datetime | None, str] = (None, "")
-        if settings.tls_cert:
-            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self._tls.load_cert_chain(settings.tls_cert, settings.tls_key or None)
-
-    def tenant_of(self, client_ip: str) -> str | None:
-        """:func:`tenant_for` the listener's tenants, remembered per client address."""
-        try:
-            return self._tenants[client_ip]
-        except KeyError:
-            pass
-        if len(self._tenants) >= 4096:  # a bound, not an LRU: clients are few
-            self._tenants.clear()
-        tenant = self._tenants[client_ip] = tenant_for(self.settings.tenants, client_ip)
-        return tenant
-
-    def date_text(self, now: datetime) -> str:
-        """``now`` as a Received: date; formatted once per second (the text has no finer part)."""
-        second = now.replace(microsecond=0)
-        cached, text = self._date
-        if cached is None or cached != second or cached.tzinfo is not second.tzinfo:
-            text = format_datetime(second)
-            self._date = (second, text)
-        return text
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the listener is not started")
-        return int(self._server.sockets[0].getsockname()[1])
-
-    def _authenticator(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        if self._authenticate is None or not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = auth_data.login.decode("utf-8", errors="replace")
-        password = auth_data.password.decode("utf-8", errors="replace")
-        tenant = self._authenticate(user, password)
-        if tenant is None:
-            log.info("SMTP AUTH failed for %r from %s", user, session.peer)
-            return AuthResult(success=False, handled=False)
-        return AuthResult(success=True, auth_data=(tenant, user))
-
-    def _protocol(self) -> _RelaySMTP:
-        return _RelaySMTP(
-            self,
-            data_size_limit=self.settings.max_message_size,
-            enable_SMTPUTF8=True,
-            decode_data=False,
-            hostname=self.settings.hostname,
-            ident="hrmonitor",
-            tls_context=self._tls,
-            timeout=self.settings.timeout,
-            auth_require_tls=True,
-            authenticator=self._authenticator,
-            loop=asyncio.get_running_loop(),
-        )
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self._protocol,
-                host=self.settings.host,
-                port=self.settings.port,
-                reuse_address=True,
-                reuse_port=self.settings.reuse_port or None,
-            )
-        except OSError as exc:
-            raise BindError(
-                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc}"
-            ) from exc
-        log.info("SMTP listener on %s:%d", self.settings.host, self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
