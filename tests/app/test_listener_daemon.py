@@ -131,7 +131,7 @@ async def test_idle_connections_from_one_client_cannot_starve_a_1024_fd_daemon(
     await smtp_sink.wait_for(1, 30)
     assert "refused with 421" in daemon.log.read_text()
     assert "max_connections_per_client = 50" in daemon.log.read_text()
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
@@ -157,7 +157,7 @@ async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
     _, again = await connect(daemon.port, "127.0.0.73")
     assert again.startswith("220"), again
     assert "max_connections = 3" in daemon.log.read_text()
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 async def test_address_literal_recipients_are_refused_by_default_and_delivered_when_told(
@@ -177,7 +177,7 @@ async def test_address_literal_recipients_are_refused_by_default_and_delivered_w
         )
         assert code != 0
         assert "550 5.7.1 address-literal recipients are not accepted" in out
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
     listener = 'address_literals = "deliver"'
     config = config_for(delivering, rbldnsd, mail_dns, smtp_sink, listener=listener)
@@ -193,7 +193,7 @@ async def test_address_literal_recipients_are_refused_by_default_and_delivered_w
     )
     assert code != 0
     assert "550 5.4.4 no IPv6 source address" in out
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_ends(
@@ -242,7 +242,7 @@ async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_en
     assert b"X-Injected" not in message.data
     assert b"\0" not in message.data
     assert b"Received: from client.test ([127.0.0.5])" in message.data
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
@@ -268,7 +268,7 @@ async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
     [message] = await smtp_sink.wait_for(1, 30)
     assert b"\r\n".join(lines) + b"\r\n" in message.data
     assert b"\n" not in message.data.replace(b"\r\n", b"")
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0
 
 
 async def test_a_resolver_outage_costs_one_lookup_per_sender_domain_not_one_per_message(
@@ -291,4 +291,4 @@ async def test_a_resolver_outage_costs_one_lookup_per_sender_domain_not_one_per_
     # One lookup is A, AAAA and MX, each tried at most twice ([dns] attempts = 2).
     assert len({q[1] for q in asked}) == 3
     assert len(asked) <= 6, asked
-    assert daemon.stop() == 0
+    assert await asyncio.to_thread(daemon.stop) == 0

@@ -141,6 +141,8 @@ def _header_lines(message: bytes) -> tuple[list[bytes], int]:
     """The header section's lines (with line ends) and the offset where the body starts.
 
     Only the header section is split: the body (megabytes, perhaps) is never scanned.
+    Lines split at LF: the listener has made every bare CR and LF a CRLF before
+    (``core.delivery.line_ends``), so no field hides behind a bare CR here.
     """
     lines: list[bytes] = []
     position = 0
