@@ -18,7 +18,7 @@ from typing import Protocol
 from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_feedback_files
-from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
+from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome
 from hrmonitor.adapters.store.queue.repository import QueueRepository
@@ -90,6 +90,7 @@ def build_controller(
         feedback_rules=load_feedback_files([config.path(p) for p in config.delivery.feedback]),
         blocklist_pause=config.rotation.blocklist_pause,
         bind_pause=config.rotation.bind_pause,
+        probe=check_bindable,
     )
     if monitor is not None:
         monitor.on_sweep(controller.on_sweep_report)
@@ -144,6 +145,13 @@ def build_relay(
             feed.outcome(recipient, outcome)
 
     pools = config.core_pools()
+
+    def relay_alert(alert: Alert) -> None:
+        # "No eligible IP" only asks the controller's pool-exhausted latch to look
+        # (one owner, one definition); every other alert goes where the caller said.
+        if not controller.on_relay_alert(alert) and on_alert is not None:
+            on_alert(alert)
+
     return Relay(
         queue=QueueRepository(store.engine),
         route=route_with(router),
@@ -163,7 +171,7 @@ def build_relay(
             per_destination=delivery.per_destination_concurrency,
         ),
         on_reply=controller.on_reply,
-        on_alert=on_alert,
+        on_alert=relay_alert,
         on_bind_failure=controller.on_bind_failure,
         stored_form=router.stored_form,
         on_accepted=on_accepted if feed is not None or metrics is not None else None,

@@ -65,6 +65,7 @@ from hrmonitor.core.model import Pool
 from hrmonitor.core.rotation.decision import (
     Action,
     Decision,
+    Lift,
     RecheckIp,
     Refusal,
     SetWarmupStage,
@@ -94,6 +95,7 @@ __all__ = [
     "Decision",
     "Evidence",
     "IpView",
+    "Lift",
     "OpenListing",
     "OperatorAction",
     "RecheckIp",

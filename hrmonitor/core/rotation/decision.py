@@ -58,7 +58,17 @@ class SetWarmupStage:
     reason: str
 
 
-Action = Suspend | RecheckIp | SetWarmupStage
+@dataclass(frozen=True, slots=True)
+class Lift:
+    """End an IP's running suspension of ``scope`` now (audited: ``reason``, ``actor``)."""
+
+    ip: str
+    scope: str
+    reason: str
+    actor: str
+
+
+Action = Suspend | RecheckIp | SetWarmupStage | Lift
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,21 +1,24 @@
 """Rotation rule 3, operators: retire, restore, disable, enable - or a refusal saying why not.
 
 ``retire``/``disable`` take an IP out, ``restore`` brings a retired IP back to
-``standby``, ``enable`` brings a disabled IP back to its configured role. A
-reason is required; an action that would leave the pool with no IP in
-rotation is refused unless ``force`` is set.
+``standby``, ``enable`` brings a disabled IP back to its configured role and
+lifts a bind failure (whatever the IP's state). A
+reason is required; an action that would leave the pool with no IP eligible
+to send (``eligibility``) is refused unless ``force`` is set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from hrmonitor.core.alert import AlertKind, alert_key
 from hrmonitor.core.model import IPState, Pool, Severity
-from hrmonitor.core.rotation.decision import Refusal
+from hrmonitor.core.rotation.decision import Lift, Refusal
 from hrmonitor.core.rotation.evidence import OperatorAction, Verb
 from hrmonitor.core.rotation.run import Run
+from hrmonitor.core.rotation.suspension import WHOLE_IP, bind_suspension
 from hrmonitor.core.rotation.views import IpView
 from hrmonitor.core.rotation.warmup import needs_warmup
 
@@ -28,8 +31,12 @@ def on_operator_action(run: Run, action: OperatorAction) -> None:
         run.refusals.append(Refusal(action.ip, action.verb, problem))
         return
     view = run.views[action.ip]
-    target = operator_target(run.pool, view, action.verb, run.now)
     evidence: dict[str, object] = {"verb": str(action.verb), "force": action.force}
+    if action.verb is Verb.ENABLE:
+        _lift_bind_failure(run, view, action)
+        if view.state is not IPState.DISABLED:
+            return
+    target = operator_target(run.pool, view, action.verb, run.now)
     run.move(action.ip, target, action.reason, action.actor, evidence, action.until)
     kind = _OPERATOR_ALERT[action.verb]
     key_kind = AlertKind.RETIREMENT if action.verb in (Verb.RETIRE, Verb.RESTORE) else kind
@@ -38,6 +45,20 @@ def on_operator_action(run: Run, action: OperatorAction) -> None:
     resolved = action.verb in (Verb.RESTORE, Verb.ENABLE)
     details = {**evidence, "reason": action.reason, "until": action.until}
     run.alert(kind, Severity.MEDIUM, key, summary, details, action.ip, resolved)
+
+
+def _lift_bind_failure(run: Run, view: IpView, action: OperatorAction) -> None:
+    """``ip enable`` also lifts a bind failure: the operator says the address is there now."""
+    held = bind_suspension(view, run.now)
+    if held is None:
+        return
+    run.actions.append(Lift(action.ip, WHOLE_IP, action.reason, action.actor))
+    live = tuple(s for s in view.suspensions if s is not held)
+    run.views[action.ip] = replace(view, suspensions=live)
+    key = alert_key(AlertKind.SUSPENSION, run.pool.name, action.ip, WHOLE_IP)
+    summary = f"{action.actor} lifted the bind failure of {action.ip} ({run.pool.name})"
+    details = {"reason": action.reason, "was": held.reason}
+    run.alert(AlertKind.SUSPENSION, Severity.MEDIUM, key, summary, details, action.ip, True)
 
 
 def _refusal(run: Run, action: OperatorAction) -> str | None:
@@ -50,6 +71,8 @@ def _refusal(run: Run, action: OperatorAction) -> str | None:
     if action.until is not None and action.until <= run.now:
         return f"--until {action.until.isoformat()} is not in the future"
     allowed = _OPERATOR_FROM[action.verb]
+    if action.verb is Verb.ENABLE and bind_suspension(view, run.now) is not None:
+        return None  # enable lifts a bind failure whatever the state
     if view.state not in allowed:
         return f"cannot {action.verb} {action.ip}: it is {view.state}"
     if action.force:
@@ -57,13 +80,12 @@ def _refusal(run: Run, action: OperatorAction) -> str | None:
     if action.verb is Verb.RESTORE and run.retire_worthy(view):
         zones = ", ".join(sorted(lst.zone for lst in view.listings))
         return f"{action.ip} is still listed ({zones}); restore it with --force"
-    if action.verb in (Verb.RETIRE, Verb.DISABLE) and view.state.in_rotation:
-        others = run.count_in_rotation() - 1
-        if others == 0 and not run.promotable(exclude=action.ip):
-            return (
-                f"{action.ip} is the last eligible IP of pool {run.pool.name} and no standby"
-                " can replace it; repeat with --force to take it out anyway"
-            )
+    taking_out = action.verb in (Verb.RETIRE, Verb.DISABLE) and action.ip in run.eligible()
+    if taking_out and not run.eligible(action.ip) and not run.promotable(action.ip):
+        return (
+            f"{action.ip} is the last eligible IP of pool {run.pool.name} and no standby"
+            " can replace it; repeat with --force to take it out anyway"
+        )
     return None
 
 

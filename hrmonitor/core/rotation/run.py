@@ -15,6 +15,7 @@ from datetime import datetime
 from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import IPState, Pool, Severity
 from hrmonitor.core.rotation.decision import Action, Refusal, Transition
+from hrmonitor.core.rotation.eligibility import eligible_ips
 from hrmonitor.core.rotation.suspension import WHOLE_IP, current_for
 from hrmonitor.core.rotation.views import IpView
 from hrmonitor.core.rotation.warmup import WarmupView
@@ -73,6 +74,11 @@ class Run:
 
     def count_in_rotation(self) -> int:
         return sum(1 for view in self.views.values() if view.state.in_rotation)
+
+    def eligible(self, exclude: str | None = None) -> tuple[str, ...]:
+        """The IPs that may send now (``eligibility``: state, suspensions, warm-up capacity)."""
+        views = [view for ip, view in sorted(self.views.items()) if ip != exclude]
+        return eligible_ips(self.pool, views, self.now)
 
     def retire_worthy(self, view: IpView) -> bool:
         at = self.policy.retire_at

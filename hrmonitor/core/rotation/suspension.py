@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 WHOLE_IP = "*"
+BIND_FAILURE = "bind-failure"  # the actor of a whole-IP suspension for an unbindable address
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +106,18 @@ def current_for(
     """The active suspension of (ip, scope) that lasts longest, if any."""
     live = [s for s in suspensions if s.ip == ip and s.scope == scope and s.active(now)]
     return max(live, key=lambda s: s.until, default=None)
+
+
+def bind_suspension(view: _HasSuspensions, now: datetime) -> Suspension | None:
+    """The running whole-IP suspension a bind failure put on the IP, if any."""
+    live = [
+        s
+        for s in view.suspensions
+        if s.scope == WHOLE_IP and s.actor == BIND_FAILURE and s.active(now)
+    ]
+    return max(live, key=lambda s: s.until, default=None)
+
+
+class _HasSuspensions(Protocol):
+    @property
+    def suspensions(self) -> tuple[Suspension, ...]: ...

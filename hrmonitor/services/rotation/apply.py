@@ -18,6 +18,7 @@ from hrmonitor.core.model import AuditEvent, IPState, Pool
 from hrmonitor.core.rotation.decide import (
     Decision,
     Evidence,
+    Lift,
     RecheckIp,
     SetWarmupStage,
     Suspend,
@@ -66,7 +67,8 @@ class DecisionApplier:
             applied.append(replace(decision, transitions=tuple(done), actions=(), alerts=()))
             await self._effects.emit(kept)
             await self._eligibility.reload(pool, now)
-            decision = decide(self._pools[pool], self._eligibility.views(pool), evidence, now)
+            views = self._eligibility.current(pool, now)
+            decision = decide(self._pools[pool], views, evidence, now)
         else:
             log.warning("rotation: %s kept losing races; will try again later", pool)
         await self._eligibility.reload(pool, now)
@@ -115,6 +117,11 @@ class DecisionApplier:
                         action.stage,
                         event,
                     )
+                case Lift():
+                    await self._effects.lift_suspension(
+                        action.ip, action.scope, now, action.actor, action.reason
+                    )
+                    self._eligibility.lift(action.ip, action.scope)
                 case RecheckIp():
                     # In a task: the re-check's sweep comes back through on_sweep, which
                     # waits for the lock this decision holds.

@@ -21,29 +21,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from hrmonitor.adapters.store.records import ListingChanges
+from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.dnsbl.answers import SweepResult
 from hrmonitor.core.feedback.replies import Evidence as ReplyEvidence
 from hrmonitor.core.feedback.replies import RemoteReply
 from hrmonitor.core.feedback.rules import FeedbackRule
-from hrmonitor.core.model import Pool
+from hrmonitor.core.model import Pool, Severity
 from hrmonitor.core.rotation.decide import (
     Decision,
     Evidence,
     IpView,
+    Lift,
     OperatorAction,
     Sweep,
     Tick,
     Transition,
     decide,
 )
+from hrmonitor.core.rotation.exhaustion import Change, ExhaustionLatch
+from hrmonitor.core.rotation.promotion import exhaustion_alert
 from hrmonitor.core.rotation.selection import IpCandidate
-from hrmonitor.core.rotation.suspension import Pause
+from hrmonitor.core.rotation.suspension import (
+    BIND_FAILURE,
+    WHOLE_IP,
+    Pause,
+    Suspension,
+    bind_suspension,
+)
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.rotation.apply import MAX_ROUNDS, DecisionApplier
 from hrmonitor.services.rotation.effects import AlertSink, Recheck, RotationEffects
@@ -52,9 +62,12 @@ from hrmonitor.services.rotation.replies import ReplyFeedback
 from hrmonitor.services.rotation.store import RotationStore
 
 __all__ = [
+    "BIND_PROBE_ACTOR",
+    "EXHAUSTED_SETTLE",
     "MAX_ROUNDS",
     "RECHECK_ACTOR",
     "AlertSink",
+    "BindProbe",
     "Controller",
     "OperatorResult",
     "Recheck",
@@ -64,6 +77,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RECHECK_ACTOR = "rotation.recheck"
+BIND_PROBE_ACTOR = "rotation.bind-probe"
+# How long a pool must stay able to send before its pool-exhausted alert resolves.
+EXHAUSTED_SETTLE = timedelta(seconds=30)
+# Which of these addresses bind now: ip -> None, or the error (``smtp_out.check_bindable``).
+BindProbe = Callable[[Sequence[str]], Mapping[str, str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +112,17 @@ class Controller:
         feedback_rules: Sequence[FeedbackRule] = (),
         blocklist_pause: timedelta = timedelta(hours=2),
         bind_pause: timedelta = timedelta(minutes=10),
+        probe: BindProbe | None = None,
+        exhausted_settle: timedelta = EXHAUSTED_SETTLE,
     ) -> None:
         self._store = store
+        # Shared with the parts below and changed in place by reconfigure().
         self._pools = {pool.name: pool for pool in pools}
         self._pool_of = {ip: pool.name for pool in pools for ip in pool.all_ips}
         self._bind_pause = bind_pause
+        self._probe = probe
+        self._settle = exhausted_settle
+        self._latches: dict[str, ExhaustionLatch] = {}
         self._eligibility = Eligibility(store, self._pools, tuple(zones))
         self._effects = RotationEffects(store, alerts, recheck)
         self._applier = DecisionApplier(store, self._pools, self._eligibility, self._effects)
@@ -152,6 +176,26 @@ class Controller:
         for name in self._pools:
             await self._eligibility.reload(name, now)
 
+    async def reconfigure(
+        self, pools: Sequence[Pool], zones: Collection[str], now: datetime
+    ) -> None:
+        """Take a new set of pools and zones (a reload): the store must know the pools' IPs.
+
+        Pools added start with a quiet latch; pools removed are forgotten (their
+        IPs are no longer anyone's, so their evidence is ignored). The views of
+        every pool are read again before this returns, under the controller's
+        lock, so no decision runs on a mix of old and new pools.
+        """
+        async with self._lock:
+            self._pools.clear()
+            self._pools.update({pool.name: pool for pool in pools})
+            self._pool_of.clear()
+            self._pool_of.update({ip: pool.name for pool in pools for ip in pool.all_ips})
+            self._latches = {k: v for k, v in self._latches.items() if k in self._pools}
+            self._eligibility.reconfigure(tuple(zones))
+            for name in self._pools:
+                await self._eligibility.reload(name, now)
+
     async def on_sweep(
         self, result: SweepResult, now: datetime, changes: ListingChanges | None = None
     ) -> list[Decision]:
@@ -165,10 +209,28 @@ class Controller:
         await self.on_sweep(report.result, report.at, report.changes)
 
     async def tick(self, now: datetime) -> list[Decision]:
-        """Time-based transitions: cool-downs, operator ``until``, warm-up days, expiries."""
+        """Time-based transitions: cool-downs, operator ``until``, warm-up days, expiries.
+
+        Bind failures are probed again first (binding a socket costs
+        microseconds): an address that binds now is back before this tick decides.
+        """
         await asyncio.to_thread(self._store.lift_expired, now)
         self._eligibility.expire(now)
+        await self._reprobe_binds(now)
         return await self._decide_all([Tick(now)], now)
+
+    def on_relay_alert(self, alert: Alert) -> bool:
+        """The relay's ``pool-exhausted`` signals, judged by the one definition (``eligibility``).
+
+        An attempt that found no IP (or found one again) only asks the latch
+        to look at the pool now; whether the pool can send is what eligibility
+        says, so delivery and rotation cannot disagree. True if handled here;
+        any other alert is for the caller to send.
+        """
+        if alert.kind is not AlertKind.POOL_EXHAUSTED or alert.pool not in self._pools:
+            return False
+        self._observe(alert.pool, alert.at)
+        return True
 
     def on_reply(self, reply: RemoteReply) -> None:
         """The relay's (synchronous) reply callback: evidence -> suspension before returning.
@@ -194,7 +256,7 @@ class Controller:
             return
         self._feedback.suspend_now(
             pool,
-            Pause(ip, None, self._bind_pause, f"bind failed: {error}", now, "bind-failure"),
+            Pause(ip, None, self._bind_pause, f"bind failed: {error}", now, BIND_FAILURE),
             now,
         )
 
@@ -212,12 +274,15 @@ class Controller:
             raise OperatorError(f"{action.ip} is not an IP of any configured pool")
         async with self._lock:
             await self._eligibility.reload(pool, action.at)
-            decision = decide(self._pools[pool], self._eligibility.views(pool), [action], action.at)
+            views = self._eligibility.current(pool, action.at)
+            decision = decide(self._pools[pool], views, [action], action.at)
             if decision.refusals:
                 return OperatorResult(action.ip, pool, refused=decision.refusals[0].reason)
             applied = await self._applier.apply(pool, decision, action.at, [action])
+            self._observe(pool, action.at)
         mine = tuple(t for d in applied for t in d.transitions if t.ip == action.ip)
-        if not any(t.rule == action.actor for t in mine):
+        lifted = any(isinstance(a, Lift) for d in applied for a in d.actions)
+        if not lifted and not any(t.rule == action.actor for t in mine):
             return OperatorResult(action.ip, pool, refused="another node changed the IP first")
         return OperatorResult(action.ip, pool, tuple(t for d in applied for t in d.transitions))
 
@@ -232,9 +297,66 @@ class Controller:
         async with self._lock:
             for name in self._pools:
                 await self._eligibility.reload(name, now)
-                decision = decide(self._pools[name], self._eligibility.views(name), evidence, now)
+                views = self._eligibility.current(name, now)
+                decision = decide(self._pools[name], views, evidence, now)
                 done.extend(await self._applier.apply(name, decision, now, evidence))
+                self._observe(name, now)
         return done
+
+    def _observe(self, pool: str, now: datetime) -> None:
+        """Feed the pool's eligibility to its ``pool-exhausted`` latch; tell what it lets out."""
+        config = self._pools[pool]
+        views = self._eligibility.current(pool, now)
+        sendable = self._eligibility.sendable(pool, now)
+        latch, change = self._latches.get(pool, ExhaustionLatch()).observe(
+            sendable, now, self._settle
+        )
+        self._latches[pool] = latch
+        if change is not None:
+            alert = exhaustion_alert(config, views, now, resolved=change is Change.RESOLVE)
+            log.warning("%s", alert.summary)
+            self._effects.spawn(self._effects.emit([alert], latched=True))
+
+    async def _reprobe_binds(self, now: datetime) -> None:
+        """Lift the bind failures whose address binds now; keep the others suspended."""
+        if self._probe is None:
+            return
+        held = {
+            view.ip: (pool, s)
+            for pool in self._pools
+            for view in self._eligibility.current(pool, now)
+            if (s := bind_suspension(view, now)) is not None
+        }
+        if not held:
+            return
+        found = await asyncio.to_thread(self._probe, sorted(held))
+        for ip, (pool, suspension) in sorted(held.items()):
+            problem = found.get(ip, "not probed")
+            if problem is None:
+                reason = "the address binds again (re-probed)"
+                await self._effects.lift_suspension(ip, WHOLE_IP, now, BIND_PROBE_ACTOR, reason)
+                self._eligibility.lift(ip, WHOLE_IP)
+                log.info("rotation: %s (%s) binds again: back in the pool", ip, pool)
+                await self._effects.emit([bind_lifted_alert(pool, ip, now, suspension)])
+            elif suspension.until - now < self._bind_pause / 2:
+                # Still unbindable: extend before it lapses, so the IP is never offered
+                # to the picker only to fail again (that is what made the alert flap).
+                self.on_bind_failure(ip, pool, problem, now)
+
+
+def bind_lifted_alert(pool: str, ip: str, now: datetime, was: Suspension) -> Alert:
+    """The bind failure's suspension alert, resolved: the address binds again."""
+    return Alert(
+        AlertKind.SUSPENSION,
+        Severity.MEDIUM,
+        alert_key(AlertKind.SUSPENSION, pool, ip, WHOLE_IP),
+        f"{ip} ({pool}) binds again: back in the pool",
+        now,
+        {"was": was.reason, "since": was.since},
+        pool,
+        ip,
+        resolved=True,
+    )
 
 
 class _SweepReport(Protocol):

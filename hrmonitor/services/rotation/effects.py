@@ -37,10 +37,13 @@ class RotationEffects:
         self._recheck = recheck
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def emit(self, alerts: Sequence[Alert]) -> None:
+    async def emit(self, alerts: Sequence[Alert], *, latched: bool = False) -> None:
+        """Send a decision's alerts; ``latched``: alerts the exhaustion latch let through."""
         for alert in alerts:
             if alert.kind in (AlertKind.LISTING, AlertKind.DELISTING):
                 continue  # the monitor tells these, with the zone's lookup link
+            if alert.kind is AlertKind.POOL_EXHAUSTED and not latched:
+                continue  # the controller's latch tells these (core.rotation.exhaustion)
             try:
                 await self._alerts.emit(alert)
             except Exception:
@@ -57,6 +60,11 @@ class RotationEffects:
             s.until,
             s.actor,
         )
+
+    async def lift_suspension(
+        self, ip: str, scope: str, now: datetime, actor: str, reason: str
+    ) -> bool:
+        return await asyncio.to_thread(self._store.lift_suspension, ip, scope, now, actor, reason)
 
     async def ask_recheck(self, ip: str) -> None:
         if self._recheck is None:

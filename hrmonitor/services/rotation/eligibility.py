@@ -17,8 +17,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from hrmonitor.core.feedback.replies import ProviderPause
-from hrmonitor.core.model import IPState, Pool
+from hrmonitor.core.model import IPState, Pool, ZoneHealth
 from hrmonitor.core.rotation.decide import IpView, OpenListing, candidates
+from hrmonitor.core.rotation.eligibility import eligible_ips
 from hrmonitor.core.rotation.selection import IpCandidate
 from hrmonitor.core.rotation.suspension import Suspension
 from hrmonitor.core.rotation.warmup import WarmupView
@@ -47,6 +48,20 @@ class Eligibility:
     def views(self, pool: str) -> list[IpView]:
         """The pool's views as last read (the list itself; [] for an unknown pool)."""
         return self._views.get(pool, [])
+
+    def current(self, pool: str, now: datetime) -> list[IpView]:
+        """The pool's views with the fast path's suspensions: what rotation decides on."""
+        return self.with_fast(self.views(pool), now)
+
+    def sendable(self, pool: str, now: datetime) -> bool:
+        """Whether an IP of ``pool`` is eligible now (``core.rotation.eligibility``)."""
+        config = self._pools.get(pool)
+        return config is not None and bool(eligible_ips(config, self.current(pool, now), now))
+
+    def reconfigure(self, zones: Sequence[str]) -> None:
+        """Pools were added or removed (the shared mapping changed) or the zones changed."""
+        self._zones = tuple(zones)
+        self._views = {name: self._views.get(name, []) for name in self._pools}
 
     def candidates_now(self, pool: str, now: datetime) -> list[IpCandidate]:
         """The pool's IPs as the picker must judge them now; [] for an unknown pool."""
@@ -81,6 +96,17 @@ class Eligibility:
         """Hold a fast-path suspension in memory (the store gets it in a task)."""
         self._fast[(suspension.ip, suspension.scope)] = suspension
 
+    def lift(self, ip: str, scope: str) -> None:
+        """Forget ``ip``'s suspension of ``scope`` in memory (it was lifted in the store)."""
+        self._fast.pop((ip, scope), None)
+        for pool, views in self._views.items():
+            self._views[pool] = [
+                replace(v, suspensions=tuple(s for s in v.suspensions if s.scope != scope))
+                if v.ip == ip
+                else v
+                for v in views
+            ]
+
     def slow_down(self, evidence: ProviderPause, now: datetime) -> None:
         """Counted from the reply's time, extended by newer evidence, stale evidence ignored."""
         until = evidence.observed_at + evidence.duration
@@ -105,8 +131,28 @@ class Eligibility:
         ]
 
     async def reload(self, pool: str, now: datetime) -> None:
-        """Read ``pool``'s views from the store again."""
-        self._views[pool] = await asyncio.to_thread(self._load_views, self._pools[pool], now)
+        """Read ``pool``'s views from the store again.
+
+        A fast-path suspension the store now holds (as long or longer) is
+        dropped from memory: from then on the store is its truth, so a lift
+        there (``hrmonitor ip enable`` from another process) is seen here.
+        """
+        views = await asyncio.to_thread(self._load_views, self._pools[pool], now)
+        self._views[pool] = views
+        stored = {(s.ip, s.scope): s.until for v in views for s in v.suspensions}
+        self._fast = {
+            key: s for key, s in self._fast.items() if key not in stored or stored[key] < s.until
+        }
+
+    def cooldown_zones(self) -> tuple[str, ...]:
+        """The zones a cool-down counts clean time on: configured and healthy now.
+
+        A dead, refusing or removed zone gives no evidence either way; requiring
+        it would stop every cool-down for as long as it is down. With no healthy
+        zone at all the clock stops (``clean_run`` of no zones is None).
+        """
+        health = self._store.zone_health()
+        return tuple(z for z in self._zones if z in health and health[z].health is ZoneHealth.OK)
 
     def _load_views(self, pool: Pool, now: datetime) -> list[IpView]:
         members = set(pool.all_ips)
@@ -123,9 +169,10 @@ class Eligibility:
         for s in self._store.active_suspensions(now):
             if s.ip in members:
                 held.setdefault(s.ip, []).append(s.as_core())
+        zones = self.cooldown_zones()
         views = []
         for r in records:
-            run = self._store.clean_run(r.ip, self._zones) if r.state is IPState.RETIRED else None
+            run = self._store.clean_run(r.ip, zones) if r.state is IPState.RETIRED else None
             warmup = None
             if r.state is IPState.WARMING:
                 warmup = WarmupView(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from hrmonitor.adapters.store.records import CleanRun, IpRecord, ListingRecord
+from hrmonitor.adapters.store.records import CleanRun, IpRecord, ListingRecord, ZoneHealthRecord
 from hrmonitor.adapters.store.records import Suspension as StoredSuspension
 from hrmonitor.core.model import AuditEvent, IPState
 
@@ -25,6 +25,12 @@ class RotationStore(Protocol):
     ) -> list[StoredSuspension]: ...
 
     def lift_expired(self, now: datetime, actor: str = ...) -> list[StoredSuspension]: ...
+
+    def lift_suspension(
+        self, ip: str, scope: str, now: datetime, actor: str, reason: str
+    ) -> bool: ...
+
+    def zone_health(self) -> Mapping[str, ZoneHealthRecord]: ...
 
     def transition_ip(
         self,
