@@ -55,6 +55,18 @@ def _listing_text(listings: Sequence[Mapping[str, Any]]) -> Text:
     return text or Text("-", style="dim")
 
 
+def _why_out(ip: Mapping[str, Any]) -> str:
+    """Why an IP in rotation sends nothing, or what a retired IP waits on and until when."""
+    retirement = ip.get("retirement")
+    if retirement:
+        earliest = retirement.get("earliest_return")
+        when = f", back {str(earliest)[:16].replace('T', ' ')} at the earliest" if earliest else ""
+        return f"\nwaits on {retirement['waits_on']}{when}"
+    if ip["state"] in ("active", "warming") and ip.get("not_eligible"):
+        return f"\nnot sending: {ip['not_eligible']}"
+    return ""
+
+
 def _pool_panel(pool: Mapping[str, Any]) -> Panel:
     table = Table(expand=True, show_edge=False, pad_edge=False)
     table.add_column("IP", no_wrap=True)
@@ -69,9 +81,11 @@ def _pool_panel(pool: Mapping[str, Any]) -> Panel:
         cap = ip.get("daily_cap")
         volume = f"{ip.get('sent_today', 0)}" + (f"/{cap}" if cap else "")
         state = ip["state"] + (f" s{ip['warmup_stage']}" if ip.get("warmup_stage") else "")
+        state_text = _style(state, _STATE_STYLE) if ip["state"] in _STATE_STYLE else Text(state)
+        state_text.append(_why_out(ip), style="dim")
         table.add_row(
             ip["ip"],
-            _style(state, _STATE_STYLE) if ip["state"] in _STATE_STYLE else Text(state),
+            state_text,
             _listing_text(ip.get("listings", ())),
             Text(suspensions or "-", style="yellow" if suspensions else "dim"),
             volume,

@@ -179,7 +179,7 @@ def history_data(config: Config, ip: str) -> dict[str, Any]:
     try:
         if store.ip_record(canonical) is None:
             raise OperatorError(f"{canonical} is not an IP of any configured pool")
-        return build_history(store, canonical)
+        return build_history(store, canonical, config, SystemClock().now())
     finally:
         store.close()
 

@@ -1,13 +1,23 @@
 """A pool's health, judged on its own IPs only (the normal pool is never averaged with others).
 
-- ``exhausted``: no IP can send (none in rotation, or all suspended whole-IP);
-- ``critical``: fewer IPs in rotation than ``min_active``, or a normal-pool IP
-  in rotation is listed (the normal pool's reputation is the thing protected);
-- ``degraded``: a listing, a retirement or a suspension somewhere in the pool;
-- ``healthy``: everything in rotation is clean.
+"Can send" is the rotation's one definition of *eligible* (``core.rotation.
+eligibility``: in rotation, no whole-IP suspension such as a bind failure,
+warm-up capacity left today), the same the picker, promotion and the
+``pool-exhausted`` alert use; the report fills ``IpCondition.eligible`` with it.
 
-The score is the share of the pool's usable IPs (all but disabled) that are in
-rotation and clean, 0-100.
+- ``exhausted``: no IP can send;
+- ``critical``: fewer IPs can send than ``min_active``, or a normal-pool IP
+  that can send is listed (the normal pool's reputation is the thing protected);
+- ``degraded``: a listing, a retirement, a suspension, or an IP in rotation
+  that cannot send (a used-up warm-up cap) somewhere in the pool;
+- ``healthy``: everything in rotation can send and is clean.
+
+The score (0-100) is the share of the capacity the pool is meant to send
+with - its IPs in rotation, and at least ``min_active`` of them - that can
+send now and is clean. Standby IPs are reserve, not capacity: a healthy pool
+with standbys scores 100; disabled and retired IPs do not count either (a
+retirement shows in the health, and lowers the score only while its
+replacement is missing).
 """
 
 from __future__ import annotations
@@ -33,6 +43,15 @@ class IpCondition:
     listings: int  # open confirmed listings
     suspended_whole: bool  # a whole-IP suspension is active
     suspended_any: bool  # any suspension (a provider or whole) is active
+    # Eligible to send now (core.rotation.eligibility); None: in rotation and not
+    # suspended whole (for a caller that does not know the warm-up caps).
+    eligible: bool | None = None
+
+    @property
+    def can_send(self) -> bool:
+        if self.eligible is not None:
+            return self.eligible
+        return self.state.in_rotation and not self.suspended_whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +79,9 @@ class HealthSummary:
 
 
 def pool_health(risk: RiskClass, min_active: int, ips: Sequence[IpCondition]) -> HealthSummary:
-    sending = [c for c in ips if c.state.in_rotation and not c.suspended_whole]
+    sending = [c for c in ips if c.can_send]
     listed = [c for c in ips if c.listings]
-    usable = [c for c in ips if c.state is not IPState.DISABLED]
+    rotating = [c for c in ips if c.state.in_rotation]
     clean_sending = [c for c in sending if not c.listings]
     count = {state: sum(1 for c in ips if c.state is state) for state in IPState}
     if not sending:
@@ -71,11 +90,17 @@ def pool_health(risk: RiskClass, min_active: int, ips: Sequence[IpCondition]) ->
         risk is RiskClass.NORMAL and any(c.listings for c in sending)
     ):
         health = PoolHealth.CRITICAL
-    elif listed or count[IPState.RETIRED] or any(c.suspended_any for c in ips):
+    elif (
+        listed
+        or count[IPState.RETIRED]
+        or any(c.suspended_any for c in ips)
+        or len(sending) < len(rotating)
+    ):
         health = PoolHealth.DEGRADED
     else:
         health = PoolHealth.HEALTHY
-    score = round(100 * len(clean_sending) / len(usable)) if usable else 0
+    capacity = max(len(rotating), min_active, 1)
+    score = min(100, round(100 * len(clean_sending) / capacity))
     return HealthSummary(
         health=health,
         score=score,

@@ -15,7 +15,11 @@ from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.adapters.store.records import IpRecord, ListingRecord, Suspension
 from hrmonitor.config.loading import Config
 from hrmonitor.core.health import IpCondition, pool_health
-from hrmonitor.core.model import IPState
+from hrmonitor.core.model import IPState, PoolPolicy, ZoneHealth
+from hrmonitor.core.rotation.eligibility import blockers
+from hrmonitor.core.rotation.timers import return_outlook
+from hrmonitor.core.rotation.views import IpView, OpenListing
+from hrmonitor.core.rotation.warmup import WarmupView
 from hrmonitor.core.surge import RateThresholds, rate_rows
 
 WHOLE_IP = "*"
@@ -56,8 +60,74 @@ def _daily_cap(config: Config, record: IpRecord) -> int | None:
     return stages[min(record.warmup_stage, len(stages) - 1)].daily_cap
 
 
+def cooldown_zones(config: Config, store: Store) -> tuple[str, ...]:
+    """The zones a cool-down counts (configured and healthy now), as the controller counts them."""
+    health = store.zone_health()
+    return tuple(z for z in config.dnsbl.zones if z in health and health[z].health is ZoneHealth.OK)
+
+
+def _view(
+    record: IpRecord,
+    listings: list[ListingRecord],
+    suspensions: list[Suspension],
+    store: Store,
+    zones: tuple[str, ...],
+    now: datetime,
+) -> IpView:
+    """The IP as rotation sees it (``services.rotation.eligibility`` builds the same view)."""
+    run = store.clean_run(record.ip, zones) if record.state is IPState.RETIRED else None
+    warmup = None
+    if record.state is IPState.WARMING:
+        warmup = WarmupView(
+            stage=record.warmup_stage or 0,
+            stage_since=record.warmup_since or record.state_since,
+            day=record.sent_day,
+            sent=record.sent_today,
+            delivered=record.delivered_today,
+        )
+    return IpView(
+        ip=record.ip,
+        pool=record.pool,
+        state=record.state,
+        state_since=record.state_since,
+        state_until=record.state_until,
+        state_actor=record.state_actor,
+        listings=tuple(
+            OpenListing(x.zone, x.codes, x.severity, x.first_seen, x.tags, x.txt) for x in listings
+        ),
+        clean_since=run.since if run else None,
+        clean_checked_at=run.checked_at if run else None,
+        last_sent_at=record.last_sent_at,
+        sent_today=record.sent_on(now.date()),
+        warmup=warmup,
+        suspensions=tuple(s.as_core() for s in suspensions),
+    )
+
+
+def retirement(store: Store, view: IpView, policy: PoolPolicy, zones: tuple[str, ...]) -> Any:
+    """Why a retired IP is out, which clock it waits on, when it returns at the earliest."""
+    if view.state is not IPState.RETIRED:
+        return None
+    retired = [
+        e for e in store.audit_trail(view.ip) if e.kind == "state" and e.to_state == "retired"
+    ]
+    outlook = return_outlook(view, policy)
+    return {
+        "reason": retired[-1].reason if retired else "",
+        "by": view.state_actor,
+        "since": _iso(view.state_since),
+        "waits_on": str(outlook.waits_on),
+        "detail": outlook.detail,
+        "earliest_return": _iso(outlook.earliest),
+        "cooldown": str(policy.cooldown),
+        "zones_counted": list(zones),
+    }
+
+
 def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     records = store.ip_records()
+    counted = cooldown_zones(config, store)
+    core_pools = {pool.name: pool for pool in config.core_pools()}
     listings: dict[str, list[ListingRecord]] = {}
     for listing in store.current_listings():
         listings.setdefault(listing.ip, []).append(listing)
@@ -72,6 +142,11 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     for name, pool in config.pools.items():
         configured = set(pool.ips) | set(pool.standby)
         own = [r for r in records if r.pool == name and r.ip in configured]
+        views = {
+            r.ip: _view(r, listings.get(r.ip, []), suspensions.get(r.ip, []), store, counted, now)
+            for r in own
+        }
+        blocked = blockers(core_pools[name], list(views.values()), now)
         conditions = [
             IpCondition(
                 r.ip,
@@ -79,6 +154,7 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                 len(listings.get(r.ip, ())),
                 any(s.scope == WHOLE_IP for s in suspensions.get(r.ip, ())),
                 bool(suspensions.get(r.ip)),
+                eligible=r.ip not in blocked,
             )
             for r in own
         ]
@@ -105,6 +181,11 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                         "sent_today": r.sent_on(now.date()),
                         "daily_cap": _daily_cap(config, r),
                         "last_sent_at": _iso(r.last_sent_at),
+                        "eligible": r.ip not in blocked,
+                        "not_eligible": blocked.get(r.ip),
+                        "retirement": retirement(
+                            store, views[r.ip], core_pools[name].policy, counted
+                        ),
                         "listings": [_listing(x) for x in listings.get(r.ip, ())],
                         "suspensions": [_suspension(s) for s in suspensions.get(r.ip, ())],
                     }
@@ -155,12 +236,24 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
     }
 
 
-def build_history(store: Store, ip: str) -> dict[str, Any]:
+def build_history(
+    store: Store, ip: str, config: Config | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     record = store.ip_record(ip)
+    outlook = None
+    if record is not None and config is not None and now is not None:
+        pool = {p.name: p for p in config.core_pools()}.get(record.pool)
+        if pool is not None:
+            zones = cooldown_zones(config, store)
+            own_listings = [x for x in store.current_listings() if x.ip == ip]
+            held = store.active_suspensions(now, ip)
+            view = _view(record, own_listings, held, store, zones, now)
+            outlook = retirement(store, view, pool.policy, zones)
     return {
         "ip": ip,
         "pool": record.pool if record else None,
         "state": str(record.state) if record else None,
+        "retirement": outlook,
         "pools_served": [
             {"pool": h.pool, "risk": str(h.risk), "first_seen": _iso(h.first_seen)}
             for h in store.pool_history(ip)

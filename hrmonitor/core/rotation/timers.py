@@ -8,10 +8,12 @@ stage or graduate at day boundaries (``warmup.next_step``).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
 
 from hrmonitor.core.alert import AlertKind, alert_key
-from hrmonitor.core.model import IPState, Severity
+from hrmonitor.core.model import IPState, PoolPolicy, Severity
 from hrmonitor.core.rotation.decision import SetWarmupStage
 from hrmonitor.core.rotation.run import Run
 from hrmonitor.core.rotation.views import IpView
@@ -94,3 +96,56 @@ def _warm(run: Run, view: IpView, warmup: WarmupView) -> None:
             evidence,
             view.ip,
         )
+
+
+class ReturnClock(StrEnum):
+    """What a retired IP waits on before it returns to ``standby``."""
+
+    COOLDOWN = "cooldown"  # clean on every healthy configured zone for the pool's cool-down
+    DELISTING = "delisting"  # still listed: the cool-down starts when the listing clears
+    NO_EVIDENCE = "no-evidence"  # no healthy zone answers clean: the clock is stopped
+    OPERATOR_UNTIL = "operator-until"  # an operator retirement with --until
+    OPERATOR_RESTORE = "operator-restore"  # an operator retirement without --until
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnOutlook:
+    """Why a retired IP is still out, which clock it waits on, and its earliest return."""
+
+    waits_on: ReturnClock
+    detail: str
+    earliest: datetime | None  # None: not while the clock is stopped or an operator decides
+
+
+def return_outlook(view: IpView, policy: PoolPolicy) -> ReturnOutlook:
+    """The same rules as the restore above (``_maybe_restore``), told rather than applied.
+
+    ``view.clean_since``/``clean_checked_at`` must come from the zones the
+    cool-down counts (healthy and configured), as for ``decide``.
+    """
+    cooldown = policy.cooldown
+    clean_all_along = (
+        view.clean_since is not None and not view.listings and view.clean_since <= view.state_since
+    )
+    if view.state_until is not None and clean_all_along:
+        detail = f"retired by {view.state_actor} until {view.state_until.isoformat()}"
+        return ReturnOutlook(ReturnClock.OPERATOR_UNTIL, detail, view.state_until)
+    if view.state_actor.startswith("operator:") and view.state_until is None:
+        detail = "an operator retired it without --until: it returns by `hrmonitor ip restore`"
+        return ReturnOutlook(ReturnClock.OPERATOR_RESTORE, detail, None)
+    if view.listings:
+        zones = ", ".join(sorted({listing.zone for listing in view.listings}))
+        detail = f"listed on {zones}; the {cooldown} cool-down starts when the listing clears"
+        return ReturnOutlook(ReturnClock.DELISTING, detail, None)
+    if view.clean_since is None:
+        detail = (
+            "no clean run on the healthy configured zones yet (a zone without an answer, or"
+            " none healthy): the cool-down clock is stopped"
+        )
+        return ReturnOutlook(ReturnClock.NO_EVIDENCE, detail, None)
+    clean_from = max(view.clean_since, view.state_since)
+    earliest = clean_from + cooldown
+    if view.state_until is not None:
+        earliest = max(earliest, view.state_until)
+    detail = f"clean since {clean_from.isoformat()}; needs {cooldown} clean (the pool's cool-down)"
+    return ReturnOutlook(ReturnClock.COOLDOWN, detail, earliest)
