@@ -33,6 +33,7 @@ from hrmonitor.core.rotation.decide import (
     Decision,
     Evidence,
     IpView,
+    Lift,
     OpenListing,
     SetWarmupStage,
     Suspend,
@@ -206,6 +207,10 @@ class World:
                 view = self.views[s.ip]
                 others = tuple(x for x in view.suspensions if x.scope != s.scope)
                 self.views[s.ip] = replace(view, suspensions=(*others, s))
+            elif isinstance(action, Lift):
+                view = self.views[action.ip]
+                kept = tuple(x for x in view.suspensions if x.scope != action.scope)
+                self.views[action.ip] = replace(view, suspensions=kept)
             elif isinstance(action, SetWarmupStage):
                 view = self.views[action.ip]
                 assert view.warmup is not None

@@ -25,8 +25,10 @@ from hrmonitor.core.rotation.warmup import needs_warmup
 
 
 def promote(run: Run, why: str) -> None:
-    need = max(run.policy.min_active, 1) - len(run.eligible())
-    for ip in run.promotable()[: max(need, 0)]:
+    target = max(run.policy.min_active, 1)
+    for ip in run.promotable():
+        if len(run.eligible()) >= target:
+            break  # counted after each promotion: a promoted IP may itself have no capacity
         view = run.views[ip]
         warming = needs_warmup(run.policy, view.last_sent_at, run.now)
         to = IPState.WARMING if warming else IPState.ACTIVE

@@ -138,6 +138,17 @@ class Eligibility:
         there (``hrmonitor ip enable`` from another process) is seen here.
         """
         views = await asyncio.to_thread(self._load_views, self._pools[pool], now)
+        # The store's sent count can lag the memory's (note_sent stores it in a task);
+        # a warm-up cap must never forget a message already sent today.
+        counted = {
+            v.ip: v.sent_today
+            for v in self._views.get(pool, ())
+            if v.last_sent_at is not None and v.last_sent_at.date() == now.date()
+        }
+        views = [
+            replace(v, sent_today=counted[v.ip]) if counted.get(v.ip, 0) > v.sent_today else v
+            for v in views
+        ]
         self._views[pool] = views
         stored = {(s.ip, s.scope): s.until for v in views for s in v.suspensions}
         self._fast = {

@@ -1,0 +1,142 @@
+"""Issue 12 items 2 and 3 as an operator met them: a real ``hrmonitor run`` process.
+
+Peers on loopback, started by fixtures: rbldnsd (lists 127.0.0.20-22 until a
+test delists them), a DNS server for the mail domains, the recording MX and a
+webhook receiver. Null-sender mail goes to the high-risk pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hrmonitor.cli import main
+from tests.app.test_relay_daemon import config_for, start, state_of, swaks, until
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+from tests.services.test_alerting import WebhookReceiver
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
+    return dns_server
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.close()
+
+
+def report(config: Path) -> dict[str, object]:
+    result = CliRunner().invoke(main, ["report", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    pools = json.loads(result.stdout)["pools"]
+    return {p["name"]: p for p in pools}
+
+
+WARMING_POOLS = """
+[pools.normal]
+risk = "normal"
+ips = ["127.0.0.10", "127.0.0.11"]
+
+[pools.high-risk]
+risk = "high"
+ips = ["127.0.0.20"]
+standby = ["127.0.0.21", "127.0.0.22"]
+interval = "1s"
+cooldown = "1h"
+warmup = [{ daily_cap = 2 }, { daily_cap = 4 }]
+"""
+
+
+async def test_a_warming_ip_out_of_capacity_brings_in_the_next_standby_instead_of_holding_mail(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Item 2: the listed IP retires, a standby warms up under a cap of 2; the third DSN
+    must not wait for tomorrow while a clean standby is there."""
+    for ip in ("127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=WARMING_POOLS)
+    daemon = await start(daemon_process, config)
+    await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
+    await until(lambda: state_of(tmp_path, "127.0.0.21") == "warming")
+
+    for n in range(4):
+        await swaks(daemon.port, "--from", "<>", "--to", f"dsn{n}@rcpt.test")
+        await smtp_sink.wait_for(n + 1, 30)
+    peers = [m.peer for m in smtp_sink.messages]
+    assert peers[:2] == ["127.0.0.21", "127.0.0.21"]
+    assert peers[2:] == ["127.0.0.22", "127.0.0.22"]  # promoted when .21's cap ran out
+    assert state_of(tmp_path, "127.0.0.22") == "warming"
+
+    high = report(config)["high-risk"]
+    ips = {row["ip"]: row for row in high["ips"]}  # type: ignore[index]
+    assert ips["127.0.0.21"]["eligible"] is False
+    assert "cap" in ips["127.0.0.21"]["not_eligible"]
+    assert ips["127.0.0.20"]["retirement"]["waits_on"] in ("cooldown", "delisting")
+    assert daemon.stop() == 0
+
+
+UNBINDABLE_POOLS = """
+[pools.normal]
+risk = "normal"
+ips = ["127.0.0.10", "127.0.0.11"]
+
+[pools.high-risk]
+risk = "high"
+ips = ["10.255.255.1", "10.255.255.2"]
+interval = "1s"
+"""
+
+
+async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    webhook: WebhookReceiver,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Item 3: one message held by a pool whose addresses are not on the host, retried every
+    second, the rotation ticking five times a second: one webhook, not a flapping pair."""
+    extra = f'[[alerts]]\ntype = "webhook"\nurl = "{webhook.url}"\ntimeout = "2s"\n'
+    config = config_for(
+        tmp_path, rbldnsd, mail_dns, smtp_sink, pools=UNBINDABLE_POOLS, extra=extra
+    )
+    daemon = await start(daemon_process, config)
+    await swaks(daemon.port, "--from", "<>", "--to", "held@rcpt.test")
+
+    def exhausted() -> list[bool]:
+        return [bool(b["resolved"]) for b in webhook.bodies if b["kind"] == "pool-exhausted"]
+
+    await until(lambda: bool(exhausted()))
+    await asyncio.sleep(8)  # a bounded look: about eight retries and forty ticks
+    assert exhausted() == [False]
+    assert smtp_sink.messages == []
+    high = report(config)["high-risk"]
+    assert high["health"] == "exhausted"
+    assert high["summary"]["score"] == 0  # type: ignore[index]
+    assert all(row["eligible"] is False for row in high["ips"])  # type: ignore[union-attr]
+    assert daemon.stop() == 0
