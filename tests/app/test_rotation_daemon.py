@@ -122,9 +122,7 @@ async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
     """Item 3: one message held by a pool whose addresses are not on the host, retried every
     second, the rotation ticking five times a second: one webhook, not a flapping pair."""
     extra = f'[[alerts]]\ntype = "webhook"\nurl = "{webhook.url}"\ntimeout = "2s"\n'
-    config = config_for(
-        tmp_path, rbldnsd, mail_dns, smtp_sink, pools=UNBINDABLE_POOLS, extra=extra
-    )
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=UNBINDABLE_POOLS, extra=extra)
     daemon = await start(daemon_process, config)
     await swaks(daemon.port, "--from", "<>", "--to", "held@rcpt.test")
 
@@ -139,4 +137,56 @@ async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
     assert high["health"] == "exhausted"
     assert high["summary"]["score"] == 0  # type: ignore[index]
     assert all(row["eligible"] is False for row in high["ips"])  # type: ignore[union-attr]
+    assert daemon.stop() == 0
+
+
+COOLING_POOLS = """
+[pools.normal]
+risk = "normal"
+ips = ["127.0.0.10", "127.0.0.11"]
+
+[pools.high-risk]
+risk = "high"
+ips = ["127.0.0.20", "127.0.0.21"]
+interval = "1s"
+cooldown = "3s"
+"""
+
+
+def history(config: Path, ip: str) -> dict[str, object]:
+    result = CliRunner().invoke(main, ["history", ip, "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_what_it_waits_on(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Item 5: ``dead.test`` (it does not even list its test point) is configured next to
+    ``bl``; the cool-down counts ``bl`` alone, and report/history say what the IP waits on."""
+    rbldnsd.delist_ip("127.0.0.21")
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=COOLING_POOLS)
+    text = config.read_text().replace('zones = ["bl"]', 'zones = ["bl", "dead"]')
+    config.write_text(text)
+    daemon = await start(daemon_process, config)
+    await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
+
+    retired = {row["ip"]: row for row in report(config)["high-risk"]["ips"]}["127.0.0.20"]  # type: ignore[index]
+    outlook = retired["retirement"]
+    assert outlook["waits_on"] == "delisting"
+    assert "bl" in outlook["reason"]
+    assert outlook["earliest_return"] is None
+    assert outlook["zones_counted"] == ["bl"]  # dead.test is not healthy: not counted
+    assert history(config, "127.0.0.20")["retirement"]["waits_on"] == "delisting"  # type: ignore[index]
+
+    rbldnsd.delist_ip("127.0.0.20")
+    await until(lambda: history(config, "127.0.0.20")["retirement"] is None or (
+        history(config, "127.0.0.20")["retirement"]["waits_on"] == "cooldown"  # type: ignore[index]
+    ))  # fmt: skip
+    await until(lambda: state_of(tmp_path, "127.0.0.20") == "standby", within=30)
     assert daemon.stop() == 0
