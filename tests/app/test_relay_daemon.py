@@ -327,6 +327,10 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     """Two recipients before a restart and one after cross a limit of two an hour:
     the restarted daemon counts the sender's mail from the queue, so the third
     recipient leaves from the high-risk pool, as it would without the restart."""
+    # The high-risk IPs must stay in rotation: listed, the first run's sweep retires them
+    # and the third recipient waits, or not, depending on who wins that race.
+    for ip in sorted(HIGH):
+        rbldnsd.delist_ip(ip)
     config = config_for(
         tmp_path, rbldnsd, mail_dns, smtp_sink,
         extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",

@@ -44,9 +44,11 @@ def high_only(ips: tuple[str, ...]) -> list[Pool]:
     ]
 
 
-def exhausted(alerts: Alerts) -> list[bool]:
-    """The resolved flags of every pool-exhausted alert sent, in order."""
-    return [a.resolved for a in alerts.sent if a.kind is AlertKind.POOL_EXHAUSTED]
+def exhausted(alerts: Alerts, pool: str = "high-risk") -> list[bool]:
+    """The resolved flags of every pool-exhausted alert sent about ``pool``, in order."""
+    return [
+        a.resolved for a in alerts.sent if a.kind is AlertKind.POOL_EXHAUSTED and a.pool == pool
+    ]
 
 
 async def test_a_bind_failure_is_lifted_at_the_first_tick_after_the_address_binds(
@@ -133,6 +135,20 @@ async def test_pool_exhausted_fires_once_and_resolves_once_whatever_the_relay_sa
         if now - back < EXHAUSTED_SETTLE:
             assert exhausted(alerts) == [False]
     assert exhausted(alerts) == [False, True]
+
+
+async def test_a_pool_that_can_send_at_start_resolves_a_pool_exhausted_left_open_once(
+    configured: Store,
+) -> None:
+    """A restart after an outage: the alert the last run left open is resolved, once."""
+    alerts = Alerts()
+    controller = make(configured, alerts, min_active=1)
+    await controller.load(T0)
+    for seconds in (1, 2, 3):
+        await controller.tick(T0 + seconds * SECOND)
+        await controller.drain()
+    assert exhausted(alerts, "high-risk") == [True]  # the first tick only
+    assert exhausted(alerts, "normal") == [True]
 
 
 def _relay_alert(now, resolved: bool):  # type: ignore[no-untyped-def]

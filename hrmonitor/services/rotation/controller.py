@@ -308,13 +308,19 @@ class Controller:
         config = self._pools[pool]
         views = self._eligibility.current(pool, now)
         sendable = self._eligibility.sendable(pool, now)
+        first = pool not in self._latches
         latch, change = self._latches.get(pool, ExhaustionLatch()).observe(
             sendable, now, self._settle
         )
         self._latches[pool] = latch
+        if first and sendable:
+            # A pool-exhausted alert left open by an earlier run: resolve it (the
+            # alerting sends a resolution only for an alert that is open).
+            change = Change.RESOLVE
         if change is not None:
             alert = exhaustion_alert(config, views, now, resolved=change is Change.RESOLVE)
-            log.warning("%s", alert.summary)
+            if not (first and sendable):
+                log.warning("%s", alert.summary)
             self._effects.spawn(self._effects.emit([alert], latched=True))
 
     async def _reprobe_binds(self, now: datetime) -> None:
