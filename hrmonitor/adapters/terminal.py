@@ -1,4 +1,4 @@
-"""The only module that imports rich: renders report and check data for a terminal.
+"""The only module that imports rich: renders report data for a terminal (check prints plain lines).
 
 It takes the same JSON-able dicts that ``--json`` prints, so what a person sees
 and what a script reads can never disagree.
@@ -29,13 +29,6 @@ _HEALTH_STYLE = {
     "critical": "bold red",
     "exhausted": "bold white on red",
     "ok": "green",
-}
-_STATUS_STYLE = {
-    "listed": "bold red",
-    "clean": "green",
-    "info": "cyan",
-    "error": "yellow",
-    "unknown": "magenta",
 }
 
 
@@ -171,31 +164,8 @@ def report_renderable(report: Mapping[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def check_renderable(check: Mapping[str, Any]) -> RenderableType:
-    zones = _zones_table(check["zones"])
-    results = Table(title="results", expand=False)
-    for column in ("IP", "pool", "zone", "status", "codes", "severity", "reason"):
-        results.add_column(column)
-    for row in check["results"]:
-        results.add_row(
-            row["ip"],
-            row.get("pool") or "-",
-            row["zone"],
-            _style(row["status"], _STATUS_STYLE),
-            ",".join(row.get("codes", ())),
-            row.get("severity") or "",
-            row.get("txt") or "",
-        )
-    verdict = Text(f"verdict: {check.get('verdict', '')}", style="bold")
-    return Group(zones, results, verdict)
-
-
 def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:
     (console or Console()).print(report_renderable(report))
-
-
-def print_check(check: Mapping[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(check_renderable(check))
 
 
 def watch(

@@ -20,6 +20,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+from hrmonitor.adapters import systemd
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.metrics import Metrics
 from hrmonitor.adapters.scheduler import Scheduler
@@ -202,8 +203,10 @@ class Daemon:
                 self.listener_port,
             )
             self.ready.set()
+            systemd.notify("READY=1", f"STATUS=relaying on port {self.listener_port}")
             await self.stopping.wait()
             log.info("hrmonitor stopping: draining deliveries in flight")
+            systemd.notify("STOPPING=1", "STATUS=draining deliveries in flight")
 
     # --- parts ----------------------------------------------------------------------------
 

@@ -5,22 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from hrmonitor.adapters.clock import SystemClock
-from hrmonitor.adapters.store import open_store
-from hrmonitor.app.monitoring import (
-    alert_channels,
-    dnsbl_engine,
-    open_configured_store,
-    zone_lists,
-)
+from hrmonitor.adapters.store import ListingChanges, Store, open_store
+from hrmonitor.app.monitoring import dnsbl_engine, open_configured_store, zone_lists
 from hrmonitor.config.loading import Config
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.dnsbl.check import Verdict, verdict
-from hrmonitor.core.model import Answer, Clean, Clock, Listed, Severity, canonical_ip
+from hrmonitor.core.model import (
+    Answer,
+    Clean,
+    Clock,
+    Listed,
+    Severity,
+    ZoneHealth,
+    canonical_ip,
+)
 from hrmonitor.errors import OperatorError
-from hrmonitor.services.alerting import Alerting
 from hrmonitor.services.monitor import Monitor, SweepReport
 
 # --- check --------------------------------------------------------------------------------
@@ -48,18 +53,70 @@ def _check_ips(config: Config, ips: Sequence[str], pool: str | None) -> list[str
     return list(dict.fromkeys(chosen))
 
 
+class CheckRecord(StrEnum):
+    """What ``hrmonitor check`` writes to the store (``--record``); it never sends alerts.
+
+    A probe runs from wherever the monitoring system is, often with its own
+    resolver: a resolver that cannot reach the lists there says nothing about the
+    lists, so by default (``listings``) the check stores the answers of the zones
+    that passed their self-test in its own sweep, and the listings they open or
+    close, and leaves zone health, and every alert, to the daemon. ``all`` stores
+    zone health too (a check from the daemon's host, with its resolver); ``none``
+    writes no sweep data at all.
+    """
+
+    LISTINGS = "listings"
+    ALL = "all"
+    NONE = "none"
+
+
+class _CheckStore:
+    """The monitor's store as ``hrmonitor check`` may write it (see :class:`CheckRecord`)."""
+
+    def __init__(self, store: Store, record: CheckRecord) -> None:
+        self._store = store
+        self._record = record
+
+    def listed_keys(self) -> set[tuple[str, str]]:
+        return self._store.listed_keys()
+
+    def record_sweep(
+        self, answers: Sequence[Answer], health: Mapping[str, ZoneHealth], now: datetime
+    ) -> ListingChanges:
+        if self._record is CheckRecord.NONE:
+            return ListingChanges()
+        if self._record is CheckRecord.ALL:
+            return self._store.record_sweep(answers, health, now)
+        # Only the zones that answered their test points here: the others' answers
+        # (and the clean runs they would break) are not this probe's to judge.
+        healthy = {zone for zone, h in health.items() if h is ZoneHealth.OK}
+        usable = [a for a in answers if a.zone in healthy]
+        return self._store.record_sweep(
+            usable, dict.fromkeys(healthy, ZoneHealth.OK), now, zone_health=False
+        )
+
+
+async def _no_alerts(alerts: Sequence[Alert]) -> None:
+    """check's exit status and output are its alert; the daemon tells the channels."""
+
+
 async def run_check(
-    config: Config, ips: Sequence[str] = (), pool: str | None = None, clock: Clock | None = None
+    config: Config,
+    ips: Sequence[str] = (),
+    pool: str | None = None,
+    clock: Clock | None = None,
+    record: CheckRecord = CheckRecord.LISTINGS,
 ) -> CheckOutcome:
-    """One sweep now, stored and alerted like the daemon's, and its Nagios verdict."""
+    """One sweep now and its Nagios verdict; stored as ``record`` says, never alerted."""
     clock = clock or SystemClock()
     targets = _check_ips(config, ips, pool)
     lists = zone_lists(config)
     store = await asyncio.to_thread(open_configured_store, config, clock)
     try:
-        alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
         async with dnsbl_engine(config) as engine:
-            monitor = Monitor(engine, lists, store, clock, alerting.emit_batch, config.core_pools())
+            monitor = Monitor(
+                engine, lists, _CheckStore(store, record), clock, _no_alerts, config.core_pools()
+            )
             report = await monitor.sweep(targets, pool=pool)
     finally:
         store.close()
@@ -184,9 +241,12 @@ def history_data(config: Config, ip: str) -> dict[str, Any]:
         store.close()
 
 
-def upgrade_database(config: Config) -> bool:
+def upgrade_database(config: Config) -> tuple[str | None, str | None]:
+    """Apply the migrations; the revision before and after (None: an empty database)."""
     store = open_store(config.database.url)
     try:
-        return store.upgrade()
+        before = store.revision()
+        store.upgrade()
+        return before, store.revision()
     finally:
         store.close()

@@ -85,7 +85,48 @@ class HrmonitorGroup(click.Group):
             ctx.exit(EXIT_USAGE)
 
 
-@click.group(cls=HrmonitorGroup, lazy_commands=COMMANDS)
+MAIN_HELP = """hrmonitor: keeps an outbound mail service's IP reputation safe.
+
+It sweeps DNS blocklists for every pool IP, relays the tenants' mail from
+the pool each message needs (high-risk for spam, bounces and senders whose
+domain has no A or MX; normal otherwise), rotates listed high-risk IPs out
+and standby IPs in, and tells operators. `hrmonitor COMMAND --help` explains
+each command; `hrmonitor run` is the daemon, the others are one-shot tools
+that work against the daemon's database while it runs.
+
+\b
+CONFIGURATION
+  One TOML file: --config, else $HRMONITOR_CONFIG, else ./config.toml.
+  config.example.toml documents every key. A missing or bad config, rule
+  file or argument exits 2 naming the file, key and problem.
+
+\b
+SIGNALS (hrmonitor run)
+  SIGTERM, SIGINT  stop accepting mail, drain deliveries in flight, exit 0
+  SIGHUP           reload the config and rule files (contrib/systemd's
+                   ExecReload)
+  Under systemd (Type=notify) the daemon sends READY=1 once it accepts mail.
+
+\b
+EXIT STATUS
+  0  success (check: every answer clean)
+  1  check: WARNING (a lower-severity listing, a zone or answer missing)
+  2  a bad config, rule file or argument (check: CRITICAL)
+  3  check: UNKNOWN (nothing trustworthy learnt)
+
+\b
+ENVIRONMENT
+  HRMONITOR_CONFIG  the config file when --config is not given
+  NOTIFY_SOCKET     set by systemd for Type=notify units
+
+\b
+FILES
+  /etc/hrmonitor/config.toml       the config (contrib/systemd's unit)
+  contrib/systemd/hrmonitor.service, contrib/logrotate/hrmonitor
+"""
+
+
+@click.group(cls=HrmonitorGroup, lazy_commands=COMMANDS, help=MAIN_HELP)
 @click.option(
     "--config",
     "config_path",
@@ -105,7 +146,6 @@ class HrmonitorGroup(click.Group):
 @click.version_option(package_name="hrmonitor")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: int, log_format: str) -> None:
-    """hrmonitor: keeps an outbound mail service's IP reputation safe."""
     ctx.obj = {"config_path": config_path}
     # The daemon tells what it does (INFO); one-shot commands only what goes wrong.
     quiet = logging.INFO if ctx.invoked_subcommand == "run" else logging.WARNING

@@ -52,26 +52,51 @@ def _sweep_collector() -> Iterator[None]:
         gc.unfreeze()
 
 
-@click.command("check")
+CHECK_HELP = """One sweep now, printed as a Nagios plugin's output. Exit 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN.
+
+\b
+IPS are checked, or every IP of --pool, or (neither given) every IP of every pool.
+The first line is the status line with performance data:
+  DNSBL CRITICAL - 1 listed of 5 (bl: 127.0.0.20 SBL)|listed=1;;1 checked=5 ...
+then one line per unhealthy zone, per listing and per list with unanswered lookups.
+--json prints the zones and every answer instead (same exit status).
+
+check never sends alerts: its exit status and output are the alert, and the
+daemon tells the alert channels. --record says what it writes to the store:
+listings (default) the answers of the zones that passed their self-test here
+and the listings they open or close; all also the zones' health (for a check
+run on the daemon's host, with its resolver); none nothing.
+"""
+
+
+@click.command("check", help=CHECK_HELP)
 @click.argument("ips", nargs=-1)
 @click.option("--pool", default=None, help="Check every IP of this pool.")
+@click.option(
+    "--record",
+    type=click.Choice(["listings", "all", "none"]),
+    default="listings",
+    show_default=True,
+    help="What the sweep writes to the store (see above).",
+)
 @json_option
 @config_option
 def check_command(
-    ips: tuple[str, ...], pool: str | None, as_json: bool, config_path: str | None
+    ips: tuple[str, ...], pool: str | None, record: str, as_json: bool, config_path: str | None
 ) -> None:
-    """One sweep now, printed. Exit 0 clean, 1 warning, 2 critical, 3 unknown."""
-    from hrmonitor.app.oneshot import run_check  # noqa: PLC0415
+    from hrmonitor.app.oneshot import CheckRecord, run_check  # noqa: PLC0415
+    from hrmonitor.core.dnsbl.check import plugin_output  # noqa: PLC0415
 
     config = load(config_path)
     with _sweep_collector():
-        outcome = asyncio.run(run_check(config, ips, pool))
+        outcome = asyncio.run(run_check(config, ips, pool, record=CheckRecord(record)))
     if as_json:
         print_json(outcome.data)
     else:
-        from hrmonitor.adapters import terminal  # noqa: PLC0415
-
-        terminal.print_check(outcome.data)
+        # Plain lines, never wrapped or cut to a terminal's width: Nagios reads a pipe.
+        lines = plugin_output(outcome.data["zones"], outcome.data["results"], outcome.verdict)
+        click.echo("\n".join(lines))
     raise QuickExit(int(outcome.verdict))
 
 
@@ -147,22 +172,29 @@ def rules_check_command(files: tuple[str, ...], config_path: str | None) -> None
 
 @click.group("db")
 def db_group() -> None:
-    """The database."""
+    """The database: ``db upgrade`` applies the schema migrations and shows the revision."""
 
 
 @db_group.command("upgrade")
 @config_option
 def db_upgrade_command(config_path: str | None) -> None:
-    """Apply migrations (run and check do this themselves on a fresh database)."""
+    """Apply migrations and print the revision before and after.
+
+    run and check migrate a database themselves; this is for an upgrade done by hand
+    (before starting a new version on several nodes, say).
+    """
     from hrmonitor.app.oneshot import upgrade_database  # noqa: PLC0415
 
-    changed = upgrade_database(load(config_path))
-    click.echo("database upgraded" if changed else "database already current")
+    before, after = upgrade_database(load(config_path))
+    if before == after:
+        click.echo(f"database already current: revision {after}")
+    else:
+        click.echo(f"database upgraded: revision {before or 'none (empty)'} -> {after}")
 
 
 @click.group("auth")
 def auth_group() -> None:
-    """SMTP AUTH users."""
+    """SMTP AUTH users: ``auth hash USER`` prints USER's line for [listener] auth_file."""
 
 
 @auth_group.command("hash")

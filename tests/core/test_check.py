@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.dnsbl.check import Verdict, verdict
+from hrmonitor.core.dnsbl.check import Verdict, plugin_output, verdict
 from hrmonitor.core.model import Answer, Clean, Error, Listed, Severity, Unknown, ZoneHealth
 
 IP = "192.0.2.1"
@@ -68,3 +68,28 @@ answers = st.lists(
 def test_ok_only_when_every_answer_is_clean(sample: list[Answer]) -> None:
     result = verdict(sample, {}, high)
     assert (result is Verdict.OK) == (bool(sample) and all(isinstance(a, Clean) for a in sample))
+
+
+def _row(ip: str, status: str, zone: str = "bl", tags: tuple[str, ...] = ()) -> dict[str, object]:
+    return {
+        "ip": ip, "pool": "high-risk", "zone": f"{zone}.test", "list": zone, "status": status,
+        "codes": ["127.0.0.2"] if status == "listed" else [], "tags": list(tags),
+        "severity": "critical" if status == "listed" else None, "txt": "",
+    }  # fmt: skip
+
+
+def test_the_status_line_names_a_few_listings_and_counts_the_rest() -> None:
+    results = [_row(f"192.0.2.{n}", "listed", tags=("XBL",)) for n in range(1, 6)]
+    results += [_row("192.0.2.9", "clean"), _row("192.0.2.9", "unknown", zone="other")]
+    zones = [
+        {"name": "bl", "zone": "bl.test", "health": "ok"},
+        {"name": "other", "zone": "other.test", "health": "ok"},
+    ]
+    first, *details = plugin_output(zones, results, Verdict.CRITICAL)
+    assert first == (
+        "DNSBL CRITICAL - 5 listed of 6 (bl: 192.0.2.1 XBL; bl: 192.0.2.2 XBL; "
+        "bl: 192.0.2.3 XBL; +2 more), 1 of 7 lookups unanswered"
+        "|listed=5;;1 checked=6 answers=7 unknown=1 errors=0 zones=2 zones_unhealthy=0"
+    )
+    assert len(details) == 6  # every listing, then the unanswered lookups per list
+    assert details[-1] == "other: 1 lookup(s) unknown"

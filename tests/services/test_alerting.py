@@ -7,10 +7,9 @@ own ``at``: no clock is read, nothing sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -27,6 +26,7 @@ from hrmonitor.errors import StoreError
 from hrmonitor.services.alerting import Alerting
 from tests.fixtures.smtp_sink import SmtpSink
 from tests.fixtures.store import CountingStore
+from tests.fixtures.webhook import WebhookReceiver
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REPEAT = timedelta(hours=4)
@@ -82,54 +82,6 @@ PASSED = [
     [False, True, False, True, True],
     [True, False, True, False],
 ]
-
-
-class WebhookReceiver:
-    """A minimal HTTP/1.1 server on loopback: records each POST body, answers ``status``."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, object]] = []
-        self.status = 204
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}/hook"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                headers = dict(
-                    line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if line
-                )
-                length = int({k.lower(): v for k, v in headers.items()}["content-length"])
-                self.bodies.append(json.loads(await reader.readexactly(length)))
-                writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\n\r\n".encode())
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.close()
 
 
 @dataclass

@@ -48,7 +48,7 @@ def current_revisions(connection: Connection) -> frozenset[str]:
     return frozenset(MigrationContext.configure(connection).get_current_heads())
 
 
-def _stored_revisions(engine: Engine) -> frozenset[str] | None:
+def stored_revisions(engine: Engine) -> frozenset[str] | None:
     """The revisions in alembic's version table, or None where there is none yet."""
     try:
         with engine.connect() as connection:
@@ -64,7 +64,7 @@ def upgrade(engine: Engine) -> bool:
     Cheap when already current: one query for the version table, no migration scripts run.
     On PostgreSQL an advisory lock keeps two nodes starting together from both migrating.
     """
-    if _stored_revisions(engine) == SHIPPED_HEADS:
+    if stored_revisions(engine) == SHIPPED_HEADS:
         return False
     from alembic.util import CommandError  # noqa: PLC0415
 

@@ -89,6 +89,11 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"database migration failed: {exc}") from exc
 
+    def revision(self) -> str | None:
+        """The database's migration revision (heads joined by ","); None before any migration."""
+        revisions = migrate.stored_revisions(self._engine)
+        return ",".join(sorted(revisions)) if revisions else None
+
     def is_current(self) -> bool:
         """True if the database schema is at the shipped head revisions."""
         try:
@@ -163,14 +168,19 @@ class Store:
         now: datetime,
         *,
         details: Mapping[str, str] | None = None,
+        zone_health: bool = True,
     ) -> ListingChanges:
         """Store one sweep's answers and zone health; what changed, for alerts.
 
         ``health`` must name every zone answered for: a zone missing from it counts
         as unhealthy, so its answers change nothing. ``details`` explains a zone's
-        health (shown in reports).
+        health (shown in reports). ``zone_health=False`` judges the answers by
+        ``health`` but leaves the stored zone health as it is (``hrmonitor check``,
+        whose resolver may not be the daemon's).
         """
-        return self._run(lambda s: record_sweep(s, answers, health, now, details or {}))
+        return self._run(
+            lambda s: record_sweep(s, answers, health, now, details or {}, zone_health=zone_health)
+        )
 
     def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
         return self._run(lambda s: listings.current_listings(s, None if ip is None else _ip(ip)))
