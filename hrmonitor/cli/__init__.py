@@ -33,6 +33,8 @@ COMMANDS: Mapping[str, str] = {
     "db": "hrmonitor.cli.commands:db_group",
     "history": "hrmonitor.cli.commands:history_command",
     "ip": "hrmonitor.cli.ip:ip_group",
+    "mailq": "hrmonitor.cli.queue:mailq_command",
+    "queue": "hrmonitor.cli.queue:queue_group",
     "report": "hrmonitor.cli.commands:report_command",
     "route": "hrmonitor.cli.route:route_command",
     "rules": "hrmonitor.cli.commands:rules_group",

@@ -11,26 +11,18 @@ changes nothing. A running daemon picks the change up at its next tick.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from hrmonitor.adapters.clock import SystemClock
-from hrmonitor.cli.options import config_option, load
+from hrmonitor.cli.options import config_option, load, operator_actor
 from hrmonitor.core.model import Clock, canonical_ip
 from hrmonitor.core.rotation.decide import OperatorAction, Verb
 from hrmonitor.core.units import parse_duration
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.rotation.controller import Controller, OperatorResult
-
-
-def operator_actor() -> str:
-    """``operator:<name>`` from $USER (the login name when $USER is unset)."""
-    name = os.environ.get("USER") or getpass.getuser()
-    return f"operator:{name}"
 
 
 def parse_until(text: str | None, now: datetime) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import os
 import sys
@@ -43,6 +44,12 @@ def config_path(value: str | None) -> str:
 def load(value: str | None) -> Config:
     """Load the config a command was pointed at; ConfigError becomes exit 2 in main()."""
     return load_config(config_path(value))
+
+
+def operator_actor() -> str:
+    """``operator:<name>`` from $USER (the login name when $USER is unset): the audit's actor."""
+    name = os.environ.get("USER") or getpass.getuser()
+    return f"operator:{name}"
 
 
 def json_option(command: F) -> F:

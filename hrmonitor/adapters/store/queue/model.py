@@ -15,14 +15,18 @@ class RecipientStatus(StrEnum):
     DELIVERED = "delivered"
     BOUNCED = "bounced"
     DEFERRED = "deferred"
+    HELD = "held"  # an operator's ``hrmonitor queue hold``: never claimed until released
 
     @property
     def final(self) -> bool:
         return self in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
 
 
-# A recipient in one of these states waits for its next attempt.
+# A recipient in one of these states waits for its next attempt (a held one does not:
+# the runner's claim and its next-due time look only at these).
 WAITING = (RecipientStatus.QUEUED.value, RecipientStatus.DEFERRED.value)
+# Not yet concluded: purging a message with one of these would lose mail.
+UNFINISHED = (*WAITING, RecipientStatus.DELIVERING.value, RecipientStatus.HELD.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hrmonitor.adapters.store.queue.delivery import QueueDelivery
 from hrmonitor.adapters.store.queue.model import (
-    WAITING,
+    UNFINISHED,
     AttemptRecord,
     DueRecipient,
     MessageRecord,
@@ -88,47 +88,9 @@ class QueueRepository(QueueDelivery, QueueReports):
         """Store ``messages`` and their recipients in one transaction; returns after commit."""
         if not messages:
             return
-        message_rows = [
-            {
-                "id": m.id,
-                "tenant": m.tenant,
-                "client_ip": m.client_ip,
-                "mail_from": m.mail_from,
-                "body": m.body,
-                "size": len(m.body),
-                "arrived_at": m.arrived_at,
-                "pool": m.pool,
-                "risk": m.risk,
-                "reasons": [dict(r) for r in m.reasons],
-                "bounce_kind": m.bounce_kind,
-                "hold_until": m.hold_until,
-                "message_id": m.message_id,
-                "smtputf8": int(m.smtputf8),
-                "dsn_of": m.dsn_of,
-            }
-            for m in messages
-        ]
-        recipient_rows = [
-            {
-                "message_id": m.id,
-                "address": address,
-                "domain": address.rpartition("@")[2].lower(),
-                "status": RecipientStatus.QUEUED.value,
-                "attempts": 0,
-                "next_attempt_at": m.due_at or m.hold_until or m.arrived_at,
-                "last_code": None,
-                "last_reply": "",
-                "remote_mta": "",
-                "updated_at": m.arrived_at,
-            }
-            for m in messages
-            for address in m.recipients
-        ]
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(MESSAGES), message_rows)
-                if recipient_rows:
-                    conn.execute(insert(RECIPIENTS), recipient_rows)
+                insert_messages(conn, messages)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
 
@@ -159,12 +121,7 @@ class QueueRepository(QueueDelivery, QueueReports):
 
     def purge_finished(self, before: datetime) -> int:
         """Delete messages whose recipients are all final and that arrived before ``before``."""
-        unfinished = select(RECIPIENTS.c.message_id).where(
-            or_(
-                RECIPIENTS.c.status.in_(WAITING),
-                RECIPIENTS.c.status == RecipientStatus.DELIVERING.value,
-            )
-        )
+        unfinished = select(RECIPIENTS.c.message_id).where(RECIPIENTS.c.status.in_(UNFINISHED))
         try:
             with self._engine.begin() as conn:
                 result = conn.execute(
@@ -175,3 +132,46 @@ class QueueRepository(QueueDelivery, QueueReports):
         except SQLAlchemyError as exc:
             raise StoreError(f"could not purge the queue: {exc}") from exc
         return int(result.rowcount)
+
+
+def insert_messages(conn: Connection, messages: Sequence[NewMessage]) -> None:
+    """Insert ``messages`` and their recipients in ``conn``'s transaction (acceptance, bounces)."""
+    message_rows = [
+        {
+            "id": m.id,
+            "tenant": m.tenant,
+            "client_ip": m.client_ip,
+            "mail_from": m.mail_from,
+            "body": m.body,
+            "size": len(m.body),
+            "arrived_at": m.arrived_at,
+            "pool": m.pool,
+            "risk": m.risk,
+            "reasons": [dict(r) for r in m.reasons],
+            "bounce_kind": m.bounce_kind,
+            "hold_until": m.hold_until,
+            "message_id": m.message_id,
+            "smtputf8": int(m.smtputf8),
+            "dsn_of": m.dsn_of,
+        }
+        for m in messages
+    ]
+    recipient_rows = [
+        {
+            "message_id": m.id,
+            "address": address,
+            "domain": address.rpartition("@")[2].lower(),
+            "status": RecipientStatus.QUEUED.value,
+            "attempts": 0,
+            "next_attempt_at": m.due_at or m.hold_until or m.arrived_at,
+            "last_code": None,
+            "last_reply": "",
+            "remote_mta": "",
+            "updated_at": m.arrived_at,
+        }
+        for m in messages
+        for address in m.recipients
+    ]
+    conn.execute(insert(MESSAGES), message_rows)
+    if recipient_rows:
+        conn.execute(insert(RECIPIENTS), recipient_rows)
