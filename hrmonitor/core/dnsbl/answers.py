@@ -46,6 +46,7 @@ class Rcode(StrEnum):
     SERVFAIL = "SERVFAIL"
     REFUSED = "REFUSED"
     TIMEOUT = "TIMEOUT"  # no answer after every attempt
+    UNREACHABLE = "UNREACHABLE"  # no nameserver could be reached (ENETUNREACH, ECONNREFUSED...)
     TRUNCATED = "TRUNCATED"  # TC bit: a DNSBL answer never needs TCP; untrusted
     GARBAGE = "GARBAGE"  # an answer that did not parse
     OTHER = "OTHER"  # FORMERR, NOTIMP and the rest
@@ -173,6 +174,7 @@ def _ipv4_value(text: str) -> int | None:
 def _reason(reply: Reply) -> str:
     reasons = {
         Rcode.TIMEOUT: "no answer (timeout after every attempt)",
+        Rcode.UNREACHABLE: "nameserver unreachable",
         Rcode.SERVFAIL: "SERVFAIL",
         Rcode.REFUSED: "REFUSED",
         Rcode.TRUNCATED: "truncated answer",
@@ -212,7 +214,7 @@ def zone_health(zone_list: ZoneList, points: Mapping[str, Reply]) -> ZoneHealth:
 
 
 def _point_health(zone_list: ZoneList, point: str, reply: Reply, must_list: bool) -> ZoneHealth:
-    if reply.rcode in (Rcode.TIMEOUT, Rcode.SERVFAIL):
+    if reply.rcode in (Rcode.TIMEOUT, Rcode.UNREACHABLE, Rcode.SERVFAIL):
         return ZoneHealth.UNREACHABLE
     if reply.rcode is Rcode.REFUSED:
         return ZoneHealth.REFUSING

@@ -30,6 +30,7 @@ more than the query. Here:
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import logging
@@ -48,6 +49,10 @@ _RECEIVE_BUFFER = 4 * 1024 * 1024
 _TIMEOUT_SLACK = 0.001  # asyncio may run a timer this much early
 _START_WINDOW = 64
 _MIN_WINDOW = 8
+# Errors that say the nameserver cannot be reached at all: a try fails now, not on timeout.
+_NETWORK_ERRORS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ENETDOWN, errno.EHOSTDOWN}
+)
 
 
 class _Batch:
@@ -150,31 +155,55 @@ class UdpExchange:
         self._in_flight = 0
         self._sent = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._down: dict[tuple[str, int], str] = {}  # servers connect() failed for -> why
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
         return tuple(self._servers)
 
     async def open(self) -> None:
-        """Bind the UDP sockets (done on first use if not called)."""
-        if self._sockets:
-            return
+        """Make the UDP sockets (done on first use; each call retries unreachable servers).
+
+        A nameserver the network cannot reach (``connect`` fails: ENETUNREACH,
+        EHOSTUNREACH, ...) gets no sockets: its queries fail at once as
+        per-query errors (answers Unknown, zones unreachable), never as an
+        exception out of the engine; the next call tries to connect again.
+        """
         self._loop = asyncio.get_running_loop()
         for server in self._servers:
-            if server in self._sockets:
-                continue
-            family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-            opened = []
+            if server not in self._sockets:
+                self._connect(server)
+
+    def _connect(self, server: tuple[str, int]) -> None:
+        assert self._loop is not None
+        family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        opened: list[socket.socket] = []
+        try:
             for _ in range(self._socket_count):
                 # Connected: the kernel drops datagrams from anyone but this server,
                 # and send()/recv() skip a route lookup and an address per packet.
                 sock = socket.socket(family, socket.SOCK_DGRAM)
+                opened.append(sock)
                 sock.setblocking(False)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
                 sock.connect(server)
-                self._loop.add_reader(sock.fileno(), self._drain, sock, server)
-                opened.append(sock)
-            self._sockets[server] = opened
+        except OSError as exc:
+            for sock in opened:
+                sock.close()
+            self._note_unreachable(server, exc)
+            return
+        for sock in opened:
+            self._loop.add_reader(sock.fileno(), self._drain, sock, server)
+        self._sockets[server] = opened
+        if self._down.pop(server, None) is not None:
+            log.warning("DNSBL nameserver %s:%s is reachable again", *server)
+
+    def _note_unreachable(self, server: tuple[str, int], exc: OSError) -> None:
+        # Logged once per outage, not once per query or per call.
+        detail = exc.strerror or str(exc)
+        if server not in self._down:
+            log.warning("DNSBL nameserver %s:%s unreachable: %s", server[0], server[1], detail)
+        self._down[server] = detail
 
     async def close(self) -> None:
         """Close the sockets; calls still waiting get TIMEOUT replies."""
@@ -268,28 +297,34 @@ class UdpExchange:
         self._arm_release(self._loop)
 
     def _pump(self) -> None:
-        """Fill the window: released (rate-limited) queries first, then the streams."""
-        room = math.ceil(self._window - self._in_flight)
-        if room <= 0 or not self._sockets:
-            return
-        burst: list[_Query] = []
-        released = self._released
-        while released and len(burst) < room:
-            burst.append(released.popleft())
-        attempts = self._attempts
-        streams = self._streams
-        while streams and len(burst) < room:
-            batch = streams[0]
-            assert batch.source is not None
-            wanted = room - len(burst)
-            index = batch.next_index
-            for question, _key in itertools.islice(batch.source, wanted):
-                burst.append(_Query(batch, index, question, attempts))
-                index += 1
-            if index - batch.next_index < wanted:
-                streams.popleft()  # its questions ran out
-            batch.next_index = index
-        if burst:
+        """Fill the window: released (rate-limited) queries first, then the streams.
+
+        Sends that fail at once (an unreachable network) free their slots at
+        once, so the window is filled again until the questions run out.
+        """
+        while True:
+            room = math.ceil(self._window - self._in_flight)
+            if room <= 0 or self._loop is None:
+                return
+            burst: list[_Query] = []
+            released = self._released
+            while released and len(burst) < room:
+                burst.append(released.popleft())
+            attempts = self._attempts
+            streams = self._streams
+            while streams and len(burst) < room:
+                batch = streams[0]
+                assert batch.source is not None
+                wanted = room - len(burst)
+                index = batch.next_index
+                for question, _key in itertools.islice(batch.source, wanted):
+                    burst.append(_Query(batch, index, question, attempts))
+                    index += 1
+                if index - batch.next_index < wanted:
+                    streams.popleft()  # its questions ran out
+                batch.next_index = index
+            if not burst:
+                return
             self._in_flight += len(burst)
             self._send(burst)
 
@@ -305,6 +340,7 @@ class UdpExchange:
         sent = self._sent
         self._bursts += 1
         burst = self._bursts
+        refused: dict[tuple[str, int], str] = {}
         for query in queries:
             turn = query.batch.first_server + query.tries
             server = order[turn % servers]
@@ -319,18 +355,26 @@ class UdpExchange:
             query.tries += 1
             query.attempts_left -= 1
             query.burst = burst
-            opened = sockets[server]
+            opened = sockets.get(server)
+            if opened is None:  # connect() failed for it
+                refused.setdefault(server, self._down.get(server, "not connected"))
+                continue
             sent += 1
             try:
                 opened[sent % count].send(qid.to_bytes(2, "big") + query.body)
-            except OSError as exc:  # a full buffer or an unreachable network: retried on timeout
-                log.debug("DNSBL query to %s not sent: %s", server[0], exc)
+            except OSError as exc:
+                if exc.errno in _NETWORK_ERRORS:
+                    refused.setdefault(server, exc.strerror or str(exc))
+                else:  # a full buffer: retried on timeout
+                    log.debug("DNSBL query to %s not sent: %s", server[0], exc)
         self._sent = sent
         # Read after the burst: no try gets less than the whole timeout.
         deadline = self._loop.time() + self._timeout
         self._deadlines.append((deadline, burst))
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire_due)
+        for server, why in refused.items():  # after the deadline: retries are a later burst
+            self._refused(server, why)
 
     def _drain(self, sock: socket.socket, server: tuple[str, int]) -> None:
         # Answers first, then one burst of new questions: the server wakes once
@@ -343,7 +387,9 @@ class UdpExchange:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                log.debug("DNSBL socket error: %s", exc)
+                log.debug("DNSBL socket error from %s: %s", server[0], exc)
+                if exc.errno in _NETWORK_ERRORS:
+                    self._refused(server, exc.strerror or str(exc))
                 break
             if len(data) < 17:
                 continue
@@ -407,6 +453,32 @@ class UdpExchange:
             self._retry(query)
         else:
             self._finish(query, Reply(Rcode.TIMEOUT, detail=f"{query.tries} tries"))
+
+    def _refused(self, server: tuple[str, int], why: str) -> None:
+        """The network refused ``server`` (no route, ICMP unreachable): its tries end now.
+
+        A connected UDP socket reports an ICMP error on whatever call comes
+        next on it, not on the datagram that caused it, so every query
+        waiting on that server fails, each to its next try or to an
+        UNREACHABLE reply. Not a loss: the window stays (nothing is
+        congested); the server is asked last until it answers again.
+        """
+        waiting = [q for q in self._pending.values() if q.server == server]
+        if not waiting:
+            return
+        for query in waiting:
+            del self._pending[query.qid]
+            query.qid = -1
+        self._misses[server] += 1
+        if len(self._servers) > 1:
+            self._order = sorted(self._servers, key=self._misses.__getitem__)
+        retry = [q for q in waiting if q.attempts_left > 0]
+        for query in waiting:
+            if query.attempts_left <= 0:
+                detail = f"{server[0]}: {why} ({query.tries} tries)"
+                self._finish(query, Reply(Rcode.UNREACHABLE, detail=detail), pump=False)
+        if retry:
+            self._send(retry)  # at most ``attempts`` deep: each try spends one
 
     def _retry(self, query: _Query) -> None:
         if query.qid >= 0:
