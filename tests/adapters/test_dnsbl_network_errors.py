@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,13 +23,13 @@ pytestmark = pytest.mark.rbldnsd
 
 
 @pytest.fixture
-def closed_port() -> Iterator[tuple[str, int]]:
+def closed_port() -> tuple[str, int]:
     """A loopback UDP port with nothing listening on it."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind(("127.0.0.1", 0))
     address = probe.getsockname()
     probe.close()
-    yield address
+    return (str(address[0]), int(address[1]))
 
 
 def _refuse(monkeypatch: pytest.MonkeyPatch, method: str, target: tuple[str, int], code: int):

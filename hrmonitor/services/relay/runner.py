@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueRepository
+from hrmonitor.core.backoff import Backoff, FailureLog
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import Clock
 from hrmonitor.services.relay.acceptance import Acceptance
@@ -144,6 +146,10 @@ class Relay:
         self._running = asyncio.Event()
         self._next_housekeeping = 0.0
         self._running.set()  # "not running" until run() starts
+        self._stopped = asyncio.Event()
+        self._backoff = Backoff(base=0.1, cap=settings.poll_seconds * 30)
+        self._failures = FailureLog(settings.failure_log_seconds)
+        self._rng = random.Random()
 
     # --- store thread ------------------------------------------------------------------
 
@@ -187,14 +193,37 @@ class Relay:
             self._wake.clear()
             try:
                 claimed = await self.dispatch()
-            except Exception:
-                log.exception("queue runner pass failed; retrying")
-                claimed = 0
+            except Exception as exc:
+                # The store is failing (disk full, connection lost): back off, log once
+                # per interval with a count, never spin on it (issue 13, item 7).
+                self._pass_failed(exc)
+                await self._housekeeping()
+                await self._pause(self._backoff.delay(self._failures.failing, self._rng))
+                continue
+            if outage := self._failures.recovered():
+                log.warning("queue runner passes work again after %d failure(s)", outage)
             await self._housekeeping()
             if claimed and len(self._active) < self.settings.concurrency:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+
+    def _pass_failed(self, exc: Exception) -> None:
+        count = self._failures.failed(time.monotonic())
+        if count is None:
+            return
+        if self._failures.failing == 1:
+            log.error("queue runner pass failed; backing off", exc_info=exc)
+        else:
+            log.error(
+                "queue runner pass failed %d more time(s) (%d in a row), backing off: %s",
+                count, self._failures.failing, exc,
+            )  # fmt: skip
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` or until :meth:`stop`; new mail does not cut a backoff short."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
 
     async def _housekeeping(self) -> None:
         """Now and then: re-queue lost claims, drop finished messages past their keep time."""
@@ -230,6 +259,7 @@ class Relay:
     async def stop(self) -> None:
         """Stop claiming, let the deliveries in flight finish, then close the store thread."""
         self._stopping = True
+        self._stopped.set()
         self.wake()
         await self._running.wait()
         if self._active:

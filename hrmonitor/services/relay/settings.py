@@ -129,4 +129,5 @@ class RelaySettings:
     mx_cache_seconds: float = 60.0
     max_batch: int = 500
     housekeeping_seconds: float = 300.0
+    failure_log_seconds: float = 60.0  # a failing store: one log line per this, with a count
     keep_finished: timedelta = timedelta(days=7)  # delivered/bounced messages stay this long
