@@ -1,9 +1,13 @@
 """Alert channels: the log (always), webhooks (JSON POST) and e-mail.
 
-Channels only deliver; deduplication and repeat intervals live in
-``services.alerting`` (they need the store). A channel that fails logs the
-failure and returns it as a value: one dead webhook never stops the daemon or
-the other channels.
+Channels only deliver; deduplication, the daemon's queue, retries and repeat
+intervals live in ``services.alerting``. A channel that fails returns the
+failure as a value (logged at debug here; the caller says what it means): one
+dead webhook never stops the daemon or the other channels.
+
+``timeout`` is a total deadline for one send (connect + request + reading the
+whole answer): httpx's and aiosmtplib's own timeouts are per operation, so a
+receiver that trickles a byte every few seconds never tripped them.
 
 httpx and aiosmtplib are imported by the channels that use them, when one is
 configured: ``hrmonitor check`` with only the log channel never loads them.
@@ -11,6 +15,7 @@ configured: ``hrmonitor check`` with only the log channel never loads them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -82,13 +87,17 @@ class WebhookChannel:
         import httpx  # noqa: PLC0415  (see the module docstring)
 
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.post(self._url, json=alert.as_dict())
+            async with asyncio.timeout(self._timeout):
+                async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    response = await client.post(self._url, json=alert.as_dict())
+        except TimeoutError:
+            log.debug("alert webhook %s: no answer within %gs", self._url, self._timeout)
+            return Delivery(self.name, False, f"no complete answer within {self._timeout:g}s")
         except httpx.HTTPError as error:
-            log.warning("alert webhook %s failed: %s", self._url, error)
+            log.debug("alert webhook %s failed: %s", self._url, error)
             return Delivery(self.name, False, str(error) or type(error).__name__)
         if response.status_code >= 300:
-            log.warning("alert webhook %s answered %s", self._url, response.status_code)
+            log.debug("alert webhook %s answered %s", self._url, response.status_code)
             return Delivery(self.name, False, f"HTTP {response.status_code}")
         return Delivery(self.name, True)
 
@@ -120,15 +129,20 @@ class EmailChannel:
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(json.dumps(alert.as_dict(), indent=2, sort_keys=True))
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self._host,
-                port=self._port,
-                timeout=self._timeout,
-                start_tls=False,
-                use_tls=False,
-            )
+            async with asyncio.timeout(self._timeout):
+                await aiosmtplib.send(
+                    message,
+                    hostname=self._host,
+                    port=self._port,
+                    timeout=self._timeout,
+                    start_tls=False,
+                    use_tls=False,
+                )
+        except TimeoutError:
+            log.debug("alert e-mail via %s:%s: not sent within %gs", self._host, self._port,
+                      self._timeout)  # fmt: skip
+            return Delivery(self.name, False, f"not sent within {self._timeout:g}s")
         except (aiosmtplib.SMTPException, OSError) as error:
-            log.warning("alert e-mail via %s:%s failed: %s", self._host, self._port, error)
+            log.debug("alert e-mail via %s:%s failed: %s", self._host, self._port, error)
             return Delivery(self.name, False, str(error))
         return Delivery(self.name, True)

@@ -161,6 +161,12 @@ class Metrics:
         self._listed_seen: set[tuple[str, str, str]] = set()
         self._queue_seen: set[tuple[str, str]] = set()
         self._caps: set[tuple[str, str]] = set()
+        self._alerts_dropped = Counter(
+            "hrmonitor_alerts_dropped",
+            "Alerts dropped from a channel's full queue",
+            ["channel"],
+            registry=r,
+        )
         self._server: tuple[WSGIServer, Thread] | None = None
 
     def serve(self, host: str, port: int) -> int:
@@ -265,3 +271,6 @@ class Metrics:
 
     def alert(self, kind: str, severity: str) -> None:
         self._alerts.labels(kind, severity).inc()
+
+    def alert_dropped(self, channel: str) -> None:
+        self._alerts_dropped.labels(channel).inc()

@@ -51,9 +51,10 @@ from hrmonitor.app.compose import (
 from hrmonitor.app.metrics_refresh import refresh_metrics
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
-from hrmonitor.services.alerting import Alerting
+from hrmonitor.services.alerting import Alerting, Outbox
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
 from hrmonitor.services.rotation.controller import Controller
@@ -125,8 +126,20 @@ class Daemon:
             stack.callback(store.close)
             stack.push_async_callback(self._settle)  # runs just before store.close
             alerting = Alerting(
-                store, alert_channels(config), config.alerting.repeat_after, self.metrics
+                store,
+                alert_channels(config),
+                config.alerting.repeat_after,
+                self.metrics,
+                outbox=Outbox(
+                    queue_size=config.alerting.queue_size,
+                    attempts=config.alerting.attempts,
+                    shutdown_wait=config.alerting.shutdown_wait.total_seconds(),
+                ),
+                on_dropped=self.metrics.alert_dropped,
             )
+            # Closed after every part that raises alerts, before the store: queued
+            # alerts get shutdown_wait to go out, never longer.
+            stack.push_async_callback(alerting.close)
             engine = dnsbl_engine(config)
             await engine.open()
             stack.push_async_callback(engine.close)
@@ -139,6 +152,11 @@ class Daemon:
             feed = TrafficFeed(watcher, patterns)
             connections = outbound_connections(config)
             stack.push_async_callback(connections.close)
+
+            def raise_alert(alert: Alert) -> None:
+                self._spawn(alerting.emit(alert))
+
+            router.on_alert = raise_alert  # the sending-limit alert, raised and resolved
             relay = build_relay(
                 config,
                 store,
@@ -147,7 +165,7 @@ class Daemon:
                 controller=controller,
                 sender=connections,
                 mail=mail_dns(config),
-                on_alert=lambda alert: self._spawn(alerting.emit(alert)),
+                on_alert=raise_alert,
                 feed=feed,
                 watcher=watcher,
                 metrics=self.metrics,

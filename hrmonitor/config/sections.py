@@ -237,6 +237,9 @@ class AlertConfig(Section):
 
 class AlertingConfig(Section):
     repeat_after: Duration = timedelta(hours=4)  # a still-open alert is re-sent after this
+    queue_size: int = Field(default=1000, ge=1)  # alerts waiting per channel; full drops oldest
+    attempts: int = Field(default=3, ge=1, le=20)  # tries per alert and channel, with backoff
+    shutdown_wait: Duration = timedelta(seconds=5)  # how long shutdown waits for queued alerts
 
 
 class MetricsConfig(Section):

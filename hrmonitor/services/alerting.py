@@ -10,18 +10,33 @@ A sweep's alerts go through ``emit_batch``: one store transaction dedupes them
 all (a first check with thousands of new listings used to pay one commit per
 alert). The dedupe state is recorded before any channel is tried, as for a
 single alert: a failing channel does not make the alert due again.
+
+In the daemon (``outbox`` given) delivery never blocks the caller's job: the
+log channel is written at once, and every other channel gets a
+:class:`QueuedChannel`, a bounded queue with its own worker. The worker sends
+one alert at a time (a resolution never overtakes its alert), each send under
+the channel's total deadline, retried with exponential backoff and jitter; a
+full queue drops its oldest alert, counted and logged. :meth:`Alerting.close`
+gives the queues ``shutdown_wait`` to empty, then stops the workers. A slow
+webhook used to hold sweeps, rotation ticks and shutdown for minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
-from hrmonitor.adapters.alerts import Channel, Delivery, wants
+from hrmonitor.adapters.alerts import Channel, Delivery, LogChannel, wants
 from hrmonitor.core.alert import Alert
+from hrmonitor.core.backoff import Backoff, FailureLog
+from hrmonitor.core.model import Severity
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +49,109 @@ class AlertCounter(Protocol):
     def alert(self, kind: str, severity: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """How the daemon queues alerts for its channels (``[alerting]``)."""
+
+    queue_size: int = 1000  # alerts waiting per channel; a full queue drops its oldest
+    attempts: int = 3  # tries per alert and channel
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=60.0))  # between tries
+    shutdown_wait: float = 5.0  # seconds close() gives the queues to empty
+    failure_log_seconds: float = 60.0  # a failing channel: one log line per this, with a count
+
+
+DroppedFn = Callable[[str], None]  # channel name: one alert dropped from its full queue
+
+
+class QueuedChannel:
+    """A channel behind a bounded queue and a worker of its own (see the module docstring)."""
+
+    def __init__(
+        self, channel: Channel, outbox: Outbox, on_dropped: DroppedFn | None = None
+    ) -> None:
+        self.name = channel.name
+        self.min_severity: Severity = channel.min_severity
+        self.dropped = 0
+        self.given_up = 0
+        self._channel = channel
+        self._outbox = outbox
+        self._on_dropped = on_dropped
+        self._queue: deque[Alert] = deque()
+        self._waiting = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
+        self._failures = FailureLog(outbox.failure_log_seconds)
+        self._drops = FailureLog(outbox.failure_log_seconds)
+        self._rng = random.Random()
+
+    async def send(self, alert: Alert) -> Delivery:
+        """Queue ``alert`` and return at once; the worker delivers it."""
+        if len(self._queue) >= self._outbox.queue_size:
+            oldest = self._queue.popleft()
+            self.dropped += 1
+            if self._on_dropped is not None:
+                self._on_dropped(self.name)
+            if (count := self._drops.failed(time.monotonic())) is not None:
+                log.warning("alert queue of %s is full: dropped %d alert(s), the oldest %s",
+                            self.name, count, oldest.key)  # fmt: skip
+        self._queue.append(alert)
+        self._idle.clear()
+        self._waiting.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(
+                self._work(), name=f"alerts: {self.name}"
+            )
+        return Delivery(self.name, True, "queued")
+
+    async def close(self, wait: float) -> None:
+        """Give the queue ``wait`` seconds to empty, then stop the worker."""
+        if self._worker is None:
+            return
+        try:
+            async with asyncio.timeout(wait):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("alerts to %s not sent at shutdown: %d queued", self.name,
+                        len(self._queue) + (0 if self._idle.is_set() else 1))  # fmt: skip
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._waiting.clear()
+                await self._waiting.wait()
+                continue
+            await self._deliver(self._queue.popleft())
+
+    async def _deliver(self, alert: Alert) -> None:
+        attempts = self._outbox.attempts
+        for attempt in range(1, attempts + 1):
+            delivery = await _send(self._channel, alert)
+            if delivery.ok:
+                if outage := self._failures.recovered():
+                    log.warning("alerts to %s go through again after %d failed attempt(s)",
+                                self.name, outage)  # fmt: skip
+                return
+            if (count := self._failures.failed(time.monotonic())) is not None:
+                log.warning("alert %s to %s failed (%d failed attempt(s) since the last line): %s",
+                            alert.key, self.name, count, delivery.detail)  # fmt: skip
+            if attempt < attempts:
+                await asyncio.sleep(self._outbox.backoff.delay(attempt, self._rng))
+        self.given_up += 1
+        log.debug("alert %s to %s given up after %d attempts", alert.key, self.name, attempts)
+
+
+async def _send(channel: Channel, alert: Alert) -> Delivery:
+    try:
+        return await channel.send(alert)
+    except Exception as error:  # a channel bug must not stop the others
+        log.exception("alert channel %s raised", channel.name)
+        return Delivery(channel.name, False, repr(error))
+
+
 class Alerting:
     def __init__(
         self,
@@ -41,9 +159,19 @@ class Alerting:
         channels: Sequence[Channel],
         repeat_after: timedelta,
         counter: AlertCounter | None = None,
+        *,
+        outbox: Outbox | None = None,
+        on_dropped: DroppedFn | None = None,
     ) -> None:
         self._store = store
-        self._channels = tuple(channels)
+        self._outbox = outbox
+        self._queued = tuple(
+            QueuedChannel(c, outbox, on_dropped)
+            for c in channels
+            if outbox is not None and not isinstance(c, LogChannel)
+        )
+        direct = [c for c in channels if outbox is None or isinstance(c, LogChannel)]
+        self._channels: tuple[Channel, ...] = (*direct, *self._queued)
         self._repeat_after = repeat_after
         self._counter = counter
         self.sent: list[Alert] = []  # what passed dedupe, newest last (bounded)
@@ -88,8 +216,14 @@ class Alerting:
 
     @staticmethod
     async def _send(channel: Channel, alert: Alert) -> Delivery:
-        try:
-            return await channel.send(alert)
-        except Exception as error:  # a channel bug must not stop the others
-            log.exception("alert channel %s raised", channel.name)
-            return Delivery(channel.name, False, repr(error))
+        delivery = await _send(channel, alert)
+        if not delivery.ok:
+            log.warning("alert %s to %s failed: %s", alert.key, channel.name, delivery.detail)
+        return delivery
+
+    async def close(self) -> None:
+        """Give the queued channels ``shutdown_wait`` together to empty; stop their workers."""
+        if self._outbox is None or not self._queued:
+            return
+        wait = self._outbox.shutdown_wait
+        await asyncio.gather(*(q.close(wait) for q in self._queued))

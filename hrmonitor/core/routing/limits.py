@@ -8,9 +8,12 @@ one :class:`RecipientWindow`; time is always passed in.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.model import Severity
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -148,3 +151,65 @@ def _while_after(buckets: Iterator[_Minute], moment: datetime) -> Iterator[_Minu
         if bucket.start <= moment:
             return
         yield bucket
+
+
+class LimitAlerts:
+    """The ``sending-limit`` alert, one per sender: raised when a decision carries it,
+    resolved once the sender's counts are back under the limits.
+
+    A routing rule says which decisions raise it (``alert = "sending-limit"`` on
+    the shipped ``over-sending-limits`` rule); this keeps which senders have one
+    open, so an over-limit sender raises it once, not once per message (the
+    store's dedupe would hold the repeats back too, at a transaction each).
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, LimitStatus] = {}
+
+    def decided(
+        self, mail_from: str, limit: LimitStatus, kinds: Sequence[str], now: datetime
+    ) -> Alert | None:
+        """The alert a routed message raises or resolves, if any."""
+        key = sender_key(mail_from)
+        if not key:
+            return None
+        if AlertKind.SENDING_LIMIT in kinds and limit.over:
+            if key in self._open:
+                return None
+            self._open[key] = limit
+            return _limit_alert(key, limit, now, resolved=False)
+        if not limit.over and key in self._open:
+            del self._open[key]
+            return _limit_alert(key, limit, now, resolved=True)
+        return None
+
+    def back_under(
+        self, window: RecipientWindow, limits: SendingLimits, now: datetime
+    ) -> list[Alert]:
+        """Resolutions for the senders whose counts fell under the limits by ``now``."""
+        resolved = []
+        for key in list(self._open):
+            status = check_limits(*window.counts(key, now), limits)
+            if not status.over:
+                del self._open[key]
+                resolved.append(_limit_alert(key, status, now, resolved=True))
+        return resolved
+
+
+def _limit_alert(sender: str, limit: LimitStatus, now: datetime, *, resolved: bool) -> Alert:
+    kind = AlertKind.SENDING_LIMIT
+    summary = (
+        f"sender {sender} is back under its sending limits"
+        if resolved
+        else f"sender {sender} is over its sending limits ({limit.detail}): "
+        "its mail goes to the high-risk pool"
+    )
+    return Alert(
+        kind,
+        Severity.HIGH,
+        alert_key(kind, None, None, sender),
+        summary,
+        now,
+        {"sender": sender, "last_hour": limit.last_hour, "last_day": limit.last_day},
+        resolved=resolved,
+    )

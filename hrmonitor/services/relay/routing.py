@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Pool
 from hrmonitor.core.mx import DomainStatus
 from hrmonitor.core.routing.decide import (
@@ -28,7 +29,12 @@ from hrmonitor.core.routing.decide import (
     sender_domain_of,
     tenant_for,
 )
-from hrmonitor.core.routing.limits import RecipientWindow, check_limits, sender_key
+from hrmonitor.core.routing.limits import (
+    LimitAlerts,
+    RecipientWindow,
+    check_limits,
+    sender_key,
+)
 from hrmonitor.core.routing.rules import RoutingRule
 from hrmonitor.core.routing.spam_score import ScanResult, strip_untrusted_scores
 
@@ -63,6 +69,9 @@ class Router:
     outage costs one timeout per domain per ``negative_ttl``, not one per
     message, and a held message (re-checked after a retry step, longer than
     ``negative_ttl`` by default) is resolved again.
+    The alerts a decision carries (``sending-limit``) go to ``on_alert``,
+    once per sender until :meth:`prune` or a later message finds the sender
+    back under its limits, which resolves them.
     """
 
     def __init__(
@@ -87,6 +96,8 @@ class Router:
         self._negative_ttl = negative_ttl
         self._cache: dict[str, tuple[datetime, DomainStatus]] = {}
         self._in_flight: dict[str, asyncio.Future[DomainStatus]] = {}
+        self._limit_alerts = LimitAlerts()
+        self.on_alert: Callable[[Alert], None] | None = None  # the daemon sets it
 
     def stored_form(self, message: bytes, client_ip: str | None) -> bytes:
         """The bytes the listener stores: score headers stripped unless from a trusted filter."""
@@ -174,6 +185,10 @@ class Router:
             scan=scan,
         )
         decision = decide(facts, self.rules, self.pools, self.settings, when)
+        if self.on_alert is not None and (
+            alert := self._limit_alerts.decided(mail_from, limit, decision.alerts, when)
+        ):
+            self.on_alert(alert)
         log.debug("routed %s -> %s (%d reasons)", mail_from, decision.pool, len(decision.reasons))
         return decision
 
@@ -195,6 +210,10 @@ class Router:
             await self._scanner.close()
 
     def prune(self, now: datetime) -> None:
-        """Drop counters older than a day and expired DNS answers (call from a periodic job)."""
+        """Drop counters older than a day and expired DNS answers (call from a periodic job);
+        resolve the sending-limit alerts of senders back under their limits."""
+        for alert in self._limit_alerts.back_under(self._window, self.settings.limits, now):
+            if self.on_alert is not None:
+                self.on_alert(alert)
         self._window.prune(now)
         self._cache = {d: c for d, c in self._cache.items() if now < c[0]}

@@ -1,0 +1,60 @@
+"""The sending-limit alert from a real ``hrmonitor run`` process (issue 13, item 4).
+
+Over-limit mail was routed high-risk, but the alert the decision carried was
+read nowhere. A sender over ``recipients_per_hour = 2`` now raises it once,
+however many more messages it sends; the resolution (an hour later) is
+proved with a fake clock in ``tests/services/test_sending_limit_alerts.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+
+def _send(port: int, number: int) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.5", 0)) as client:
+        message = f"Subject: {number}\r\n\r\nhello\r\n".encode()
+        client.sendmail("a@contoso.test", [f"m{number}@rcpt.test"], message)
+
+
+async def test_a_sender_over_its_limit_raises_the_sending_limit_alert_once(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    dns_server: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)  # a high-risk IP to send the over-limit mail from
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    config = make_config(
+        tmp_path,
+        rbldnsd=rbldnsd,
+        mail_dns=(dns_server.host, dns_server.port),
+        delivery_port=smtp_sink.port,
+        extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",
+    )
+    daemon = await asyncio.to_thread(daemon_process, config)
+    for number in range(5):  # two under the limit, three over it
+        await asyncio.to_thread(_send, daemon.port, number)
+    await smtp_sink.wait_for(5, timeout=60)
+    assert daemon.stop() == 0
+    log = daemon.log.read_text()
+    raised = [line for line in log.splitlines() if "[sending-limit]" in line]
+    assert len(raised) == 1, raised
+    assert "sender a@contoso.test is over its sending limits" in raised[0]
+    assert "3 recipients in the last hour > 2" in raised[0]
