@@ -154,7 +154,7 @@ async def serve(
         ),
         stored_form=router.stored_form,
         # as the daemon: every accepted message classified, every reply fed to the watcher
-        on_accepted=feed.accepted,
+        on_accepted=feed.accepted_off_loop,
         on_outcome=feed.outcome,
     )
     listener = Listener(

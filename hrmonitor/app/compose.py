@@ -131,10 +131,13 @@ def build_relay(
     """
     delivery = config.delivery
 
-    def on_accepted(submission: Submission, decision: RouteDecision) -> str | None:
+    async def on_accepted(submission: Submission, decision: RouteDecision) -> str | None:
+        # Runs after the 250 (Acceptance starts it); the CPU work is on the feed's thread.
         if metrics is not None:
             metrics.accepted(decision.pool)
-        return feed.accepted(submission, decision) if feed is not None else None
+        if feed is None:
+            return None
+        return await feed.accepted_off_loop(submission, decision)
 
     def on_outcome(recipient: DueRecipient, outcome: Outcome) -> None:
         if metrics is not None:

@@ -150,6 +150,7 @@ class Daemon:
 
             watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))
             feed = TrafficFeed(watcher, patterns)
+            stack.callback(feed.close)
             connections = outbound_connections(config)
             stack.push_async_callback(connections.close)
 

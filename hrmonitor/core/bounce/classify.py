@@ -163,7 +163,7 @@ def _original_message_id(parts: tuple[Part, ...], text: str) -> str:
     """The Message-ID of an attached original, else one quoted in the report's text."""
     for part in parts:
         if part.content_type in _ORIGINAL_TYPES:
-            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            head = part.head()
             for name, value in parse_fields(head):
                 if name == "message-id":
                     return _first_id(value)
@@ -185,7 +185,7 @@ def _original_recipients(
     """
     for part in parts:
         if part.content_type in _ORIGINAL_TYPES:
-            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            head = part.head()
             found = [
                 address
                 for name, value in parse_fields(head)
@@ -206,7 +206,7 @@ def _returns_recipients_mail(root: Part, parts: tuple[Part, ...]) -> bool:
     recipients = {address.lower() for address in bounce_text.addresses_in(root.field("to") or "")}
     for part in parts:
         if part.content_type in _ORIGINAL_TYPES:
-            head = part.body.split("\n\n", 1)[0][: 64 * 1024]
+            head = part.head()
             senders = {
                 address.lower()
                 for name, value in parse_fields(head)
@@ -231,7 +231,7 @@ def _rewrapped_status_parts(parts: list[Part]) -> list[Part]:
     found: list[Part] = []
     for part in parts:
         if part.content_type == "message/rfc822":
-            inner = parse_message(part.body.encode("latin-1"), max_bytes=MAX_BYTES)
+            inner = part.inner()
             if _is_daemon(inner):
                 found.extend(p for p in inner.walk() if p.content_type in _DSN_TYPES)
     return found

@@ -26,6 +26,8 @@ MAX_PARTS = 64
 MAX_TEXT = 64 * 1024  # characters of decoded text read from any one part
 MAX_FIELDS = 500  # header fields kept per header block
 MAX_FIELD = 8 * 1024  # characters kept of one unfolded field value
+MAX_HEAD = 64 * 1024  # characters of one header block read; the rest counts as body
+MAX_BOUNDARY_LINE = 200  # a delimiter line's characters looked at (RFC 2046 caps boundaries at 70)
 
 _HEADER_NAME = re.compile(r"^([!-9;-~]+)[ \t]*:(.*)$")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
@@ -37,13 +39,35 @@ _PARAM = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One MIME entity: its header fields, content type, raw body and sub-parts."""
+    """One MIME entity: its header fields, content type, body and sub-parts.
+
+    The body is a range of the message's one decoded copy (``source``): no part
+    copies its body, so nesting costs no memory, and ``body`` slices it only
+    when asked.
+    """
 
     fields: tuple[tuple[str, str], ...]  # (lower-cased name, unfolded raw value), in order
     content_type: str  # lower-cased "type/subtype"
     params: tuple[tuple[str, str], ...]  # lower-cased names
-    body: str  # latin-1 text of the still transfer-encoded body
+    source: str = ""  # latin-1 text of the whole message, shared by all its parts
+    start: int = 0  # the still transfer-encoded body is source[start:end]
+    end: int = 0
     parts: tuple[Part, ...] = ()
+    truncated: bool = False  # a bound (depth, parts, header size) stopped the reading here
+
+    @property
+    def body(self) -> str:
+        return self.source[self.start : self.end]
+
+    def head(self, limit: int = MAX_HEAD) -> str:
+        """The header block at the start of the body (of an attached message), capped."""
+        stop = min(self.end, self.start + limit)
+        blank = self.source.find("\n\n", self.start, stop)
+        return self.source[self.start : stop if blank < 0 else blank]
+
+    def inner(self) -> Part:
+        """The body read as a message of its own (a gateway's re-wrapped DSN), bounded alike."""
+        return _parse_entity(self.source, self.start, self.end, "text/plain", 0, [MAX_PARTS])
 
     def field(self, name: str) -> str | None:
         """The first header field called ``name`` (lower case), decoded, or None."""
@@ -70,7 +94,9 @@ class Part:
 
     def text(self) -> str:
         """The body decoded from its transfer encoding and charset, capped at MAX_TEXT."""
-        raw = _transfer_decode(self.body, (self.field("content-transfer-encoding") or "").lower())
+        # Base64 takes 4 characters per 3 bytes, plus line ends: this is enough for MAX_TEXT.
+        body = self.source[self.start : min(self.end, self.start + MAX_TEXT * 8)]
+        raw = _transfer_decode(body, (self.field("content-transfer-encoding") or "").lower())
         return decode_bytes(raw[: MAX_TEXT * 4], self.param("charset"))[:MAX_TEXT]
 
 
@@ -150,21 +176,34 @@ def parse_fields(block: str) -> tuple[tuple[str, str], ...]:
     return tuple(fields)
 
 
-def _split_head(text: str) -> tuple[str, str]:
-    """Split at the blank line ending the header block, or at the first line that is no header."""
-    end = text.find("\n\n")
-    head = text if end < 0 else text[:end]
-    lines = head.split("\n")
-    start = 1 if lines and lines[0].startswith("From ") else 0  # an mbox separator
-    for index in range(start, len(lines)):
-        line = lines[index]
-        if line[:1] in (" ", "\t") or _HEADER_NAME.match(line) is not None:
-            continue
-        consumed = sum(len(item) + 1 for item in lines[:index])
-        return text[:consumed], text[consumed:]
-    if end < 0:
-        return text, ""
-    return text[:end], text[end + 2 :]
+def _head_end(source: str, start: int, end: int) -> tuple[int, int, bool]:
+    """Where the header block at ``start`` ends and the body begins, and whether it was cut.
+
+    The block ends at the blank line, or at the first line that is no header
+    field; only MAX_HEAD characters are looked at (a longer block is cut there,
+    and the rest is body).
+    """
+    stop = min(end, start + MAX_HEAD)
+    blank = source.find("\n\n", start, stop)
+    head_stop = stop if blank < 0 else blank
+    position = start
+    first = True
+    while position < head_stop:
+        line_end = source.find("\n", position, head_stop)
+        if line_end < 0:
+            line_end = head_stop
+        line = source[position:line_end]
+        if not (
+            (first and line.startswith("From "))  # an mbox separator
+            or line[:1] in (" ", "\t")
+            or _HEADER_NAME.match(line) is not None
+        ):
+            return position, position, False
+        first = False
+        position = line_end + 1
+    if blank >= 0:
+        return blank, blank + 2, False
+    return stop, stop, stop < end
 
 
 def _content_type(value: str | None, default: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -184,49 +223,71 @@ def _content_type(value: str | None, default: str) -> tuple[str, tuple[tuple[str
 
 
 def parse_message(raw: bytes, *, max_bytes: int) -> Part:
-    """Parse a message, looking at no more than ``max_bytes`` of it. Never raises."""
+    """Parse a message, looking at no more than ``max_bytes`` of it. Never raises.
+
+    The cost is linear in the message: one decoded copy shared by all parts,
+    each nesting level scanned once for its delimiters, at most MAX_DEPTH
+    levels and MAX_PARTS parts; a part past a bound is kept whole and marked
+    ``truncated``, never descended into.
+    """
     text = raw[:max_bytes].decode("latin-1")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    budget = [MAX_PARTS]
-    return _parse_entity(text, "text/plain", 0, budget)
+    return _parse_entity(text, 0, len(text), "text/plain", 0, [MAX_PARTS])
 
 
-def _parse_entity(text: str, default_type: str, depth: int, budget: list[int]) -> Part:
-    head, body = _split_head(text)
-    fields = parse_fields(head)  # decoded on access: most fields are never read
+def _parse_entity(
+    source: str, start: int, end: int, default_type: str, depth: int, budget: list[int]
+) -> Part:
+    head_end, body_start, cut = _head_end(source, start, end)
+    fields = parse_fields(source[start:head_end])  # decoded on access: most are never read
     ctype_value = next((value for name, value in fields if name == "content-type"), None)
     ctype, params = _content_type(ctype_value, default_type)
-    part = Part(fields=fields, content_type=ctype, params=params, body=body)
+    part = Part(fields, ctype, params, source, body_start, end, truncated=cut)
     boundary = part.param("boundary")
-    if not ctype.startswith("multipart/") or not boundary or depth >= MAX_DEPTH:
+    if not ctype.startswith("multipart/") or not boundary:
         return part
+    if depth >= MAX_DEPTH or budget[0] <= 0:
+        return Part(fields, ctype, params, source, body_start, end, truncated=True)
     child_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
     children = []
-    for chunk in _split_multipart(body, boundary):
-        if budget[0] <= 0:
-            break
+    ranges, more = _split_multipart(source, body_start, end, boundary, budget[0])
+    for chunk_start, chunk_end in ranges:
         budget[0] -= 1
-        children.append(_parse_entity(chunk, child_default, depth + 1, budget))
-    return Part(fields=fields, content_type=ctype, params=params, body="", parts=tuple(children))
+        children.append(
+            _parse_entity(source, chunk_start, chunk_end, child_default, depth + 1, budget)
+        )
+    truncated = cut or more or any(child.truncated for child in children)
+    return Part(
+        fields, ctype, params, source, body_start, body_start, tuple(children), truncated
+    )
 
 
-def _split_multipart(body: str, boundary: str) -> list[str]:
-    delimiter = "--" + boundary
-    chunks: list[str] = []
-    current: list[str] | None = None
-    for line in body.split("\n"):
-        if line.startswith(delimiter):
-            rest = line[len(delimiter) :]
-            if current is not None:
-                chunks.append("\n".join(current))
-            if rest.startswith("--"):
-                return chunks
-            if rest.strip() == "":
-                current = []
-                continue
-        if current is not None:
-            current.append(line)
-    if current is not None:
-        chunks.append("\n".join(current))
-    return chunks
+def _split_multipart(
+    source: str, start: int, end: int, boundary: str, limit: int
+) -> tuple[list[tuple[int, int]], bool]:
+    """The body ranges between ``--boundary`` delimiter lines (RFC 2046), at most ``limit``.
+
+    One regex scan of the range: a line that merely starts with the delimiter
+    (``--b10`` while looking for ``--b1``) is no delimiter. The second value
+    says whether parts were left unread for the limit.
+    """
+    line = "--" + re.escape(boundary[:MAX_BOUNDARY_LINE]) + r"(--)?[ \t]*(?=\n|\Z)"
+    first = re.compile(line).match(source, start, end)  # a delimiter may open the body
+    later = re.compile("\n" + line)
+    ranges: list[tuple[int, int]] = []
+    opened = -1  # where the current part's body starts
+    match = first or later.search(source, start, end)
+    while match is not None:
+        if opened >= 0:
+            # The line end before a delimiter belongs to the delimiter.
+            ranges.append((opened, max(opened, match.start())))
+            if len(ranges) >= limit:
+                return ranges, True
+        if match.group(1):
+            return ranges, False
+        opened = min(end, match.end() + 1)
+        match = later.search(source, match.end(), end)
+    if 0 <= opened < end:
+        ranges.append((opened, end))
+    return ranges, False

@@ -9,6 +9,7 @@ DNS is unknown) is routed again when the queue runner reaches it
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -38,6 +39,9 @@ from hrmonitor.services.relay.settings import (
 
 log = logging.getLogger(__name__)
 
+MAX_CLASSIFYING = 1000  # classifications waiting for the worker; beyond, a message goes without
+SETTLE_SECONDS = 2.0  # how long a stop waits for classifications in flight
+
 
 class Acceptance:
     """Routes and queues new messages (tenants' and the relay's own DSNs); re-routes holds."""
@@ -62,6 +66,7 @@ class Acceptance:
         self._wake = wake
         self._stored_form = stored_form
         self._on_accepted = on_accepted
+        self._classifying: set[asyncio.Task[None]] = set()
         self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
 
     async def _write_messages(self, batch: list[NewMessage]) -> None:
@@ -76,7 +81,9 @@ class Acceptance:
             submission = dataclasses.replace(submission, data=data)
         decision = await self._route(submission, now=submission.received_at, again=False)
         hold_until = decision.hold_until if decision.hold else None
-        bounce_kind = "dsn" if dsn_of is not None else self._accepted(submission, decision)
+        # A tenant's message is classified after it is stored and answered (issue 13):
+        # the 250 never waits for CPU work whose size the sender chooses.
+        bounce_kind = "dsn" if dsn_of is not None else None
         message = NewMessage(
             id=uuid.uuid4().hex,
             tenant=submission.tenant,
@@ -104,16 +111,41 @@ class Acceptance:
                 len(message.recipients), message.pool, why, " held" if hold_until else "",
             )  # fmt: skip
         self._wake()
+        if dsn_of is None:
+            self._classify_later(submission, decision, message.id)
         return message
 
-    def _accepted(self, submission: Submission, decision: RouteDecision) -> str | None:
+    def _classify_later(self, submission: Submission, decision: RouteDecision, key: str) -> None:
         if self._on_accepted is None:
-            return None
+            return
+        if len(self._classifying) >= MAX_CLASSIFYING:
+            log.warning(
+                "%s left unclassified: %d classifications already waiting", key, MAX_CLASSIFYING
+            )
+            return
+        task = asyncio.create_task(self._classify(submission, decision, key))
+        self._classifying.add(task)
+        task.add_done_callback(self._classifying.discard)
+
+    async def _classify(self, submission: Submission, decision: RouteDecision, key: str) -> None:
+        assert self._on_accepted is not None
         try:
-            return self._on_accepted(submission, decision)
+            kind = await self._on_accepted(submission, decision)
+            if kind is not None:
+                await self._store(self._queue.set_bounce_kind, key, kind)
         except Exception:  # watching traffic must never cost a message
             log.exception("acceptance hook failed for a message from %s", submission.client_ip)
-            return None
+
+    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait a little for classifications in flight (at stop), then drop the rest."""
+        pending = set(self._classifying)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _recheck_at(self, now: datetime, hold_until: datetime | None) -> datetime | None:
         """A held message is routed again after the first retry step, or when its hold ends."""

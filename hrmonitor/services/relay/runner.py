@@ -264,6 +264,7 @@ class Relay:
         await self._running.wait()
         if self._active:
             await asyncio.gather(*self._active, return_exceptions=True)
+        await self._acceptance.settle()
         self._db.shutdown(wait=True)
 
     async def dispatch(self) -> int:

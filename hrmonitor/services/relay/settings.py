@@ -46,9 +46,9 @@ AlertFn = Callable[[Alert], None]
 BindFailureFn = Callable[[str, str, str, datetime], None]
 # (message, client IP) -> the bytes to store and route on (Router.stored_form).
 StoredFormFn = Callable[[bytes, str | None], bytes]
-# A tenant's message was routed and is about to be stored: classify it (the bounce
-# kind to store, or None) and tell whoever watches traffic (the surge watcher).
-AcceptedFn = Callable[[Submission, RouteDecision], str | None]
+# A tenant's message was stored (and answered): classify it off the event loop (the
+# bounce kind to store, or None) and tell whoever watches traffic (the surge watcher).
+AcceptedFn = Callable[[Submission, RouteDecision], Awaitable[str | None]]
 # One recipient's attempt concluded with a remote reply (never an own deferral).
 OutcomeFn = Callable[[DueRecipient, Outcome], None]
 # The envelope sender to put on the wire (BATV-tagged), from the stored one and now.

@@ -94,6 +94,16 @@ class QueueRepository(QueueDelivery, QueueReports):
         except SQLAlchemyError as exc:
             raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
 
+    def set_bounce_kind(self, message_id: str, kind: str) -> None:
+        """Record a message's bounce kind, found after it was stored (off the 250's path)."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    update(MESSAGES).where(MESSAGES.c.id == message_id).values(bounce_kind=kind)
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not record the bounce kind of {message_id}: {exc}") from exc
+
     def reroute(
         self,
         message_id: str,

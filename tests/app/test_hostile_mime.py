@@ -1,0 +1,116 @@
+"""Hostile MIME against ``hrmonitor run`` as a process (issue 13, item 1).
+
+A tenant sends 1 MB of 15,000 nested ``multipart/mixed`` parts. Before the
+fix the daemon classified it inside the event loop before the 250, with a
+parser whose cost grew with the square of the nesting: nobody was answered
+for tens of seconds. Now the parser is bounded and linear, and the
+classification runs on a worker thread after the 250. The test pins the
+order: the hostile message's final dot is sent, then a NOOP on a second
+connection, and that NOOP must be answered (liveness, not a latency figure;
+benchmarks/bounce_classify.py measures the latency and memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.hostile_mime import nested_multipart
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+# Generous liveness bounds: the old daemon stayed silent for 40 s and more.
+ANSWER_WITHIN = 20.0
+
+
+@pytest.fixture
+def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
+    return dns_server
+
+
+async def reply(reader: asyncio.StreamReader) -> str:
+    """One SMTP reply, all its lines."""
+    lines = []
+    while True:
+        line = (await asyncio.wait_for(reader.readline(), ANSWER_WITHIN)).decode()
+        assert line, "the connection was closed"
+        lines.append(line)
+        if line[3:4] != "-":
+            return "".join(lines)
+
+
+async def command(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str
+) -> str:
+    writer.write(line.encode() + b"\r\n")
+    await writer.drain()
+    return await reply(reader)
+
+
+async def test_a_noop_on_another_connection_is_answered_while_nested_mime_is_processed(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    config = make_config(
+        tmp_path,
+        rbldnsd=rbldnsd,
+        mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port,
+    )
+    daemon = await asyncio.to_thread(daemon_process, config)
+    hostile = nested_multipart(15_000)
+    assert len(hostile) > 1_000_000
+    sender_r, sender_w = await asyncio.open_connection(
+        "127.0.0.1", daemon.port, local_addr=("127.0.0.5", 0)
+    )
+    other_r, other_w = await asyncio.open_connection(
+        "127.0.0.1", daemon.port, local_addr=("127.0.0.5", 0)
+    )
+    try:
+        for reader, writer in ((sender_r, sender_w), (other_r, other_w)):
+            assert (await reply(reader)).startswith("220")
+            assert (await command(reader, writer, "EHLO client.test")).startswith("250")
+        assert (await command(sender_r, sender_w, "MAIL FROM:<a@contoso.test>")).startswith("250")
+        assert (await command(sender_r, sender_w, "RCPT TO:<nested@rcpt.test>")).startswith("250")
+        assert (await command(sender_r, sender_w, "DATA")).startswith("354")
+        sender_w.write(hostile + b".\r\n")
+        await sender_w.drain()
+        # The whole message is on its way: the other client must still be served.
+        noop = await command(other_r, other_w, "NOOP")
+        assert noop.startswith("250"), noop
+        accepted = await reply(sender_r)
+        assert accepted.startswith("250"), accepted
+        assert (await command(other_r, other_w, "NOOP")).startswith("250")
+        for writer in (sender_w, other_w):
+            writer.write(b"QUIT\r\n")
+    finally:
+        for writer in (sender_w, other_w):
+            writer.close()
+    # The message was delivered, and classified off the 250's path (kind recorded later).
+    [delivered] = await smtp_sink.wait_for(1, 60, lambda m: "nested@rcpt.test" in m.rcpts)
+    assert len(delivered.data) >= len(hostile) - 1000
+    kind = None
+    for _ in range(200):
+        with sqlite3.connect(tmp_path / "hrmonitor.db") as db:
+            [(kind,)] = db.execute("SELECT bounce_kind FROM queue_messages").fetchall()
+        if kind is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert kind == "none"
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log.read_text()
