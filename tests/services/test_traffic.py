@@ -99,3 +99,27 @@ def test_a_delivery_is_delivered_and_a_dsn_delivery_is_marked_as_a_bounce() -> N
     traffic.outcome(recipient(""), outcome(RecipientStatus.DELIVERED, 250, "2.0.0 ok"))
     [event] = watcher.outcomes
     assert (event.reason, event.hard, event.bounce) == ("delivered", False, True)
+
+
+async def test_off_loop_classification_tells_the_watcher_and_returns_the_kind() -> None:
+    traffic, watcher = feed()
+    data = (CORPUS / "sendmail_01.eml").read_bytes()
+    try:
+        kind = await traffic.accepted_off_loop(submission(data, ""), DECISION)
+    finally:
+        traffic.close()
+    assert kind in ("dsn", "nonstandard-bounce")
+    [event] = watcher.accepted
+    assert event.kind == kind and event.failed
+
+
+async def test_a_classification_past_its_deadline_leaves_the_message_unclassified() -> None:
+    watcher = RecordingWatcher()
+    patterns = load_bounce_patterns(SHIPPED_RULES)
+    traffic = TrafficFeed(watcher, patterns, deadline=0.0)  # type: ignore[arg-type]
+    data = (CORPUS / "sendmail_01.eml").read_bytes()
+    try:
+        assert await traffic.accepted_off_loop(submission(data, ""), DECISION) is None
+    finally:
+        traffic.close()
+    assert watcher.accepted == []

@@ -193,6 +193,8 @@ def _head_end(source: str, start: int, end: int) -> tuple[int, int, bool]:
         if line_end < 0:
             line_end = head_stop
         line = source[position:line_end]
+        if not line:  # an empty header block: the blank line opens the body
+            return position, min(end, position + 1), False
         if not (
             (first and line.startswith("From "))  # an mbox separator
             or line[:1] in (" ", "\t")
