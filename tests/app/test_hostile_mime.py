@@ -51,9 +51,7 @@ async def reply(reader: asyncio.StreamReader) -> str:
             return "".join(lines)
 
 
-async def command(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str
-) -> str:
+async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: str) -> str:
     writer.write(line.encode() + b"\r\n")
     await writer.drain()
     return await reply(reader)

@@ -41,7 +41,8 @@ def test_nesting_stops_at_max_depth_and_says_so() -> None:
     deepest = root
     while deepest.parts:
         [deepest] = deepest.parts
-    assert deepest.truncated and deepest.content_type == "multipart/mixed"
+    assert deepest.truncated
+    assert deepest.content_type == "multipart/mixed"
 
 
 def test_a_delimiter_is_a_whole_line_not_a_prefix() -> None:

@@ -110,7 +110,8 @@ async def test_off_loop_classification_tells_the_watcher_and_returns_the_kind() 
         traffic.close()
     assert kind in ("dsn", "nonstandard-bounce")
     [event] = watcher.accepted
-    assert event.kind == kind and event.failed
+    assert event.kind == kind
+    assert event.failed
 
 
 async def test_a_classification_past_its_deadline_leaves_the_message_unclassified() -> None:

@@ -136,12 +136,12 @@ class Acceptance:
         except Exception:  # watching traffic must never cost a message
             log.exception("acceptance hook failed for a message from %s", submission.client_ip)
 
-    async def settle(self, timeout: float = SETTLE_SECONDS) -> None:
-        """Wait a little for classifications in flight (at stop), then drop the rest."""
+    async def settle(self) -> None:
+        """Wait a little (SETTLE_SECONDS) for classifications in flight at stop; drop the rest."""
         pending = set(self._classifying)
         if not pending:
             return
-        _, late = await asyncio.wait(pending, timeout=timeout)
+        _, late = await asyncio.wait(pending, timeout=SETTLE_SECONDS)
         for task in late:
             task.cancel()
         if late:
