@@ -34,7 +34,10 @@ def report_data(file: str, report: BounceReport) -> dict[str, object]:
                 "status": recipient.status,
                 "reason": recipient.reason.value,
                 "hard": recipient.hard,
+                "reason_class": recipient.reason_class,
+                "enhanced_status": recipient.status,
                 "remote_mta": recipient.remote_mta,
+                "command": recipient.command,
                 "diagnostic": recipient.diagnostic,
             }
             for recipient in report.recipients

@@ -22,10 +22,12 @@ text length, recipients).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from hrmonitor.core.bounce import text as bounce_text
+from hrmonitor.core.bounce.command import failed_command, remote_mta
 from hrmonitor.core.bounce.dsn import parse_delivery_status
 from hrmonitor.core.bounce.mime import Part, parse_fields, parse_message
 from hrmonitor.core.bounce.reason import (
@@ -104,10 +106,12 @@ def classify(raw: bytes, rules: BouncePatterns) -> BounceReport:
     ids = _Ids(root.field("message-id") or "", tuple(parts))
 
     status_parts = [part for part in parts if part.content_type in _DSN_TYPES]
+    if not status_parts and not root.parts:
+        status_parts = _unwrapped_status_parts(root, _is_daemon(root))
     if not status_parts and _is_daemon(root) and bounce_text.BOUNCE_SUBJECT.search(_subject(root)):
         status_parts = _rewrapped_status_parts(parts)
     for part in status_parts:
-        report = _from_delivery_status(part, ids, patterns)
+        report = _from_delivery_status(part, root, ids, patterns)
         if report is not None:
             return report
 
@@ -226,6 +230,33 @@ def _is_daemon(root: Part) -> bool:
     return bool(bounce_text.DAEMON_SENDER.search(sender)) or "@" not in sender
 
 
+_STATUS_HEADER = re.compile(
+    r"^content-type:[ \t]*message/(?:global-)?delivery-status[^\n]{0,200}\n(?:[^\n]+\n){0,5}?\n",
+    re.I | re.M,
+)
+
+
+_DSN_FIELDS = re.compile(r"^(?:reporting-mta|final-recipient):[ \t]*\S", re.I | re.M)
+
+
+def _unwrapped_status_parts(root: Part, daemon: bool) -> list[Part]:
+    """A delivery-status part inside a body that lost its MIME structure: a gateway
+    dropped the top-level Content-Type (read from the part's own header to the next
+    delimiter), or a mail daemon wrote a multipart/report without delimiters (read
+    from the DSN fields on)."""
+    stop = min(root.end, root.start + MAX_BYTES)
+    match = _STATUS_HEADER.search(root.source, root.start, stop)
+    start = match.end() if match is not None else -1
+    if start < 0 and daemon:
+        fields = _DSN_FIELDS.search(root.source, root.start, stop)
+        start = fields.start() if fields is not None else -1
+    if start < 0:
+        return []
+    end = root.source.find("\n--", start, root.end)
+    end = root.end if end < 0 else end
+    return [Part((), "message/delivery-status", (), root.source, start, end)]
+
+
 def _rewrapped_status_parts(parts: list[Part]) -> list[Part]:
     """Delivery-status parts of a daemon's DSN attached whole by a gateway (one level only)."""
     found: list[Part] = []
@@ -237,23 +268,55 @@ def _rewrapped_status_parts(parts: list[Part]) -> list[Part]:
     return found
 
 
-def _from_delivery_status(part: Part, ids: _Ids, patterns: TextMatcher) -> BounceReport | None:
+def _from_delivery_status(
+    part: Part, root: Part, ids: _Ids, patterns: TextMatcher
+) -> BounceReport | None:
     status = parse_delivery_status(part.text())
     if not status.recipients:
         return None
+    text = bounce_text.failure_region(bounce_text.readable_text(root))
+    single = len(status.recipients) == 1
     recipients = tuple(
         recipient(
             block.address,
             block.action,
             block.status,
-            block.remote_mta,
-            block.diagnostic,
+            block.remote_mta or remote_mta(block.diagnostic) or _told(text, block.address, remote_mta, single),
+            block.diagnostic or _about(text, block.address),
             patterns,
+            command=failed_command(block.diagnostic) or _told(text, block.address, failed_command, single),
+            diagnostic_type=block.diagnostic_type,
         )
         for block in status.recipients
-    )
+    )  # fmt: skip
     ids = replace(ids, envelope_id=status.envelope_id, reporting_mta=status.reporting_mta)
     return ids.report(BounceKind.DSN, recipients)
+
+
+def _about(text: str, address: str) -> str:
+    """The report's human-readable words about ``address`` (a DSN without a Diagnostic-Code):
+    the rest of the line naming it and the lines that continue it."""
+    at = text.lower().find(address.lower()) if address else -1
+    if at < 0:
+        return ""
+    lines = text[at + len(address) : at + len(address) + MAX_CONTEXT].split("\n")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        if not line[:1].isspace() or not line.strip():
+            break
+        kept.append(line)
+    return " ".join(piece.strip(" :>)") for piece in kept).strip()[:600]
+
+
+def _told(text: str, address: str, read: Callable[[str], str], single: bool) -> str:
+    """What ``read`` finds in the report's text about ``address``: the lines from where
+    the address is named; the whole text when the report has one recipient."""
+    at = text.lower().find(address.lower()) if address else -1
+    if at >= 0:
+        found = read(text[at : at + MAX_CONTEXT])
+        if found or not single:
+            return found
+    return read(text[:MAX_CONTEXT]) if single else ""
 
 
 def _from_mdn(root: Part, mdn: Part | None, ids: _Ids, patterns: TextMatcher) -> BounceReport:
@@ -336,18 +399,21 @@ def _from_text(
         )
     context = region[:MAX_CONTEXT]
     # The context is matched once per message, and only if some diagnostic needs it.
-    needs_context = any(patterns.match(failure.diagnostic) is None for failure in failures)
-    context_reason = patterns.match(context) if needs_context else None
+    needs_context = any(not patterns.reasons(failure.diagnostic) for failure in failures)
+    context_reasons = patterns.reasons(context) if needs_context else frozenset()
+    context_command = failed_command(context)
+    context_mta = remote_mta(context)
     recipients = tuple(
         recipient(
             failure.address,
             default_action,
             "",
-            "",
+            remote_mta(failure.diagnostic) or context_mta,
             failure.diagnostic,
             patterns,
             context,
-            context_reason,
+            context_reasons,
+            command=failed_command(failure.diagnostic) or context_command,
         )
         for failure in failures
     )

@@ -28,6 +28,7 @@ class RecipientBlock:
     status: str
     remote_mta: str
     diagnostic: str
+    diagnostic_type: str = ""  # lower-cased: "smtp", "x-unix", "x-postfix", ... ("" if none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ def parse_delivery_status(text: str, *, max_recipients: int = 1000) -> DeliveryS
         current: dict[str, str] = {}
         for name, value in parse_fields(chunk.strip("\n")):
             if name in _RECIPIENT_FIELDS and (
-                name in current or ("final-recipient" in current and "action" in current)
+                name in current
+                or all(key in current for key in ("final-recipient", "action", "status"))
             ):
                 blocks.append(current)  # a second recipient without a blank line between
                 current = {}
@@ -70,6 +72,7 @@ def parse_delivery_status(text: str, *, max_recipients: int = 1000) -> DeliveryS
                 status=block.get("status", "").strip(),
                 remote_mta=_after_type(block.get("remote-mta", "")),
                 diagnostic=_after_type(block.get("diagnostic-code", "")),
+                diagnostic_type=_type_of(block.get("diagnostic-code", "")),
             )
         )
     return DeliveryStatus(
@@ -126,3 +129,10 @@ def _after_type(value: str) -> str:
     if sep and re.fullmatch(r"\s*[A-Za-z][A-Za-z0-9\-]*\s*", kind):
         return rest.strip()
     return value.strip()
+
+
+def _type_of(value: str) -> str:
+    """The type before the ";" of a typed field ("SMTP; 550 ..." -> "smtp"), "" if none."""
+    kind, sep, _ = value.partition(";")
+    kind = kind.strip().lower()
+    return kind if sep and kind and " " not in kind and len(kind) <= 20 else ""

@@ -260,7 +260,7 @@ def _parse_entity(
             _parse_entity(source, chunk_start, chunk_end, child_default, depth + 1, budget)
         )
     truncated = cut or more or any(child.truncated for child in children)
-    return Part(fields, ctype, params, source, body_start, body_start, tuple(children), truncated)
+    return Part(fields, ctype, params, source, body_start, end, tuple(children), truncated)
 
 
 def _split_multipart(

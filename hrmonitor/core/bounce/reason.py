@@ -1,9 +1,13 @@
-"""The bounce reason taxonomy: status code first, refined by diagnostic-text patterns.
+"""The bounce reason taxonomy and the rules that pick a reason for one failed recipient.
 
-Reason names follow Sisimai's 2025 taxonomy (docs/mail-facts.md). The status
-table below is fixed by the RFCs (3463, 7372, 7505); the text patterns are data
-(rules/bounce.toml), parsed here from plain dicts and validated with errors
-that name the file and key.
+Reason names and their definitions are Sisimai's (rules/bounce.toml documents
+each). The status table is fixed by the RFCs (3463, 5248, 7372, 7505) as
+Sisimai reads them; the text patterns are data (rules/bounce.toml). Between
+them sit the rules of phase and context: "user unknown" is ``userunknown``
+with a 5.1.x code or in reply to RCPT TO, but ``filtered`` after DATA or where
+the bounce does not say (a content filter's answer); a refused envelope
+sender is ``rejected``; ``onhold`` and ``undefined`` only when nothing better
+is known.
 """
 
 from __future__ import annotations
@@ -57,80 +61,87 @@ HARD_REASONS = frozenset(
     {Reason.USERUNKNOWN, Reason.HOSTUNKNOWN, Reason.HASMOVED, Reason.NOTACCEPT}
 )
 
-# Status code (class stripped: "1.1" for x.1.1) -> reason. A "firm" code says
-# what happened; a weak one (x.0.0, x.7.1, ...) is a default the text overrides.
-_FIRM: dict[str, Reason] = {
-    "1.1": Reason.USERUNKNOWN,
-    "1.2": Reason.HOSTUNKNOWN,
-    "1.3": Reason.USERUNKNOWN,
-    "1.6": Reason.HASMOVED,
-    "1.7": Reason.REJECTED,
-    "1.8": Reason.REJECTED,
-    "2.2": Reason.MAILBOXFULL,
-    "2.3": Reason.EMAILTOOLARGE,
-    "3.1": Reason.SYSTEMFULL,
-    "3.4": Reason.EMAILTOOLARGE,
-    "4.4": Reason.HOSTUNKNOWN,
-    "4.7": Reason.EXPIRED,
-    "5.3": Reason.RATELIMITED,
-    "7.13": Reason.SUSPEND,
-    "7.16": Reason.EMAILTOOLARGE,
-    "7.17": Reason.HASMOVED,
-    "7.18": Reason.HASMOVED,
-    "7.20": Reason.AUTHFAILURE,
-    "7.21": Reason.AUTHFAILURE,
-    "7.22": Reason.AUTHFAILURE,
-    "7.23": Reason.AUTHFAILURE,
-    "7.24": Reason.AUTHFAILURE,
-    "7.25": Reason.REQUIREPTR,
-    "7.26": Reason.AUTHFAILURE,
-    "7.27": Reason.NOTACCEPT,
-    "7.28": Reason.SPAMDETECTED,
-    "7.29": Reason.AUTHFAILURE,
-    "7.30": Reason.FAILEDSTARTTLS,
-}
-_WEAK: dict[str, Reason] = {
-    "1.0": Reason.USERUNKNOWN,
-    "1.4": Reason.FILTERED,
-    "1.9": Reason.SYSTEMERROR,
-    "1.10": Reason.NOTACCEPT,  # RFC 7505 null MX; Exchange Online reuses it for unknown users
-    "2.0": Reason.FILTERED,
-    "2.1": Reason.SUSPEND,
-    "2.4": Reason.FILTERED,
-    "3.0": Reason.SYSTEMERROR,
-    "3.2": Reason.NOTACCEPT,
-    "3.3": Reason.SYSTEMERROR,
-    "3.5": Reason.SYSTEMERROR,
-    "4.0": Reason.NETWORKERROR,
-    "4.1": Reason.NETWORKERROR,
-    "4.2": Reason.NETWORKERROR,
-    "4.3": Reason.NETWORKERROR,
-    "4.5": Reason.SYSTEMFULL,
-    "4.6": Reason.NETWORKERROR,
-    "5.1": Reason.SYNTAXERROR,
-    "5.2": Reason.SYNTAXERROR,
-    "5.4": Reason.SYSTEMERROR,
-    "5.5": Reason.SYSTEMERROR,
-    "6.0": Reason.CONTENTERROR,
-    "7.0": Reason.SECURITYERROR,
-    "7.1": Reason.SECURITYERROR,
-    "7.2": Reason.SECURITYERROR,
-    "7.7": Reason.SECURITYERROR,
-    "7.8": Reason.SECURITYERROR,
-    "7.9": Reason.SECURITYERROR,
-    "7.10": Reason.SECURITYERROR,
-    "7.11": Reason.SECURITYERROR,
-}
-# Text that overrides a 5.1.1: the mailbox exists, something else refused.
-_NOT_THE_ADDRESS = frozenset(
-    {Reason.MAILBOXFULL, Reason.BLOCKED, Reason.HASMOVED, Reason.REJECTED, Reason.NOTACCEPT}
-)
-# Where a transient code means something else than its permanent twin (the
-# practitioners' reading: 4.4.1 "no answer from host" ends as an expiry).
-_CLASS_FIRM: dict[str, Reason] = {"4.4.1": Reason.EXPIRED, "4.4.4": Reason.NETWORKERROR}
-_CLASS_WEAK: dict[str, Reason] = {"4.7.1": Reason.BLOCKED}
+# RFC 3463/5248/7372/7505 status codes -> the reason each names by itself, as
+# Sisimai reads them (its smtp/status table). x.0.0 and the codes missing here
+# name nothing: the text decides. A few transient codes read differently from
+# their permanent twins (4.2.1 "mailbox disabled" is a temporary block, 4.7.1
+# "delivery not authorized" a block, 4.4.5 congestion a full system).
+STATUS_REASONS: dict[str, Reason] = {
+    "4.1.6": Reason.HASMOVED, "4.1.7": Reason.REJECTED, "4.1.8": Reason.REJECTED,
+    "4.1.9": Reason.SYSTEMERROR, "4.2.1": Reason.BLOCKED, "4.2.2": Reason.MAILBOXFULL,
+    "4.2.3": Reason.EMAILTOOLARGE, "4.2.4": Reason.FILTERED, "4.3.1": Reason.SYSTEMFULL,
+    "4.3.2": Reason.NOTACCEPT, "4.3.3": Reason.SYSTEMERROR, "4.3.5": Reason.SYSTEMERROR,
+    "4.4.1": Reason.EXPIRED, "4.4.2": Reason.NETWORKERROR, "4.4.3": Reason.SYSTEMERROR,
+    "4.4.4": Reason.NETWORKERROR, "4.4.5": Reason.SYSTEMFULL, "4.4.6": Reason.NETWORKERROR,
+    "4.4.7": Reason.EXPIRED, "4.4.8": Reason.NETWORKERROR, "4.5.3": Reason.SYSTEMERROR,
+    "4.5.5": Reason.SYSTEMERROR, "4.6.0": Reason.CONTENTERROR, "4.6.2": Reason.CONTENTERROR,
+    "4.6.5": Reason.CONTENTERROR, "4.7.1": Reason.BLOCKED, "4.7.2": Reason.BLOCKED,
+    "4.7.5": Reason.SECURITYERROR, "4.7.6": Reason.SECURITYERROR, "4.7.7": Reason.SECURITYERROR,
+    "4.7.12": Reason.SECURITYERROR, "4.7.15": Reason.SECURITYERROR,
+    "4.7.16": Reason.EMAILTOOLARGE, "4.7.24": Reason.AUTHFAILURE, "4.7.25": Reason.REQUIREPTR,
+    "4.7.26": Reason.AUTHFAILURE,
+    "5.1.0": Reason.USERUNKNOWN, "5.1.1": Reason.USERUNKNOWN, "5.1.2": Reason.HOSTUNKNOWN,
+    "5.1.3": Reason.USERUNKNOWN, "5.1.4": Reason.FILTERED, "5.1.6": Reason.HASMOVED,
+    "5.1.7": Reason.REJECTED, "5.1.8": Reason.REJECTED, "5.1.9": Reason.SYSTEMERROR,
+    "5.1.10": Reason.NOTACCEPT, "5.2.0": Reason.FILTERED, "5.2.1": Reason.FILTERED,
+    "5.2.2": Reason.MAILBOXFULL, "5.2.3": Reason.EMAILTOOLARGE, "5.2.4": Reason.FILTERED,
+    "5.3.0": Reason.SYSTEMERROR, "5.3.1": Reason.SYSTEMFULL, "5.3.2": Reason.NOTACCEPT,
+    "5.3.3": Reason.SYSTEMERROR, "5.3.4": Reason.EMAILTOOLARGE, "5.3.5": Reason.SYSTEMERROR,
+    "5.4.0": Reason.NETWORKERROR, "5.4.3": Reason.SYSTEMERROR, "5.4.4": Reason.HOSTUNKNOWN,
+    "5.5.2": Reason.SYNTAXERROR, "5.5.3": Reason.RATELIMITED, "5.5.4": Reason.SYSTEMERROR,
+    "5.5.5": Reason.SYSTEMERROR, "5.5.6": Reason.SYNTAXERROR, "5.6.0": Reason.CONTENTERROR,
+    "5.6.1": Reason.CONTENTERROR, "5.6.2": Reason.CONTENTERROR, "5.6.3": Reason.CONTENTERROR,
+    "5.6.5": Reason.CONTENTERROR, "5.6.6": Reason.CONTENTERROR, "5.6.7": Reason.CONTENTERROR,
+    "5.6.8": Reason.CONTENTERROR, "5.6.9": Reason.CONTENTERROR,
+    **{f"5.7.{n}": Reason.SECURITYERROR for n in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 19)},
+    "5.7.13": Reason.SUSPEND, "5.7.16": Reason.EMAILTOOLARGE, "5.7.17": Reason.HASMOVED,
+    "5.7.18": Reason.HASMOVED, "5.7.20": Reason.AUTHFAILURE, "5.7.21": Reason.AUTHFAILURE,
+    "5.7.22": Reason.AUTHFAILURE, "5.7.23": Reason.AUTHFAILURE, "5.7.24": Reason.AUTHFAILURE,
+    "5.7.25": Reason.REQUIREPTR, "5.7.26": Reason.AUTHFAILURE, "5.7.27": Reason.NOTACCEPT,
+    "5.7.28": Reason.SPAMDETECTED, "5.7.29": Reason.AUTHFAILURE, "5.7.30": Reason.FAILEDSTARTTLS,
+}  # fmt: skip
+
+# The rules of phase and context (Sisimai's reason/find.go order). First, with an
+# SMTP diagnostic, each of these is probed in turn against the status, the text
+# and the SMTP command; the first that holds is the reason.
+PROBE_ORDER = (
+    Reason.MAILBOXFULL, Reason.EMAILTOOLARGE, Reason.SUSPEND, Reason.HASMOVED,
+    Reason.NORELAYING, Reason.AUTHFAILURE, Reason.USERUNKNOWN, Reason.FILTERED,
+    Reason.REQUIREPTR, Reason.NOTCOMPLIANTRFC, Reason.BADREPUTATION, Reason.CONTENTERROR,
+    Reason.REJECTED, Reason.NOTACCEPT, Reason.HOSTUNKNOWN, Reason.SPAMDETECTED, Reason.RATELIMITED,
+    Reason.BLOCKED,
+)  # fmt: skip
+# Then, when the status names nothing or only a vague reason, the text alone (a
+# bounce that says it gave up is expired, whatever the network did before).
+TEXT_ORDER = (
+    Reason.MAILBOXFULL, Reason.AUTHFAILURE, Reason.BADREPUTATION, Reason.RATELIMITED,
+    Reason.SPAMDETECTED, Reason.VIRUSDETECTED, Reason.POLICYVIOLATION, Reason.NORELAYING,
+    Reason.SYSTEMERROR, Reason.EXPIRED, Reason.NETWORKERROR, Reason.SUSPEND,
+    Reason.CONTENTERROR, Reason.SYSTEMFULL, Reason.NOTACCEPT, Reason.FAILEDSTARTTLS,
+    Reason.SECURITYERROR, Reason.SUPPRESSED, Reason.MAILERERROR,
+)  # fmt: skip
+# Reasons with patterns but in neither order: the last resort before onhold.
+_REST = (Reason.SYNTAXERROR, Reason.VACATION, Reason.ONHOLD)
+# Reasons a status names that are worth a second look at the text.
+VAGUE = frozenset(
+    {
+        Reason.UNDEFINED, Reason.ONHOLD, Reason.SYSTEMERROR, Reason.SECURITYERROR,
+        Reason.EXPIRED, Reason.NETWORKERROR, Reason.HOSTUNKNOWN, Reason.USERUNKNOWN,
+    }
+)  # fmt: skip
+# SMTP commands sent before DATA: a refusal there cannot be about the content.
+BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "MAIL", "RCPT"})
+# With a 5.1.1, text naming one of these says the mailbox exists and something else refused.
+NOT_THE_ADDRESS = frozenset(
+    {
+        Reason.NORELAYING, Reason.BLOCKED, Reason.MAILBOXFULL, Reason.HASMOVED,
+        Reason.REJECTED, Reason.NOTACCEPT,
+    }
+)  # fmt: skip
 _STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
 _ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+# The reply code and status repeated on each line of a multi-line reply ("550-5.7.1 ...").
+_CONTINUATION = re.compile(r"(?<=\S)\s+[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\s+")
 _REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
 
 
@@ -138,40 +149,57 @@ _REPLY = re.compile(r"(?<![\d.\-])([245])([0-5])(\d)(?![\d.])")
 class BouncePattern:
     reason: Reason
     regex: re.Pattern[str]
+    exclude: re.Pattern[str] | None = None  # text that rules this reason out
 
 
 @dataclass(frozen=True, slots=True)
 class BouncePatterns:
-    """Diagnostic-text patterns, tried in order; the first match names the reason.
+    """Diagnostic-text patterns, one or more per reason (rules/bounce.toml).
 
     Patterns are written in lower case and matched against lower-cased text:
     case-insensitive matching in ``re`` is several times slower.
     """
 
     patterns: tuple[BouncePattern, ...]
+    commands: tuple[tuple[str, re.Pattern[str]], ...] = ()  # phase evidence: (command, text)
 
-    def match(self, text: str) -> Reason | None:
-        """The first pattern's reason that matches ``text``, or None.
+    def command(self, text: str) -> str:
+        """The SMTP command a reply can only have answered ("RCPT", ...), or ""."""
+        if not self.commands or not text:
+            return ""
+        text = text.lower()
+        return next((name for name, regex in self.commands if regex.search(text)), "")
+
+    def reasons(self, text: str) -> frozenset[Reason]:
+        """Every reason whose patterns match ``text`` (and whose exclusions do not).
 
         The text is lower-cased and its e-mail addresses blanked first, so that
         ``quota@example.com`` or ``spam-reports@...`` name no cause.
         """
-        if not self.patterns:
-            return None
-        text = _ADDRESS_LIKE.sub(" ", text.lower())
-        for pattern in self.patterns:
-            if pattern.regex.search(text) is not None:
-                return pattern.reason
-        return None
+        if not self.patterns or not text:
+            return frozenset()
+        text = _CONTINUATION.sub(" ", _ADDRESS_LIKE.sub(" ", text.lower()))
+        return frozenset(
+            pattern.reason
+            for pattern in self.patterns
+            if pattern.regex.search(text) is not None
+            and (pattern.exclude is None or pattern.exclude.search(text) is None)
+        )
+
+    def match(self, text: str) -> Reason | None:
+        """The reason the text alone names, by the fallback order; None if none."""
+        return _first(self.reasons(text), (*PROBE_ORDER, *TEXT_ORDER, *_REST))
 
 
 NO_PATTERNS = BouncePatterns(())
 
 
 class TextMatcher(Protocol):
-    """Anything that names the reason a text gives: BouncePatterns, or a memo over it."""
+    """Anything that names the reasons a text gives: BouncePatterns, or a memo over it."""
 
-    def match(self, text: str) -> Reason | None: ...
+    def reasons(self, text: str) -> frozenset[Reason]: ...
+
+    def command(self, text: str) -> str: ...
 
 
 def find_status(text: str, classes: str = "245") -> str | None:
@@ -190,40 +218,148 @@ def find_reply_class(text: str, classes: str = "245") -> str | None:
     return None
 
 
+def status_reason(status: str) -> Reason | None:
+    """The reason a status code names by itself (None for x.0.0 and the unnamed ones)."""
+    if status.startswith("2."):
+        return Reason.DELIVERED
+    return STATUS_REASONS.get(status)
+
+
 def reason_for(
     status: str,
     diagnostic: str,
     patterns: TextMatcher,
-    context: Reason | None = None,
+    context: frozenset[Reason] = frozenset(),
     action: str = "",
+    command: str = "",
+    diagnostic_type: str = "",
 ) -> Reason:
-    """The reason for a failure with ``status`` ("5.1.1") and its diagnostic text.
+    """The reason for one failed recipient, by the rules of phase and context.
 
-    A firm status code wins (but a 5.1.1 yields to text naming a cause that is
-    not the address: a full mailbox, a block, a move); otherwise a pattern
-    matching the diagnostic, then ``context`` (what the patterns found in the
-    text around a non-standard bounce's recipient, matched once per message);
-    otherwise the weak default for the code. Nothing at all: ``expired`` for a
-    delay, ``onhold`` when there was a diagnostic to read, else ``undefined``
-    (the practitioners' fallbacks).
+    ``status`` is its RFC 3463 code, ``diagnostic`` the remote reply or the text
+    about it, ``context`` what the patterns found in the text around a
+    non-standard bounce's recipient (used when the diagnostic itself names
+    nothing), ``command`` the SMTP command the reply answered (``RCPT``,
+    ``DATA``, ... or "" when the bounce does not say), ``diagnostic_type`` the
+    DSN's type (``smtp``, ``x-unix``, ``x-postfix``, ...).
     """
-    klass, _, detail = status.partition(".")
-    if klass == "2":
+    if status.startswith("2."):
         return Reason.DELIVERED
-    firm = _CLASS_FIRM.get(status) or _FIRM.get(detail)
-    if firm is not None and firm is not Reason.USERUNKNOWN:
-        return firm
-    by_text = (patterns.match(diagnostic) if diagnostic else None) or context
-    if firm is not None:
-        return by_text if by_text in _NOT_THE_ADDRESS else firm
-    if by_text is not None:
-        return by_text
-    weak = _CLASS_WEAK.get(status) or _WEAK.get(detail)
-    if weak is not None:
-        return weak
-    if action == "delayed":
-        return Reason.EXPIRED
-    return Reason.ONHOLD if diagnostic else Reason.UNDEFINED
+    named = status_reason(status)
+    found = patterns.reasons(diagnostic) or context
+    if diagnostic_type in ("", "smtp"):
+        for reason in PROBE_ORDER:
+            if _probe(reason, named, found, command, status):
+                return reason
+    if named is None or named in VAGUE or diagnostic_type not in ("", "smtp"):
+        if command in ("CONN", "EHLO") and find_reply_class(diagnostic) is not None:
+            return Reason.BLOCKED  # the server refused the client itself, before any envelope
+        by_text = _first(found, TEXT_ORDER)
+        if by_text is None and diagnostic_type not in ("", "smtp"):
+            by_text = _first(found, PROBE_ORDER)  # no SMTP reply: what the text says
+        if by_text is not None:
+            return by_text
+        if named is not None:
+            return named
+        if status[1:4] in (".6.", ".7."):  # x.6.x media, x.7.x security or policy
+            return Reason.CONTENTERROR if status[2] == "6" else Reason.SECURITYERROR
+        if diagnostic_type.startswith("x-unix"):
+            return Reason.MAILERERROR
+        if Reason.SYNTAXERROR in found or status[1:4] == ".5.":
+            return Reason.SYNTAXERROR
+        if action in ("delayed", "expired"):
+            return Reason.EXPIRED
+        if command in ("EHLO", "HELO"):
+            return Reason.BLOCKED
+        return _last_resort(found, diagnostic)
+    return named
+
+
+def _probe(
+    reason: Reason, named: Reason | None, found: frozenset[Reason], command: str, status: str
+) -> bool:
+    """Whether ``reason`` holds, given the status's reason, the text's and the command."""
+    if reason is Reason.USERUNKNOWN:
+        if named is Reason.USERUNKNOWN:
+            return not (found & NOT_THE_ADDRESS)
+        # Without a 5.1.x, "user unknown" counts only in reply to RCPT TO.
+        return command == "RCPT" and Reason.USERUNKNOWN in found
+    if reason is Reason.FILTERED:
+        if named is Reason.SUSPEND:
+            return False
+        if named is not Reason.FILTERED and command in BEFORE_DATA:
+            return False
+        # After DATA (or where the bounce does not say), "user unknown" is a filter's answer.
+        return bool(found & {Reason.FILTERED, Reason.USERUNKNOWN})
+    if reason is Reason.REJECTED:
+        if named is Reason.REJECTED:
+            return True
+        if Reason.REJECTED not in found:
+            return False
+        if command == "MAIL":
+            return True
+        if command == "DATA":
+            return named is not Reason.USERUNKNOWN
+        return named in (None, Reason.ONHOLD, Reason.UNDEFINED) or named in (
+            Reason.SECURITYERROR,
+            Reason.SYSTEMERROR,
+        )
+    if reason is Reason.HOSTUNKNOWN:
+        if command in ("EHLO", "MAIL"):  # the recipient's domain is judged at RCPT TO
+            return False
+        if named is Reason.HOSTUNKNOWN:
+            return Reason.NETWORKERROR not in found
+        return Reason.HOSTUNKNOWN in found
+    if reason is Reason.SPAMDETECTED:
+        if not status:
+            return False
+        if named is Reason.SPAMDETECTED:
+            return True
+        return command not in BEFORE_DATA and Reason.SPAMDETECTED in found
+    return named is reason or reason in found
+
+
+def _last_resort(found: frozenset[Reason], diagnostic: str) -> Reason:
+    """Nothing better is known: what the text says of holds, else onhold or undefined."""
+    rest = _first(found, _REST)
+    if rest is not None:
+        return rest
+    return Reason.ONHOLD if diagnostic.strip() else Reason.UNDEFINED
+
+
+def _first(found: frozenset[Reason], order: tuple[Reason, ...]) -> Reason | None:
+    if not found:
+        return None
+    return next((reason for reason in order if reason in found), None)
+
+
+# Broad classes: what the service needs to know of a failure (the surge watcher's
+# causes, the reply feedback). block: the receiver refused this sender or this
+# content on purpose; recipient: the address, mailbox or domain is the problem;
+# transient: delivery machinery, timing, or nothing better known.
+CLASSES: dict[str, frozenset[Reason]] = {
+    "recipient": frozenset(
+        {
+            Reason.USERUNKNOWN, Reason.HOSTUNKNOWN, Reason.HASMOVED, Reason.NOTACCEPT,
+            Reason.MAILBOXFULL, Reason.SUSPEND, Reason.SYSTEMFULL, Reason.EMAILTOOLARGE,
+        }
+    ),
+    "block": frozenset(
+        {
+            Reason.BLOCKED, Reason.BADREPUTATION, Reason.REQUIREPTR, Reason.REJECTED,
+            Reason.NORELAYING, Reason.AUTHFAILURE, Reason.SECURITYERROR, Reason.FAILEDSTARTTLS,
+            Reason.SUPPRESSED, Reason.SPAMDETECTED, Reason.VIRUSDETECTED,
+            Reason.POLICYVIOLATION, Reason.FILTERED, Reason.CONTENTERROR,
+            Reason.NOTCOMPLIANTRFC,
+        }
+    ),
+    "none": frozenset({Reason.DELIVERED, Reason.FEEDBACK, Reason.VACATION}),
+}  # fmt: skip
+
+
+def reason_class(reason: Reason) -> str:
+    """recipient, block, transient or none."""
+    return next((name for name, members in CLASSES.items() if reason in members), "transient")
 
 
 def is_hard(status: str, reason: Reason) -> bool:

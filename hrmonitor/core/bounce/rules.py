@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from hrmonitor.core.bounce.reason import BouncePattern, BouncePatterns, Reason
 from hrmonitor.errors import RuleError
 
+COMMANDS = ("CONN", "EHLO", "STARTTLS", "MAIL", "RCPT", "DATA")
 _ESCAPE = re.compile(r"\\.")
 _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
 
@@ -21,10 +22,15 @@ def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePat
     """Validate rules/bounce.toml data (already parsed from TOML) into BouncePatterns.
 
     Shape: ``version = 1`` and ``[[pattern]]`` tables with ``reason`` (a taxonomy
-    name) and ``match`` (a list of case-insensitive regular expressions).
+    name), ``match`` (a list of lower-case regular expressions) and optionally
+    ``exclude`` (expressions that rule the reason out where ``match`` found it).
+    Several tables may name the same reason; the order of the tables does not
+    matter (the rules of phase and context in ``reason`` decide between reasons).
+    ``[[command]]`` tables name replies that only one SMTP command produces
+    (``command``, ``match``): phase evidence where a bounce does not say.
     Raises RuleError(file, key, problem) for anything else.
     """
-    unknown = sorted(set(data) - {"version", "pattern"})
+    unknown = sorted(set(data) - {"version", "pattern", "command"})
     if unknown:
         raise RuleError(file, unknown[0], "unknown key")
     if data.get("version", 1) != 1:
@@ -37,28 +43,56 @@ def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePat
         key = f"pattern[{index}]"
         if not isinstance(entry, Mapping):
             raise RuleError(file, key, "must be a table")
-        extra = sorted(set(entry) - {"reason", "match", "comment"})
+        extra = sorted(set(entry) - {"reason", "match", "exclude", "comment"})
         if extra:
             raise RuleError(file, f"{key}.{extra[0]}", "unknown key")
         reason = entry.get("reason")
         if reason not in Reason.__members__.values():
             raise RuleError(file, f"{key}.reason", f"{reason!r} is not a reason in the taxonomy")
-        matches = entry.get("match")
-        if not isinstance(matches, list) or not matches:
-            raise RuleError(file, f"{key}.match", "must be a non-empty list of regular expressions")
-        for position, text in enumerate(matches):
-            if not isinstance(text, str) or not text:
-                raise RuleError(file, f"{key}.match[{position}]", "must be a non-empty string")
-            if any(char.isupper() for char in _ESCAPE.sub("", text)):
-                problem = "write patterns in lower case: text is lower-cased before matching"
-                raise RuleError(file, f"{key}.match[{position}]", problem)
-            if _UNBOUNDED.search(text):
-                problem = "unbounded .* or .+ (write .{0,80}): diagnostics are matched in bulk"
-                raise RuleError(file, f"{key}.match[{position}]", problem)
-            try:
-                re.compile(text)
-            except re.error as error:
-                raise RuleError(file, f"{key}.match[{position}]", f"bad regex: {error}") from None
-        regex = re.compile("|".join(f"(?:{text})" for text in matches))
-        built.append(BouncePattern(reason=Reason(str(reason)), regex=regex))
-    return BouncePatterns(tuple(built))
+        regex = _regexes(entry.get("match"), file, f"{key}.match")
+        exclude = None
+        if "exclude" in entry:
+            exclude = _regexes(entry.get("exclude"), file, f"{key}.exclude")
+        built.append(BouncePattern(reason=Reason(str(reason)), regex=regex, exclude=exclude))
+    return BouncePatterns(tuple(built), _commands(data.get("command", []), file))
+
+
+def _commands(entries: object, file: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """``[[command]]`` tables: ``command`` (an SMTP command) and ``match`` (replies to it)."""
+    if not isinstance(entries, list):
+        raise RuleError(file, "command", "must be an array of tables ([[command]])")
+    built = []
+    for index, entry in enumerate(entries):
+        key = f"command[{index}]"
+        if not isinstance(entry, Mapping):
+            raise RuleError(file, key, "must be a table")
+        extra = sorted(set(entry) - {"command", "match", "comment"})
+        if extra:
+            raise RuleError(file, f"{key}.{extra[0]}", "unknown key")
+        command = entry.get("command")
+        if command not in COMMANDS:
+            raise RuleError(
+                file, f"{key}.command", f"{command!r} is not one of {', '.join(COMMANDS)}"
+            )
+        built.append((str(command), _regexes(entry.get("match"), file, f"{key}.match")))
+    return tuple(built)
+
+
+def _regexes(matches: object, file: str, key: str) -> re.Pattern[str]:
+    """A non-empty list of lower-case, bounded regular expressions, joined into one."""
+    if not isinstance(matches, list) or not matches:
+        raise RuleError(file, key, "must be a non-empty list of regular expressions")
+    for position, text in enumerate(matches):
+        if not isinstance(text, str) or not text:
+            raise RuleError(file, f"{key}[{position}]", "must be a non-empty string")
+        if any(char.isupper() for char in _ESCAPE.sub("", text)):
+            problem = "write patterns in lower case: text is lower-cased before matching"
+            raise RuleError(file, f"{key}[{position}]", problem)
+        if _UNBOUNDED.search(text):
+            problem = "unbounded .* or .+ (write .{0,80}): diagnostics are matched in bulk"
+            raise RuleError(file, f"{key}[{position}]", problem)
+        try:
+            re.compile(text)
+        except re.error as error:
+            raise RuleError(file, f"{key}[{position}]", f"bad regex: {error}") from None
+    return re.compile("|".join(f"(?:{text})" for text in matches))

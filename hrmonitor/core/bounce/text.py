@@ -87,7 +87,7 @@ DAEMON_SENDER = re.compile(
     re.IGNORECASE,
 )
 BOUNCE_SUBJECT = re.compile(
-    r"undeliver|returned mail|return(?:ed)? to sender|mail delivery fail|"
+    r"undeliver|returned mail|return(?:ed)? to sender|mail delivery fail|mail failure|"
     r"delivery (?:status )?notif|"
     r"delivery fail|failure notice|failed mail|delivery report|non[- ]?deliver|nondeliver|"
     r"could not (?:be )?deliver|not (?:be )?delivered|delivery problem|unable to deliver|"

@@ -1,0 +1,85 @@
+"""Where in the SMTP dialogue a recipient failed, and with which remote MTA, as a bounce says.
+
+MTAs say it in their own words: Postfix "(in reply to RCPT TO command)", Exim
+"SMTP error from remote mail server after end of data", Sendmail's session
+transcript (">>> DATA" then "<<< 554 ..."), others name the command in capitals
+("SMTP command DATA"). The command matters to the reason (core.bounce.reason):
+a refusal before DATA cannot be about the content, and "user unknown" after
+DATA is a filter's answer. ``CONN`` stands for the greeting or the connection.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_SCAN = 4096  # characters of text searched
+
+# Phrases (lower-cased text); the first that matches names the command.
+_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), command)
+    for pattern, command in (
+        (r"in reply to (?:the )?(?:end of )?data\b", "DATA"),
+        (r"in reply to (?:the )?rcpt\b", "RCPT"),
+        (r"in reply to (?:the )?mail\b", "MAIL"),
+        (r"in reply to (?:the )?(?:helo|ehlo|lhlo)\b", "EHLO"),
+        (r"in reply to (?:the )?starttls\b", "STARTTLS"),
+        (r"in reply to (?:the )?(?:initial )?(?:greeting|banner)", "CONN"),
+        (
+            r"does not like recipient|\[rcpt_to\]|rcpt to:?\s{0,3}<[^<>]{0,80}>:? ?\.{0,3} ?[45]\d\d",
+            "RCPT",
+        ),
+        (r"does not like sender|\[mail_from\]", "MAIL"),
+        (r"after (?:pipelined )?(?:end of data|data\b|sending (?:the )?message|body)", "DATA"),
+        (r"after (?:pipelined )?rcpt\b", "RCPT"),
+        (r"after (?:pipelined )?mail\b", "MAIL"),
+        (r"after (?:helo|ehlo)\b", "EHLO"),
+        (r"after (?:the )?initial connection|(?:during|in) (?:the )?(?:smtp )?greeting", "CONN"),
+        (r"while (?:sending|transmitting) (?:the )?(?:message|data|body)", "DATA"),
+    )
+)
+_TRANSCRIPT = re.compile(
+    r"^[ \t]*(?:>>>[ \t]*(RCPT|MAIL|DATA|EHLO|HELO|LHLO|STARTTLS)\b|<<<[ \t]*[45]\d\d)",
+    re.I | re.M,
+)
+_CAPITALS = re.compile(r"(?<![\w.@-])(DATA|RCPT|MAIL FROM|EHLO|HELO|STARTTLS)(?![\w@-])")
+# Later in the dialogue wins where a text names several (a transcript quotes them all).
+_LATEST = ("DATA", "RCPT", "MAIL", "STARTTLS", "EHLO", "HELO")
+
+_REMOTE = re.compile(
+    r"(?:host|server|mx|remote host|remote server|while talking to)\s+"
+    r"([a-z0-9][a-z0-9.\-]{0,252}\.[a-z]{2,63})\.?\s*\[?(?:\[\s*[0-9a-f:.]{3,45}\s*\])?"
+    r"[^\n]{0,40}?(?:said|failed|:|refused|rejected|returned|replied|\(|says)",
+    re.I,
+)
+
+
+def failed_command(text: str) -> str:
+    """The SMTP command the failure answered ("RCPT", "DATA", ...), or "" if the text
+    does not say."""
+    text = text[:MAX_SCAN]
+    lowered = text.lower()
+    for pattern, command in _PHRASES:
+        if pattern.search(lowered) is not None:
+            return command
+    said = ""  # a session transcript: the last command sent before the first error reply
+    for match in _TRANSCRIPT.finditer(text):
+        if match.group(1) is None:
+            if said:
+                return said
+            continue
+        said = _normal(match.group(1).upper())
+    if said:
+        return said
+    named = {_normal(match.group(1)) for match in _CAPITALS.finditer(text)}
+    return next((command for command in _LATEST if command in named), "")
+
+
+def remote_mta(text: str) -> str:
+    """The remote MTA's host name a text bounce names ("host mx.example.com[192.0.2.1] said")."""
+    match = _REMOTE.search(text[:MAX_SCAN])
+    return match.group(1).lower().rstrip(".") if match is not None else ""
+
+
+def _normal(command: str) -> str:
+    command = command.split(" ", 1)[0]
+    return {"HELO": "EHLO", "LHLO": "EHLO"}.get(command, command)
