@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
-from hrmonitor.cli.options import print_json
+from hrmonitor.cli.options import CONFIG_ENV, config_option, config_path, load, print_json
+from hrmonitor.config.loading import DEFAULT_CONFIG_PATH
 from hrmonitor.core.bounce.classify import BounceReport, classify_message
 from hrmonitor.errors import RuleError
 
@@ -61,6 +63,21 @@ def _plain_lines(file: str, report: BounceReport) -> list[str]:
     return lines
 
 
+def rules_for(rules_path: str | None, config_value: str | None) -> Path | None:
+    """The pattern file: ``--rules``; else the config's ``[bounces] patterns`` when a
+    config was named (``--config``, the group's, $HRMONITOR_CONFIG) or ./config.toml
+    exists; else ./rules/bounce.toml or the shipped file. A named config that is
+    missing or bad is an error (exit 2), as for every command."""
+    if rules_path:
+        return Path(rules_path)
+    path = config_path(config_value)
+    named = config_value or os.environ.get(CONFIG_ENV) or path != DEFAULT_CONFIG_PATH
+    if named or Path(path).is_file():
+        config = load(path)
+        return config.path(config.bounces.patterns)
+    return default_rules_path()
+
+
 @click.command("bounce")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per file.")
@@ -69,14 +86,19 @@ def _plain_lines(file: str, report: BounceReport) -> list[str]:
     "rules_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Bounce pattern file (default: ./rules/bounce.toml, else the shipped one).",
+    help="Bounce pattern file; overrides the config's [bounces] patterns.",
 )
+@config_option
 @click.pass_context
 def bounce_command(
-    ctx: click.Context, files: tuple[str, ...], as_json: bool, rules_path: str | None
+    ctx: click.Context,
+    files: tuple[str, ...],
+    as_json: bool,
+    rules_path: str | None,
+    config_path: str | None,
 ) -> None:
     """Classify message files: dsn, nonstandard-bounce, mdn, arf, autoreply or none."""
-    path = Path(rules_path) if rules_path else default_rules_path()
+    path = rules_for(rules_path, config_path)
     try:
         patterns = load_bounce_patterns(path) if path is not None else None
     except RuleError as error:

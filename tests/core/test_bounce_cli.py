@@ -61,3 +61,69 @@ def test_bad_rule_file_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert f"{rules}: pattern[0].reason:" in result.output
+
+
+CUSTOM_RULES = """
+version = 1
+[[pattern]]
+reason = "blocked"
+match = ['frobnicated']
+"""
+MESSAGE = (
+    b"From: MAILER-DAEMON@mx.example.org\r\nTo: bob@contoso.example\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;"
+    b' boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n'
+    b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.example.org\r\n\r\n"
+    b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.0.0\r\n"
+    b"Diagnostic-Code: smtp; 550 your host is frobnicated\r\n--b--\r\n"
+)
+
+
+def _reason(result_output: str) -> str:
+    return str(json.loads(result_output)[0]["recipients"][0]["reason"])
+
+
+def test_config_names_the_pattern_file_and_rules_overrides_it(tmp_path: Path) -> None:
+    from tests.fixtures.app_config import make_config
+
+    (tmp_path / "custom.toml").write_text(CUSTOM_RULES)
+    config = make_config(tmp_path)
+    text = config.read_text()
+    shipped = text.split('[bounces]\npatterns = "', 1)[1].split('"', 1)[0]
+    config.write_text(text.replace(shipped, str(tmp_path / "custom.toml")))
+    message = tmp_path / "bounce.eml"
+    message.write_bytes(MESSAGE)
+    runner = CliRunner()
+    by_config = runner.invoke(bounce_command, [str(message), "--json", "--config", str(config)])
+    assert by_config.exit_code == 0, by_config.output
+    assert _reason(by_config.output) == "blocked"  # only the config's file knows the word
+    overridden = runner.invoke(
+        bounce_command, [str(message), "--json", "--config", str(config), "--rules", shipped]
+    )
+    assert overridden.exit_code == 0, overridden.output
+    assert _reason(overridden.output) != "blocked"
+
+
+def test_a_missing_named_config_exits_2(tmp_path: Path) -> None:
+    from hrmonitor.cli import main
+
+    message = tmp_path / "bounce.eml"
+    message.write_bytes(MESSAGE)
+    result = CliRunner().invoke(
+        main, ["bounce", str(message), "--config", str(tmp_path / "absent.toml")]
+    )
+    assert result.exit_code == 2
+    assert "absent.toml" in result.output
+
+
+def test_json_gives_class_status_remote_mta_and_command_per_recipient() -> None:
+    file = str(CORPUS / "own" / "postfix_autosubmitted_01.eml")
+    result = CliRunner().invoke(bounce_command, [file, "--json"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.output)[0]["recipients"][0]
+    assert first["reason_class"] == "recipient"
+    assert first["enhanced_status"] == "5.1.1"
+    assert first["remote_mta"]
+    assert first["command"] == "RCPT"

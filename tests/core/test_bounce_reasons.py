@@ -91,4 +91,4 @@ CASES = [
 @pytest.mark.parametrize(("diagnostic", "reason"), CASES, ids=[str(n) for n in range(len(CASES))])
 def test_common_diagnostic_gets_the_practitioners_reason(diagnostic: str, reason: str) -> None:
     status = status_of("", diagnostic, "failed") or "5.0.0"
-    assert reason_for(status, diagnostic, PATTERNS, None, "failed") == Reason(reason)
+    assert reason_for(status, diagnostic, PATTERNS, action="failed") == Reason(reason)

@@ -40,19 +40,24 @@ def test_addresses_in_the_text_name_no_reason() -> None:
     assert patterns.match("<spam@example.com>: host said 550") is None
 
 
-def test_first_matching_pattern_names_the_reason() -> None:
+def test_every_matching_reason_is_found_and_exclusions_rule_one_out() -> None:
+    # The order of the tables no longer decides: the rules of phase and context do
+    # (core.bounce.reason); a table's exclude rules its reason out.
     patterns = parse_bounce_patterns(
         {
             "pattern": [
                 {"reason": "blocked", "match": ["spamhaus"]},
-                {"reason": "spamdetected", "match": ["spam"]},
-            ]
+                {"reason": "spamdetected", "match": ["spam"], "exclude": ["spamhaus"]},
+            ],
+            "command": [{"command": "RCPT", "match": ["does not like recipient"]}],
         },
         file="t.toml",
     )
-    assert patterns.match("listed at SPAMHAUS") is Reason.BLOCKED
-    assert patterns.match("looks like spam") is Reason.SPAMDETECTED
-    assert patterns.match("all good") is None
+    assert patterns.reasons("listed at SPAMHAUS") == {Reason.BLOCKED}
+    assert patterns.reasons("looks like spam") == {Reason.SPAMDETECTED}
+    assert patterns.reasons("all good") == frozenset()
+    assert patterns.command("192.0.2.1 does not like recipient.") == "RCPT"
+    assert patterns.command("all good") == ""
 
 
 @pytest.mark.parametrize(

@@ -281,10 +281,13 @@ def _from_delivery_status(
             block.address,
             block.action,
             block.status,
-            block.remote_mta or remote_mta(block.diagnostic) or _told(text, block.address, remote_mta, single),
+            block.remote_mta
+            or remote_mta(block.diagnostic)
+            or _told(text, block.address, remote_mta, single),
             block.diagnostic or _about(text, block.address),
             patterns,
-            command=failed_command(block.diagnostic) or _told(text, block.address, failed_command, single),
+            command=failed_command(block.diagnostic)
+            or _told(text, block.address, failed_command, single),
             diagnostic_type=block.diagnostic_type,
         )
         for block in status.recipients
@@ -383,6 +386,8 @@ def _from_text(
     own = bounce_text.own_addresses(root)
     domain = bounce_text.reporting_domain(root.field("from") or "")
     failures = bounce_text.failed_addresses(region, own, domain)
+    if not failures and not failed_header:  # a role account can bounce too
+        failures = bounce_text.failed_addresses(region, own, domain, roles=True)
     if not failures and not failed_header:
         # Last resorts for a bounce that names no one in its text: the subject
         # ("Delivery failure to x@..."), then the bounced message's own To:.

@@ -25,7 +25,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"in reply to (?:the )?starttls\b", "STARTTLS"),
         (r"in reply to (?:the )?(?:initial )?(?:greeting|banner)", "CONN"),
         (
-            r"does not like recipient|\[rcpt_to\]|rcpt to:?\s{0,3}<[^<>]{0,80}>:? ?\.{0,3} ?[45]\d\d",
+            r"does not like recipient|\[rcpt_to\]"
+            r"|rcpt to:?\s{0,3}<[^<>]{0,80}>:? ?\.{0,3} ?[45]\d\d",
             "RCPT",
         ),
         (r"does not like sender|\[mail_from\]", "MAIL"),

@@ -64,11 +64,13 @@ HARD_REASONS = frozenset(
 # RFC 3463/5248/7372/7505 status codes -> the reason each names by itself, as
 # Sisimai reads them (its smtp/status table). x.0.0 and the codes missing here
 # name nothing: the text decides. A few transient codes read differently from
-# their permanent twins (4.2.1 "mailbox disabled" is a temporary block, 4.7.1
-# "delivery not authorized" a block, 4.4.5 congestion a full system).
+# their permanent twins (a 4.1.1 is a user unknown tried again, 4.2.1 "mailbox
+# disabled" a temporary block, 4.7.1 "delivery not authorized" a block, 4.4.5
+# congestion a full system).
 STATUS_REASONS: dict[str, Reason] = {
-    "4.1.6": Reason.HASMOVED, "4.1.7": Reason.REJECTED, "4.1.8": Reason.REJECTED,
-    "4.1.9": Reason.SYSTEMERROR, "4.2.1": Reason.BLOCKED, "4.2.2": Reason.MAILBOXFULL,
+    "4.1.1": Reason.USERUNKNOWN, "4.1.6": Reason.HASMOVED, "4.1.7": Reason.REJECTED,
+    "4.1.8": Reason.REJECTED, "4.1.9": Reason.SYSTEMERROR, "4.2.1": Reason.BLOCKED,
+    "4.2.2": Reason.MAILBOXFULL,
     "4.2.3": Reason.EMAILTOOLARGE, "4.2.4": Reason.FILTERED, "4.3.1": Reason.SYSTEMFULL,
     "4.3.2": Reason.NOTACCEPT, "4.3.3": Reason.SYSTEMERROR, "4.3.5": Reason.SYSTEMERROR,
     "4.4.1": Reason.EXPIRED, "4.4.2": Reason.NETWORKERROR, "4.4.3": Reason.SYSTEMERROR,
@@ -93,7 +95,7 @@ STATUS_REASONS: dict[str, Reason] = {
     "5.6.1": Reason.CONTENTERROR, "5.6.2": Reason.CONTENTERROR, "5.6.3": Reason.CONTENTERROR,
     "5.6.5": Reason.CONTENTERROR, "5.6.6": Reason.CONTENTERROR, "5.6.7": Reason.CONTENTERROR,
     "5.6.8": Reason.CONTENTERROR, "5.6.9": Reason.CONTENTERROR,
-    **{f"5.7.{n}": Reason.SECURITYERROR for n in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 19)},
+    **{f"5.7.{n}": Reason.SECURITYERROR for n in (*range(12), 14, 15, 19)},
     "5.7.13": Reason.SUSPEND, "5.7.16": Reason.EMAILTOOLARGE, "5.7.17": Reason.HASMOVED,
     "5.7.18": Reason.HASMOVED, "5.7.20": Reason.AUTHFAILURE, "5.7.21": Reason.AUTHFAILURE,
     "5.7.22": Reason.AUTHFAILURE, "5.7.23": Reason.AUTHFAILURE, "5.7.24": Reason.AUTHFAILURE,
@@ -245,6 +247,7 @@ def reason_for(
     """
     if status.startswith("2."):
         return Reason.DELIVERED
+    command = command or patterns.command(diagnostic)
     named = status_reason(status)
     found = patterns.reasons(diagnostic) or context
     if diagnostic_type in ("", "smtp"):

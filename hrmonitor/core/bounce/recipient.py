@@ -90,8 +90,8 @@ def recipient(
         ) + ".0.0"
     if not action:
         action = {"2": "delivered", "4": "delayed"}.get(status[:1], "failed")
-    if not command:
-        command = patterns.command(diagnostic) or (patterns.command(context) if context else "")
+    if not command and context:
+        command = patterns.command(diagnostic) or patterns.command(context)
     facts = (context_reasons, action, command, diagnostic_type)
     reason = reason_for(status, diagnostic, patterns, *facts)
     if action in SUCCESS_ACTIONS:

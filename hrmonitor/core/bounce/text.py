@@ -210,14 +210,17 @@ def _clean(address: str) -> str:
     return address
 
 
-def _is_own(address: str, own: frozenset[str]) -> bool:
+def _is_own(address: str, own: frozenset[str], roles: bool = False) -> bool:
     lowered = address.lower()
     local = lowered.rsplit("@", 1)[0]
+    role = local in _IGNORED_LOCAL_PARTS and not roles
     # "=" or "/" in a local part: a VERP return path or an X.400 relic, not a recipient.
-    return lowered in own or local in _IGNORED_LOCAL_PARTS or "=" in local or "/" in local
+    return lowered in own or role or "=" in local or "/" in local
 
 
-def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tuple[TextFailure, ...]:
+def failed_addresses(
+    region: str, own: frozenset[str], domain: str = "", *, roles: bool = False
+) -> tuple[TextFailure, ...]:
     """Failed recipients named in a failure region, each with its diagnostic text.
 
     ``own`` holds the lower-cased addresses of the bounce's own header fields
@@ -225,6 +228,8 @@ def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tupl
     set out on a line of their own (or after a label such as "RCPT TO:") are
     preferred over addresses mentioned in running prose; bare user names under
     a "following recipients" heading take ``domain``, the reporting domain.
+    Role accounts (postmaster@, abuse@, ...) count only with ``roles``: the
+    caller's last resort when a bounce names no one else.
     """
     lines = region.split("\n")
     lowered = [line.lower() for line in lines]
@@ -248,7 +253,7 @@ def failed_addresses(region: str, own: frozenset[str], domain: str = "") -> tupl
             address = _clean(match.group(1))
             key = address.lower()
             prefix = line[: match.start()]
-            if "@" not in address or key in seen or _is_own(address, own):
+            if "@" not in address or key in seen or _is_own(address, own, roles):
                 continue
             low_prefix = prefix.lower()
             if _SENDER_PREFIX.search(low_prefix) and not _GENERATED_PREFIX.search(low_prefix):
