@@ -147,7 +147,12 @@ async def test_a_held_message_waits_while_others_are_retried_and_goes_on_release
     [delivered] = await smtp_sink.wait_for(1, 20, lambda m: "held@rcpt.test" in m.rcpts)
     assert delivered.peer in NORMAL
 
-    shown = json.loads(await hrmonitor(config, "queue", "show", held[:12], "--json"))
+    # The MX has it; the daemon records the outcome a moment later (group commit).
+    for _ in range(100):
+        shown = json.loads(await hrmonitor(config, "queue", "show", held[:12], "--json"))
+        if shown["recipients"][0]["status"] != "delivering":
+            break
+        await asyncio.sleep(0.2)
     assert shown["id"] == held
     assert shown["pool"] == "normal"
     assert shown["reasons"] == []  # no rule matched: the normal pool

@@ -187,7 +187,13 @@ class QueueAdmin:
             with self._engine.connect() as conn:
                 rows = conn.execute(
                     select(AUDIT)
-                    .where(AUDIT.c.ip == "", AUDIT.c.kind.startswith("queue-"))
+                    .where(
+                        AUDIT.c.ip == "",
+                        AUDIT.c.kind.startswith("queue-"),
+                        # In SQL (json_extract / ->>), not in Python: the audit trail
+                        # holds every queue action ever taken.
+                        AUDIT.c.evidence["queue_id"].as_string() == queue_id,
+                    )
                     .order_by(AUDIT.c.at, AUDIT.c.id)
                 ).all()
         except SQLAlchemyError as exc:
@@ -203,7 +209,6 @@ class QueueAdmin:
                 "recipients": r.evidence.get("recipients", []),
             }
             for r in rows
-            if r.evidence.get("queue_id") == queue_id
         ]
 
     def _select(self, conn: Connection, wanted: QueueFilter) -> list[QueuedMessage]:
