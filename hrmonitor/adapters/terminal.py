@@ -104,7 +104,7 @@ def _zones_table(zones: Sequence[Mapping[str, Any]]) -> Table:
     for zone in zones:
         table.add_row(
             zone["name"],
-            zone.get("zone", ""),
+            zone.get("dns_zone", ""),
             _style(zone["health"], _HEALTH_STYLE),
             str(zone.get("checked_at") or "-")[:19].replace("T", " "),
         )

@@ -215,12 +215,17 @@ def _result_row(
 # --- report and history ---------------------------------------------------------------------
 
 
+def _dns_zones(config: Config) -> dict[str, str]:
+    """Each configured list's catalogue key and the DNS zone it queries."""
+    return {z.key: z.zone for z in zone_lists(config)}
+
+
 def report_data(config: Config, clock: Clock | None = None) -> dict[str, Any]:
     from hrmonitor.services.report import build_report  # noqa: PLC0415  (not on check's path)
 
     store = open_configured_store(config, clock)
     try:
-        return build_report(config, store, (clock or SystemClock()).now())
+        return build_report(config, store, (clock or SystemClock()).now(), _dns_zones(config))
     finally:
         store.close()
 
@@ -236,7 +241,7 @@ def history_data(config: Config, ip: str) -> dict[str, Any]:
     try:
         if store.ip_record(canonical) is None:
             raise OperatorError(f"{canonical} is not an IP of any configured pool")
-        return build_history(store, canonical, config, SystemClock().now())
+        return build_history(store, canonical, config, SystemClock().now(), _dns_zones(config))
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ per pool (core.health) from that pool's IPs only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +30,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _listing(listing: ListingRecord) -> dict[str, Any]:
+def _listing(listing: ListingRecord, zone_of: Mapping[str, str]) -> dict[str, Any]:
     return {
         "zone": listing.zone,
+        # The catalogue key is what config and alerts name; the DNS zone is what a
+        # postmaster looks up by hand (dig, the list's removal page).
+        "dns_zone": zone_of.get(listing.zone, listing.zone),
         "codes": list(listing.codes),
         "tags": list(listing.tags),
         "severity": str(listing.severity),
@@ -124,7 +128,11 @@ def retirement(store: Store, view: IpView, policy: PoolPolicy, zones: tuple[str,
     }
 
 
-def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
+def build_report(
+    config: Config, store: Store, now: datetime, zone_of: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The report; ``zone_of`` maps each configured list's catalogue key to its DNS zone."""
+    zone_of = zone_of or {}
     records = store.ip_records()
     counted = cooldown_zones(config, store)
     core_pools = {pool.name: pool for pool in config.core_pools()}
@@ -186,7 +194,7 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
                         "retirement": retirement(
                             store, views[r.ip], core_pools[name].policy, counted
                         ),
-                        "listings": [_listing(x) for x in listings.get(r.ip, ())],
+                        "listings": [_listing(x, zone_of) for x in listings.get(r.ip, ())],
                         "suspensions": [_suspension(s) for s in suspensions.get(r.ip, ())],
                     }
                     for r in own
@@ -194,15 +202,19 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
             }
         )
     health = store.zone_health()
+    # The configured lists only, each once: a list removed from the config is no
+    # longer queried, so its last stored health (often "dead") says nothing now.
     zones = [
         {
             "name": key,
-            "health": str(record.health),
-            "detail": record.detail,
-            "checked_at": _iso(record.checked_at),
-            "changed_at": _iso(record.changed_at),
+            "dns_zone": zone_of.get(key, key),
+            "health": str(record.health) if record else "unknown",
+            "detail": record.detail if record else "not checked by a daemon yet",
+            "checked_at": _iso(record.checked_at) if record else None,
+            "changed_at": _iso(record.changed_at) if record else None,
         }
-        for key, record in sorted(health.items())
+        for key in config.dnsbl.zones
+        for record in [health.get(key)]
     ]
     alerts = [
         {
@@ -237,8 +249,13 @@ def build_report(config: Config, store: Store, now: datetime) -> dict[str, Any]:
 
 
 def build_history(
-    store: Store, ip: str, config: Config | None = None, now: datetime | None = None
+    store: Store,
+    ip: str,
+    config: Config | None = None,
+    now: datetime | None = None,
+    zone_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    zone_of = zone_of or {}
     record = store.ip_record(ip)
     outlook = None
     if record is not None and config is not None and now is not None:
@@ -259,7 +276,8 @@ def build_history(
             for h in store.pool_history(ip)
         ],
         "listings": [
-            {**_listing(x), "cleared_at": _iso(x.cleared_at)} for x in store.listing_history(ip)
+            {**_listing(x, zone_of), "cleared_at": _iso(x.cleared_at)}
+            for x in store.listing_history(ip)
         ],
         "audit": [
             {
