@@ -12,6 +12,7 @@ lists, feedback rules, pauses, retry policy, concurrency) comes from Config.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -91,6 +92,7 @@ def build_controller(
         blocklist_pause=config.rotation.blocklist_pause,
         bind_pause=config.rotation.bind_pause,
         probe=check_bindable,
+        node=socket.gethostname(),
     )
     if monitor is not None:
         monitor.on_sweep(controller.on_sweep_report)
@@ -161,6 +163,7 @@ def build_relay(
         picker=PoolPicker(
             controller.candidates,
             use_listed({p.name: p for p in pools}, controller.listing_counts),
+            take=controller.take,
         ),
         mx=mail.mx_hosts,
         addresses=mail.addresses,

@@ -146,7 +146,7 @@ class Daemon:
             monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
             controller = build_controller(config, store, alerting, monitor)
             await controller.load(clock.now())
-            stack.push_async_callback(controller.drain)
+            stack.push_async_callback(controller.close)
 
             watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))
             feed = TrafficFeed(watcher, patterns)

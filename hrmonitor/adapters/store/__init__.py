@@ -1,7 +1,7 @@
 """The store: SQLAlchemy 2 tables, repositories and Alembic migrations (SQLite or PostgreSQL).
 
 Use :func:`open_store` and the :class:`Store` it returns; the modules behind it
-(pools, listings, suspensions, alerts, audit) each hold one field's queries.
+(pools, volume, listings, suspensions, alerts, audit) each hold one field's queries.
 """
 
 from hrmonitor.adapters.store.records import (
@@ -13,6 +13,7 @@ from hrmonitor.adapters.store.records import (
     ListingRecord,
     PoolHistoryRecord,
     Suspension,
+    VolumeCount,
     ZoneHealthChange,
     ZoneHealthRecord,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "PoolHistoryRecord",
     "Store",
     "Suspension",
+    "VolumeCount",
     "ZoneHealthChange",
     "ZoneHealthRecord",
     "open_store",

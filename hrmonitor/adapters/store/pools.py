@@ -1,15 +1,16 @@
-"""Pools and their IPs: registration from config, states by compare-and-set, warm-up volume."""
+"""Pools and their IPs: registration from config, states by compare-and-set, their records."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from hrmonitor.adapters.store import volume
 from hrmonitor.adapters.store.audit import add_event
 from hrmonitor.adapters.store.records import IpRecord, PoolHistoryRecord
 from hrmonitor.adapters.store.schema import IpPoolHistoryRow, IpRow, PoolRow, insert_new
@@ -128,15 +129,23 @@ def ip_records(session: Session, pool: str | None) -> list[IpRecord]:
     statement = select(IpRow).order_by(IpRow.pool, IpRow.ip)
     if pool is not None:
         statement = statement.where(IpRow.pool == pool)
-    return [_ip_record(row) for row in session.scalars(statement)]
+    rows = list(session.scalars(statement))
+    counts = volume.day_volumes(session, None if pool is None else [r.ip for r in rows])
+    return [_ip_record(row, counts.get(row.ip)) for row in rows]
 
 
 def ip_record(session: Session, ip: str) -> IpRecord | None:
     row = session.get(IpRow, ip)
-    return None if row is None else _ip_record(row)
+    return None if row is None else _ip_record(row, volume.day_volumes(session, [ip]).get(ip))
 
 
-def _ip_record(row: IpRow) -> IpRecord:
+def _ip_record(row: IpRow, counts: tuple[date, int, int, datetime | None] | None) -> IpRecord:
+    # The day's counts live in ``ip_volume`` (a row per node, summed); the old
+    # columns of ``ips`` are no longer written.
+    day, sent, delivered, last = counts if counts else (None, 0, 0, None)
+    last_sent_at = row.last_sent_at
+    if last is not None and (last_sent_at is None or last > last_sent_at):
+        last_sent_at = last
     return IpRecord(
         ip=row.ip,
         pool=row.pool,
@@ -146,10 +155,10 @@ def _ip_record(row: IpRow) -> IpRecord:
         state_actor=row.state_actor,
         warmup_stage=row.warmup_stage,
         warmup_since=row.warmup_since,
-        sent_today=row.sent_today,
-        delivered_today=row.delivered_today,
-        sent_day=row.sent_day,
-        last_sent_at=row.last_sent_at,
+        sent_today=sent,
+        delivered_today=delivered,
+        sent_day=day,
+        last_sent_at=last_sent_at,
     )
 
 
@@ -214,30 +223,3 @@ def set_warmup_stage(
         return False
     add_event(session, event)
     return True
-
-
-def record_volume(session: Session, ip: str, now: datetime, sent: int, delivered: int) -> int:
-    """Add to the IP's sent and delivered counts for ``now``'s UTC day; the day's sent total.
-
-    One UPDATE does the arithmetic in the database, so two nodes sending from the
-    same IP never lose each other's counts; the first count of a new day starts both
-    counters over. An unknown IP counts nothing and gives 0.
-    """
-    today = now.astimezone(UTC).date()
-    same_day = IpRow.sent_day == today
-    values: dict[str, object] = {
-        "sent_today": case((same_day, IpRow.sent_today + sent), else_=sent),
-        "delivered_today": case((same_day, IpRow.delivered_today + delivered), else_=delivered),
-        "sent_day": today,
-    }
-    if sent:
-        values["last_sent_at"] = case(
-            (IpRow.last_sent_at.is_(None), now),
-            (IpRow.last_sent_at < now, now),
-            else_=IpRow.last_sent_at,
-        )
-    result = session.execute(update(IpRow).where(IpRow.ip == ip).values(values))
-    assert isinstance(result, CursorResult)
-    if result.rowcount != 1:
-        return 0
-    return session.scalar(select(IpRow.sent_today).where(IpRow.ip == ip)) or 0

@@ -34,6 +34,18 @@ class IpRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeCount:
+    """What one node adds to an IP's counts of one UTC day (``Store.record_volumes``)."""
+
+    ip: str
+    day: date
+    sent: int = 0
+    delivered: int = 0
+    last_sent_at: datetime | None = None  # the latest send counted here
+    released: int = 0  # warm-up reservation handed back unused (a node stopping)
+
+
+@dataclass(frozen=True, slots=True)
 class PoolHistoryRecord:
     ip: str
     pool: str

@@ -101,6 +101,25 @@ class IpRow(Base):
     updated_at: Mapped[datetime]
 
 
+class IpVolumeRow(Base):
+    """One node's messages from one IP on one UTC day, and its warm-up reservation.
+
+    A row per node: nodes never update each other's rows, so no row is updated by
+    every delivery of every node; totals are sums over nodes. ``reserved`` is the
+    share of a warming IP's daily cap this node took (``adapters.store.volume``).
+    """
+
+    __tablename__ = "ip_volume"
+
+    ip: Mapped[str] = mapped_column(ForeignKey("ips.ip"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(NAME, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    delivered: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    reserved: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_sent_at: Mapped[datetime | None]
+
+
 class IpPoolHistoryRow(Base):
     """Every pool an IP ever served, with that pool's risk at the time."""
 

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from hrmonitor.adapters.store import alerts, audit, listings, migrate, pools, suspensions
+from hrmonitor.adapters.store import (
+    alerts,
+    audit,
+    listings,
+    migrate,
+    pools,
+    suspensions,
+    volume,
+)
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.records import (
     AlertRecord,
@@ -28,6 +37,7 @@ from hrmonitor.adapters.store.records import (
     ListingRecord,
     PoolHistoryRecord,
     Suspension,
+    VolumeCount,
     ZoneHealthRecord,
 )
 from hrmonitor.adapters.store.sweep.record import record_sweep
@@ -49,6 +59,10 @@ T = TypeVar("T")
 def open_store(url: str) -> Store:
     """A store on ``sqlite:///path`` or ``postgresql+psycopg://...`` (not yet upgraded)."""
     return Store(create_store_engine(url))
+
+
+def _canonical_counts(counts: Sequence[VolumeCount]) -> list[VolumeCount]:
+    return [c if c.ip == canonical_ip(c.ip) else replace(c, ip=_ip(c.ip)) for c in counts]
 
 
 def _ip(text: str) -> str:
@@ -148,16 +162,60 @@ class Store:
         """Compare-and-set the warm-up stage with its audit event; False if not ``expected``."""
         return self._run(lambda s: pools.set_warmup_stage(s, _ip(ip), expected, to, event))
 
+    def record_volumes(self, node: str, counts: Sequence[VolumeCount]) -> None:
+        """Add a batch of per-IP counts to ``node``'s rows, in one transaction.
+
+        The relay counts in memory and calls this once per batch, never per message.
+        """
+        self._run(lambda s: volume.add_volumes(s, node, _canonical_counts(counts)))
+
+    def reserve_volume(
+        self,
+        node: str,
+        ip: str,
+        day: date,
+        want: int,
+        cap: int,
+        counts: Sequence[VolumeCount] = (),
+    ) -> int:
+        """Take up to ``want`` of warming ``ip``'s ``cap`` for ``day`` for ``node``.
+
+        How many were granted (0 when the nodes together reached the cap). ``counts``
+        (the caller's unwritten batch) go in first, in the same transaction, so the
+        reservation sees every send this node made.
+        """
+        canonical = _ip(ip)
+
+        def work(s: Session) -> int:
+            volume.add_volumes(s, node, _canonical_counts(counts))
+            return volume.reserve(s, node, canonical, day, want, cap)
+
+        return self._run(work)
+
+    def prune_volume(self, before: date) -> int:
+        """Forget per-IP counts of days before ``before`` (the warm-up reads the last day)."""
+        return self._run(lambda s: volume.prune_volume(s, before))
+
     def record_sent(self, ip: str, now: datetime, count: int = 1) -> int:
         """Count ``count`` messages sent from ``ip`` on ``now``'s UTC day; the day's total.
 
-        The warm-up cap counts these; ``last_sent_at`` (idle re-warm) moves to ``now``.
+        One transaction per call, for tools and tests; the relay batches
+        (:meth:`record_volumes`).
         """
-        return self._run(lambda s: pools.record_volume(s, _ip(ip), now, count, 0))
+        day = now.astimezone(UTC).date()
+        canonical = _ip(ip)
+
+        def work(s: Session) -> int:
+            volume.add_volumes(s, "", [VolumeCount(canonical, day, sent=count, last_sent_at=now)])
+            found = volume.day_volumes(s, [canonical]).get(canonical)
+            return found[1] if found and found[0] == day else 0
+
+        return self._run(work)
 
     def record_delivered(self, ip: str, now: datetime, count: int = 1) -> None:
         """Count ``count`` messages delivered from ``ip`` on ``now``'s UTC day (warm-up rate)."""
-        self._run(lambda s: pools.record_volume(s, _ip(ip), now, 0, count))
+        day = now.astimezone(UTC).date()
+        self.record_volumes("", [VolumeCount(_ip(ip), day, delivered=count)])
 
     # --- DNSBL ----------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ CandidatesFn = Callable[[str, datetime], Awaitable[Sequence[IpCandidate]]]
 # When no IP of a pool is eligible: (pool, provider, now, its candidates) -> an IP
 # of that same pool to send from anyway, or None to hold the mail.
 DegradedFn = Callable[[str, str, datetime, Sequence[IpCandidate]], str | None]
+# The picker chose (pool, ip) at now: True to send from it, False if it has no room
+# after all (a warming IP's reserved block is used up); the picker then tries another.
+TakeFn = Callable[[str, str, datetime], bool]
 
 
 class SourcePicker(Protocol):
@@ -47,26 +50,34 @@ class PoolPicker:
     per pool in memory (a restart only restarts the rotation).
     """
 
-    def __init__(self, candidates: CandidatesFn, degraded: DegradedFn | None = None) -> None:
+    def __init__(
+        self,
+        candidates: CandidatesFn,
+        degraded: DegradedFn | None = None,
+        take: TakeFn | None = None,
+    ) -> None:
         self._candidates = candidates
         self._degraded = degraded
+        self._take = take
         self._cursor: dict[str, int] = {}
 
     async def pick(
         self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
     ) -> str | None:
         offered = [c for c in await self._candidates(pool, now) if c.ip not in exclude]
-        chosen = choose_source_ip(
-            offered, provider_for(destination), now, self._cursor.get(pool, 0)
-        )
-        if isinstance(chosen, NoEligibleIp):
-            # Nothing eligible: a pool whose policy allows degraded delivery may still
-            # name one of its own IPs; every other pool holds its mail.
-            if self._degraded is None:
-                return None
-            return self._degraded(pool, provider_for(destination), now, offered)
-        self._cursor[pool] = chosen.cursor
-        return chosen.ip
+        provider = provider_for(destination)
+        while True:
+            chosen = choose_source_ip(offered, provider, now, self._cursor.get(pool, 0))
+            if isinstance(chosen, NoEligibleIp):
+                # Nothing eligible: a pool whose policy allows degraded delivery may still
+                # name one of its own IPs; every other pool holds its mail.
+                if self._degraded is None:
+                    return None
+                return self._degraded(pool, provider, now, offered)
+            self._cursor[pool] = chosen.cursor
+            if self._take is None or self._take(pool, chosen.ip, now):
+                return chosen.ip
+            offered = [c for c in offered if c.ip != chosen.ip]  # shrinks: the loop ends
 
 
 def use_listed(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -32,7 +32,7 @@ from hrmonitor.core.dnsbl.answers import SweepResult
 from hrmonitor.core.feedback.replies import Evidence as ReplyEvidence
 from hrmonitor.core.feedback.replies import RemoteReply
 from hrmonitor.core.feedback.rules import FeedbackRule
-from hrmonitor.core.model import Pool, Severity
+from hrmonitor.core.model import IPState, Pool, Severity
 from hrmonitor.core.rotation.decide import (
     Decision,
     Evidence,
@@ -54,12 +54,14 @@ from hrmonitor.core.rotation.suspension import (
     Suspension,
     bind_suspension,
 )
+from hrmonitor.core.rotation.warmup import daily_cap
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.rotation.apply import MAX_ROUNDS, DecisionApplier
 from hrmonitor.services.rotation.effects import AlertSink, Recheck, RotationEffects
 from hrmonitor.services.rotation.eligibility import Eligibility
 from hrmonitor.services.rotation.replies import ReplyFeedback
 from hrmonitor.services.rotation.store import RotationStore
+from hrmonitor.services.rotation.volume import FLUSH_SECONDS, VolumeLedger
 
 __all__ = [
     "BIND_PROBE_ACTOR",
@@ -82,6 +84,7 @@ BIND_PROBE_ACTOR = "rotation.bind-probe"
 EXHAUSTED_SETTLE = timedelta(seconds=30)
 # Which of these addresses bind now: ip -> None, or the error (``smtp_out.check_bindable``).
 BindProbe = Callable[[Sequence[str]], Mapping[str, str | None]]
+VOLUME_KEEP = timedelta(days=3)  # per-IP counts kept (the warm-up reads the last day's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +117,11 @@ class Controller:
         bind_pause: timedelta = timedelta(minutes=10),
         probe: BindProbe | None = None,
         exhausted_settle: timedelta = EXHAUSTED_SETTLE,
+        node: str = "",
+        volume_flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self._store = store
+        self._volume = VolumeLedger(store, node, volume_flush_seconds)
         # Shared with the parts below and changed in place by reconfigure().
         self._pools = {pool.name: pool for pool in pools}
         self._pool_of = {ip: pool.name for pool in pools for ip in pool.all_ips}
@@ -144,8 +150,39 @@ class Controller:
         return list(self._eligibility.views(pool))
 
     def candidates_now(self, pool: str, now: datetime) -> list[IpCandidate]:
-        """The pool's IPs as the picker must judge them now; [] for an unknown pool."""
-        return self._eligibility.candidates_now(pool, now)
+        """The pool's IPs as the picker must judge them now; [] for an unknown pool.
+
+        A warming IP shows as much room under its cap as this node's reserved
+        block has left (``services.rotation.volume``): none means capped here.
+        """
+        found = self._eligibility.candidates_now(pool, now)
+        return [c if c.daily_cap is None else self._within_block(c, now) for c in found]
+
+    def _within_block(self, candidate: IpCandidate, now: datetime) -> IpCandidate:
+        cap = candidate.daily_cap
+        assert cap is not None
+        left = self._volume.left(candidate.ip, now)
+        if left <= 0:
+            self._volume.ask(candidate.ip, now, cap)
+        return replace(candidate, sent_today=max(0, cap - left))
+
+    def take(self, pool: str, ip: str, now: datetime) -> bool:
+        """``source_ip.TakeFn``: the picker chose ``ip``; False if a warming IP has no room.
+
+        A warming IP's message comes out of this node's block at the pick, not at the
+        reply, so attempts in flight can never pass the cap together.
+        """
+        cap = self._cap_of(pool, ip)
+        return cap is None or self._volume.take(ip, now, cap)
+
+    def _cap_of(self, pool: str, ip: str) -> int | None:
+        config = self._pools.get(pool)
+        if config is None or not config.policy.warmup:
+            return None
+        for view in self._eligibility.views(pool):
+            if view.ip == ip and view.state is IPState.WARMING:
+                return daily_cap(config.policy, view.warmup.stage if view.warmup else 0)
+        return None
 
     def listing_counts(self, pool: str) -> dict[str, int]:
         """Open listings per IP of ``pool``: ``selection.choose_least_listed`` (use-listed)."""
@@ -161,20 +198,25 @@ class Controller:
         if pool is None:
             return
         self._eligibility.bump(pool, ip, now, count)
-        self._effects.spawn(self._effects.store_volume(ip, now, count, delivered=False))
+        self._volume.count(ip, now, sent=count)
 
     def note_delivered(self, ip: str, now: datetime, count: int = 1) -> None:
         """Count a message delivered from ``ip`` (the warm-up's delivery rate)."""
         if ip not in self._pool_of:
             return
-        self._effects.spawn(self._effects.store_volume(ip, now, count, delivered=True))
+        self._volume.count(ip, now, delivered=count)
 
     # --- evidence -----------------------------------------------------------------------
 
     async def load(self, now: datetime) -> None:
-        """Read every pool's IPs from the store (startup; tests)."""
+        """Read every pool's IPs from the store, and reserve warming IPs' first blocks."""
         for name in self._pools:
             await self._eligibility.reload(name, now)
+        for name in self._pools:
+            for view in self._eligibility.views(name):
+                cap = self._cap_of(name, view.ip)
+                if cap is not None:
+                    await self._volume.reserve(view.ip, now, cap)
 
     async def reconfigure(
         self, pools: Sequence[Pool], zones: Collection[str], now: datetime
@@ -215,6 +257,8 @@ class Controller:
         microseconds): an address that binds now is back before this tick decides.
         """
         await asyncio.to_thread(self._store.lift_expired, now)
+        # The warm-up reads the latest day's counts; older days are history nobody reads.
+        await asyncio.to_thread(self._store.prune_volume, (now - VOLUME_KEEP).date())
         self._eligibility.expire(now)
         await self._reprobe_binds(now)
         return await self._decide_all([Tick(now)], now)
@@ -287,8 +331,15 @@ class Controller:
         return OperatorResult(action.ip, pool, tuple(t for d in applied for t in d.transitions))
 
     async def drain(self) -> None:
-        """Wait for the fast path's background work (store writes, alerts, re-checks)."""
+        """Wait for the fast path's background work (store writes, alerts, re-checks)
+        and write the volume counted so far."""
         await self._effects.drain()
+        await self._volume.flush()
+
+    async def close(self) -> None:
+        """:meth:`drain`, and hand this node's unused warm-up blocks back (a stop)."""
+        await self._effects.drain()
+        await self._volume.flush(release=True)
 
     # --- inside -------------------------------------------------------------------------
 

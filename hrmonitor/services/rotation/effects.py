@@ -74,10 +74,6 @@ class RotationEffects:
         except Exception:
             log.exception("DNSBL re-check of %s failed", ip)
 
-    async def store_volume(self, ip: str, now: datetime, count: int, delivered: bool) -> None:
-        write = self._store.record_delivered if delivered else self._store.record_sent
-        await asyncio.to_thread(write, ip, now, count)
-
     def spawn(self, work: Awaitable[None]) -> None:
         async def guarded() -> None:
             try:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
-from hrmonitor.adapters.store.records import CleanRun, IpRecord, ListingRecord, ZoneHealthRecord
+from hrmonitor.adapters.store.records import (
+    CleanRun,
+    IpRecord,
+    ListingRecord,
+    VolumeCount,
+    ZoneHealthRecord,
+)
 from hrmonitor.adapters.store.records import Suspension as StoredSuspension
 from hrmonitor.core.model import AuditEvent, IPState
 
@@ -57,6 +63,10 @@ class RotationStore(Protocol):
         actor: str,
     ) -> StoredSuspension: ...
 
-    def record_sent(self, ip: str, now: datetime, count: int = 1) -> int: ...
+    def record_volumes(self, node: str, counts: list[VolumeCount]) -> None: ...
 
-    def record_delivered(self, ip: str, now: datetime, count: int = 1) -> None: ...
+    def reserve_volume(
+        self, node: str, ip: str, day: date, want: int, cap: int, counts: list[VolumeCount]
+    ) -> int: ...
+
+    def prune_volume(self, before: date) -> int: ...
