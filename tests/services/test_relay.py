@@ -181,6 +181,16 @@ async def test_clean_mail_leaves_from_a_normal_ip_only(world: World) -> None:
     assert {m.peer for m in arrived} == set(NORMAL)  # both normal IPs take turns
 
 
+async def test_the_mx_hosts_address_is_looked_up_once_not_per_attempt(world: World) -> None:
+    """Three messages to one domain, one after another: one A lookup of its MX host."""
+    for n in range(3):
+        code, out = await world.swaks("--from", "a@contoso.test", "--to", f"d{n}@rcpt.test")
+        assert code == 0, out
+        await world.sink.wait_for(n + 1)
+    asked = [q for q in world.dns.queries if q[0] == "mx.rcpt.test."]
+    assert asked.count(("mx.rcpt.test.", "A")) == 1
+
+
 async def test_spam_scored_mail_leaves_from_a_high_risk_ip_only(world: World) -> None:
     code, out = await world.swaks(
         "--from", "a@contoso.test", "--to", "s@rcpt.test", "--header", "X-Spam-Score: 9.5"
