@@ -1,28 +1,39 @@
-"""Relay throughput: smtp-source -> hrmonitor -> smtp-sink, and the same load through Postfix.
+"""Relay throughput of the product: smtp-source -> ``hrmonitor run`` -> smtp-sink, beside Postfix.
 
 Run as root (Postfix's ``postfix start`` needs it) from the repository root::
 
-    .venv/bin/python benchmarks/relay.py                 # 5,000 x 2 KB, 20 sessions, both MTAs
-    .venv/bin/python benchmarks/relay.py --memory 20000  # plus the 20,000-message RSS run
+    .venv/bin/python benchmarks/relay.py --rounds 3 --postgres   # 5,000 x 2 KB, 20 sessions
+    .venv/bin/python benchmarks/relay.py --skip-postfix --scale 100000   # the scale run
+
+hrmonitor's side is the console script a user runs, ``hrmonitor run --config
+FILE``, as its own process, with a config a user could write
+(:func:`daemon_config`): the database SQLite (default) or, with ``--postgres``,
+a fresh schema on the local PostgreSQL; sending limits, retry schedule,
+concurrency and rotation at their defaults; metrics on; the daemon's normal
+INFO log (to a file, as Postfix writes its maillog). The rotation controller,
+the surge watcher and the DNSBL sweeps run as shipped: a local rbldnsd serves
+the pool's blocklist (swept every minute), a local DNS server answers the
+MX/A lookups of the test domains. Nothing is stubbed; the only stand-ins are
+the peers themselves (rbldnsd, the test DNS server, smtp-sink), all on
+loopback.
 
 Everything runs on loopback: smtp-source connects from 127.0.0.1, hrmonitor
-listens on 127.0.0.1, Postfix on 127.0.0.70; both deliver from a bound
-source address (hrmonitor's normal pool 127.0.0.10-11, Postfix's
-``smtp_bind_address = 127.0.0.71``) to Postfix's smtp-sink on 127.0.0.60.
+and Postfix listen on 127.0.0.1 (free ports); both deliver from bound source
+addresses (hrmonitor's normal pool 127.0.0.10-11, or the high-risk pool
+127.0.0.20 for what routing sends there; Postfix's ``smtp_bind_address =
+127.0.0.71``) to Postfix's smtp-sink on 127.0.0.60.
 
 "Delivered messages/s" = messages counted by smtp-sink / seconds from the
 start of smtp-source until smtp-sink counted the last one. Both sides are
-durable before they acknowledge: hrmonitor commits to SQLite (WAL,
-synchronous=FULL, group commit) before 250; Postfix fsyncs its queue file
-(its default). hrmonitor runs as its own process (this script with
-``serve``); its peak RSS is the kernel's VmHWM for that process.
+durable before they acknowledge: hrmonitor commits to its database (SQLite
+WAL with synchronous=FULL, group commit; or PostgreSQL) before 250; Postfix
+fsyncs its queue file (its default). Peak RSS is the kernel's VmHWM of the
+daemon's process.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import re
 import shutil
@@ -32,10 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test peers (tests.fixtures) serve the benchmark too
 SINK_HOST = "127.0.0.60"
 POSTFIX_HOST = "127.0.0.1"  # Postfix insists on an interface address for inet_interfaces
 POSTFIX_BIND = "127.0.0.71"
@@ -59,135 +70,158 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-# --- the hrmonitor side: a composition of the real listener, queue and runner ----------
+# --- the hrmonitor side: the console script a user runs, with a config a user could write
 
 
-async def serve(
-    db: str, port: int, sink_port: int, concurrency: int, role: str, no_limits: bool
-) -> None:
-    import ipaddress
+ZONE = "bench.test"
+CATALOGUE = f"""
+[lists.bench]
+zone = "{ZONE}"
+families = ["ipv4"]
+[lists.bench.codes]
+"127.0.0.2" = {{ tag = "listed", class = "listed", severity = "critical" }}
+"""
+RBL_FILES = {"bench.zone": "127.0.0.2 :127.0.0.2:\n"}
 
-    from hrmonitor.adapters.clock import SystemClock
-    from hrmonitor.adapters.rule_files import (
-        SHIPPED_RULES,
-        load_bounce_patterns,
-        load_routing_files,
+
+def daemon_config(workdir: Path, *, database: str, port: int, sink_port: int, metrics_port: int,
+                  dns: tuple[str, int], rbl: tuple[str, int]) -> Path:  # fmt: skip
+    """What an operator writes: the shipped rules, defaults for everything not about ports."""
+    (workdir / "catalogue.toml").write_text(CATALOGUE)
+    rules = ROOT / "rules"
+    normal = ", ".join(f'"{ip}"' for ip in NORMAL_IPS)
+    high = ", ".join(f'"{ip}"' for ip in HIGH_IPS)
+    text = f"""
+[database]
+url = "{database}"
+
+[dns]
+nameservers = ["{dns[0]}"]
+port = {dns[1]}
+
+[dnsbl]
+nameservers = ["{rbl[0]}"]
+port = {rbl[1]}
+catalogue = ["catalogue.toml"]
+zones = ["bench"]
+interval = "1m"
+
+[pools.normal]
+risk = "normal"
+ips = [{normal}]
+
+[pools.high-risk]
+risk = "high"
+ips = [{high}]
+
+[listener]
+bind = "127.0.0.1:{port}"
+hostname = "hrmonitor.bench"
+
+[[tenants]]
+name = "bench"
+networks = ["127.0.0.0/8"]
+domains = ["bench.test"]
+
+[routing]
+rules = ["{rules / "routing.toml"}"]
+
+[bounces]
+patterns = "{rules / "bounce.toml"}"
+
+[delivery]
+port = {sink_port}
+feedback = ["{rules / "feedback.toml"}"]
+
+[metrics]
+bind = "127.0.0.1:{metrics_port}"
+"""
+    path = workdir / f"hrmonitor-{port}.toml"
+    path.write_text(text)
+    return path
+
+
+class Peers:
+    """rbldnsd for the pool's blocklist and a DNS server for MX/A of the test domains."""
+
+    def __init__(self) -> None:
+        from tests.fixtures.dns_server import DnsTestServer
+        from tests.fixtures.rbldnsd import Rbldnsd
+
+        self.rbl = Rbldnsd({ZONE: [("ip4set", "bench.zone")]}, RBL_FILES)
+        self.dns = DnsTestServer()
+        for domain in ("sink.test", "bench.test", "source.bench"):
+            self.dns.add(domain, "MX", "10 mx.sink.bench.")
+            self.dns.add(domain, "A", SINK_HOST)
+        self.dns.add("mx.sink.bench", "A", SINK_HOST)
+        self.dns.start()
+
+    def stop(self) -> None:
+        self.dns.stop()
+        self.rbl.stop()
+
+
+class Postgres:
+    """A fresh schema on the local PostgreSQL for one run (dropped after)."""
+
+    SERVER = os.environ.get(
+        "HRMONITOR_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
-    from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
-    from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
-    from hrmonitor.adapters.store.engine import create_store_engine
-    from hrmonitor.adapters.store.migrate import upgrade
-    from hrmonitor.adapters.store.queue.repository import QueueRepository
-    from hrmonitor.core.delivery.retry import RetryPolicy
-    from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
-    from hrmonitor.core.mx import DomainStatus, MxHost, MxOutcome, MxResult
-    from hrmonitor.core.rotation.selection import IpCandidate
-    from hrmonitor.core.routing.decide import Tenant as RoutingTenant
-    from hrmonitor.core.surge import SurgeSettings
-    from hrmonitor.services.relay.routing import Router, RoutingSettings
-    from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
-    from hrmonitor.services.relay.source_ip import PoolPicker
-    from hrmonitor.services.surge.traffic import TrafficFeed
-    from hrmonitor.services.surge.watcher import SurgeWatcher
 
-    if no_limits:
-        # What-if experiment only: routing's per-sender recipient window counts every
-        # event of the last day for every message (O(n) per message, O(n^2) per run);
-        # this shows what the engine does without that cost. Off by default.
-        from hrmonitor.core.routing.limits import RecipientWindow
+    def __enter__(self) -> str:
+        import uuid
 
-        RecipientWindow.counts = lambda self, mail_from, now: (0, 0)  # type: ignore[method-assign]
+        from sqlalchemy import create_engine, make_url, text
 
-    class ExistingDomains:
-        async def sender_domain_status(self, domain: str) -> DomainStatus:
-            return DomainStatus.EXISTS
+        self.schema = f"hrm_bench_{uuid.uuid4().hex[:12]}"
+        self.admin = create_engine(self.SERVER)
+        with self.admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{self.schema}"'))
+        url = make_url(self.SERVER).update_query_dict({"options": f"-csearch_path={self.schema}"})
+        return url.render_as_string(hide_password=False)
 
-    pools = [
-        Pool("normal", RiskClass.NORMAL, NORMAL_IPS, (), PoolPolicy(), timedelta(minutes=30)),
-        Pool("high-risk", RiskClass.HIGH, HIGH_IPS, (), PoolPolicy(), timedelta(minutes=15)),
-    ]
-    router = Router(
-        load_routing_files([ROOT / "rules" / "routing.toml"]),
-        pools,
-        RoutingSettings(limits=_no_limits()),
-        ExistingDomains(),
-        tenants=[RoutingTenant("bench", ("127.0.0.0/8",), ())],
-    )
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import text
 
-    route = route_with(router)
-
-    async def mx(domain: str) -> MxResult:
-        return MxResult(domain, MxOutcome.HOSTS, (MxHost(0, SINK_HOST),))
-
-    async def candidates(pool: str, now: object) -> list[IpCandidate]:
-        ips = NORMAL_IPS if pool == "normal" else HIGH_IPS
-        return [IpCandidate(ip, IPState.ACTIVE) for ip in ips]
-
-    async def no_alerts(_alert: object) -> None:
-        return None
-
-    feed = TrafficFeed(
-        SurgeWatcher(SurgeSettings(), no_alerts), load_bounce_patterns(SHIPPED_RULES)
-    )
-    engine = create_store_engine(f"sqlite:///{db}")
-    upgrade(engine)
-    clock = SystemClock()
-    connections = Connections(
-        OutboundSettings(port=sink_port, helo_name="hrmonitor.bench", connect_timeout=10,
-                         command_timeout=30, max_messages_per_connection=1000)
-    )  # fmt: skip
-    relay = Relay(
-        queue=QueueRepository(engine),
-        route=route,
-        picker=PoolPicker(candidates),  # type: ignore[arg-type]
-        mx=mx,
-        sender=connections,
-        clock=clock,
-        settings=RelaySettings(
-            hostname="hrmonitor.bench",
-            pool_ips={p.name: frozenset(p.all_ips) for p in pools},
-            retry=RetryPolicy(),
-            concurrency=concurrency,
-            per_destination=concurrency,
-            # a runner in its own process learns of new mail by polling, not by the event
-            poll_seconds=0.05 if role == "runner" else 1.0,
-        ),
-        stored_form=router.stored_form,
-        # as the daemon: every accepted message classified, every reply fed to the watcher
-        on_accepted=feed.accepted_off_loop,
-        on_outcome=feed.outcome,
-    )
-    listener = Listener(
-        ListenerSettings(
-            host="127.0.0.1", port=port, hostname="hrmonitor.bench",
-            tenants=(Tenant("bench", (ipaddress.ip_network("127.0.0.0/8"),)),),
-            reuse_port=True,
-        ),
-        relay.accept,
-        clock,
-    )  # fmt: skip
-    if role != "listener":
-        await relay.recover()
-    if role != "runner":
-        await listener.start()
-    runner = asyncio.create_task(relay.run()) if role != "listener" else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    print("READY", flush=True)
-    await stop.wait()
-    if role != "runner":
-        await listener.stop()
-    await relay.stop()
-    if runner is not None:
-        await runner
-    await connections.close()
+        with self.admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
+        self.admin.dispose()
 
 
-def _no_limits() -> object:
-    from hrmonitor.core.routing.limits import SendingLimits
+_RUNNING = re.compile(rb"hrmonitor running: .* SMTP on [^ ]+:(\d+)")
 
-    return SendingLimits(recipients_per_hour=10**9, recipients_per_day=10**9)
+
+class Daemon:
+    """``hrmonitor run --config FILE`` as its own process; its log (INFO) goes to a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        script = Path(sys.executable).parent / "hrmonitor"
+        self.log = log
+        self._file = log.open("wb")
+        self.process = subprocess.Popen(
+            [str(script), "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=self._file, cwd=config.parent,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not _RUNNING.search(log.read_bytes()):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"hrmonitor did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._file.close()
+
+
+def sweeps_in(log: Path) -> int:
+    """How many DNSBL sweeps the daemon logged (proof that the monitor ran alongside)."""
+    return len(re.findall(rb"sweep", log.read_bytes()))
 
 
 # --- peers ------------------------------------------------------------------------------
@@ -229,16 +263,18 @@ def source(
 
 
 def measure(sink: Sink, host: str, port: int, messages: int, sessions: int, size: int,
-            sample: object = None, timeout: float = 900) -> dict[str, float]:  # fmt: skip
+            timeout: float = 1800) -> dict[str, float]:  # fmt: skip
+    """Run smtp-source and wait for the sink to count ``messages``; rate and per-tenth rates."""
     started = time.monotonic()
     client = source(host, port, messages, sessions, size)
     accepted_at = None
+    tenths: list[float] = []  # when the sink's count passed each tenth of the load
     while True:
         if accepted_at is None and client.poll() is not None:
             accepted_at = time.monotonic()
         count = sink.count()
-        if callable(sample):
-            sample()
+        while len(tenths) < 10 and count >= messages * (len(tenths) + 1) / 10:
+            tenths.append(time.monotonic() - started)
         if count >= messages or time.monotonic() - started > timeout:
             break
         time.sleep(0.05)
@@ -247,7 +283,7 @@ def measure(sink: Sink, host: str, port: int, messages: int, sessions: int, size
         client.wait(60)
         accepted_at = time.monotonic()
     errors = client.stderr.read().decode(errors="replace") if client.stderr else ""
-    return {
+    result = {
         "delivered": count,
         "seconds": done - started,
         "rate": count / (done - started),
@@ -255,6 +291,11 @@ def measure(sink: Sink, host: str, port: int, messages: int, sessions: int, size
         "source_rc": float(client.returncode or 0),
         "source_errors": float(len(errors.splitlines())),
     }
+    if len(tenths) == 10:
+        tenth = messages / 10
+        result["first_tenth_rate"] = tenth / tenths[0]
+        result["last_tenth_rate"] = tenth / (tenths[9] - tenths[8])
+    return result
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -264,35 +305,36 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_hrmonitor(workdir: Path, messages: int, sessions: int, size: int,
-                  concurrency: int, split: bool,
-                  listeners: int = 1, uvloop: bool = False, no_limits: bool = False,
-                  ) -> tuple[dict[str, float], list[float]]:  # fmt: skip
-    """One measured run; ``split`` runs the listener and the runner as two processes."""
+def metric(port: int, name: str) -> float:
+    """The sum of a Prometheus metric's samples on the daemon's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))  # fmt: skip
+
+
+def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, size: int,
+                  database: str | None = None) -> tuple[dict[str, float], float]:  # fmt: skip
+    """One measured run of ``hrmonitor run``; the result and the daemon's peak RSS (MB)."""
     sink = Sink(workdir)
     port = free_port("127.0.0.1")
-    db = workdir / f"hrmonitor-{port}.db"
-    children = []
+    metrics_port = free_port("127.0.0.1")
+    url = database or f"sqlite:///{workdir / f'hrmonitor-{port}.db'}"
+    config = daemon_config(workdir, database=url, port=port, sink_port=sink.port,
+                           metrics_port=metrics_port, dns=(peers.dns.host, peers.dns.port),
+                           rbl=peers.rbl.nameserver)  # fmt: skip
+    daemon = None
     try:
-        roles = ["listener"] * listeners + ["runner"] if split else ["all"]
-        for role in roles:
-            child = subprocess.Popen(
-                [sys.executable, __file__, "serve", "--db", str(db), "--port", str(port),
-                 "--sink-port", str(sink.port), "--concurrency", str(concurrency),
-                 "--role", role, *(["--uvloop"] if uvloop else []),
-                 *(["--no-sending-limits"] if no_limits else [])],
-                stdout=subprocess.PIPE, cwd=ROOT,
-            )  # fmt: skip
-            children.append(child)
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != b"READY":
-                raise RuntimeError(f"hrmonitor ({role}) did not start")
+        daemon = Daemon(config, workdir / f"hrmonitor-{port}.log")
         result = measure(sink, "127.0.0.1", port, messages, sessions, size)
-        rss = [peak_rss_mb(child.pid) for child in children]
+        rss = peak_rss_mb(daemon.process.pid)
+        result["sweeps"] = metric(metrics_port, "hrmonitor_sweeps_total")
+        result["accepted_metric"] = metric(metrics_port, "hrmonitor_messages_accepted_total")
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-            child.wait(60)
+        if daemon is not None:
+            daemon.stop()
         sink.stop()
     return result, rss
 
@@ -380,95 +422,67 @@ def _wait_listening(host: str, port: int, timeout: float = 30) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    srv = sub.add_parser("serve")
-    srv.add_argument("--db", required=True)
-    srv.add_argument("--port", type=int, required=True)
-    srv.add_argument("--sink-port", type=int, required=True)
-    srv.add_argument("--concurrency", type=int, default=40)
-    srv.add_argument("--role", choices=("all", "listener", "runner"), default="all")
-    srv.add_argument("--uvloop", action="store_true")
-    srv.add_argument("--no-sending-limits", action="store_true")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--concurrency", type=int, default=40)
-    parser.add_argument("--memory", type=int, default=0, help="also run N messages for peak RSS")
-    parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both MTAs")
-    parser.add_argument(
-        "--uvloop", action=argparse.BooleanOptionalAction, default=True,
-        help="run hrmonitor on uvloop, as the daemon does (--no-uvloop: plain asyncio)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--no-sending-limits", action="store_true",
-        help="what-if: stub routing's per-sender recipient window (see README)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--listeners", type=int, default=1,
-        help="listener processes sharing the port (SO_REUSEPORT); each keeps its own limits",
-    )  # fmt: skip
-    parser.add_argument(
-        "--split", action="store_true",
-        help="listener and runner as two processes on one database (default: one process)",
-    )  # fmt: skip
+    parser.add_argument("--skip-postfix", action="store_true")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also run hrmonitor on PostgreSQL (one node) each round")  # fmt: skip
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also one N-message run: first vs last tenth, peak RSS")  # fmt: skip
     args = parser.parse_args()
-    if args.command == "serve":
-        # Logged as the daemon logs (INFO, a line per message accepted and per attempt,
-        # the chatty libraries quiet), to a file beside the database, as Postfix logs
-        # to its maillog_file: the comparison includes both sides' logging.
-        from hrmonitor.cli import configure_logging
-
-        configure_logging(logging.INFO, filename=str(Path(args.db).with_suffix(".log")))
-        if args.uvloop:
-            import uvloop  # the daemon runs on uvloop (hrmonitor.app.daemon.run_daemon)
-
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        asyncio.run(
-            serve(args.db, args.port, args.sink_port, args.concurrency, args.role,
-                  args.no_sending_limits)
-        )  # fmt: skip
-        return
-    with tempfile.TemporaryDirectory(prefix="hrmonitor-bench-") as tmp:
-        workdir = Path(tmp)
-        load = f"{args.messages} x {args.size} B, {args.sessions} sessions"
-        split = args.split
-        shape = "listener + runner processes" if split else "one process"
-        if args.uvloop:
-            shape += ", uvloop"
-        if args.no_sending_limits:
-            shape += ", sending-limit window stubbed"
-        shape_args = (args.concurrency, split, args.listeners, args.uvloop,
-                      args.no_sending_limits)  # fmt: skip
-        ratios: list[float] = []
-        for round_no in range(1, args.rounds + 1):
-            # Alternate the two MTAs round by round: the machine's load drifts, and a
-            # ratio of runs made seconds apart is fairer than one of runs made minutes apart.
-            hr, hr_rss = run_hrmonitor(
-                workdir, args.messages, args.sessions, args.size, *shape_args
-            )
-            print(f"[{round_no}] hrmonitor ({shape}): {load}: {hr['delivered']:.0f} delivered "
-                  f"in {hr['seconds']:.2f} s = {hr['rate']:.0f} msg/s (accepted in "
-                  f"{hr['accept_seconds']:.2f} s; peak RSS {_mb(hr_rss)})", flush=True)  # fmt: skip
-            if args.skip_postfix:
-                continue
-            pf = run_postfix(workdir, args.messages, args.sessions, args.size)
-            ratios.append(hr["rate"] / pf["rate"])
-            print(f"[{round_no}] postfix: {load}: {pf['delivered']:.0f} delivered in "
-                  f"{pf['seconds']:.2f} s = {pf['rate']:.0f} msg/s (accepted in "
-                  f"{pf['accept_seconds']:.2f} s); ratio {ratios[-1]:.2f}x",
-                  flush=True)  # fmt: skip
-        if ratios:
-            print(f"ratio hrmonitor/postfix: median {statistics.median(ratios):.2f}x "
-                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x, {len(ratios)} rounds)",
-                  flush=True)  # fmt: skip
-        if args.memory:
-            mem, mem_rss = run_hrmonitor(
-                workdir, args.memory, args.sessions, args.size, *shape_args
-            )
-            print(f"hrmonitor memory run ({shape}): {mem['delivered']:.0f} of {args.memory} "
-                  f"delivered in {mem['seconds']:.2f} s = {mem['rate']:.0f} msg/s; "
-                  f"peak RSS {_mb(mem_rss)}", flush=True)  # fmt: skip
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    load = f"{args.messages} x {args.size} B, {args.sessions} sessions"
+    peers = Peers()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hrmonitor-bench-") as tmp:
+            workdir = Path(tmp)
+            ratios: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+            for round_no in range(1, args.rounds + 1):
+                # Alternate the MTAs round by round: the machine's load drifts, and a ratio
+                # of runs made seconds apart is fairer than one of runs made minutes apart.
+                rates = {}
+                backends = ["sqlite"] + (["postgresql"] if args.postgres else [])
+                for backend in backends:
+                    if backend == "postgresql":
+                        with Postgres() as url:
+                            hr, rss = run_hrmonitor(workdir, peers, args.messages,
+                                                    args.sessions, args.size, url)  # fmt: skip
+                    else:
+                        hr, rss = run_hrmonitor(workdir, peers, args.messages, args.sessions,
+                                                args.size)  # fmt: skip
+                    rates[backend] = hr["rate"]
+                    print(f"[{round_no}] hrmonitor run ({backend}): {load}: "
+                          f"{hr['delivered']:.0f} delivered in {hr['seconds']:.2f} s = "
+                          f"{hr['rate']:.0f} msg/s (accepted in {hr['accept_seconds']:.2f} s; "
+                          f"sweeps {hr['sweeps']:.0f}; peak RSS {rss:.0f} MB)",
+                          flush=True)  # fmt: skip
+                if args.skip_postfix:
+                    continue
+                pf = run_postfix(workdir, args.messages, args.sessions, args.size)
+                for backend, rate in rates.items():
+                    ratios[backend].append(rate / pf["rate"])
+                shown = ", ".join(f"{b} {r / pf['rate']:.2f}x" for b, r in rates.items())
+                print(f"[{round_no}] postfix: {load}: {pf['delivered']:.0f} delivered in "
+                      f"{pf['seconds']:.2f} s = {pf['rate']:.0f} msg/s (accepted in "
+                      f"{pf['accept_seconds']:.2f} s); ratio {shown}", flush=True)  # fmt: skip
+            for backend, values in ratios.items():
+                if values:
+                    print(f"ratio hrmonitor ({backend}) / postfix: median "
+                          f"{statistics.median(values):.2f}x (min {min(values):.2f}x, "
+                          f"max {max(values):.2f}x, {len(values)} rounds)", flush=True)  # fmt: skip
+            if args.scale:
+                big, rss = run_hrmonitor(workdir, peers, args.scale, args.sessions, args.size)
+                first, last = big.get("first_tenth_rate", 0.0), big.get("last_tenth_rate", 0.0)
+                print(f"scale run: {big['delivered']:.0f} of {args.scale} delivered in "
+                      f"{big['seconds']:.1f} s = {big['rate']:.0f} msg/s; first tenth "
+                      f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
+                      f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB",
+                      flush=True)  # fmt: skip
+    finally:
+        peers.stop()
+        print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
 
 def _mb(values: list[float]) -> str:
