@@ -212,11 +212,15 @@ class Controller:
         """Read every pool's IPs from the store, and reserve warming IPs' first blocks."""
         for name in self._pools:
             await self._eligibility.reload(name, now)
-        for name in self._pools:
-            for view in self._eligibility.views(name):
-                cap = self._cap_of(name, view.ip)
-                if cap is not None:
-                    await self._volume.reserve(view.ip, now, cap)
+            await self._reserve_blocks(name, now)
+
+    async def _reserve_blocks(self, pool: str, now: datetime) -> None:
+        """A first block for every warming IP of ``pool`` that has none (a promotion, a
+        start), awaited: the very next pick may send from it."""
+        for view in self._eligibility.views(pool):
+            cap = self._cap_of(pool, view.ip)
+            if cap is not None and self._volume.left(view.ip, now) <= 0:
+                await self._volume.reserve(view.ip, now, cap)
 
     async def reconfigure(
         self, pools: Sequence[Pool], zones: Collection[str], now: datetime
@@ -323,6 +327,7 @@ class Controller:
             if decision.refusals:
                 return OperatorResult(action.ip, pool, refused=decision.refusals[0].reason)
             applied = await self._applier.apply(pool, decision, action.at, [action])
+            await self._reserve_blocks(pool, action.at)
             self._observe(pool, action.at)
         mine = tuple(t for d in applied for t in d.transitions if t.ip == action.ip)
         lifted = any(isinstance(a, Lift) for d in applied for a in d.actions)
@@ -351,6 +356,7 @@ class Controller:
                 views = self._eligibility.current(name, now)
                 decision = decide(self._pools[name], views, evidence, now)
                 done.extend(await self._applier.apply(name, decision, now, evidence))
+                await self._reserve_blocks(name, now)
                 self._observe(name, now)
         return done
 
