@@ -85,7 +85,7 @@ RBL_FILES = {"bench.zone": "127.0.0.2 :127.0.0.2:\n"}
 
 
 def daemon_config(workdir: Path, *, database: str, port: int, sink_port: int, metrics_port: int,
-                  dns: tuple[str, int], rbl: tuple[str, int]) -> Path:  # fmt: skip
+                  dns: tuple[str, int], rbl: tuple[str, int], retry: str = "") -> Path:  # fmt: skip
     """What an operator writes: the shipped rules, defaults for everything not about ports."""
     (workdir / "catalogue.toml").write_text(CATALOGUE)
     rules = ROOT / "rules"
@@ -132,6 +132,7 @@ patterns = "{rules / "bounce.toml"}"
 [delivery]
 port = {sink_port}
 feedback = ["{rules / "feedback.toml"}"]
+{f"retry = {retry}" if retry else ""}
 
 [metrics]
 bind = "127.0.0.1:{metrics_port}"
@@ -228,17 +229,28 @@ def sweeps_in(log: Path) -> int:
 
 
 class Sink:
-    """Postfix's smtp-sink with its running counter (``-c``) written to a file."""
+    """Postfix's smtp-sink with its running counter (``-c``) written to a file.
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port(SINK_HOST)
-        self.out = workdir / f"sink-{self.port}.txt"
+    ``refuse`` answers every RCPT with ``451 4.3.0`` (an MX that defers
+    everything); ``dump`` appends every message received to that file, to count
+    duplicates by Message-Id.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, refuse: bool = False,
+                 dump: Path | None = None) -> None:  # fmt: skip
+        self.port = port or free_port(SINK_HOST)
+        self.out = workdir / f"sink-{self.port}-{time.monotonic_ns()}.txt"
         self._file = self.out.open("wb")
+        options = ["-r", "RCPT", "-b", "451 4.3.0 Try again later"] if refuse else []
+        if dump is not None:
+            options += ["-D", str(dump)]
         self.process = subprocess.Popen(
-            [binary("smtp-sink"), "-c", "-u", "nobody", f"{SINK_HOST}:{self.port}", "256"],
+            [binary("smtp-sink"), "-c", "-u", "nobody", *options, f"{SINK_HOST}:{self.port}",
+             "256"],
             stdout=self._file,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
+        _wait_listening(SINK_HOST, self.port)
 
     def count(self) -> int:
         tail = self.out.read_bytes()[-200:].decode(errors="replace")
@@ -339,6 +351,63 @@ def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, siz
     return result, rss
 
 
+def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int,
+                size: int) -> dict[str, float]:  # fmt: skip
+    """``messages`` accepted while the MX answers 451 to everything, then the MX recovers.
+
+    The config is the benchmark's with one change a postmaster makes for a
+    backlog test, ``[delivery] retry = ["30s"]``, so that the whole backlog is due
+    within 30 s of the recovery (hrmonitor has no ``postqueue -f``). The drain
+    rate is messages / seconds from the recovery until the sink counted the last
+    one; duplicates are Message-Ids the recovered sink received more than once.
+    """
+    refusing = Sink(workdir, refuse=True)
+    port = free_port("127.0.0.1")
+    metrics_port = free_port("127.0.0.1")
+    config = daemon_config(workdir, database=f"sqlite:///{workdir / f'backlog-{port}.db'}",
+                           port=port, sink_port=refusing.port, metrics_port=metrics_port,
+                           dns=(peers.dns.host, peers.dns.port), rbl=peers.rbl.nameserver,
+                           retry='["30s"]')  # fmt: skip
+    daemon = Daemon(config, workdir / f"backlog-{port}.log")
+    # smtp-sink writes as user nobody: its dump goes to a directory it may write in.
+    os.chmod(workdir, 0o755)
+    dumps = workdir / f"dumps-{port}"
+    dumps.mkdir()
+    os.chmod(dumps, 0o777)
+    dump = dumps / "received"
+    try:
+        started = time.monotonic()
+        client = source("127.0.0.1", port, messages, sessions, size)
+        client.wait()
+        accepted = time.monotonic() - started
+        refusing.stop()
+        recovered_at = time.monotonic()
+        sink = Sink(workdir, port=refusing.port, dump=dump)
+        try:
+            while sink.count() < messages and time.monotonic() - recovered_at < 3600:
+                time.sleep(0.1)
+            drained = time.monotonic() - recovered_at
+            count = sink.count()
+            time.sleep(5)  # anything sent twice arrives now, if at all
+            count_after = sink.count()
+        finally:
+            sink.stop()
+        rss = peak_rss_mb(daemon.process.pid)
+    finally:
+        daemon.stop()
+    ids = re.findall(rb"(?im)^Message-Id: *(<[^>]*>)", dump.read_bytes())
+    return {
+        "accept_seconds": accepted,
+        "drained": count,
+        "drain_seconds": drained,
+        "drain_rate": count / drained,
+        "received_total": count_after,
+        "distinct_ids": len(set(ids)),
+        "duplicates": len(ids) - len(set(ids)),
+        "rss": rss,
+    }
+
+
 POSTFIX_MAIN = """\
 compatibility_level = 3.6
 queue_directory = {dir}/queue
@@ -431,6 +500,8 @@ def main() -> None:
                         help="also run hrmonitor on PostgreSQL (one node) each round")  # fmt: skip
     parser.add_argument("--scale", type=int, default=0,
                         help="also one N-message run: first vs last tenth, peak RSS")  # fmt: skip
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="also N messages queued under 451s, then drained")  # fmt: skip
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     load = f"{args.messages} x {args.size} B, {args.sessions} sessions"
@@ -480,6 +551,14 @@ def main() -> None:
                       f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
                       f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB",
                       flush=True)  # fmt: skip
+            if args.backlog:
+                b = run_backlog(workdir, peers, args.backlog, args.sessions, args.size)
+                print(f"backlog run: {args.backlog} accepted in {b['accept_seconds']:.1f} s while "
+                      f"the MX answered 451; after it recovered {b['drained']:.0f} delivered in "
+                      f"{b['drain_seconds']:.1f} s = {b['drain_rate']:.0f} msg/s; "
+                      f"{b['received_total']:.0f} received in all, {b['distinct_ids']:.0f} "
+                      f"distinct Message-Ids, {b['duplicates']:.0f} duplicates; peak RSS "
+                      f"{b['rss']:.0f} MB", flush=True)  # fmt: skip
     finally:
         peers.stop()
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
