@@ -54,9 +54,15 @@ class _Pending:
 @dataclass(slots=True)
 class _Block:
     day: date
-    left: int = 0  # messages this node may still send from the IP today
+    granted: int = 0  # messages of the IP's cap this node reserved today
+    taken: int = 0  # picks out of them
+    sent: int = 0  # replies counted from the IP today (a send not picked here counts too)
     asking: bool = False
     denied_at: datetime | None = None  # the cluster's cap was used up when last asked
+
+    @property
+    def left(self) -> int:
+        return max(0, self.granted - max(self.taken, self.sent))
 
 
 def block_size(cap: int) -> int:
@@ -87,6 +93,9 @@ class VolumeLedger:
         entry.delivered += delivered
         if sent and (entry.last_sent_at is None or now > entry.last_sent_at):
             entry.last_sent_at = now
+        block = self._blocks.get(ip)
+        if sent and block is not None and block.day == key[1]:
+            block.sent += sent
         if self._timer is None:
             self._timer = asyncio.get_running_loop().create_task(self._flush_later())
 
@@ -152,7 +161,7 @@ class VolumeLedger:
             block = self._blocks[ip] = _Block(day)
         taken = block.left > 0
         if taken:
-            block.left -= 1
+            block.taken += 1
         if block.left * 2 < block_size(cap):
             self.ask(ip, now, cap)
         return taken
@@ -194,7 +203,7 @@ class VolumeLedger:
                     self.count(c.ip, c.last_sent_at or _noon(c.day), sent=c.sent,
                                delivered=c.delivered)  # fmt: skip
                 raise
-            block.left += granted
+            block.granted += granted
             block.denied_at = None if granted else now
             if not granted:
                 log.info("%s reached its warm-up cap of %d for %s", ip, cap, block.day)
