@@ -8,6 +8,8 @@ keeps working for callers that think in built-ins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class HrmonitorError(Exception):
     """Root of every error hrmonitor raises on purpose."""
@@ -26,6 +28,31 @@ class ConfigError(HrmonitorError, ValueError):
         self.problem = problem
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {problem}")
+        # Every problem this error stands for, one line each in str() order.
+        self.problems: tuple[ConfigError, ...] = (self,)
+
+
+class ConfigProblems(ConfigError):
+    """Several config or rule file problems found in one pass: str() is one line per problem.
+
+    ``file``, ``key`` and ``problem`` are the first problem's; ``problems`` has them all.
+    """
+
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.file, first.key, first.problem)
+        self.problems = tuple(each for error in problems for each in error.problems)
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(error) for error in self.problems)
+
+
+def raise_problems(problems: Sequence[ConfigError]) -> None:
+    """Raise nothing for no problems, the problem itself for one, ConfigProblems for more."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigProblems(problems)
 
 
 class RuleError(ConfigError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from hrmonitor.core.feedback.rules import FeedbackRule, layer_feedback_files
 from hrmonitor.core.routing.rules import RoutingRule, layer_routing_files
 from hrmonitor.errors import RuleError
 
-# The shipped bounce patterns, found from the package (editable installs, tests, the CLI).
-SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules" / "bounce.toml"
+# The shipped bounce patterns, package data of hrmonitor.rules (any install, tests, the CLI).
+SHIPPED_RULES = Path(str(files("hrmonitor.rules").joinpath("bounce.toml")))
 
 
 def read_rule_file(path: str | Path) -> dict[str, Any]:
@@ -37,6 +38,8 @@ def read_rule_file(path: str | Path) -> dict[str, Any]:
         raise RuleError(file, "", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(file, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RuleError(file, "", "not valid TOML: nested too deeply") from None
 
 
 def _problems(check: Any, paths: Sequence[str | Path]) -> list[str]:

@@ -20,6 +20,7 @@ from hrmonitor.app.monitoring import (
     schedule_warnings,
     zone_lists,
 )
+from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
 from hrmonitor.core.bounce.reason import BouncePatterns
 from hrmonitor.core.credentials import parse_auth_file, verify_password
@@ -68,7 +69,7 @@ def mail_dns(config: Config) -> MailDns:
 def build_router(config: Config) -> Router:
     """The per-message routing decision maker, with its sender-domain DNS and limits."""
     pools = config.core_pools()
-    rules = load_routing_files([config.path(p) for p in config.routing.rules])
+    rules = load_routing_files([f.path for f in config.rule_files(RuleKind.ROUTING)])
     check_rule_pools(rules, pools)
     settings = RoutingSettings(
         spam_threshold=config.routing.spam_threshold,
@@ -151,7 +152,9 @@ def batv_keys(config: Config) -> BatvKeys | None:
 
 
 def bounce_patterns(config: Config) -> BouncePatterns:
-    return load_bounce_patterns(config.path(config.bounces.patterns))
+    """The operator's patterns (``[bounces] patterns``) tried first, then the shipped ones."""
+    files = [load_bounce_patterns(f.path) for f in config.rule_files(RuleKind.BOUNCE)]
+    return BouncePatterns(tuple(p for patterns in reversed(files) for p in patterns.patterns))
 
 
 def authenticator(config: Config) -> Callable[[str, str], str | None] | None:

@@ -24,6 +24,7 @@ from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.monitoring import zone_lists
+from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
@@ -88,7 +89,7 @@ def build_controller(
         [z.key for z in zone_lists(config)],
         alerts,
         recheck=recheck,
-        feedback_rules=load_feedback_files([config.path(p) for p in config.delivery.feedback]),
+        feedback_rules=load_feedback_files([f.path for f in config.rule_files(RuleKind.FEEDBACK)]),
         blocklist_pause=config.rotation.blocklist_pause,
         bind_pause=config.rotation.bind_pause,
         probe=check_bindable,

@@ -49,11 +49,13 @@ from hrmonitor.app.compose import (
     outbound_connections,
 )
 from hrmonitor.app.metrics_refresh import refresh_metrics
+from hrmonitor.app.validate import config_problems
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
+from hrmonitor.errors import raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
@@ -84,7 +86,8 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 def run_daemon(config: Config) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
+    """Check everything the config points at (ports too), then run until SIGTERM/SIGINT."""
+    raise_problems(config_problems(config, ports=True))
     run_loop(Daemon(config).run())
 
 

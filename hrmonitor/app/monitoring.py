@@ -14,11 +14,12 @@ from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, Webhook
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine, read_catalogue
 from hrmonitor.adapters.store import Store, open_store
+from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
 from hrmonitor.core.dnsbl.answers import budget_problems
 from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import Clock
-from hrmonitor.errors import ConfigError
+from hrmonitor.errors import ConfigError, StoreError
 
 # A list's TTL: polling faster gains nothing and costs budget (docs/dnsbl-facts.md).
 MIN_USEFUL_INTERVAL_SECONDS = 15 * 60
@@ -30,11 +31,17 @@ def open_configured_store(config: Config, clock: Clock | None = None) -> Store:
     A pool change the store refuses (an IP that served a high-risk pool now in
     the normal pool, an IP moved between pools) is a config error: exit 2.
     """
-    store = open_store(config.database.url)
+    try:
+        store = open_store(config.database.url)
+    except StoreError as error:
+        raise ConfigError(str(config.source), "database.url", str(error)) from None
     try:
         store.upgrade()
         now = (clock or SystemClock()).now()
         problems = store.sync_pools(config.core_pools(), now)
+    except StoreError as error:
+        store.close()
+        raise ConfigError(str(config.source), "database.url", str(error)) from None
     except Exception:
         store.close()
         raise
@@ -46,7 +53,7 @@ def open_configured_store(config: Config, clock: Clock | None = None) -> Store:
 
 def zone_lists(config: Config) -> tuple[ZoneList, ...]:
     """The configured lists, ready to query; [dnsbl] daily_budget fills in missing budgets."""
-    catalogue = read_catalogue([config.path(p) for p in config.dnsbl.catalogue])
+    catalogue = read_catalogue([f.path for f in config.rule_files(RuleKind.DNSBL)])
     lists = catalogue.select(
         config.dnsbl.zones, config.dnsbl.dqs_key, config_file=str(config.source)
     )

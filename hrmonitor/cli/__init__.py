@@ -30,6 +30,7 @@ COMMANDS: Mapping[str, str] = {
     "auth": "hrmonitor.cli.commands:auth_group",
     "bounce": "hrmonitor.cli.bounce:bounce_command",
     "check": "hrmonitor.cli.commands:check_command",
+    "config": "hrmonitor.cli.config:config_group",
     "db": "hrmonitor.cli.commands:db_group",
     "history": "hrmonitor.cli.commands:history_command",
     "ip": "hrmonitor.cli.ip:ip_group",
@@ -79,7 +80,11 @@ class HrmonitorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, OperatorError) as error:
+        except ConfigError as error:
+            for problem in error.problems:  # one line per problem: file: key: problem
+                click.echo(f"hrmonitor: {problem}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except OperatorError as error:
             click.echo(f"hrmonitor: {error}", err=True)
             ctx.exit(EXIT_USAGE)
         except HrmonitorError as error:

@@ -16,14 +16,16 @@ from hrmonitor.adapters.rule_files import (
     routing_file_problems,
     validate_bounce_rule_files,
 )
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.config.loading import Config
 
 Validator = Callable[[Sequence[Path]], list[str]]
 
 VALIDATORS: dict[str, Validator] = {
     "dnsbl": lambda paths: validate_catalogue_files(list(paths)),
-    "routing": lambda paths: routing_file_problems(list(paths)),
-    "feedback": lambda paths: feedback_file_problems(list(paths)),
+    # an operator's file is read as the daemon reads it: layered over the shipped one
+    "routing": lambda paths: routing_file_problems([shipped_rules(RuleKind.ROUTING), *paths]),
+    "feedback": lambda paths: feedback_file_problems([shipped_rules(RuleKind.FEEDBACK), *paths]),
     "bounce": lambda paths: validate_bounce_rule_files(list(paths)),
 }
 
@@ -36,13 +38,8 @@ _MARKERS = {
 
 
 def configured_rule_files(config: Config) -> list[Path]:
-    names = [
-        *config.dnsbl.catalogue,
-        *config.routing.rules,
-        *config.delivery.feedback,
-        config.bounces.patterns,
-    ]
-    return [config.path(name) for name in names]
+    """The shipped rule files and the operator's, each kind's shipped file first."""
+    return [f.path for kind in RuleKind for f in config.rule_files(kind)]
 
 
 def kind_of(path: Path) -> str | None:

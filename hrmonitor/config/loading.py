@@ -5,10 +5,11 @@ file, the key path (``pools.high-risk.ips[1]``) and the problem; the CLI turns
 that into exit status 2 before anything starts. Unknown keys are errors, so a
 typo never silently falls back to a default.
 
-Relative paths inside the config (catalogue and rule files, TLS files) are
-resolved against the directory of the config file, so the daemon behaves the
-same whatever directory it is started from. The SQLite URL is the exception: it
-follows SQLAlchemy's rules (relative to the working directory).
+Every relative path inside the config (the SQLite database, rule files, the
+auth and TLS files) is resolved against the directory of the config file, so
+every command acts on the same files whatever directory it is started from
+(:mod:`hrmonitor.config.files`). Every problem is reported, not just the first:
+:class:`~hrmonitor.errors.ConfigProblems` holds one line per problem.
 
 The sections, one model per TOML table, are in :mod:`hrmonitor.config.sections`;
 here they are assembled and the checks that need the whole file are made.
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
+from hrmonitor.config.files import RuleFile, RuleKind, database_url, resolve, rule_files
 from hrmonitor.config.sections import (
     AlertConfig,
     AlertingConfig,
@@ -50,7 +53,7 @@ from hrmonitor.core.model import (
     WarmupStage,
     canonical_ip,
 )
-from hrmonitor.errors import ConfigError
+from hrmonitor.errors import ConfigError, raise_problems
 
 DEFAULT_CONFIG_PATH = "config.toml"
 
@@ -78,8 +81,17 @@ class Config(Section):
 
     def path(self, relative: str) -> Path:
         """A path from the config, resolved against the config file's directory."""
-        candidate = Path(relative)
-        return candidate if candidate.is_absolute() else self.source.parent / candidate
+        return resolve(self.source.parent, relative)
+
+    def rule_files(self, kind: RuleKind) -> tuple[RuleFile, ...]:
+        """The shipped rule file of ``kind`` first, then the operator's, with their keys."""
+        names = {
+            RuleKind.DNSBL: self.dnsbl.catalogue,
+            RuleKind.ROUTING: self.routing.rules,
+            RuleKind.FEEDBACK: self.delivery.feedback,
+            RuleKind.BOUNCE: (self.bounces.patterns,) if self.bounces.patterns else (),
+        }[kind]
+        return rule_files(self.source.parent, kind, names)
 
     def core_pools(self) -> tuple[Pool, ...]:
         return tuple(
@@ -192,27 +204,46 @@ def _key_path(loc: Sequence[int | str]) -> str:
     return path
 
 
+def _problem(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    problem = error["msg"].removeprefix("Value error, ")
+    if (
+        error["type"] != "value_error"
+    ):  # pydantic's own wording says what it wanted, not what it got
+        shown = repr(error["input"])
+        problem += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return problem
+
+
 def parse_config(data: dict[str, Any], source: Path) -> Config:
-    """Validate already-parsed TOML. Raises ConfigError naming file, key and problem."""
+    """Validate already-parsed TOML. Raises ConfigError naming file, key and problem.
+
+    Every problem found is raised at once (ConfigProblems for more than one);
+    the checks that need the whole file run when each section is valid.
+    """
+    file = str(source)
     if "source" in data:
-        raise ConfigError(str(source), "source", "unknown key")
+        raise ConfigError(file, "source", "unknown key")
     try:
         config = Config.model_validate({**data, "source": source})
     except ValidationError as error:
-        first = error.errors()[0]
-        problem = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            problem = "unknown key"
-        elif first["type"] == "missing":
-            problem = "required key is missing"
-        more = len(error.errors()) - 1
-        if more:
-            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise ConfigError(str(source), _key_path(first["loc"]), problem) from None
-    problems = _cross_checks(config)
-    if problems:
-        key, problem = problems[0]
-        raise ConfigError(str(source), key, problem)
+        problems: dict[str, str] = {}
+        for detail in error.errors():
+            # a union (a URL or "") fails once per member: its first member says it best
+            problems.setdefault(_key_path(detail["loc"]), _problem(detail))
+        raise_problems([ConfigError(file, key, problem) for key, problem in problems.items()])
+        raise AssertionError("unreachable: a ValidationError has errors") from None
+    except RecursionError:
+        raise ConfigError(file, "", "values nested too deeply") from None
+    raise_problems([ConfigError(file, key, problem) for key, problem in _cross_checks(config)])
+    resolved = database_url(source.parent, config.database.url)
+    if resolved != config.database.url:
+        config = config.model_copy(
+            update={"database": config.database.model_copy(update={"url": resolved})}
+        )
     return config
 
 
@@ -220,13 +251,18 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a config file. Raises ConfigError (exit status 2 in the CLI)."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = source.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(str(source), "", "no such file") from None
     except OSError as error:
         raise ConfigError(str(source), "", f"cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        problem = f"is not UTF-8 text (byte {error.start})"
+        raise ConfigError(str(source), "", problem) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(source), "", f"is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(str(source), "", "is not valid TOML: nested too deeply") from None
     return parse_config(data, source)

@@ -8,65 +8,30 @@ needs the whole file (an IP in two pools, a shared /64) is checked by
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hrmonitor.config.values import (
+    IP,
+    Address,
+    Bool,
+    DatabaseUrl,
+    Domain,
+    Duration,
+    Float,
+    HeaderName,
+    HttpUrl,
+    Int,
+    Name,
+    Network,
+    Port,
+    Size,
+    Timeout,
 )
-
-from hrmonitor.core.model import (
-    OnListing,
-    RiskClass,
-    Severity,
-    WhenExhausted,
-    canonical_ip,
-)
-from hrmonitor.core.units import parse_duration, parse_size
-
-
-def _duration(value: object) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration string (write e.g. '90s', '15m', '24h')")
-    return parse_duration(value)
-
-
-def _size(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"{value!r} is not a size (write e.g. '35MB' or a number of bytes)")
-    return parse_size(value)
-
-
-def _ip(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an IP address")
-    try:
-        return canonical_ip(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
-
-
-def _network(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a network")
-    try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a network (write e.g. '192.0.2.0/24')") from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-Size = Annotated[int, BeforeValidator(_size)]
-IP = Annotated[str, BeforeValidator(_ip)]
-Network = Annotated[str, BeforeValidator(_network)]
+from hrmonitor.core.model import OnListing, RiskClass, Severity, WhenExhausted
+from hrmonitor.core.units import parse_duration
 
 
 class Section(BaseModel):
@@ -74,33 +39,33 @@ class Section(BaseModel):
 
 
 class DatabaseConfig(Section):
-    url: str = "sqlite:///hrmonitor.db"
+    url: DatabaseUrl = "sqlite:///hrmonitor.db"  # a relative SQLite file: next to the config
 
 
 class DnsConfig(Section):
     nameservers: tuple[IP, ...] = ()
-    port: int = Field(default=53, ge=1, le=65535)
-    timeout: Duration = timedelta(seconds=2)
-    attempts: int = Field(default=2, ge=1, le=10)
+    port: Port = 53
+    timeout: Timeout = timedelta(seconds=2)
+    attempts: Int = Field(default=2, ge=1, le=10)
     # How long a sender domain's "no records" or failed lookup is remembered: in an
     # outage each domain then costs one timeout per this long, not one per message.
     negative_ttl: Duration = timedelta(seconds=30)
 
 
 class DnsblConfig(Section):
-    catalogue: tuple[str, ...] = ("rules/dnsbl.toml",)
-    zones: tuple[str, ...] = ("spamhaus-zen", "spamcop", "barracuda", "mailspike-z", "psbl")
+    catalogue: tuple[Name, ...] = ()  # the operator's own, layered over the shipped file
+    zones: tuple[Name, ...] = ("spamhaus-zen", "spamcop", "barracuda", "mailspike-z", "psbl")
     interval: Duration = timedelta(minutes=30)
     dqs_key: str = ""
     # A resolver for the lists alone (e.g. one registered with Barracuda, or a
     # local rbldnsd mirror); empty: the [dns] resolver.
     nameservers: tuple[IP, ...] = ()
-    port: int | None = Field(default=None, ge=1, le=65535)  # None: [dns] port
-    max_in_flight: int = Field(default=128, ge=1, le=4096)
-    rate_per_zone: float = Field(default=50.0, gt=0)  # queries per second per zone
+    port: Port | None = None  # None: [dns] port
+    max_in_flight: Int = Field(default=128, ge=1, le=4096)
+    rate_per_zone: Float = Field(default=50.0, gt=0, le=100_000)  # queries per second per zone
     # Queries per zone per day for lists whose catalogue entry names no budget of its
     # own (Spamhaus: < 300k); a schedule over it is warned about at start.
-    daily_budget: int = Field(default=250_000, ge=1)
+    daily_budget: Int = Field(default=250_000, ge=1)
 
     @field_validator("zones")
     @classmethod
@@ -111,8 +76,8 @@ class DnsblConfig(Section):
 
 
 class WarmupStageConfig(Section):
-    daily_cap: int = Field(ge=1)
-    min_delivery_rate: float = Field(default=0.9, ge=0, le=1)
+    daily_cap: Int = Field(ge=1)
+    min_delivery_rate: Float = Field(default=0.9, ge=0, le=1)
 
 
 # SparkPost/SendGrid style ramp, compressed: caps per IP per day.
@@ -128,7 +93,7 @@ class PoolConfig(Section):
     interval: Duration | None = None  # None: [dnsbl] interval
     on_listing: OnListing = OnListing.RETIRE
     retire_at: Severity = Severity.HIGH
-    min_active: int = Field(default=1, ge=0)
+    min_active: Int = Field(default=1, ge=0)
     cooldown: Duration = timedelta(hours=24)
     when_exhausted: WhenExhausted = WhenExhausted.DEFER
     warmup: tuple[WarmupStageConfig, ...] = DEFAULT_WARMUP
@@ -143,15 +108,20 @@ class PoolConfig(Section):
             )
         if not self.ips and not self.standby:
             raise ValueError("a pool needs at least one IP in ips or standby")
+        if self.min_active > len(self.ips) + len(self.standby):
+            raise ValueError(
+                f"min_active = {self.min_active} but the pool has only "
+                f"{len(self.ips) + len(self.standby)} IP(s) in ips and standby"
+            )
         return self
 
 
 class ListenerConfig(Section):
     bind: str = "127.0.0.1:2525"
-    hostname: str = "localhost"
+    hostname: Domain = "localhost"
     max_message_size: Size = 35_000_000
-    max_recipients: int = Field(default=1000, ge=1)
-    max_line_length: int = Field(default=998, ge=78)
+    max_recipients: Int = Field(default=1000, ge=1)
+    max_line_length: Int = Field(default=998, ge=78, le=1_000_000)
     tls_cert: str = ""
     tls_key: str = ""
     auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
@@ -166,41 +136,47 @@ class ListenerConfig(Section):
         split_address(bind)
         return bind
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ListenerConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
 
 class TenantConfig(Section):
-    name: str
+    name: Name
     networks: tuple[Network, ...] = ()
-    domains: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()  # SMTP AUTH user names allowed to relay for this tenant
+    domains: tuple[Domain, ...] = ()
+    users: tuple[Name, ...] = ()  # SMTP AUTH user names allowed to relay for this tenant
 
 
 class RoutingConfig(Section):
-    rules: tuple[str, ...] = ("rules/routing.toml",)
-    spam_threshold: float = 5.0
-    spam_headers: tuple[str, ...] = ("X-Spam-Score", "X-Spam-Status", "X-Rspamd-Score")
+    rules: tuple[Name, ...] = ()  # the operator's own, layered over the shipped file
+    spam_threshold: Float = 5.0
+    spam_headers: tuple[HeaderName, ...] = ("X-Spam-Score", "X-Spam-Status", "X-Rspamd-Score")
     trusted_filters: tuple[Network, ...] = ("127.0.0.1/32",)
     dns_unknown_hold: Duration = timedelta(minutes=10)
     on_dns_unknown: str = "high-risk"
     relay_pool: str = ""  # a pool of risk "relay" for relayed foreign-domain mail; "" = off
-    rspamd_url: str = ""  # e.g. "http://127.0.0.1:11333": score each message there; "" = off
-    rspamd_timeout: Duration = timedelta(seconds=5)
+    rspamd_url: HttpUrl | Literal[""] = ""  # e.g. "http://127.0.0.1:11333"; "" = off
+    rspamd_timeout: Timeout = timedelta(seconds=5)
     rspamd_password: str = ""
 
 
 class LimitsConfig(Section):
-    recipients_per_hour: int = Field(default=1000, ge=1)
-    recipients_per_day: int = Field(default=10000, ge=1)
+    recipients_per_hour: Int = Field(default=1000, ge=1)
+    recipients_per_day: Int = Field(default=10000, ge=1)
 
 
 class DeliveryConfig(Section):
-    port: int = Field(default=25, ge=1, le=65535)
+    port: Port = 25
     retry: tuple[Duration, ...] = tuple(parse_duration(x) for x in ("1m", "5m", "15m", "1h", "4h"))
     max_queue_time: Duration = timedelta(days=5)
-    feedback: tuple[str, ...] = ("rules/feedback.toml",)
-    connect_timeout: Duration = timedelta(seconds=30)
-    command_timeout: Duration = timedelta(seconds=60)
-    per_destination_concurrency: int = Field(default=10, ge=1)
-    concurrency: int = Field(default=100, ge=1)
+    feedback: tuple[Name, ...] = ()  # the operator's own, layered over the shipped file
+    connect_timeout: Timeout = timedelta(seconds=30)
+    command_timeout: Timeout = timedelta(seconds=60)
+    per_destination_concurrency: Int = Field(default=10, ge=1, le=100_000)
+    concurrency: Int = Field(default=100, ge=1, le=100_000)
 
     @field_validator("retry")
     @classmethod
@@ -218,17 +194,17 @@ class RotationConfig(Section):
 
 class AlertConfig(Section):
     type: Literal["log", "webhook", "email"]
-    url: str = ""  # webhook
-    to: tuple[str, ...] = ()  # email
-    sender: str = "hrmonitor@localhost"  # email envelope and From
-    smtp_host: str = "127.0.0.1"  # email
-    smtp_port: int = Field(default=25, ge=1, le=65535)
-    timeout: Duration = timedelta(seconds=10)
+    url: HttpUrl | Literal[""] = ""  # webhook
+    to: tuple[Address, ...] = ()  # email
+    sender: Address = "hrmonitor@localhost"  # email envelope and From
+    smtp_host: Name = "127.0.0.1"  # email
+    smtp_port: Port = 25
+    timeout: Timeout = timedelta(seconds=10)
     min_severity: Severity = Severity.LOW
 
     @model_validator(mode="after")
     def _complete(self) -> AlertConfig:
-        if self.type == "webhook" and not self.url.startswith(("http://", "https://")):
+        if self.type == "webhook" and not self.url:
             raise ValueError("a webhook alert needs url = 'http(s)://...'")
         if self.type == "email" and not self.to:
             raise ValueError("an email alert needs to = ['someone@example.net']")
@@ -263,32 +239,32 @@ class MetricsConfig(Section):
 
 
 class BouncesConfig(Section):
-    patterns: str = "rules/bounce.toml"  # diagnostic text -> bounce reason
+    patterns: str = ""  # the operator's own patterns, tried before the shipped ones
 
 
 class SurgeConfig(Section):
     window: Duration = timedelta(minutes=15)  # sliding window for DSN rates
     bucket: Duration = timedelta(minutes=1)
-    min_volume: int = Field(default=100, ge=1)  # messages in the window before a surge can open
-    min_dsns: int = Field(default=25, ge=1)  # DSNs in the window before a surge can open
-    ratio: float = Field(default=0.10, gt=0, le=1)  # Wilson lower bound of DSNs/messages
+    min_volume: Int = Field(default=100, ge=1)  # messages in the window before a surge can open
+    min_dsns: Int = Field(default=25, ge=1)  # DSNs in the window before a surge can open
+    ratio: Float = Field(default=0.10, gt=0, le=1)  # Wilson lower bound of DSNs/messages
     detector: Literal["ewma", "cusum"] = "ewma"
-    ewma_lambda: float = Field(default=0.2, gt=0, le=1)
-    ewma_limit: float = Field(default=3.0, gt=0)
-    cusum_k: float = Field(default=0.5, gt=0)
-    cusum_h: float = Field(default=5.0, gt=0)
-    clear_after: int = Field(default=5, ge=1)  # quiet evaluations before a surge resolves
-    max_keys: int = Field(default=10_000, ge=10)  # tracked tenants/domains/IPs (LRU)
-    outbound_index: int = Field(default=100_000, ge=100)  # recent Message-IDs for backscatter
+    ewma_lambda: Float = Field(default=0.2, gt=0, le=1)
+    ewma_limit: Float = Field(default=3.0, gt=0)
+    cusum_k: Float = Field(default=0.5, gt=0)
+    cusum_h: Float = Field(default=5.0, gt=0)
+    clear_after: Int = Field(default=5, ge=1)  # quiet evaluations before a surge resolves
+    max_keys: Int = Field(default=10_000, ge=10, le=10_000_000)  # tracked keys (LRU)
+    outbound_index: Int = Field(default=100_000, ge=100, le=100_000_000)  # recent Message-IDs
     rates_window: Duration = timedelta(days=1)  # bounce/complaint rates in the report
     client_learning: Duration = timedelta(days=1)  # a new client after this is "rogue" evidence
 
 
 class VerpConfig(Section):
-    enabled: bool = False
+    enabled: Bool = False
     secret: str = ""
-    key_number: int = Field(default=0, ge=0, le=9)
-    valid_days: int = Field(default=7, ge=1, le=499)
+    key_number: Int = Field(default=0, ge=0, le=9)
+    valid_days: Int = Field(default=7, ge=1, le=499)
     old_secrets: dict[str, str] = {}  # key number -> secret, still verified during rotation
 
     @model_validator(mode="after")

@@ -146,6 +146,10 @@ def layer_feedback_files(
             if not isinstance(enabled, bool):
                 raise RuleError(file, f"patterns.{name}.enabled", "must be true or false")
             if not enabled and set(table) <= {"enabled", "description"}:
+                if name not in layered:  # a typo would leave the real pattern on
+                    known = ", ".join(layered) or "none"
+                    problem = f"switches off no pattern of an earlier file (known: {known})"
+                    raise RuleError(file, f"patterns.{name}.enabled", problem)
                 layered[name] = None
                 continue
             rule = parse_pattern(name, table, file)

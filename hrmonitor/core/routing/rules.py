@@ -193,7 +193,13 @@ def layer_routing_files(
     """Layer parsed rule files (name, TOML data); later files override earlier rule by rule."""
     layered: dict[str, RoutingRule | None] = {}
     for file, data in files:
-        layered.update(parse_rule_file(data, file))
+        for name, rule in parse_rule_file(data, file).items():
+            if rule is None and name not in layered:
+                # a typo of a shipped rule's name would leave the real rule on
+                known = ", ".join(layered) or "none"
+                problem = f"switches off no rule of an earlier file (known: {known})"
+                raise RuleError(file, f"rules.{name}.enabled", problem)
+            layered[name] = rule
     return tuple(rule for rule in layered.values() if rule is not None)
 
 
