@@ -26,7 +26,7 @@ from hrmonitor.core.bounce.reason import BouncePatterns
 from hrmonitor.core.credentials import parse_auth_file, verify_password
 from hrmonitor.core.routing.decide import RoutingSettings, Tenant
 from hrmonitor.core.routing.limits import SendingLimits
-from hrmonitor.core.routing.rules import check_rule_pools
+from hrmonitor.core.routing.rules import RoutingRule, check_rule_pools
 from hrmonitor.core.surge import SurgeSettings
 from hrmonitor.core.surge.anomaly import AnomalyMethod, AnomalyParams
 from hrmonitor.core.surge.verp import BatvKeys
@@ -45,6 +45,7 @@ __all__ = [
     "mail_dns",
     "open_configured_store",
     "open_controller",
+    "routing_parts",
     "schedule_warnings",
     "surge_settings",
     "zone_lists",
@@ -68,6 +69,17 @@ def mail_dns(config: Config) -> MailDns:
 
 def build_router(config: Config) -> Router:
     """The per-message routing decision maker, with its sender-domain DNS and limits."""
+    rules, settings, tenants = routing_parts(config)
+    return Router(
+        rules, config.core_pools(), settings, mail_dns(config), tenants,
+        scanner=spam_scanner(config), negative_ttl=config.dns.negative_ttl,
+    )  # fmt: skip
+
+
+def routing_parts(
+    config: Config,
+) -> tuple[tuple[RoutingRule, ...], RoutingSettings, list[Tenant]]:
+    """The router's rules (checked against the pools), settings and tenants."""
     pools = config.core_pools()
     rules = load_routing_files([f.path for f in config.rule_files(RuleKind.ROUTING)])
     check_rule_pools(rules, pools)
@@ -86,15 +98,7 @@ def build_router(config: Config) -> Router:
     tenants = [
         Tenant(t.name, tuple(str(n) for n in t.networks), tuple(t.domains)) for t in config.tenants
     ]
-    return Router(
-        rules,
-        pools,
-        settings,
-        mail_dns(config),
-        tenants,
-        scanner=spam_scanner(config),
-        negative_ttl=config.dns.negative_ttl,
-    )
+    return rules, settings, tenants
 
 
 def spam_scanner(config: Config) -> Rspamd | None:

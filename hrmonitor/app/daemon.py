@@ -4,7 +4,9 @@ Start-up: store (migrated, pools registered) -> alerts -> DNSBL engine ->
 monitor -> rotation controller (loads IP states) -> router -> relay (recovers
 what a crash left mid-delivery) -> bind check of every pool IP -> listener ->
 scheduled jobs. SIGTERM/SIGINT: stop the listener (no new mail), let the queue
-runner finish the deliveries in flight, stop the jobs, close the rest.
+runner finish the deliveries in flight, stop the jobs, close the rest. SIGHUP:
+reopen log files and reload the config in place (``app.reload``); a bad config
+is logged and the running one kept.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ from hrmonitor.app.compose import (
     outbound_connections,
 )
 from hrmonitor.app.metrics_refresh import refresh_metrics
+from hrmonitor.app.reload import Reloadable, apply, read_config, reopen_log_files
 from hrmonitor.app.validate import config_problems
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
-from hrmonitor.errors import raise_problems
+from hrmonitor.errors import ConfigError, raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
@@ -103,6 +106,8 @@ class Daemon:
         self.metrics_port: int | None = None
         self.listener_port: int | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self._reloadable: Reloadable | None = None
+        self._reloading = asyncio.Lock()
 
     async def _restore_sending_limits(self, queue: QueueRepository, router: Router) -> None:
         """Senders' last day of mail, from the queue, into the router's limit windows."""
@@ -114,6 +119,33 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def reload(self) -> bool:
+        """SIGHUP: reopen log files, then re-read the config and apply it in place.
+
+        True when the new config was applied; False when it was refused (each
+        problem logged) and the running config kept.
+        """
+        reopen_log_files()
+        parts = self._reloadable
+        if parts is None:
+            log.warning("reload: still starting up, nothing reloaded")
+            return False
+        async with self._reloading:
+            source = self.config.source
+            try:
+                new = await asyncio.to_thread(read_config, source)
+                waiting = apply(self.config, new, parts)
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload refused: %s", problem)
+                log.error("reload refused: keeping the running config of %s", source)
+                return False
+            self.config = new
+        for section in waiting:
+            log.warning("reload: %s changed: takes effect at the next restart", section)
+        log.info("reloaded %s: routing rules, limits, tenants, reply patterns, alerts", source)
+        return True
 
     async def run(self) -> None:
         config, clock = self.config, self.clock
@@ -216,6 +248,7 @@ class Daemon:
             )
             scheduler.start()
             stack.push_async_callback(scheduler.stop)
+            self._reloadable = Reloadable(router, alerting, controller)
             self._install_signals(stack)
             log.info(
                 "hrmonitor running: pools %s, lists %s, SMTP on %s:%s",
@@ -297,6 +330,11 @@ class Daemon:
             except (NotImplementedError, RuntimeError):  # not the main thread
                 continue
             stack.callback(loop.remove_signal_handler, sig)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        except (NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP (Windows)
+            return
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import secrets
 import sys
 import threading
@@ -23,12 +24,31 @@ from hrmonitor.cli.options import QuickExit, config_option, json_option, load, p
 
 
 @click.command("run")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Log to this file instead of stderr; SIGHUP reopens it (for logrotate).",
+)
 @config_option
-def run_command(config_path: str | None) -> None:
-    """Run the daemon: scheduler, listener, queue runner, controller, watcher."""
-    from hrmonitor.app.daemon import run_daemon  # noqa: PLC0415
+def run_command(config_path: str | None, log_file: str | None) -> None:
+    """Run the daemon: scheduler, listener, queue runner, controller, watcher.
 
-    run_daemon(load(config_path))
+    SIGTERM/SIGINT drain and stop; SIGHUP reopens the log file and reloads the config.
+    """
+    from hrmonitor.app.daemon import run_daemon  # noqa: PLC0415
+    from hrmonitor.cli.logs import configure_logging  # noqa: PLC0415
+
+    config = load(config_path)
+    if log_file is not None:  # the group set up stderr; the same level and format, to the file
+        group = click.get_current_context().find_root().params
+        configure_logging(
+            logging.getLogger().level,
+            filename=log_file,
+            quiet_libraries=group.get("verbose", 0) < 2,
+            log_format="json" if group.get("log_format") == "json" else "text",
+        )
+    run_daemon(config)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ def kind_of(path: Path) -> str | None:
             return kind
     try:
         tables = set(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return None
     for kind, markers in _MARKERS.items():
         if tables & set(markers):

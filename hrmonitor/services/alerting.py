@@ -176,6 +176,11 @@ class Alerting:
         self._counter = counter
         self.sent: list[Alert] = []  # what passed dedupe, newest last (bounded)
 
+    def reconfigure(self, channels: Sequence[Channel], repeat_after: timedelta) -> None:
+        """New channels and repeat interval for the next alert (a reload); open alerts stay."""
+        self._channels = tuple(channels)
+        self._repeat_after = repeat_after
+
     async def emit(self, alert: Alert) -> list[Delivery]:
         """Send ``alert`` unless dedupe holds it back; returns each channel's outcome."""
         (deliveries,) = await self.emit_batch([alert])

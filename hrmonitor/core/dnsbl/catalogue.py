@@ -247,6 +247,8 @@ def _loads(name: str, text: str) -> Mapping[str, object]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(name, "", f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise RuleError(name, "", "not valid TOML: nested too deeply") from None
 
 
 def _zone_list(file: str, key: str, data: Mapping[str, object], unknown: CodeMeaning) -> ZoneList:

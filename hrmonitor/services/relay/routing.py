@@ -99,6 +99,20 @@ class Router:
         self._limit_alerts = LimitAlerts()
         self.on_alert: Callable[[Alert], None] | None = None  # the daemon sets it
 
+    def reconfigure(
+        self,
+        rules: Sequence[RoutingRule],
+        settings: RoutingSettings,
+        tenants: Sequence[Tenant],
+    ) -> None:
+        """New rules, settings (limits too) and tenants for the next message (a reload).
+
+        The sending-limit counters are kept: a reload does not reset a sender's day.
+        """
+        self.rules = tuple(rules)
+        self.settings = settings
+        self.tenants = tuple(tenants)
+
     def stored_form(self, message: bytes, client_ip: str | None) -> bytes:
         """The bytes the listener stores: score headers stripped unless from a trusted filter."""
         return strip_untrusted_scores(

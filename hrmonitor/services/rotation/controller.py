@@ -141,6 +141,10 @@ class Controller:
         )
         self._lock = asyncio.Lock()
 
+    def reconfigure_feedback(self, rules: Sequence[FeedbackRule]) -> None:
+        """New remote-reply patterns (a reload)."""
+        self._feedback.reconfigure(rules)
+
     # --- the picker's view --------------------------------------------------------------
 
     def pool_of(self, ip: str) -> str | None:

@@ -51,6 +51,10 @@ class ReplyFeedback:
         self._blocklist_pause = blocklist_pause
         self._tracker = PauseTracker()
 
+    def reconfigure(self, rules: Sequence[FeedbackRule]) -> None:
+        """New reply patterns for the next reply (a reload); counts so far are kept."""
+        self._rules = tuple(rules)
+
     def reply(self, reply: RemoteReply) -> None:
         """Match ``reply`` against the feedback rules and act on each piece of evidence."""
         provider = provider_for(reply.destination_host)
