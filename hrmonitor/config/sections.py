@@ -125,8 +125,8 @@ class ListenerConfig(Section):
     tls_cert: str = ""
     tls_key: str = ""
     auth_file: str = ""  # "user:scrypt$..." lines (hrmonitor auth hash); needs tls_cert
-    max_connections: int = Field(default=600, ge=1)
-    max_connections_per_client: int = Field(default=50, ge=1)
+    max_connections: Int = Field(default=600, ge=1)
+    max_connections_per_client: Int = Field(default=50, ge=1)
     idle_timeout: Duration = timedelta(minutes=5)
     address_literals: Literal["refuse", "deliver"] = "refuse"
 
@@ -221,7 +221,7 @@ class AlertingConfig(Section):
 class MetricsConfig(Section):
     bind: str = "127.0.0.1:9108"  # "" turns the endpoint off
     refresh: Duration = timedelta(seconds=15)  # store-backed gauges are set this often
-    destination_labels: int = Field(default=20, ge=0, le=1000)  # per-domain series; rest "other"
+    destination_labels: Int = Field(default=20, ge=0, le=1000)  # per-domain series; rest "other"
 
     @field_validator("refresh")
     @classmethod
