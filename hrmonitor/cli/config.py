@@ -9,7 +9,7 @@ from hrmonitor.cli.options import config_option, load
 
 @click.group("config")
 def config_group() -> None:
-    """The config file."""
+    """The config file: check it, and every file and address it names, in one run."""
 
 
 @config_group.command("check")
