@@ -156,7 +156,7 @@ def batv_keys(config: Config) -> BatvKeys | None:
 
 
 def bounce_patterns(config: Config) -> BouncePatterns:
-    """The operator's patterns (``[bounces] patterns``) tried first, then the shipped ones."""
+    """The shipped patterns and the operator's (``[bounces] patterns``), read together."""
     files = [load_bounce_patterns(f.path) for f in config.rule_files(RuleKind.BOUNCE)]
     return BouncePatterns(tuple(p for patterns in reversed(files) for p in patterns.patterns))
 
