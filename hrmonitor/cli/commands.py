@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 import secrets
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -140,9 +142,31 @@ def report_command(as_json: bool, watch: bool, every: float, config_path: str | 
         return
     stop = threading.Event()
     try:
-        terminal.watch(lambda: report_data(config), every, stop.wait)
+        if as_json:
+            # NDJSON: one compact document per refresh and line, flushed, so `| jq -c`
+            # or a collector reads each refresh as it comes (indented JSON would not).
+            _every_refresh(
+                lambda: click.echo(json.dumps(report_data(config), default=str)), every, stop
+            )
+        elif not sys.stdout.isatty():
+            # A live redraw into a pipe shows nothing until it ends: one plain report each time.
+            _every_refresh(lambda: terminal.print_report(report_data(config)), every, stop)
+        else:
+            terminal.watch(lambda: report_data(config), every, stop.wait)
     except KeyboardInterrupt:
         stop.set()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, as cat or tail -f do.
+        # The exit's own flush would fail again: point stdout at /dev/null (Python's recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _every_refresh(emit: Callable[[], None], every: float, stop: threading.Event) -> None:
+    while True:
+        emit()
+        sys.stdout.flush()
+        if stop.wait(every):
+            return
 
 
 @click.command("history")

@@ -4,6 +4,10 @@ point against a real rbldnsd on loopback and a real store (SQLite and PostgreSQL
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,47 @@ def test_the_terminal_zone_table_fills_its_zone_column(listed_config: Path) -> N
     [row] = [line for line in out.splitlines() if " bl.test " in f" {line} "]
     assert "bl" in row.split()[:2]
     assert "unknown" in row  # check alone does not judge zone health; no daemon ran
+
+
+def _watch_lines(config: Path, *extra: str, lines: int) -> list[str]:
+    """Run ``report --watch`` as a process into a pipe; the first ``lines`` lines it writes."""
+    command = [sys.executable, "-m", "hrmonitor", "report", "--config", str(config)]
+    process = subprocess.Popen(
+        [*command, "--watch", "--every", "0.2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # A watch that writes nothing into the pipe must fail the test, not hang it.
+    deadline = threading.Timer(60, process.send_signal, [signal.SIGINT])
+    deadline.start()
+    try:
+        assert process.stdout is not None
+        got = [process.stdout.readline() for _ in range(lines)]
+    finally:
+        deadline.cancel()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err
+    return got
+
+
+@pytest.mark.slow
+def test_watch_json_into_a_pipe_writes_one_document_per_refresh_per_line(
+    listed_config: Path,
+) -> None:
+    got = _watch_lines(listed_config, "--json", lines=3)
+    documents = [json.loads(line) for line in got]  # each line a whole document
+    assert all(line.endswith("\n") for line in got)
+    assert [len(d["pools"]) for d in documents] == [2, 2, 2]
+    assert len({d["generated_at"] for d in documents}) == 3  # three refreshes, not one
+
+
+@pytest.mark.slow
+def test_watch_without_json_into_a_pipe_prints_a_plain_report_per_refresh(
+    listed_config: Path,
+) -> None:
+    got = _watch_lines(listed_config, lines=400)
+    text = "".join(got)
+    assert text.count("high-risk (high)") >= 2  # one pool panel per refresh
+    assert "\x1b[" not in text  # plain text, no cursor movement or colour
