@@ -151,9 +151,21 @@ def _tenants_table(tenants: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+def _freshness_line(report: Mapping[str, Any]) -> Text:
+    as_of = report.get("data_as_of")
+    shown = str(as_of)[:19].replace("T", " ") if as_of else "never"
+    if report.get("stale"):
+        return Text(
+            f"STALE: data last written by a daemon {shown}; is the daemon running?",
+            style="bold white on red",
+        )
+    return Text(f"data as of {shown}", style="dim")
+
+
 def report_renderable(report: Mapping[str, Any]) -> RenderableType:
     parts: list[RenderableType] = [
-        Columns([_pool_panel(pool) for pool in report["pools"]], equal=True, expand=True)
+        _freshness_line(report),
+        Columns([_pool_panel(pool) for pool in report["pools"]], equal=True, expand=True),
     ]
     if report.get("zones"):
         parts.append(_zones_table(report["zones"]))

@@ -8,7 +8,7 @@ per pool (core.health) from that pool's IPs only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hrmonitor.adapters.store import Store
@@ -24,6 +24,8 @@ from hrmonitor.core.rotation.warmup import WarmupView
 from hrmonitor.core.surge import RateThresholds, rate_rows
 
 WHOLE_IP = "*"
+# Data older than this many of the shortest pool interval means no daemon is sweeping.
+STALE_AFTER_INTERVALS = 3
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -125,6 +127,25 @@ def retirement(store: Store, view: IpView, policy: PoolPolicy, zones: tuple[str,
         "earliest_return": _iso(outlook.earliest),
         "cooldown": str(policy.cooldown),
         "zones_counted": list(zones),
+    }
+
+
+def freshness(config: Config, store: Store, now: datetime) -> dict[str, Any]:
+    """When a daemon last wrote what the report shows, and whether that is too old.
+
+    A daemon's sweep stamps every configured zone's health (``hrmonitor check``
+    does not), so the newest zone-health ``checked_at`` is the daemon's last
+    word; none at all means no daemon has swept this store.
+    """
+    health = store.zone_health()
+    stamps = [health[z].checked_at for z in config.dnsbl.zones if z in health]
+    as_of = max(stamps) if stamps else None
+    shortest = min((p.interval for p in config.core_pools()), default=config.dnsbl.interval)
+    limit: timedelta = STALE_AFTER_INTERVALS * shortest
+    return {
+        "data_as_of": _iso(as_of),
+        "stale": as_of is None or now - as_of > limit,
+        "stale_after_seconds": limit.total_seconds(),
     }
 
 
@@ -234,6 +255,7 @@ def build_report(
             totals[status] = totals.get(status, 0) + count
     return {
         "generated_at": now.isoformat(),
+        **freshness(config, store, now),
         "pools": pools,
         "zones": zones,
         "queue": {"by_pool": queue, "totals": totals},

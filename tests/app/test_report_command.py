@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from hrmonitor.adapters.store import open_store
 from hrmonitor.cli import main
-from tests.fixtures.app_config import make_config
+from hrmonitor.core.model import ZoneHealth
+from tests.fixtures.app_config import POOLS, make_config
 from tests.fixtures.rbldnsd import Rbldnsd
 
 
@@ -96,3 +99,41 @@ def test_watch_without_json_into_a_pipe_prints_a_plain_report_per_refresh(
     text = "".join(got)
     assert text.count("high-risk (high)") >= 2  # one pool panel per refresh
     assert "\x1b[" not in text  # plain text, no cursor movement or colour
+
+
+# The shortest pool interval 10 minutes: stale after 30 minutes without a daemon's sweep.
+SLOW_POOLS = POOLS.replace('interval = "1s"', 'interval = "10m"').replace(
+    'when_exhausted = "use-listed"\n', 'when_exhausted = "use-listed"\ninterval = "15m"\n'
+)
+
+
+@pytest.mark.parametrize(("age", "stale"), [(timedelta(hours=1), True), (timedelta(0), False)])
+def test_the_report_says_when_a_daemon_last_wrote_and_marks_old_data_stale(
+    rbldnsd: Rbldnsd, tmp_path: Path, store_url: str, age: timedelta, stale: bool
+) -> None:
+    config = make_config(tmp_path, rbldnsd=rbldnsd, database=store_url, pools=SLOW_POOLS)
+    assert run("check", "--config", str(config), "--pool", "high-risk")[0] == 2
+    code, out = run("report", "--config", str(config), "--json")
+    before = json.loads(out)
+    assert (before["data_as_of"], before["stale"]) == (None, True)  # check is not a daemon
+
+    written = datetime.now(UTC) - age
+    store = open_store(store_url)
+    try:  # what a daemon's sweep writes: every configured zone's health, stamped
+        store.record_sweep([], {"bl": ZoneHealth.OK}, written)
+    finally:
+        store.close()
+
+    code, out = run("report", "--config", str(config), "--json")
+    assert code == 0
+    report = json.loads(out)
+    as_of = datetime.fromisoformat(report["data_as_of"])
+    assert abs(as_of.replace(tzinfo=as_of.tzinfo or UTC) - written) < timedelta(seconds=1)
+    assert report["stale"] is stale
+    assert report["stale_after_seconds"] == 1800
+
+    code, out = run("report", "--config", str(config))
+    assert code == 0
+    first = out.strip().splitlines()[0]
+    assert first.startswith("STALE: ") is stale  # the first thing a postmaster reads
+    assert ("data as of" in first) is not stale
