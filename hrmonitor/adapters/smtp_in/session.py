@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, AnyStr, ClassVar
 
@@ -87,7 +88,9 @@ class RelaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._refusal is not None:
-            await self.push(self._refusal)
+            # A flood's clients often hang up before the 421 is written: nothing to report.
+            with contextlib.suppress(ConnectionError):
+                await self.push(self._refusal)
             if self.transport is not None:
                 self.transport.close()
             return
