@@ -91,6 +91,8 @@ def build_controller(
         recheck=recheck,
         feedback_rules=load_feedback_files([f.path for f in config.rule_files(RuleKind.FEEDBACK)]),
         blocklist_pause=config.rotation.blocklist_pause,
+        blocklist_destinations=config.rotation.blocklist_destinations,
+        blocklist_window=config.rotation.blocklist_window,
         bind_pause=config.rotation.bind_pause,
         probe=check_bindable,
         node=socket.gethostname(),

@@ -189,6 +189,9 @@ class DeliveryConfig(Section):
 class RotationConfig(Section):
     tick: Duration = timedelta(seconds=5)  # time-based transitions: cool-downs, expiries, days
     blocklist_pause: Duration = timedelta(hours=2)  # a reply naming a blocklist suspends this long
+    # ... for that destination only; this many independent destinations within the window: all
+    blocklist_destinations: int = Field(default=3, ge=1)
+    blocklist_window: Duration = timedelta(hours=1)
     bind_pause: Duration = timedelta(minutes=10)  # an IP that cannot be bound sits out this long
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ProviderPause",
     "RemoteReply",
     "Suspension",
+    "destination_scope",
     "match_reply",
     "provider_for",
 ]
@@ -59,6 +60,32 @@ def provider_for(mx_host: str) -> str:
         if host == suffix or host.endswith("." + suffix):
             return provider
     return "generic"
+
+
+# Second-level labels under which a two-letter country code's names are registered
+# ("example.co.uk"): enough to tell organisations apart without a public-suffix list.
+_SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
+
+
+def destination_scope(mx_host: str) -> str:
+    """What a reply from ``mx_host`` speaks for: its provider, or the MX's own domain.
+
+    A known provider's MX hosts all speak for that provider ("google"). Any
+    other MX speaks only for the organisation that runs it: the host's
+    registered domain ("mx2.mail.example.co.uk" -> "example.co.uk"), or the
+    address itself for an IP literal. Suspensions from replies are scoped to
+    this: one hostile or misconfigured MX must not suspend an IP for every
+    destination that is not a big provider (they all used to share "generic").
+    """
+    host = mx_host.strip().rstrip(".").lower()
+    provider = provider_for(host)
+    if provider != "generic":
+        return provider
+    labels = host.strip("[]").split(".")
+    if len(labels) <= 2 or all(label.isdigit() for label in labels) or ":" in host:
+        return host.strip("[]")
+    keep = 3 if len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL else 2
+    return ".".join(labels[-keep:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +150,13 @@ def _rule_matches(rule: FeedbackRule, reply: RemoteReply, provider: str) -> bool
 
 
 def match_reply(
-    reply: RemoteReply, provider: str, rules: Sequence[FeedbackRule]
+    reply: RemoteReply, provider: str, rules: Sequence[FeedbackRule], scope: str | None = None
 ) -> tuple[Evidence, ...]:
-    """Every piece of evidence the reply carries; none for own deferrals or successes."""
+    """Every piece of evidence the reply carries; none for own deferrals or successes.
+
+    Rules match on ``provider``; the pauses they ask for are for ``scope``
+    (:func:`destination_scope`; ``provider`` when not given).
+    """
     if reply.own or reply.code < 400:
         return ()
     evidence: list[Evidence] = []
@@ -143,7 +174,7 @@ def match_reply(
         evidence.append(
             ProviderPause(
                 ip=reply.source_ip,
-                provider=provider,
+                provider=scope or provider,
                 duration=rule.duration,
                 reason=f"{rule.name}: {reply.summary}",
                 observed_at=reply.at,

@@ -183,15 +183,16 @@ class Delivery:
             if outcome is None:
                 await self.conclude(group, now, None, "", ip, last_failure)
                 return
-            await self._apply(group, outcome[0], now, outcome[1])
+            await self._apply(group, outcome[0], now, outcome[1], outcome[2])
             return
 
     async def _try_hosts(
         self, group: list[DueRecipient], ip: str, hosts: list[str], body: bytes
-    ) -> tuple[Sent | Failed, float] | None:
-        """The first transaction that got a reply (or the last failure), with its duration."""
+    ) -> tuple[Sent | Failed, float, str] | None:
+        """The first transaction that got a reply (or the last failure), with its duration
+        and the MX host name it went to (replies are evidence about that MX's destination)."""
         first = group[0]
-        last: tuple[Sent | Failed, float] | None = None
+        last: tuple[Sent | Failed, float, str] | None = None
         for host in hosts:
             for target in await self._targets(host, ip):
                 started = time.monotonic()
@@ -209,17 +210,22 @@ class Delivery:
                         )
                 except TimeoutError:
                     outcome = Failed(target, ip, "transaction timed out")
-                last = (outcome, (time.monotonic() - started) * 1000)
+                last = (outcome, (time.monotonic() - started) * 1000, host)
                 if isinstance(outcome, Sent) or outcome.reply is not None:
                     return last
         return last
 
     async def _apply(
-        self, group: list[DueRecipient], outcome: Sent | Failed, now: datetime, duration: float
+        self,
+        group: list[DueRecipient],
+        outcome: Sent | Failed,
+        now: datetime,
+        duration: float,
+        mx_host: str,
     ) -> None:
         if isinstance(outcome, Failed):
             if outcome.reply is not None:
-                report_reply(self._on_reply, outcome.reply, outcome.source_ip, outcome.host, now)
+                report_reply(self._on_reply, outcome.reply, outcome.source_ip, mx_host, now)
                 code, text = outcome.reply.code, outcome.reply.text
             else:
                 code, text = None, outcome.reason
@@ -234,7 +240,7 @@ class Delivery:
             reply = outcome.replies.get(recipient.address, Reply(451, "4.3.0 no reply"))
             if reply not in reported:
                 reported.add(reply)
-                report_reply(self._on_reply, reply, outcome.source_ip, outcome.host, now)
+                report_reply(self._on_reply, reply, outcome.source_ip, mx_host, now)
             outcome_row, failed = judge(
                 self._settings.retry, recipient, now, reply.code, reply.text, outcome.host,
                 outcome.source_ip, duration=duration,

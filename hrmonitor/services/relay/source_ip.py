@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from hrmonitor.core.feedback.replies import provider_for
+from hrmonitor.core.feedback.replies import destination_scope
 from hrmonitor.core.model import Pool
 from hrmonitor.core.rotation.selection import (
     IpCandidate,
@@ -65,15 +65,17 @@ class PoolPicker:
         self, pool: str, destination: str, now: datetime, exclude: frozenset[str]
     ) -> str | None:
         offered = [c for c in await self._candidates(pool, now) if c.ip not in exclude]
-        provider = provider_for(destination)
+        # Suspensions and slow-downs from replies are per destination scope: the
+        # provider, or the MX's own domain for everyone else (core.feedback).
+        scope = destination_scope(destination)
         while True:
-            chosen = choose_source_ip(offered, provider, now, self._cursor.get(pool, 0))
+            chosen = choose_source_ip(offered, scope, now, self._cursor.get(pool, 0))
             if isinstance(chosen, NoEligibleIp):
                 # Nothing eligible: a pool whose policy allows degraded delivery may still
                 # name one of its own IPs; every other pool holds its mail.
                 if self._degraded is None:
                     return None
-                return self._degraded(pool, provider, now, offered)
+                return self._degraded(pool, scope, now, offered)
             self._cursor[pool] = chosen.cursor
             if self._take is None or self._take(pool, chosen.ip, now):
                 return chosen.ip

@@ -119,6 +119,8 @@ class Controller:
         exhausted_settle: timedelta = EXHAUSTED_SETTLE,
         node: str = "",
         volume_flush_seconds: float = FLUSH_SECONDS,
+        blocklist_destinations: int = 3,
+        blocklist_window: timedelta = timedelta(hours=1),
     ) -> None:
         self._store = store
         self._volume = VolumeLedger(store, node, volume_flush_seconds)
@@ -138,6 +140,8 @@ class Controller:
             self._effects,
             rules=feedback_rules,
             blocklist_pause=blocklist_pause,
+            blocklist_destinations=blocklist_destinations,
+            blocklist_window=blocklist_window,
         )
         self._lock = asyncio.Lock()
 

@@ -3,10 +3,14 @@
 A reply that suspends an IP is put into the picker's view synchronously, so
 the very next attempt already sees it; storing, alerting and the DNSBL
 re-check follow in a task. A provider's pause (once ``PauseTracker`` saw
-enough of them) suspends the IP for that provider; a slow-down only shifts traffic; a
-permanent reply that names a blocklist pauses the IP for the provider that
-sent it, and every blocklist mention asks for a re-check. Evidence about an
-IP no pool owns is ignored.
+enough of them) suspends the IP for that provider; a slow-down only shifts
+traffic. Every blocklist mention asks for a re-check. A permanent reply that
+names a blocklist pauses the IP only for the destination that sent it (its
+provider, or the MX's own domain: ``destination_scope``); permanent blocklist
+replies from ``blocklist_destinations`` independent destinations within
+``blocklist_window`` pause it for every destination (``core.feedback.mentions``).
+A confirmed DNSBL listing, from the re-check, is rotation's business. Evidence
+about an IP no pool owns is ignored.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.feedback.mentions import MentionTracker
 from hrmonitor.core.feedback.replies import (
     BlocklistMention,
     FeedbackAction,
     PauseTracker,
     ProviderPause,
     RemoteReply,
+    destination_scope,
     match_reply,
     provider_for,
 )
@@ -43,6 +49,8 @@ class ReplyFeedback:
         *,
         rules: Sequence[FeedbackRule],
         blocklist_pause: timedelta,
+        blocklist_destinations: int = 3,
+        blocklist_window: timedelta = timedelta(hours=1),
     ) -> None:
         self._pool_of = pool_of
         self._eligibility = eligibility
@@ -50,6 +58,7 @@ class ReplyFeedback:
         self._rules = tuple(rules)
         self._blocklist_pause = blocklist_pause
         self._tracker = PauseTracker()
+        self._mentions = MentionTracker(blocklist_destinations, blocklist_window)
 
     def reconfigure(self, rules: Sequence[FeedbackRule]) -> None:
         """New reply patterns for the next reply (a reload); counts so far are kept."""
@@ -57,14 +66,18 @@ class ReplyFeedback:
 
     def reply(self, reply: RemoteReply) -> None:
         """Match ``reply`` against the feedback rules and act on each piece of evidence."""
-        provider = provider_for(reply.destination_host)
-        for evidence in match_reply(reply, provider, self._rules):
-            self.evidence(evidence, reply.at, provider, reply.code >= 500)
+        scope = destination_scope(reply.destination_host)
+        rules_provider = provider_for(reply.destination_host)
+        for evidence in match_reply(reply, rules_provider, self._rules, scope):
+            self.evidence(evidence, reply.at, scope, reply.code >= 500)
 
     def evidence(
         self, evidence: ReplyEvidence, now: datetime, provider: str | None, permanent: bool
     ) -> None:
-        """Suspend in memory now; store, alert and re-check in a task."""
+        """Suspend in memory now; store, alert and re-check in a task.
+
+        ``provider`` is the destination scope the reply came from (None: unknown).
+        """
         pool = self._pool_of.get(evidence.ip)
         if pool is None:
             return  # not our IP: never evidence about anything we own
@@ -99,6 +112,23 @@ class ReplyFeedback:
                 evidence.rule,
                 evidence={"reply": evidence.reply_text},
             )
+            spread = self._mentions.observe(evidence.ip, provider, evidence.observed_at)
+            if spread is not None:
+                self.suspend_now(pool, pause, now)  # that destination's own, as for one reply
+                named = ", ".join(spread.destinations)
+                pause = Pause(
+                    evidence.ip,
+                    None,
+                    self._blocklist_pause,
+                    f"{len(spread.destinations)} destinations name a blocklist ({named}): "
+                    f"{evidence.reply_text}",
+                    evidence.observed_at,
+                    evidence.rule,
+                    evidence={
+                        "reply": evidence.reply_text,
+                        "destinations": list(spread.destinations),
+                    },
+                )
         if pause is not None:
             self.suspend_now(pool, pause, now)
 

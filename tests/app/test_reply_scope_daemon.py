@@ -1,0 +1,99 @@
+"""One MX cannot empty a pool: a real ``hrmonitor run`` process and two MXs on loopback.
+
+The hostile MX (mx.hostile.test on 127.0.0.51) answers every recipient with a
+5xx naming Spamhaus. It used to suspend each normal IP that met it for every
+destination without a known provider ("generic"), for two hours: after two
+replies the whole normal pool was suspended and mail to every other domain
+was held with pool-exhausted. Now the replies suspend the IPs for
+hostile.test only and mail to rcpt.test (the good MX on 127.0.0.50, the same
+port) still leaves from the normal pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+NORMAL = {"127.0.0.10", "127.0.0.11"}
+BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
+
+
+def _send(port: int, rcpt: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.5", 0)) as client:
+        client.sendmail("a@contoso.test", [rcpt], f"Subject: to {rcpt}\r\n\r\nhi\r\n".encode())
+
+
+def _log_lines(path: Path, text: str, count: int, within: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        lines = [line for line in path.read_text().splitlines() if text in line]
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.1)
+    pytest.fail(f"{count} lines with {text!r} not logged:\n{path.read_text()[-3000:]}")
+
+
+async def test_blocklist_replies_from_one_mx_leave_the_pool_sending_everywhere_else(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    dns_server: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)  # the DSNs of the refused mail leave from high-risk
+    hostile = SmtpSink("127.0.0.51")
+    await hostile.start(smtp_sink.port)
+    try:
+        for rcpt in ("a@hostile.test", "b@hostile.test", "c@hostile.test"):
+            hostile.script(rcpt, BLOCKED)
+        dns_server.add("hostile.test", "MX", "10 mx.hostile.test.")
+        dns_server.add("mx.hostile.test", "A", hostile.host)
+        dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+        dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+        dns_server.add("contoso.test", "A", "127.0.0.5")
+        dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
+        config = make_config(
+            tmp_path,
+            rbldnsd=rbldnsd,
+            mail_dns=(dns_server.host, dns_server.port),
+            delivery_port=smtp_sink.port,
+        )
+        daemon = await asyncio.to_thread(daemon_process, config)
+
+        for rcpt in ("a@hostile.test", "b@hostile.test"):
+            await asyncio.to_thread(_send, daemon.port, rcpt)
+            await asyncio.to_thread(_log_lines, daemon.log, f"to <{rcpt}> from", 1)
+        refused = await asyncio.to_thread(_log_lines, daemon.log, "@hostile.test> from", 2)
+        senders = {line.split(" from ")[1].split()[0] for line in refused}
+        assert senders == NORMAL  # each normal IP met the hostile MX's blocklist reply
+        await asyncio.to_thread(
+            _log_lines, daemon.log, "suspended for hostile.test", 2
+        )  # ... and was suspended for hostile.test (the alert says so)
+
+        await asyncio.to_thread(_send, daemon.port, "good@rcpt.test")
+        [good] = await smtp_sink.wait_for(1, 60, lambda m: "good@rcpt.test" in m.rcpts)
+        assert good.peer in NORMAL  # the old daemon held it: pool-exhausted
+
+        await asyncio.to_thread(_send, daemon.port, "c@hostile.test")  # that destination waits
+        await asyncio.to_thread(
+            _log_lines, daemon.log, "pool normal has no eligible IP for mx.hostile.test", 1
+        )
+        log = daemon.log.read_text()
+        assert "suspended for generic" not in log
+        assert "suspended for *" not in log
+        assert daemon.stop() == 0
+    finally:
+        await hostile.stop()
