@@ -11,6 +11,7 @@ from typing import Any
 
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.store import ListingChanges, Store, open_store
+from hrmonitor.adapters.store.records import AlertRecord, ListingRecord
 from hrmonitor.app.monitoring import dnsbl_engine, open_configured_store, zone_lists
 from hrmonitor.config.loading import Config
 from hrmonitor.core.alert import Alert
@@ -79,6 +80,13 @@ class _CheckStore:
 
     def listed_keys(self) -> set[tuple[str, str]]:
         return self._store.listed_keys()
+
+    # check tells nobody, so it has no untold listings to catch up on (the daemon does).
+    def current_listings(self, ip: str | None = None) -> list[ListingRecord]:
+        return []
+
+    def open_alerts(self) -> list[AlertRecord]:
+        return []
 
     def record_sweep(
         self, answers: Sequence[Answer], health: Mapping[str, ZoneHealth], now: datetime

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from hrmonitor.adapters.store.records import ListingChanges, ListingRecord
+from hrmonitor.adapters.store.records import AlertRecord, ListingChanges, ListingRecord
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
 from hrmonitor.core.dnsbl.answers import SweepResult
 from hrmonitor.core.dnsbl.catalogue import ZoneList
@@ -41,6 +41,10 @@ class MonitorStore(Protocol):
     ) -> ListingChanges: ...
 
     def listed_keys(self) -> set[tuple[str, str]]: ...
+
+    def current_listings(self, ip: str | None = None) -> list[ListingRecord]: ...
+
+    def open_alerts(self) -> list[AlertRecord]: ...
 
 
 class MonitorMetrics(Protocol):
@@ -131,13 +135,44 @@ class Monitor:
             self._metrics.count_answers([(a.zone, str(a.status)) for a in result.trusted])
             self._metrics.set_zone_health({k: str(v) for k, v in result.health.items()})
             self._metrics.sweep_done(pool or "-", "ok", time.perf_counter() - started)
-        await self._tell(changes, now)
+        await self._tell(changes, now, await self._untold(result, changes))
         for listener in self._listeners:
             await listener(report)
         return report
 
-    async def _tell(self, changes: ListingChanges, now: datetime) -> None:
-        alerts = [self._listing_alert(listing, now, resolved=False) for listing in changes.listed]
+    async def _untold(self, result: SweepResult, changes: ListingChanges) -> list[ListingRecord]:
+        """Open listings this sweep saw that nobody was told of.
+
+        A listing is told when a sweep first records it. ``hrmonitor check`` records
+        listings too but never alerts (its output is the alert), so a listing it saw
+        first is not new to the daemon's next sweep: it is told here instead. Only
+        listings still listed and without an open alert are, so this reads the store
+        only while some listing is open, and tells each at most once.
+        """
+        new = {(x.ip, x.zone) for x in changes.listed}
+        seen = {
+            (a.ip, a.zone)
+            for a in result.trusted
+            if a.status is Status.LISTED and a.ip in self._pool_of and (a.ip, a.zone) not in new
+        }
+        if not seen:
+            return []
+        told = {a.key for a in await asyncio.to_thread(self._store.open_alerts)}
+        current = await asyncio.to_thread(self._store.current_listings)
+        return [
+            x
+            for x in current
+            if (x.ip, x.zone) in seen
+            and alert_key(AlertKind.LISTING, self._pool_of.get(x.ip), x.ip, x.zone) not in told
+        ]
+
+    async def _tell(
+        self, changes: ListingChanges, now: datetime, untold: Sequence[ListingRecord] = ()
+    ) -> None:
+        alerts = [
+            self._listing_alert(listing, now, resolved=False)
+            for listing in (*changes.listed, *untold)
+        ]
         alerts += [self._listing_alert(listing, now, resolved=True) for listing in changes.cleared]
         for change in changes.zones:
             ok = change.after is ZoneHealth.OK

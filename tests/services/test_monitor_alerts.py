@@ -96,3 +96,27 @@ async def test_a_sweep_tells_its_changes_in_one_dedupe_transaction(
         *((AlertKind.DELISTING, f"listing:normal:{ip}:bl", True) for ip in cleared),
         (AlertKind.ZONE_HEALTH, "zone-health:other", False),
     }
+
+
+async def test_a_listing_check_recorded_first_is_told_by_the_next_sweep_once(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    """``hrmonitor check`` records listings but never alerts: the daemon's sweep tells them."""
+    assert store.sync_pools([POOL], fake_clock.now()) == []
+    first = IPS[:3]
+    # what check writes: the answers and listings, no zone health, no alert
+    store.record_sweep([listed(ip) for ip in first], {"bl": ZoneHealth.OK}, fake_clock.now(),
+                       zone_health=False)  # fmt: skip
+    channel = Recording()
+    alerting = Alerting(store, [channel], REPEAT)
+    engine = ScriptedEngine([listed(ip) for ip in first])
+    monitor = Monitor(engine, [], store, fake_clock, alerting.emit_batch, [POOL])
+
+    fake_clock.advance(timedelta(minutes=5))
+    await monitor.sweep_pool("normal")
+    assert sorted((a.kind, a.ip, a.resolved) for a in channel.got) == [
+        (AlertKind.LISTING, ip, False) for ip in sorted(first)
+    ]
+    fake_clock.advance(timedelta(minutes=30))
+    await monitor.sweep_pool("normal")  # told once: the open alerts say so
+    assert len(channel.got) == len(first)
