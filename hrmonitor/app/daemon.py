@@ -179,6 +179,7 @@ class Daemon:
             await engine.open()
             stack.push_async_callback(engine.close)
             monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
+            await monitor.resolve_unconfigured_zones(await asyncio.to_thread(store.open_alerts))
             controller = build_controller(config, store, alerting, monitor)
             await controller.load(clock.now())
             stack.push_async_callback(controller.close)

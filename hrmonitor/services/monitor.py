@@ -140,6 +140,37 @@ class Monitor:
             await listener(report)
         return report
 
+    async def resolve_unconfigured_zones(self, records: Sequence[AlertRecord]) -> list[str]:
+        """Resolve the zone-health alerts left open for lists no longer configured.
+
+        A list removed from the config is no longer queried, so no sweep will see
+        it healthy again and its alert would stay open for ever. The resolution
+        keeps the alert's kind and severity. ``records``: the store's open alerts.
+        Returns the zones resolved.
+        """
+        now = self._clock.now()
+        prefix = alert_key(AlertKind.ZONE_HEALTH, None, None, "")
+        alerts = [
+            Alert(
+                kind=AlertKind.ZONE_HEALTH,
+                severity=record.severity,
+                key=record.key,
+                summary=f"zone {zone} is no longer configured: its health alert is resolved",
+                at=now,
+                details={"zone": zone, "after": "unconfigured"},
+                resolved=True,
+            )
+            for record in records
+            if record.kind == AlertKind.ZONE_HEALTH and record.key.startswith(f"{prefix}:")
+            for zone in [record.key.removeprefix(f"{prefix}:")]
+            if zone not in self._by_key
+        ]
+        if alerts:
+            log.info("resolving zone-health alerts of unconfigured zones: %s",
+                     ", ".join(str(a.details["zone"]) for a in alerts))  # fmt: skip
+            await self._emit(alerts)
+        return [str(a.details["zone"]) for a in alerts]
+
     async def _untold(self, result: SweepResult, changes: ListingChanges) -> list[ListingRecord]:
         """Open listings this sweep saw that nobody was told of.
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from click.testing import CliRunner
 
 from hrmonitor.adapters.store import open_store
 from hrmonitor.cli import main
-from hrmonitor.core.model import ZoneHealth
+from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.model import Severity, ZoneHealth
 from tests.fixtures.app_config import POOLS, make_config
+from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.rbldnsd import Rbldnsd
 
 
@@ -137,3 +140,36 @@ def test_the_report_says_when_a_daemon_last_wrote_and_marks_old_data_stale(
     first = out.strip().splitlines()[0]
     assert first.startswith("STALE: ") is stale  # the first thing a postmaster reads
     assert ("data as of" in first) is not stale
+
+
+@pytest.mark.slow
+def test_the_daemon_resolves_the_alert_of_a_zone_removed_from_the_config(
+    rbldnsd: Rbldnsd, tmp_path: Path, store_url: str, daemon_process: DaemonFactory
+) -> None:
+    """A previous run judged list ``gone`` dead and alerted; the config no longer has it."""
+    config = make_config(tmp_path, rbldnsd=rbldnsd, database=store_url)
+    assert run("check", "--config", str(config), "--pool", "high-risk")[0] == 2  # migrates
+    earlier = datetime.now(UTC) - timedelta(hours=2)
+    gone = alert_key(AlertKind.ZONE_HEALTH, None, None, "gone")
+    store = open_store(store_url)
+    try:
+        store.record_sweep([], {"gone": ZoneHealth.DEAD}, earlier)
+        dead = Alert(AlertKind.ZONE_HEALTH, Severity.HIGH, gone, "zone gone is dead", earlier)
+        assert store.claim_alerts([dead], timedelta(hours=1)) == [True]
+        assert [a.key for a in store.open_alerts()] == [gone]
+
+        code, out = run("report", "--config", str(config), "--json")
+        assert code == 0
+        assert "gone" not in {z["name"] for z in json.loads(out)["zones"]}  # not shown dead
+
+        daemon = daemon_process(config)
+        deadline = time.monotonic() + 60
+        while gone in {a.key for a in store.open_alerts()}:
+            assert time.monotonic() < deadline, daemon.log.read_text()[-2000:]
+            time.sleep(0.1)
+        [record] = [a for a in store.recent_alerts(50) if a.key == gone]
+        assert record.resolved_at is not None
+        assert (record.kind, record.severity) == ("zone-health", Severity.HIGH)
+        assert daemon.stop() == 0
+    finally:
+        store.close()
