@@ -6,6 +6,8 @@ and what a script reads can never disagree.
 
 from __future__ import annotations
 
+import io
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +25,9 @@ _STATE_STYLE = {
     "retired": "red",
     "disabled": "dim",
 }
+# Pools side by side from this width, if their tables fit; stacked below it.
+SIDE_BY_SIDE_FROM = 100
+URGENT = ("critical", "high")
 _HEALTH_STYLE = {
     "healthy": "bold green",
     "degraded": "bold yellow",
@@ -162,11 +167,57 @@ def _freshness_line(report: Mapping[str, Any]) -> Text:
     return Text(f"data as of {shown}", style="dim")
 
 
-def report_renderable(report: Mapping[str, Any]) -> RenderableType:
-    parts: list[RenderableType] = [
-        _freshness_line(report),
-        Columns([_pool_panel(pool) for pool in report["pools"]], equal=True, expand=True),
+def _pool_line(pool: Mapping[str, Any]) -> Text:
+    """One line per pool: what a postmaster needs first, whatever the terminal's size."""
+    summary = pool.get("summary", {})
+    counts = Counter(ip["state"] for ip in pool["ips"])
+    listed = sum(1 for ip in pool["ips"] if ip.get("listings"))
+    return Text.assemble(
+        (f"{pool['name']} ", "bold"),
+        (f"({pool['risk']}) ", "dim"),
+        _style(str(pool["health"]), _HEALTH_STYLE),
+        (f" score {summary.get('score', '-')}", "dim"),
+        " " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+        (f", {listed} listed" if listed else "", "red"),
+    )
+
+
+def _urgent_alerts(alerts: Sequence[Mapping[str, Any]]) -> list[Text]:
+    return [
+        Text(f"{a['severity'].upper()} {a['kind']}: {a.get('summary', '')}", style="bold red")
+        for a in alerts
+        if not a.get("resolved_at") and a.get("severity") in URGENT
     ]
+
+
+def _pool_summary(pool: Mapping[str, Any]) -> Text:
+    """A pool's IP table, summarised: the listed IPs only (the counts are in its state line)."""
+    text = Text(f"{pool['name']}: ", style="bold")
+    listed = [ip for ip in pool["ips"] if ip.get("listings")]
+    if not listed:
+        return text.append("no IP listed", style="dim")
+    for index, ip in enumerate(listed):
+        zones = ",".join(x["zone"] for x in ip["listings"])
+        text.append(("; " if index else "") + f"{ip['ip']} {ip['state']} on {zones}", style="red")
+    return text
+
+
+def report_renderable(
+    report: Mapping[str, Any], width: int | None = None, height: int | None = None
+) -> RenderableType:
+    """First the freshness, every pool's state line and every open critical/high alert;
+    then the IP tables, summarised when they would not fit ``height``; then the rest."""
+    head: list[RenderableType] = [_freshness_line(report)]
+    head += [_pool_line(pool) for pool in report["pools"]]
+    head += _urgent_alerts(report.get("alerts", ()))
+    panels = [_pool_panel(pool) for pool in report["pools"]]
+    side = width is None or width >= SIDE_BY_SIDE_FROM
+    tables: RenderableType = Columns(panels, equal=True, expand=True) if side else Group(*panels)
+    if width is not None and height is not None:
+        used = len(head) + _height(tables, width)
+        if used > height:
+            tables = Group(*[_pool_summary(pool) for pool in report["pools"]])
+    parts: list[RenderableType] = [*head, tables]
     if report.get("zones"):
         parts.append(_zones_table(report["zones"]))
     if report.get("tenants"):
@@ -176,8 +227,16 @@ def report_renderable(report: Mapping[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+def _height(renderable: RenderableType, width: int) -> int:
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    return len(console.render_lines(renderable, console.options, pad=False))
+
+
 def print_report(report: Mapping[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(report_renderable(report))
+    console = console or Console()
+    # A pipe has no height to fit: only a terminal gets the summarised tables.
+    height = console.height if console.is_terminal else None
+    console.print(report_renderable(report, console.width, height))
 
 
 def watch(
@@ -187,6 +246,8 @@ def watch(
     console: Console | None = None,
 ) -> None:
     """Redraw the report every ``every`` seconds until ``wait`` returns True (stop)."""
-    with Live(report_renderable(build()), console=console, screen=False) as live:
+    console = console or Console()
+    with Live(console=console, screen=False) as live:
+        live.update(report_renderable(build(), console.width, console.height))
         while not wait(every):
-            live.update(report_renderable(build()))
+            live.update(report_renderable(build(), console.width, console.height))

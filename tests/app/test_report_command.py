@@ -3,6 +3,7 @@ point against a real rbldnsd on loopback and a real store (SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from hrmonitor.adapters import terminal
 from hrmonitor.adapters.store import open_store
 from hrmonitor.cli import main
 from hrmonitor.core.alert import Alert, AlertKind, alert_key
@@ -173,3 +176,42 @@ def test_the_daemon_resolves_the_alert_of_a_zone_removed_from_the_config(
         assert daemon.stop() == 0
     finally:
         store.close()
+
+
+def _rendered(report: dict[str, object], width: int, height: int) -> list[str]:
+    console = Console(
+        width=width, height=height, record=True, force_terminal=True, file=io.StringIO()
+    )
+    terminal.print_report(report, console)
+    return console.export_text().splitlines()
+
+
+def test_at_80x24_every_pool_state_and_open_critical_alert_come_first(
+    listed_config: Path, store_url: str
+) -> None:
+    summary = "127.0.0.20 (high-risk) listed on bl"
+    key = alert_key(AlertKind.LISTING, "high-risk", "127.0.0.20", "bl")
+    store = open_store(store_url)
+    try:
+        critical = Alert(AlertKind.LISTING, Severity.CRITICAL, key, summary, datetime.now(UTC))
+        assert store.claim_alerts([critical], timedelta(hours=1)) == [True]
+    finally:
+        store.close()
+    code, out = run("report", "--config", str(listed_config), "--json")
+    assert code == 0
+    report = json.loads(out)
+
+    screen = "\n".join(_rendered(report, 80, 24)[:24])
+    assert "normal (normal) healthy" in screen
+    assert "high-risk (high)" in screen
+    assert f"CRITICAL listing: {summary}" in screen
+
+    short = "\n".join(_rendered(report, 80, 12)[:12])  # the IP tables cannot fit: summarised
+    assert "high-risk (high)" in short
+    assert f"CRITICAL listing: {summary}" in short
+    assert "127.0.0.20 active on bl" in short  # the summary keeps the listed IP
+    assert "suspended" not in short  # no full IP table
+
+    tall = "\n".join(_rendered(report, 80, 200))
+    assert "suspended" in tall  # room enough: the full tables
+    assert "127.0.0.11" in tall
