@@ -189,7 +189,7 @@ class Postgres:
         self.admin.dispose()
 
 
-_RUNNING = re.compile(rb"hrmonitor running: .* SMTP on [^ ]+:(\d+)")
+_RUNNING = re.compile(rb"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)")
 
 
 class Daemon:

@@ -27,7 +27,7 @@ from tests.fixtures.smtp_sink import SmtpSink
 pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
 
 NORMAL = ("127.0.0.10", "127.0.0.11")
-_METRICS = re.compile(r"metrics on (http://[^ ]+/metrics)")
+_METRICS = re.compile(r"metrics on (http://[^\s]+/metrics)")
 _SAMPLE = re.compile(r"^(?P<name>[a-z_:]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 

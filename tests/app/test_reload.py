@@ -137,7 +137,7 @@ async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
     assert daemon.stop() == 0
 
 
-_RUNNING = re.compile(r"hrmonitor running: .* SMTP on [^ ]+:(\d+)")
+_RUNNING = re.compile(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)")
 
 
 @pytest.fixture
