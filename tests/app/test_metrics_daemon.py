@@ -97,12 +97,17 @@ async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
     await swaks(daemon.port, "later@rcpt.test")
     await smtp_sink.wait_for(3, 30, lambda m: m.rcpts[0].startswith("user"))
 
+    # Counters and gauges settle at their own pace (classification runs after the 250,
+    # gauges on the refresh job): wait until every value read below has arrived.
     text = await scrape_until(
         url,
         lambda t: (
             value(t, "hrmonitor_delivery_attempts_total", result="deferred") >= 1
             and value(t, "hrmonitor_queue_messages", pool="normal", state="deferred") == 1
+            and value(t, "hrmonitor_messages_accepted_total", pool="normal") == 4
+            and value(t, "hrmonitor_destination_attempts_total", result="delivered") == 3
         ),
+        within=60.0,
     )
     assert value(text, "hrmonitor_messages_accepted_total", pool="normal") == 4
     delivered = samples(text, "hrmonitor_delivery_attempts_total")
@@ -122,7 +127,12 @@ async def test_store_backed_gauges_show_listings_health_warmup_and_the_sweep(
     daemon = await asyncio.to_thread(daemon_process, lab_config)
     url = metrics_url(daemon)
     text = await scrape_until(
-        url, lambda t: value(t, "hrmonitor_ip_listed", ip="127.0.0.20", zone="bl") == 1
+        url,
+        lambda t: (
+            value(t, "hrmonitor_ip_listed", ip="127.0.0.20", zone="bl") == 1
+            and value(t, "hrmonitor_zone_last_success_timestamp_seconds", zone="bl") > 0
+        ),
+        within=60.0,
     )
     # the standard zone lists the high-risk IPs: listed, and the pool's health shows it
     assert value(text, "hrmonitor_ip_listed", pool="high-risk", ip="127.0.0.20", zone="bl") == 1
