@@ -136,6 +136,34 @@ def _alerts_table(alerts: Sequence[Mapping[str, Any]]) -> Table:
 _RATE_STYLE = {"ok": "green", "review": "bold yellow", "pause": "bold red"}
 
 
+def _nodes_table(cluster: Mapping[str, Any]) -> Table:
+    """Each node, whether it is alive, and the once-per-cluster roles it holds."""
+    holds: dict[str, list[str]] = {}
+    for role, held in sorted(cluster.get("roles", {}).items()):
+        holder = held.get("holder")
+        holds.setdefault(holder or "", []).append(role)
+    table = Table(title="nodes", expand=True)
+    table.add_column("node", no_wrap=True)
+    table.add_column("host")
+    table.add_column("state")
+    table.add_column("last heartbeat", no_wrap=True)
+    table.add_column("roles")
+    for node in cluster.get("nodes", []):
+        state = (
+            "alive" if node.get("alive") else ("stopped" if node.get("stopped_at") else "silent")
+        )
+        table.add_row(
+            node["name"],
+            str(node.get("host", "")),
+            _style(state, {"alive": "green", "stopped": "dim", "silent": "bold red"}),
+            str(node.get("heartbeat_at") or "-")[:19].replace("T", " "),
+            ", ".join(holds.get(node["name"], [])) or "-",
+        )
+    if holds.get(""):
+        table.caption = "no holder now: " + ", ".join(holds[""])
+    return table
+
+
 def _tenants_table(tenants: Sequence[Mapping[str, Any]]) -> Table:
     table = Table(
         title="outbound bounce and complaint rates "
@@ -224,6 +252,8 @@ def report_renderable(
         parts.append(_tenants_table(report["tenants"]))
     if report.get("alerts"):
         parts.append(_alerts_table(report["alerts"]))
+    if report.get("cluster", {}).get("nodes"):
+        parts.append(_nodes_table(report["cluster"]))
     return Group(*parts)
 
 

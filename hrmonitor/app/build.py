@@ -12,7 +12,7 @@ from collections.abc import Callable
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rspamd import Rspamd
 from hrmonitor.adapters.rule_files import load_bounce_patterns, load_routing_files
-from hrmonitor.app.compose import build_controller
+from hrmonitor.app.compose import build_controller, node_name
 from hrmonitor.app.monitoring import (
     alert_channels,
     dnsbl_engine,
@@ -43,6 +43,7 @@ __all__ = [
     "build_router",
     "dnsbl_engine",
     "mail_dns",
+    "node_name",
     "open_configured_store",
     "open_controller",
     "routing_parts",
@@ -186,3 +187,5 @@ def authenticator(config: Config) -> Callable[[str, str], str | None] | None:
         return tenant
 
     return authenticate
+
+

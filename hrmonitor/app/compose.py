@@ -71,6 +71,11 @@ def build_monitor(
     )
 
 
+def node_name(config: Config) -> str:
+    """``[node] name``, or the host's name: what logs, audit events and alerts call this node."""
+    return config.node.name or socket.gethostname().split(".")[0] or "hrmonitor"
+
+
 def build_controller(
     config: Config, store: Store, alerts: AlertSink, monitor: Monitor | None = None
 ) -> Controller:
@@ -95,7 +100,7 @@ def build_controller(
         blocklist_window=config.rotation.blocklist_window,
         bind_pause=config.rotation.bind_pause,
         probe=check_bindable,
-        node=socket.gethostname(),
+        node=node_name(config),  # its volume rows are this node's
     )
     if monitor is not None:
         monitor.on_sweep(controller.on_sweep_report)
@@ -161,7 +166,7 @@ def build_relay(
             on_alert(alert)
 
     return Relay(
-        queue=QueueRepository(store.engine),
+        queue=QueueRepository(store.engine, node=store.node),
         route=route_with(router),
         picker=PoolPicker(
             controller.candidates,

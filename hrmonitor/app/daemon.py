@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -30,6 +32,7 @@ from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store.nodes import ROLES, ROTATION, SWEEPER, NodeRegistry
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.build import (
     alert_channels,
@@ -39,6 +42,7 @@ from hrmonitor.app.build import (
     build_router,
     dnsbl_engine,
     mail_dns,
+    node_name,
     open_configured_store,
     schedule_warnings,
     surge_settings,
@@ -60,6 +64,7 @@ from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
 from hrmonitor.errors import ConfigError, raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
+from hrmonitor.services.cluster import Cluster
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
 from hrmonitor.services.rotation.controller import Controller
@@ -102,12 +107,18 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
-        self.metrics = Metrics(destination_labels=config.metrics.destination_labels)
+        self.metrics = Metrics(
+            node=node_name(config), destination_labels=config.metrics.destination_labels
+        )
         self.metrics_port: int | None = None
         self.listener_port: int | None = None
         self._background: set[asyncio.Task[object]] = set()
         self._reloadable: Reloadable | None = None
         self._reloading = asyncio.Lock()
+        self.cluster: Cluster | None = None
+        self._relay_ref: Relay | None = None
+        self._sweep_all: Callable[[], Awaitable[None]] | None = None
+        self._jobs_started = False
 
     async def _restore_sending_limits(self, queue: QueueRepository, router: Router) -> None:
         """Senders' last day of mail, from the queue, into the router's limit windows."""
@@ -160,6 +171,28 @@ class Daemon:
             store = await asyncio.to_thread(open_configured_store, config, clock)
             stack.callback(store.close)
             stack.push_async_callback(self._settle)  # runs just before store.close
+            node = node_name(config)
+            store.node = node
+            _name_node_in_logs(node)
+            registry = NodeRegistry(store.engine, node, config.node.lease)
+            # Before anything else: a second daemon under this name (or on this SQLite
+            # file) must stop here, before it releases claims that are not its own.
+            await asyncio.to_thread(registry.join, socket.gethostname(), os.getpid())
+            cluster = Cluster(
+                registry,
+                ROLES,
+                lease=config.node.lease,
+                heartbeat=config.node.heartbeat,
+                clock=clock,
+                on_claims_freed=self._wake_relay,
+                on_role_gained=self._role_gained,
+            )
+            self.cluster = cluster
+            # Pushed here so it runs after the relay drained: this node stays alive
+            # (its claims its own) until its last delivery is recorded.
+            stack.push_async_callback(cluster.stop)
+            await cluster.beat()  # the roles, before the jobs that need them start
+            cluster.start()
             alerting = Alerting(
                 store,
                 alert_channels(config),
@@ -171,6 +204,7 @@ class Daemon:
                     shutdown_wait=config.alerting.shutdown_wait.total_seconds(),
                 ),
                 on_dropped=self.metrics.alert_dropped,
+                node=node,
             )
             # Closed after every part that raises alerts, before the store: queued
             # alerts get shutdown_wait to go out, never longer.
@@ -207,7 +241,8 @@ class Daemon:
                 watcher=watcher,
                 metrics=self.metrics,
             )
-            await relay.recover()
+            self._relay_ref = relay
+            await relay.recover(unowned_before=clock.now() - config.node.lease)
             await self._restore_sending_limits(relay.queue, router)
             runner = asyncio.create_task(relay.run(), name="queue-runner")
             stack.push_async_callback(_stop_relay, relay, runner)
@@ -227,15 +262,20 @@ class Daemon:
                 stack.callback(self.metrics.close)
 
             scheduler = Scheduler()
+            self._sweep_all = partial(_sweep_all, monitor, [p.name for p in pools])
             for pool in pools:
                 scheduler.every(
                     f"sweep:{pool.name}",
                     pool.interval,
-                    _job(partial(monitor.sweep_pool, pool.name)),
+                    _job(
+                        partial(_as_role, cluster, SWEEPER, partial(monitor.sweep_pool, pool.name))
+                    ),
                     first_run=clock.now(),
                 )
             scheduler.every(
-                "rotation:tick", config.rotation.tick, _job(lambda: controller.tick(clock.now()))
+                "rotation:tick",
+                config.rotation.tick,
+                _job(lambda: _rotation_tick(cluster, controller, clock)),
             )
             scheduler.every("routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, clock)))
             scheduler.every(
@@ -258,11 +298,27 @@ class Daemon:
                 self._listener_settings().host,
                 self.listener_port,
             )
+            self._jobs_started = True
             self.ready.set()
             systemd.notify("READY=1", f"STATUS=relaying on port {self.listener_port}")
             await self.stopping.wait()
             log.info("hrmonitor stopping: draining deliveries in flight")
             systemd.notify("STOPPING=1", "STATUS=draining deliveries in flight")
+
+    # --- the cluster ----------------------------------------------------------------------
+
+    def _wake_relay(self) -> None:
+        if self._relay_ref is not None:
+            self._relay_ref.wake()
+
+    async def _role_gained(self, role: str) -> None:
+        """A role taken over from another node: do its work now, not at the next interval.
+
+        The node that held it may have died mid-sweep; at start-up the scheduler's
+        first run does this anyway.
+        """
+        if role == SWEEPER and self._jobs_started and self._sweep_all is not None:
+            await self._sweep_all()
 
     # --- parts ----------------------------------------------------------------------------
 
@@ -305,6 +361,10 @@ class Daemon:
 
     async def _refresh_metrics(self, store: Store) -> None:
         await asyncio.to_thread(refresh_metrics, self.metrics, self.config, store, self.clock.now())
+        if self.cluster is not None:
+            self.metrics.set_roles(
+                self.cluster.name, {role: self.cluster.holds(role) for role in ROLES}
+            )
 
     async def _settle(self) -> None:
         """Let store work still in flight finish before the store closes.
@@ -347,6 +407,50 @@ def _job(make: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]
         await make()
 
     return job
+
+
+async def _as_role(cluster: Cluster, role: str, work: Callable[[], Awaitable[object]]) -> None:
+    """Run ``work`` only on the node that holds ``role`` now."""
+    if cluster.holds(role):
+        await work()
+
+
+async def _sweep_all(monitor: Monitor, pools: list[str]) -> None:
+    for pool in pools:
+        try:
+            await monitor.sweep_pool(pool)
+        except Exception:
+            log.exception("sweep of pool %s failed", pool)
+
+
+async def _rotation_tick(cluster: Cluster, controller: Controller, clock: Clock) -> None:
+    """The holder of the rotation role applies time's transitions; the others follow the store.
+
+    The others' controllers must still see what the holder (and the sweeper) decided:
+    their pickers choose source IPs from that view.
+    """
+    if cluster.holds(ROTATION):
+        await controller.tick(clock.now())
+    else:
+        await controller.load(clock.now())
+
+
+def _name_node_in_logs(node: str) -> None:
+    """Every line of this daemon's log names its node (several nodes, one log server):
+    a ``node`` attribute on each record, which the CLI's formatters write."""
+    tag = _NodeTag(node)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
+
+
+class _NodeTag(logging.Filter):
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node = self.node
+        return True
 
 
 async def _prune(router: Router, clock: Clock) -> None:

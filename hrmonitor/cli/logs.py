@@ -2,8 +2,8 @@
 
 Text (the default) is one line per record: ``2026-12-07T02:30:01.123+00:00 INFO
 hrmonitor.services.relay.delivery: ...``. ``--log-format json`` writes one JSON
-object per line with ``ts``, ``level``, ``logger``, ``msg`` and, where a line has
-them, its fields (``extra={"fields": {...}}``) as top-level keys, for a log
+object per line with ``ts``, ``level``, ``logger``, ``msg``, ``node`` (in the
+daemon) and, where a line has them, its fields (``extra={"fields": {...}}``) as top-level keys, for a log
 shipper.
 
 Libraries that log routine work at INFO are kept at WARNING unless ``-vv``:
@@ -39,10 +39,23 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``<ISO time with offset> LEVEL logger: message``, and a traceback if any."""
+    """``<ISO time with offset> LEVEL logger: message``, and a traceback if any.
+
+    A record with a ``node`` (the daemon's node name, where several share a store)
+    gets it in brackets after the level.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._with_node = logging.Formatter(
+            "%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"
+        )
+        self._with_node.formatTime = self.formatTime  # type: ignore[method-assign]
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "node", None):
+            return self._with_node.format(record)
+        return super().format(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _timestamp(record)

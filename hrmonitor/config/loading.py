@@ -38,6 +38,7 @@ from hrmonitor.config.sections import (
     LimitsConfig,
     ListenerConfig,
     MetricsConfig,
+    NodeConfig,
     PoolConfig,
     RotationConfig,
     RoutingConfig,
@@ -72,6 +73,7 @@ class Config(Section):
     limits: LimitsConfig = LimitsConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     rotation: RotationConfig = RotationConfig()
+    node: NodeConfig = NodeConfig()
     alerts: tuple[AlertConfig, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -195,6 +195,22 @@ class RotationConfig(Section):
     bind_pause: Duration = timedelta(minutes=10)  # an IP that cannot be bound sits out this long
 
 
+class NodeConfig(Section):
+    """This daemon's place among several nodes on one PostgreSQL store."""
+
+    name: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")  # "": hostname
+    lease: Duration = timedelta(seconds=30)  # silent this long: a node's claims and roles move
+    heartbeat: Duration = timedelta(seconds=5)  # how often a node says it is alive
+
+    @model_validator(mode="after")
+    def _beats_within_lease(self) -> NodeConfig:
+        if self.heartbeat <= timedelta(0):
+            raise ValueError("heartbeat must be positive")
+        if self.heartbeat * 2 > self.lease:
+            raise ValueError("lease must be at least twice the heartbeat, or a live node loses it")
+        return self
+
+
 class AlertConfig(Section):
     type: Literal["log", "webhook", "email"]
     url: HttpUrl | Literal[""] = ""  # webhook

@@ -59,6 +59,7 @@ class Alert:
     pool: str | None = None
     ip: str | None = None
     resolved: bool = False
+    node: str | None = None  # the daemon that raised it, where several share one store
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-able rendering (the webhook body; datetimes as ISO 8601)."""
@@ -72,6 +73,7 @@ class Alert:
             "pool": self.pool,
             "ip": self.ip,
             "resolved": self.resolved,
+            "node": self.node,
         }
 
 

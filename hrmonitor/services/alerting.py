@@ -29,7 +29,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -162,8 +162,10 @@ class Alerting:
         *,
         outbox: Outbox | None = None,
         on_dropped: DroppedFn | None = None,
+        node: str | None = None,
     ) -> None:
         self._store = store
+        self._node = node  # stamped on every alert: which node saw it
         self._outbox = outbox
         self._queued = tuple(
             QueuedChannel(c, outbox, on_dropped)
@@ -195,6 +197,8 @@ class Alerting:
         """
         if not alerts:
             return []
+        if self._node is not None:
+            alerts = [a if a.node else replace(a, node=self._node) for a in alerts]
         claimed = await asyncio.to_thread(self._store.claim_alerts, alerts, self._repeat_after)
         passed = [
             (i, alert) for i, (alert, ok) in enumerate(zip(alerts, claimed, strict=True)) if ok

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from hrmonitor.adapters.store import Store
+from hrmonitor.adapters.store import Store, nodes
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.adapters.store.records import IpRecord, ListingRecord, Suspension
 from hrmonitor.config.loading import Config
@@ -260,6 +260,7 @@ def build_report(
         "zones": zones,
         "queue": {"by_pool": queue, "totals": totals},
         "alerts": alerts,
+        "cluster": _cluster(config, store),
         "tenants": [row.as_dict() for row in rates],
         "thresholds": {
             "hard_bounce_review": RateThresholds().bounce_review,
@@ -270,6 +271,33 @@ def build_report(
     }
 
 
+def _cluster(config: Config, store: Store) -> dict[str, Any]:
+    """The nodes the store has seen (alive or not) and who holds each role now."""
+    held = {r.role: r for r in nodes.roles(store.engine)}
+    return {
+        "nodes": [
+            {
+                "name": n.name,
+                "host": n.host,
+                "pid": n.pid,
+                "alive": n.alive,
+                "started_at": _iso(n.started_at),
+                "heartbeat_at": _iso(n.heartbeat_at),
+                "stopped_at": _iso(n.stopped_at),
+            }
+            for n in nodes.members(store.engine, config.node.lease)
+        ],
+        "roles": {
+            role: {
+                "holder": held[role].holder if role in held else None,
+                "since": _iso(held[role].since) if role in held else None,
+            }
+            for role in nodes.ROLES
+        },
+    }
+
+
+def build_history(store: Store, ip: str) -> dict[str, Any]:
 def build_history(
     store: Store,
     ip: str,

@@ -39,6 +39,8 @@ def pool_of(session: Session, ip: str) -> str:
 
 
 def add_event(session: Session, event: AuditEvent) -> None:
+    """Store ``event``; the node that acted comes from the session (``Store.node``)."""
+    node = session.info.get("node")
     session.add(
         AuditEventRow(
             at=event.at,
@@ -51,6 +53,7 @@ def add_event(session: Session, event: AuditEvent) -> None:
             actor=event.actor,
             evidence=evidence_json(event.evidence),
             until=event.until,
+            node=node if isinstance(node, str) else None,
         )
     )
 

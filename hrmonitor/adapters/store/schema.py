@@ -202,6 +202,7 @@ class AuditEventRow(Base):
     actor: Mapped[str] = mapped_column(NAME)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     until: Mapped[datetime | None]
+    node: Mapped[str | None] = mapped_column(NAME)  # the daemon that acted (None: a command)
 
 
 class SuspensionRow(Base):

@@ -73,8 +73,11 @@ def _ip(text: str) -> str:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, node: str | None = None) -> None:
         self._engine = engine
+        # The daemon's node name, written into every audit event this store adds;
+        # None for commands (``hrmonitor ip retire``), whose events name no node.
+        self.node = node
 
     @property
     def engine(self) -> Engine:
@@ -86,6 +89,7 @@ class Store:
         """One transaction; committed on success, rolled back on any exception."""
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                session.info["node"] = self.node
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc}") from exc

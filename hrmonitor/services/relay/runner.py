@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueRepository
@@ -171,9 +171,11 @@ class Relay:
     def wake(self) -> None:
         self._wake.set()
 
-    async def recover(self) -> int:
-        """Make recipients a crash left ``delivering`` due again; call once before :meth:`run`."""
-        count = await self._db_call(self.queue.recover, self._clock.now())
+    async def recover(self, unowned_before: datetime | None = None) -> int:
+        """Make recipients this node's last run left ``delivering`` due again; call once
+        before :meth:`run`. Other nodes' claims are left alone (see ``QueueDelivery.recover``
+        for ``unowned_before``)."""
+        count = await self._db_call(self.queue.recover, self._clock.now(), None, unowned_before)
         if count:
             log.warning(
                 "%d recipient(s) were mid-delivery at the last stop; delivering again", count

@@ -1,9 +1,12 @@
 """The queue runner's side of the queue: claim due recipients, read bodies, record outcomes.
 
 A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
-claims it, then to ``delivered``, ``bounced`` or ``deferred``. A crash leaves
-claimed recipients ``delivering``; :meth:`QueueDelivery.recover` makes them
-due again. Claims and attempt records are not fsynced on their own (see
+claims it, then to ``delivered``, ``bounced`` or ``deferred``. A claim records
+its node (``claimed_by``). A crash leaves claimed recipients ``delivering``: the
+node's next start makes its own due again (:meth:`QueueDelivery.recover`), and
+while it is down the other nodes take them over once its heartbeat is older than
+the lease (``adapters.store.nodes``); nobody releases a live node's claims.
+Claims and attempt records are not fsynced on their own (see
 :meth:`QueueDelivery._relaxed`). On PostgreSQL claims use ``FOR UPDATE SKIP
 LOCKED`` so several nodes can share one queue; on SQLite the write lock taken
 by ``BEGIN IMMEDIATE`` serialises claims.
@@ -15,9 +18,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Integer, Text, and_, bindparam, case, func, insert, null, select, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.queue.model import WAITING, DueRecipient, Outcome, RecipientStatus
 from hrmonitor.adapters.store.queue.schema import ATTEMPTS, MESSAGES, RECIPIENTS
@@ -81,6 +97,7 @@ _MARK_DELIVERING = (
     .values(
         status=RecipientStatus.DELIVERING.value,
         updated_at=bindparam("now", type_=RECIPIENTS.c.updated_at.type),
+        claimed_by=bindparam("node", type_=RECIPIENTS.c.claimed_by.type),
     )
 )
 
@@ -89,6 +106,7 @@ class QueueDelivery:
     """Claims, bodies, attempt records and crash recovery (part of ``QueueRepository``)."""
 
     _engine: Engine  # set by QueueRepository
+    node: str | None  # the node whose claims these are (None: a one-node tool or test)
 
     @contextmanager
     def _relaxed(self) -> Iterator[Connection]:
@@ -129,7 +147,9 @@ class QueueDelivery:
                 ).all()
                 if not rows:
                     return []
-                conn.execute(_MARK_DELIVERING, {"ids": [r.id for r in rows], "now": now})
+                conn.execute(
+                    _MARK_DELIVERING, {"ids": [r.id for r in rows], "now": now, "node": self.node}
+                )
         except SQLAlchemyError as exc:
             raise StoreError(f"could not claim due recipients: {exc}") from exc
         return [
@@ -206,15 +226,28 @@ class QueueDelivery:
         except SQLAlchemyError as exc:
             raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
 
-    def recover(self, now: datetime, claimed_before: datetime | None = None) -> int:
-        """Make ``delivering`` recipients due now; returns how many.
+    def recover(
+        self,
+        now: datetime,
+        claimed_before: datetime | None = None,
+        unowned_before: datetime | None = None,
+    ) -> int:
+        """Make this node's ``delivering`` recipients due now; returns how many.
 
-        At start-up (``claimed_before`` None) every one of them: they were mid-delivery
-        when the process died. While running, only those claimed before
+        Only this node's claims: another node's are its own business while it lives
+        (``NodeRegistry.take_over_claims`` handles the dead). At start-up
+        (``claimed_before`` None) every one of them: they were mid-delivery when this
+        node last stopped. While running, only those claimed before
         ``claimed_before``: a claim that old was lost (a store error in its delivery
-        task, or a node that died while other nodes share the queue).
+        task). Claims that name no node (made before claims had owners, or by a
+        one-node tool) count as this node's once older than ``unowned_before``
+        (always, when it is None).
         """
-        stale = RECIPIENTS.c.status == RecipientStatus.DELIVERING.value
+        unowned: ColumnElement[bool] = RECIPIENTS.c.claimed_by.is_(None)
+        if unowned_before is not None:
+            unowned = and_(unowned, RECIPIENTS.c.updated_at < unowned_before)
+        owner = unowned if self.node is None else or_(RECIPIENTS.c.claimed_by == self.node, unowned)
+        stale = and_(RECIPIENTS.c.status == RecipientStatus.DELIVERING.value, owner)
         if claimed_before is not None:
             stale = and_(stale, RECIPIENTS.c.updated_at < claimed_before)
         try:
@@ -223,7 +256,10 @@ class QueueDelivery:
                     update(RECIPIENTS)
                     .where(stale)
                     .values(
-                        status=RecipientStatus.DEFERRED.value, next_attempt_at=now, updated_at=now
+                        status=RecipientStatus.DEFERRED.value,
+                        next_attempt_at=now,
+                        updated_at=now,
+                        claimed_by=None,
                     )
                 )
         except SQLAlchemyError as exc:

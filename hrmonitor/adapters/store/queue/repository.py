@@ -81,8 +81,9 @@ __all__ = [
 class QueueRepository(QueueDelivery, QueueReports):
     """Synchronous queue operations; the relay runs them on its own store thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, node: str | None = None) -> None:
         self._engine = engine
+        self.node = node
 
     def enqueue(self, messages: Sequence[NewMessage]) -> None:
         """Store ``messages`` and their recipients in one transaction; returns after commit."""

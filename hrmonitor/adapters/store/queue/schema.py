@@ -52,6 +52,8 @@ class QueueRecipientRow(Base):
     last_reply: Mapped[str] = mapped_column(Text)
     remote_mta: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # The node whose claim this is while ``delivering`` (adapters.store.nodes).
+    claimed_by: Mapped[str | None] = mapped_column(NAME)
 
 
 class QueueAttemptRow(Base):

@@ -1,0 +1,218 @@
+"""Several ``hrmonitor run`` nodes on one PostgreSQL database, each a separate process.
+
+Peers on loopback, started by fixtures: PostgreSQL (a schema per test),
+rbldnsd behind a proxy that counts every DNSBL question, a DNS server for
+the mail domains, and an aiosmtpd MX that records each message and can be
+made slow (``smtp_sink.delay``: each RCPT waits). Nodes beat every 500 ms;
+the lease is short where a test waits for it to run out, and long where a
+spurious take-over on a loaded machine would blur what the test proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from hrmonitor.cli import main
+from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.rbldnsd import LossyProxy
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+# Every pool swept once at start and then hourly: a test sees each sweep it causes.
+HOURLY_POOLS = """
+[pools.normal]
+risk = "normal"
+ips = ["127.0.0.10", "127.0.0.11"]
+when_exhausted = "use-listed"
+interval = "1h"
+
+[pools.high-risk]
+risk = "high"
+ips = ["127.0.0.20", "127.0.0.21"]
+standby = ["127.0.0.22"]
+interval = "1h"
+cooldown = "2s"
+"""
+
+
+@pytest.fixture
+def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
+    return dns_server
+
+
+class Lab:
+    """What each node's config points at."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        database: str,
+        dnsbl: tuple[str, int],
+        mail_dns: DnsTestServer,
+        sink: SmtpSink,
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.database = database
+        self.dnsbl = dnsbl
+        self.mail_dns = mail_dns
+        self.sink = sink
+
+    def config(
+        self, name: str, *, lease: str = "3s", pools: str = HOURLY_POOLS, extra: str = ""
+    ) -> Path:
+        directory = self.tmp_path / name
+        directory.mkdir(exist_ok=True)
+        return make_config(
+            directory,
+            nameserver=self.dnsbl,
+            mail_dns=(self.mail_dns.host, self.mail_dns.port),
+            database=self.database,
+            delivery_port=self.sink.port,
+            pools=pools,
+            command_timeout="120s",  # a slow MX in these tests is slow, not gone
+            extra=f'[node]\nname = "{name}"\nlease = "{lease}"\nheartbeat = "500ms"\n{extra}',
+        )
+
+    def scalar(self, sql: str) -> int:
+        engine = create_engine(self.database)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(text(sql)).scalar_one())
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path,
+    postgres_url: str,
+    counting_proxy: LossyProxy,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+) -> Lab:
+    return Lab(tmp_path, postgres_url, counting_proxy.address, mail_dns, smtp_sink)
+
+
+async def start(factory: DaemonFactory, config: Path) -> DaemonProcess:
+    return await asyncio.to_thread(factory, config)
+
+
+async def until(condition: Callable[[], bool], within: float = 30.0) -> float:
+    """Wait for ``condition``; returns the seconds it took."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > within:
+            pytest.fail(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+async def send(port: int, rcpt: str, sender: str = "a@contoso.test") -> None:
+    message = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: cluster\r\n\r\nhello\r\n"
+    await aiosmtplib.send(
+        message, hostname="127.0.0.1", port=port, sender=sender, recipients=[rcpt], timeout=30
+    )
+
+
+def pending(lab: Lab) -> int:
+    return lab.scalar("SELECT count(*) FROM queue_recipients WHERE status <> 'delivered'")
+
+
+async def test_restarting_one_node_under_load_delivers_nothing_twice(
+    lab: Lab, smtp_sink: SmtpSink, daemon_process: DaemonFactory
+) -> None:
+    """A starting node used to make every node's claims due again (issue 11)."""
+    a = await start(daemon_process, lab.config("a", lease="20s"))
+    b = await start(daemon_process, lab.config("b", lease="20s"))
+    smtp_sink.delay = 0.3  # deliveries in flight on b while a restarts
+    rcpts = [f"r{i}@rcpt.test" for i in range(60)]
+    await asyncio.gather(*(send(b.port, r) for r in rcpts))
+    await until(lambda: lab.scalar(
+        "SELECT count(*) FROM queue_recipients WHERE status = 'delivering'"
+    ) >= 20)  # fmt: skip
+    await asyncio.to_thread(a.stop)
+    a = await start(daemon_process, a.config)
+    await until(lambda: pending(lab) == 0, within=60)
+    received = Counter(r for m in smtp_sink.messages for r in m.rcpts)
+    assert set(received) == set(rcpts)
+    assert [r for r, n in received.items() if n > 1] == []
+
+
+async def test_a_killed_nodes_claims_are_delivered_by_the_other_within_the_lease(
+    lab: Lab, smtp_sink: SmtpSink, daemon_process: DaemonFactory
+) -> None:
+    a = await start(daemon_process, lab.config("a"))
+    smtp_sink.delay = 60.0  # a's deliveries hang at RCPT: its claims stay claimed
+    rcpts = [f"k{i}@rcpt.test" for i in range(5)]
+    await asyncio.gather(*(send(a.port, r) for r in rcpts))
+    claimed = (
+        "SELECT count(*) FROM queue_recipients WHERE claimed_by = 'a' AND status = 'delivering'"
+    )
+    await until(lambda: lab.scalar(claimed) == 5)
+    await start(daemon_process, lab.config("b"))
+    assert lab.scalar(claimed) == 5  # b's start left a's claims alone
+    a.kill()
+    smtp_sink.delay = 0.0
+    took = await until(lambda: len(smtp_sink.messages) >= 5, within=30)
+    assert took < 3 + 0.5 + 3  # lease + heartbeat + one delivery, with room for a busy machine
+    assert sorted(r for m in smtp_sink.messages for r in m.rcpts) == sorted(rcpts)
+
+
+async def test_a_second_node_adds_no_dnsbl_queries(
+    lab: Lab, counting_proxy: LossyProxy, daemon_process: DaemonFactory
+) -> None:
+    """One sweeper per cluster: the DNSBL sees one node's worth of queries."""
+    await start(daemon_process, lab.config("a"))
+    await until(lambda: sum(counting_proxy.questions.values()) > 0)
+    await _settled(counting_proxy)
+    one_node = Counter(counting_proxy.questions)
+    await start(daemon_process, lab.config("b"))
+    await asyncio.sleep(3)  # six heartbeats: b would have swept at start
+    assert counting_proxy.questions == one_node
+    assert max(one_node.values()) <= 2  # each question asked once (a listing confirmed twice)
+
+
+async def test_when_the_sweeper_dies_another_node_sweeps_within_the_lease(
+    lab: Lab, counting_proxy: LossyProxy, daemon_process: DaemonFactory
+) -> None:
+    a = await start(daemon_process, lab.config("a"))
+    await until(lambda: sum(counting_proxy.questions.values()) > 0)
+    b = await start(daemon_process, lab.config("b"))
+    await _settled(counting_proxy)
+    before = sum(counting_proxy.questions.values())
+    a.kill()
+    took = await until(lambda: sum(counting_proxy.questions.values()) > before, within=30)
+    assert took < 3 + 0.5 + 2  # lease + heartbeat, with room for a busy machine
+    assert b.process.poll() is None
+    result = CliRunner().invoke(main, ["report", "--json", "--config", str(b.config)])
+    cluster = json.loads(result.stdout)["cluster"]
+    assert {role: held["holder"] for role, held in cluster["roles"].items()} == {
+        "sweeper": "b",
+        "rotation": "b",
+    }
+    assert {n["name"]: n["alive"] for n in cluster["nodes"]} == {"a": False, "b": True}
+
+
+async def _settled(proxy: LossyProxy, quiet: float = 1.5) -> None:
+    """Wait until no question has been asked for ``quiet`` seconds (a sweep is over)."""
+    last = -1
+    while (now := sum(proxy.questions.values())) != last:
+        last = now
+        await asyncio.sleep(quiet)
