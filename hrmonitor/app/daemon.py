@@ -34,6 +34,7 @@ from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.nodes import ROLES, ROTATION, SWEEPER, NodeRegistry
 from hrmonitor.adapters.store.queue.repository import QueueRepository
+from hrmonitor.adapters.store.sender_counts import SenderCounts
 from hrmonitor.app.build import (
     alert_channels,
     authenticator,
@@ -65,6 +66,7 @@ from hrmonitor.core.routing.limits import DAY
 from hrmonitor.errors import ConfigError, raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
 from hrmonitor.services.cluster import Cluster
+from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
 from hrmonitor.services.rotation.controller import Controller
@@ -186,6 +188,7 @@ class Daemon:
                 clock=clock,
                 on_claims_freed=self._wake_relay,
                 on_role_gained=self._role_gained,
+                on_members=self._share_destinations,
             )
             self.cluster = cluster
             # Pushed here so it runs after the relay drained: this node stays alive
@@ -242,8 +245,12 @@ class Daemon:
                 metrics=self.metrics,
             )
             self._relay_ref = relay
+            relay.share_destinations(await asyncio.to_thread(registry.live_count))
             await relay.recover(unowned_before=clock.now() - config.node.lease)
             await self._restore_sending_limits(relay.queue, router)
+            counts = SenderCounts(store.engine, node)
+            await _sync_limits(router, counts, clock)  # the other nodes' last day, too
+            stack.push_async_callback(_sync_limits, router, counts, clock)  # the last counts
             runner = asyncio.create_task(relay.run(), name="queue-runner")
             stack.push_async_callback(_stop_relay, relay, runner)
             await self._check_bindable(controller)
@@ -277,7 +284,12 @@ class Daemon:
                 config.rotation.tick,
                 _job(lambda: _rotation_tick(cluster, controller, clock)),
             )
-            scheduler.every("routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, clock)))
+            scheduler.every(
+                "routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, counts, clock))
+            )
+            scheduler.every(
+                "limits:sync", config.limits.sync, _job(lambda: _sync_limits(router, counts, clock))
+            )
             scheduler.every(
                 "surge:tick", config.surge.bucket, _job(lambda: watcher.tick(clock.now()))
             )
@@ -306,6 +318,10 @@ class Daemon:
             systemd.notify("STOPPING=1", "STATUS=draining deliveries in flight")
 
     # --- the cluster ----------------------------------------------------------------------
+
+    def _share_destinations(self, nodes: int) -> None:
+        if self._relay_ref is not None:
+            self._relay_ref.share_destinations(nodes)
 
     def _wake_relay(self) -> None:
         if self._relay_ref is not None:
@@ -453,8 +469,21 @@ class _NodeTag(logging.Filter):
         return True
 
 
-async def _prune(router: Router, clock: Clock) -> None:
-    router.prune(clock.now())
+async def _prune(router: Router, counts: SenderCounts, clock: Clock) -> None:
+    now = clock.now()
+    router.prune(now)
+    await asyncio.to_thread(counts.prune, now - DAY - ROUTER_PRUNE)
+
+
+async def _sync_limits(router: Router, counts: SenderCounts, clock: Clock) -> None:
+    """Publish this node's sending-limit counts; take in what the other nodes published."""
+    try:
+        await asyncio.to_thread(counts.publish, router.take_unpublished())
+        peers = await asyncio.to_thread(counts.read_peers, clock.now() - DAY)
+    except Exception:
+        log.exception("could not share the sending-limit counts")
+        return
+    router.merge_peer_counts(peers)
 
 
 async def _stop_relay(relay: Relay, runner: asyncio.Task[None]) -> None:

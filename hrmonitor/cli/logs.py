@@ -3,8 +3,8 @@
 Text (the default) is one line per record: ``2026-12-07T02:30:01.123+00:00 INFO
 hrmonitor.services.relay.delivery: ...``. ``--log-format json`` writes one JSON
 object per line with ``ts``, ``level``, ``logger``, ``msg``, ``node`` (in the
-daemon) and, where a line has them, its fields (``extra={"fields": {...}}``) as top-level keys, for a log
-shipper.
+daemon) and, where a line has them, its fields (``extra={"fields": {...}}``) as
+top-level keys, for a log shipper.
 
 Libraries that log routine work at INFO are kept at WARNING unless ``-vv``:
 APScheduler (its jobs being added and run every few seconds), Alembic

@@ -166,6 +166,10 @@ class RoutingConfig(Section):
 class LimitsConfig(Section):
     recipients_per_hour: Int = Field(default=1000, ge=1)
     recipients_per_day: Int = Field(default=10000, ge=1)
+    # Several nodes: how often each publishes its counts and reads the others'. A
+    # sender can pass a limit by what the other nodes accepted from it within about
+    # two of these.
+    sync: Duration = timedelta(seconds=1)
 
 
 class DeliveryConfig(Section):

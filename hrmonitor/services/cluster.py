@@ -1,7 +1,8 @@
 """Several nodes on one store: this node's heartbeat, its roles, and a dead node's claims.
 
 Every ``heartbeat`` the node renews its row, hands the claims of nodes silent for
-longer than the lease back to the queue (and wakes its runner), and takes or
+longer than the lease back to the queue (and wakes its runner), tells the relay
+how many nodes share the per-destination caps, and takes or
 renews each role (``sweeper``: the DNSBL sweeps; ``rotation``: the controller's
 tick). The store settles every race on the database server's clock; this
 service only keeps, per role, until when this node may act on it: the moment it
@@ -35,6 +36,8 @@ class NodeStore(Protocol):
 
     def take_over_claims(self, due: datetime) -> int: ...
 
+    def live_count(self) -> int: ...
+
     def leave(self) -> None: ...
 
 
@@ -54,6 +57,7 @@ class Cluster:
         clock: Clock,
         on_claims_freed: Callable[[], None] = lambda: None,
         on_role_gained: RoleGained | None = None,
+        on_members: Callable[[int], None] = lambda nodes: None,
     ) -> None:
         self._nodes = nodes
         self._roles = tuple(roles)
@@ -62,6 +66,7 @@ class Cluster:
         self._clock = clock
         self._on_claims_freed = on_claims_freed
         self._on_role_gained = on_role_gained
+        self._on_members = on_members
         self._held_until: dict[str, float] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,6 +88,7 @@ class Cluster:
         try:
             await asyncio.to_thread(self._nodes.beat)
             freed = await asyncio.to_thread(self._nodes.take_over_claims, self._clock.now())
+            self._on_members(await asyncio.to_thread(self._nodes.live_count))
         except Exception:
             log.exception("node %s: heartbeat failed", self.name)
             return

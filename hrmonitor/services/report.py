@@ -297,7 +297,6 @@ def _cluster(config: Config, store: Store) -> dict[str, Any]:
     }
 
 
-def build_history(store: Store, ip: str) -> dict[str, Any]:
 def build_history(
     store: Store,
     ip: str,

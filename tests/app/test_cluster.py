@@ -26,10 +26,13 @@ from hrmonitor.cli import main
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory, DaemonProcess
 from tests.fixtures.dns_server import DnsTestServer
-from tests.fixtures.rbldnsd import LossyProxy
+from tests.fixtures.rbldnsd import LossyProxy, Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+NORMAL = {"127.0.0.10", "127.0.0.11"}
+HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
 
 # Every pool swept once at start and then hourly: a test sees each sweep it causes.
 HOURLY_POOLS = """
@@ -216,3 +219,35 @@ async def _settled(proxy: LossyProxy, quiet: float = 1.5) -> None:
     while (now := sum(proxy.questions.values())) != last:
         last = now
         await asyncio.sleep(quiet)
+
+
+async def test_a_sender_over_its_limit_across_both_nodes_goes_high_risk_with_one_alert(
+    lab: Lab, rbldnsd: Rbldnsd, smtp_sink: SmtpSink, daemon_process: DaemonFactory
+) -> None:
+    for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)
+    limits = '[limits]\nrecipients_per_hour = 10\nsync = "200ms"\n'
+    a = await start(daemon_process, lab.config("a", lease="20s", extra=limits))
+    b = await start(daemon_process, lab.config("b", lease="20s", extra=limits))
+    for i in range(8):
+        await send(a.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
+    published = "SELECT coalesce(sum(recipients), 0) FROM sender_counts WHERE node = 'a'"
+    await until(lambda: lab.scalar(published) == 8)
+    await asyncio.sleep(1.0)  # five of b's reads
+    for i in range(8, 12):
+        await send(b.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
+    for i in range(12, 14):  # and back on a, which has read b's four by now
+        await until(lambda: lab.scalar(published.replace("'a'", "'b'")) == 4)
+        await asyncio.sleep(0.5)
+        await send(a.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
+    await until(lambda: len(smtp_sink.messages) >= 14)
+    peer = {m.rcpts[0]: m.peer for m in smtp_sink.messages}
+    assert {peer[f"l{i}@rcpt.test"] for i in range(10)} <= NORMAL
+    assert {peer[f"l{i}@rcpt.test"] for i in range(10, 14)} <= HIGH
+    alerts = [
+        line
+        for log in (a.log, b.log)
+        for line in log.read_text().splitlines()
+        if "[sending-limit]" in line
+    ]
+    assert len(alerts) == 1, alerts

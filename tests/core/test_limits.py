@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hrmonitor.core.routing.limits import DAY, HOUR, RecipientWindow
+from hrmonitor.core.routing.limits import DAY, HOUR, PeerCounts, RecipientWindow
 
 T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 
@@ -68,3 +68,17 @@ def test_a_sender_with_or_without_brackets_is_one_sender_and_brackets_alone_are_
     assert window.counts("a@CONTOSO.test", T0 + timedelta(minutes=1)) == (5, 5)
     assert window.counts("<>", T0 + timedelta(minutes=1)) == (0, 0)
     assert list(window._senders) == ["a@contoso.test"]
+
+
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 5), st.integers(0, 50))))
+def test_peer_counts_are_each_nodes_highest_total_per_minute_however_often_read(
+    publications: list[tuple[str, int, int]],
+) -> None:
+    """A node's published total per minute only grows; reading it again adds nothing."""
+    peers = PeerCounts()
+    highest: dict[tuple[str, int], int] = {}
+    for node, minute, total in publications + publications:  # every row read twice
+        peers.merge(node, "s@x.test", T0 + timedelta(minutes=minute), total)
+        highest[(node, minute)] = max(highest.get((node, minute), 0), total)
+    last_hour, last_day = peers.counts("s@x.test", T0 + timedelta(minutes=5))
+    assert last_hour == last_day == sum(highest.values())

@@ -420,3 +420,25 @@ async def test_mail_claimed_by_a_runner_that_died_is_delivered_after_recover(wor
     await asyncio.wait_for(survivor.run_until_idle(), 20)
     assert await _only_message(world, "again@rcpt.test") in NORMAL
     await survivor.stop()
+
+
+async def test_each_node_of_a_cluster_takes_its_share_of_the_per_destination_cap(
+    world: World,
+) -> None:
+    """Several nodes: per_destination_concurrency holds for the cluster (issue 11)."""
+    world.relay.share_destinations(5)  # 10 per destination over five live nodes: 2 here
+    world.sink.delay = 0.3
+    world.queue.enqueue(
+        [
+            NewMessage(
+                id=f"m-share-{n}", tenant="contoso", client_ip=TENANT_IP,
+                mail_from="a@contoso.test", recipients=(f"share{n}@rcpt.test",),
+                body=b"Subject: x\r\n\r\nx\r\n", arrived_at=world.clock.now(),
+                pool="normal", risk="normal",
+            )
+            for n in range(6)
+        ]
+    )  # fmt: skip
+    world.relay.wake()
+    await world.sink.wait_for(6, 30)
+    assert world.sink.most_waiting == 2

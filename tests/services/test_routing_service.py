@@ -230,3 +230,25 @@ async def test_sender_without_a_domain_is_treated_as_having_no_records(
     assert decision.pool == "high-risk"
     assert decision.facts["sender_domain_status"] == "no-records"
     assert dns_server.queries == []
+
+
+async def test_what_other_nodes_published_counts_towards_a_senders_limits(
+    router: Router, fake_clock: FakeClock
+):
+    """Several nodes: a sender's limit holds for the cluster, not per node (issue 11)."""
+    now = fake_clock.now()
+    minute = now.replace(second=0, microsecond=0)
+    router.merge_peer_counts([("b", "a@contoso.example", minute, 2)])
+    router.merge_peer_counts([("b", "a@contoso.example", minute, 2)])  # read twice: once
+    decision = await router.route(
+        mail_from="<A@contoso.example>",
+        rcpts=["r1@rcpt.test", "r2@rcpt.test"],
+        client_ip="127.0.0.1",
+        message=MESSAGE,
+        arrival=now,
+    )
+    assert decision.pool == "high-risk"  # 2 here + 2 on node b > 3
+    assert decision.alerts == ("sending-limit",)
+    # What this node counted is published once, as its own total for the minute.
+    assert router.take_unpublished() == [("a@contoso.example", minute, 2)]
+    assert router.take_unpublished() == []

@@ -186,6 +186,20 @@ class NodeRegistry:
     def members(self) -> list[NodeRecord]:
         return members(self._engine, self.lease)
 
+    def live_count(self) -> int:
+        """How many nodes are alive now, this one included."""
+        try:
+            with self._engine.connect() as conn:
+                count = conn.execute(
+                    select(func.count()).where(
+                        NODES.c.heartbeat_at >= _server_now(conn, -self.lease),
+                        NODES.c.stopped_at.is_(None),
+                    )
+                ).scalar_one()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not count the live nodes: {exc}") from exc
+        return max(1, int(count))
+
     # --- roles --------------------------------------------------------------------------
 
     def hold(self, role: str) -> bool:

@@ -88,6 +88,47 @@ class RecipientWindow:
             if not buckets.minutes:
                 del self._senders[key]
 
+    def minute_total(self, mail_from: str, minute: datetime) -> int:
+        """Recipients counted for the sender in ``minute``'s minute (0 if none or expired)."""
+        buckets = self._senders.get(sender_key(mail_from))
+        if buckets is None:
+            return 0
+        start = _minute(minute)
+        for bucket in reversed(buckets.minutes):  # the newest minutes are the ones asked for
+            if bucket.start == start:
+                return bucket.recipients
+            if bucket.start < start:
+                break
+        return 0
+
+
+class PeerCounts:
+    """What the other nodes of a cluster counted per sender, as they last published it.
+
+    Each node publishes its own total per (sender, minute); a total only grows, so
+    a value is taken when it is higher than the one already known, and only the
+    difference is added. Reading the same publication twice changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self._window = RecipientWindow()
+        self._known: dict[tuple[str, str, datetime], int] = {}
+
+    def merge(self, node: str, mail_from: str, minute: datetime, recipients: int) -> None:
+        key = (node, sender_key(mail_from), _minute(minute))
+        known = self._known.get(key, 0)
+        if recipients > known:
+            self._known[key] = recipients
+            self._window.record(mail_from, recipients - known, key[2])
+
+    def counts(self, mail_from: str, now: datetime) -> tuple[int, int]:
+        return self._window.counts(mail_from, now)
+
+    def prune(self, now: datetime) -> None:
+        self._window.prune(now)
+        oldest = _minute(now) - DAY
+        self._known = {k: v for k, v in self._known.items() if k[2] > oldest}
+
 
 def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)

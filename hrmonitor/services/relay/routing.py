@@ -31,6 +31,7 @@ from hrmonitor.core.routing.decide import (
 )
 from hrmonitor.core.routing.limits import (
     LimitAlerts,
+    PeerCounts,
     RecipientWindow,
     check_limits,
     sender_key,
@@ -91,7 +92,9 @@ class Router:
         self.tenants = tuple(tenants)
         self._dns = dns
         self._scanner = scanner
-        self._window = RecipientWindow()
+        self._window = RecipientWindow()  # this node's acceptances
+        self._peers = PeerCounts()  # the other nodes', as they published them
+        self._unpublished: set[tuple[str, datetime]] = set()  # (sender, minute) counted here
         self._cache_ttl = domain_cache_ttl
         self._negative_ttl = negative_ttl
         self._cache: dict[str, tuple[datetime, DomainStatus]] = {}
@@ -174,7 +177,10 @@ class Router:
             tenant = self.tenant_for(client_ip)
         if count:
             self._window.record(mail_from, len(rcpts), arrival)
+            self._unpublished.add((sender_key(mail_from), arrival.replace(second=0, microsecond=0)))
         last_hour, last_day = self._window.counts(mail_from, when)
+        peer_hour, peer_day = self._peers.counts(mail_from, when)
+        last_hour, last_day = last_hour + peer_hour, last_day + peer_day
         limit = check_limits(last_hour, last_day, self.settings.limits)
         domain = sender_domain_of(mail_from)
         if domain or not mail_from.strip().strip("<>"):
@@ -218,6 +224,19 @@ class Router:
         senders.discard("")  # the null sender is never counted
         return len(senders)
 
+    def take_unpublished(self) -> list[tuple[str, datetime, int]]:
+        """(sender, minute, this node's recipients in that minute) for every minute counted
+        since the last call: what the other nodes of a cluster need to see."""
+        keys, self._unpublished = self._unpublished, set()
+        rows = [(s, minute, self._window.minute_total(s, minute)) for s, minute in keys]
+        return [row for row in rows if row[0] and row[2] > 0]
+
+    def merge_peer_counts(self, rows: Iterable[tuple[str, str, datetime, int]]) -> None:
+        """Other nodes' published (node, sender, minute, recipients): the sending limits
+        count the cluster, not this node alone."""
+        for node, sender, minute, recipients in rows:
+            self._peers.merge(node, sender, minute, recipients)
+
     async def close(self) -> None:
         """Close the scanner's connections, if there is a scanner."""
         if self._scanner is not None:
@@ -230,4 +249,5 @@ class Router:
             if self.on_alert is not None:
                 self.on_alert(alert)
         self._window.prune(now)
+        self._peers.prune(now)
         self._cache = {d: c for d, c in self._cache.items() if now < c[0]}

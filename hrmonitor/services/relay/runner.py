@@ -143,6 +143,7 @@ class Relay:
         self._active: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._destination_cap = settings.per_destination  # this node's share of it
         self._running = asyncio.Event()
         self._next_housekeeping = 0.0
         self._running.set()  # "not running" until run() starts
@@ -170,6 +171,16 @@ class Relay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def share_destinations(self, nodes: int) -> None:
+        """Several nodes: each takes its share of ``per_destination`` (at least 1), so the
+        cluster as a whole keeps to the cap. Groups already waiting keep their old gate:
+        for one change of membership the total can be off by one node's share."""
+        cap = max(1, self.settings.per_destination // max(1, nodes))
+        if cap != self._destination_cap:
+            log.info("%d node(s): at most %d delivery group(s) per destination here", nodes, cap)
+            self._destination_cap = cap
+            self._per_destination = {}
 
     async def recover(self, unowned_before: datetime | None = None) -> int:
         """Make recipients this node's last run left ``delivering`` due again; call once
@@ -297,9 +308,9 @@ class Relay:
 
     async def _deliver_guarded(self, group: list[DueRecipient]) -> None:
         domain = group[0].domain
-        gate = self._per_destination.setdefault(
-            domain, asyncio.Semaphore(self.settings.per_destination)
-        )
+        gate = self._per_destination.get(domain)
+        if gate is None:
+            gate = self._per_destination[domain] = asyncio.Semaphore(self._destination_cap)
         try:
             async with self._slots, gate:
                 await self._delivery.deliver(group)

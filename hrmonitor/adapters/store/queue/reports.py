@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.queue.model import (
     AttemptRecord,
@@ -23,6 +24,7 @@ class QueueReports:
     """Read-only queries on the queue (part of ``QueueRepository``)."""
 
     _engine: Engine  # set by QueueRepository
+    node: str | None  # set by QueueRepository
 
     def message(self, message_id: str) -> MessageRecord | None:
         try:
@@ -109,6 +111,7 @@ class QueueReports:
                         MESSAGES.c.arrived_at >= since,
                         MESSAGES.c.mail_from != "",
                         MESSAGES.c.dsn_of.is_(None),
+                        self._accepted_here(),
                     )
                     .group_by(MESSAGES.c.id, MESSAGES.c.mail_from, MESSAGES.c.arrived_at)
                     .order_by(MESSAGES.c.arrived_at)
@@ -116,6 +119,14 @@ class QueueReports:
         except SQLAlchemyError as exc:
             raise StoreError(f"could not read the senders' recent mail: {exc}") from exc
         return [(sender, arrived, int(count)) for sender, arrived, count in rows]
+
+    def _accepted_here(self) -> ColumnElement[bool]:
+        """Messages this node accepted (or, made before messages had a node, anyone's):
+        the other nodes' count through ``adapters.store.sender_counts``."""
+        node = self.node
+        if node is None:
+            return true()
+        return or_(MESSAGES.c.accepted_by == node, MESSAGES.c.accepted_by.is_(None))
 
     def tenant_counts(self, since: datetime) -> list[tuple[str, int, int, int]]:
         """Per tenant since ``since``: (tenant, recipients concluded, bounced, ARF reports).

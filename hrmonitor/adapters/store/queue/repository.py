@@ -91,7 +91,7 @@ class QueueRepository(QueueDelivery, QueueReports):
             return
         try:
             with self._engine.begin() as conn:
-                insert_messages(conn, messages)
+                insert_messages(conn, messages, self.node)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
 
@@ -145,8 +145,13 @@ class QueueRepository(QueueDelivery, QueueReports):
         return int(result.rowcount)
 
 
-def insert_messages(conn: Connection, messages: Sequence[NewMessage]) -> None:
-    """Insert ``messages`` and their recipients in ``conn``'s transaction (acceptance, bounces)."""
+def insert_messages(
+    conn: Connection, messages: Sequence[NewMessage], node: str | None = None
+) -> None:
+    """Insert ``messages`` and their recipients in ``conn``'s transaction (acceptance, bounces).
+
+    ``node``: the node accepting them (its sending-limit counts are restored from them).
+    """
     message_rows = [
         {
             "id": m.id,
@@ -164,6 +169,7 @@ def insert_messages(conn: Connection, messages: Sequence[NewMessage]) -> None:
             "message_id": m.message_id,
             "smtputf8": int(m.smtputf8),
             "dsn_of": m.dsn_of,
+            "accepted_by": node,
         }
         for m in messages
     ]

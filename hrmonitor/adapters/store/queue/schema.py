@@ -32,6 +32,8 @@ class QueueMessageRow(Base):
     message_id: Mapped[str] = mapped_column(Text)
     smtputf8: Mapped[int] = mapped_column(Integer)
     dsn_of: Mapped[str | None] = mapped_column(String(40))
+    # The node that accepted it: its sending-limit counts are that node's to restore.
+    accepted_by: Mapped[str | None] = mapped_column(NAME)
 
 
 class QueueRecipientRow(Base):
