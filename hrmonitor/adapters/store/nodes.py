@@ -319,7 +319,16 @@ class NodeRegistry:
     def _release_name(self) -> None:
         if self._hold is not None:
             with contextlib.suppress(SQLAlchemyError):
-                # Not back to the pool, where the session (and its lock) would live on.
+                # Unlocked here and now: a closed session's backend may drop its locks
+                # only a moment later, and a restart under the same name must find it free.
+                self._hold.execute(
+                    text(
+                        "SELECT pg_advisory_unlock(:cls, hashtext(current_schema() || ':' || :n))"
+                    ),
+                    {"cls": _NAME_LOCK, "n": self.name},
+                )
+            with contextlib.suppress(SQLAlchemyError):
+                # Not back to the pool, where the session would live on.
                 self._hold.invalidate()
                 self._hold.close()
             self._hold = None
