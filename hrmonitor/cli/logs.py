@@ -42,13 +42,13 @@ class TextFormatter(logging.Formatter):
     """``<ISO time with offset> LEVEL logger: message``, and a traceback if any.
 
     A record with a ``node`` (the daemon's node name, where several share a store)
-    gets it in brackets after the level.
+    gets it in brackets before the message: the fields before it stay as they are.
     """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._with_node = logging.Formatter(
-            "%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"
+            "%(asctime)s %(levelname)s %(name)s: [%(node)s] %(message)s"
         )
         self._with_node.formatTime = self.formatTime  # type: ignore[method-assign]
 

@@ -186,10 +186,11 @@ async def test_a_second_node_adds_no_dnsbl_queries(
     await until(lambda: sum(counting_proxy.questions.values()) > 0)
     await _settled(counting_proxy)
     one_node = Counter(counting_proxy.questions)
-    await start(daemon_process, lab.config("b"))
+    b = await start(daemon_process, lab.config("b"))
     await asyncio.sleep(3)  # six heartbeats: b would have swept at start
     assert counting_proxy.questions == one_node
     assert max(one_node.values()) <= 2  # each question asked once (a listing confirmed twice)
+    assert "hrmonitor.app.daemon: [b] hrmonitor running:" in b.log.read_text()  # who logs
 
 
 async def test_when_the_sweeper_dies_another_node_sweeps_within_the_lease(
