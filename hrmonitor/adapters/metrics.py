@@ -165,6 +165,8 @@ class Metrics:
             "hrmonitor_alerts_dropped",
             "Alerts dropped from a channel's full queue",
             ["channel"],
+            registry=r,
+        )
         self._roles = Gauge(
             "hrmonitor_node_role",
             "1 for each once-per-cluster role this node holds now",
@@ -278,6 +280,7 @@ class Metrics:
 
     def alert_dropped(self, channel: str) -> None:
         self._alerts_dropped.labels(channel).inc()
+
     def set_roles(self, node: str, held: Mapping[str, bool]) -> None:
         for role, holds in held.items():
             self._roles.labels(node, role).set(1 if holds else 0)

@@ -187,5 +187,3 @@ def authenticator(config: Config) -> Callable[[str, str], str | None] | None:
         return tenant
 
     return authenticate
-
-

@@ -1,4 +1,4 @@
-"""Sending limits across nodes: per-node counts per sender and minute, messages' node.
+"""Several nodes on one store: node rows with heartbeats, role leases, claim owners.
 
 Revision ID: 0004
 Revises: 0003
@@ -17,22 +17,39 @@ depends_on: str | None = None
 NAME = sa.String(100)
 
 
+def _when(name: str, nullable: bool = False) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
 def upgrade() -> None:
     op.create_table(
-        "sender_counts",
-        sa.Column("sender", sa.String(320), nullable=False),
-        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("node", NAME, nullable=False),
-        sa.Column("recipients", sa.Integer(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("sender", "minute", "node", name="pk_sender_counts"),
+        "nodes",
+        sa.Column("name", NAME, nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        _when("started_at"),
+        _when("heartbeat_at"),
+        _when("stopped_at", nullable=True),
+        sa.PrimaryKeyConstraint("name", name="pk_nodes"),
     )
-    op.create_index("ix_sender_counts_updated_at", "sender_counts", ["updated_at"])
-    with op.batch_alter_table("queue_messages") as batch:
-        batch.add_column(sa.Column("accepted_by", NAME, nullable=True))
+    op.create_table(
+        "node_roles",
+        sa.Column("role", NAME, nullable=False),
+        sa.Column("holder", NAME, nullable=True),
+        _when("since", nullable=True),
+        _when("expires_at"),
+        sa.PrimaryKeyConstraint("role", name="pk_node_roles"),
+    )
+    with op.batch_alter_table("queue_recipients") as batch:
+        batch.add_column(sa.Column("claimed_by", NAME, nullable=True))
+    with op.batch_alter_table("audit_events") as batch:
+        batch.add_column(sa.Column("node", NAME, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("queue_messages") as batch:
-        batch.drop_column("accepted_by")
-    op.drop_table("sender_counts")
+    with op.batch_alter_table("audit_events") as batch:
+        batch.drop_column("node")
+    with op.batch_alter_table("queue_recipients") as batch:
+        batch.drop_column("claimed_by")
+    op.drop_table("node_roles")
+    op.drop_table("nodes")
