@@ -258,3 +258,15 @@ async def test_a_sender_over_its_limit_across_both_nodes_goes_high_risk_with_one
         if "[sending-limit]" in line
     ]
     assert len(alerts) == 1, alerts
+
+
+async def test_a_nodes_per_ip_volume_rows_carry_its_configured_name(
+    lab: Lab, smtp_sink: SmtpSink, daemon_process: DaemonFactory
+) -> None:
+    """ip_volume's node was the host name whatever [node] name said (issue 11 with 10)."""
+    a = await start(daemon_process, lab.config("a"))
+    await send(a.port, "v@rcpt.test")
+    await until(lambda: len(smtp_sink.messages) >= 1)
+    await asyncio.to_thread(a.stop)  # a stopping node writes its last counts
+    assert lab.scalar("SELECT coalesce(sum(sent), 0) FROM ip_volume WHERE node = 'a'") == 1
+    assert lab.scalar("SELECT count(*) FROM ip_volume WHERE node NOT IN ('a', '')") == 0
