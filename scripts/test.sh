@@ -11,6 +11,9 @@ command -v rbldnsd >/dev/null 2>&1 || [ -x /usr/sbin/rbldnsd ] || need="$need rb
 command -v swaks >/dev/null 2>&1 || need="$need swaks"
 [ -x /usr/sbin/smtp-sink ] || [ -x /usr/lib/postfix/sbin/smtp-sink ] || need="$need postfix"
 command -v rspamd >/dev/null 2>&1 || need="$need rspamd"
+[ -x /usr/sbin/logrotate ] || need="$need logrotate"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need"
     # shellcheck disable=SC2086  # one word per package
