@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,6 @@ from hrmonitor.core.bounce.rules import parse_bounce_patterns
 from hrmonitor.core.feedback.rules import FeedbackRule, layer_feedback_files
 from hrmonitor.core.routing.rules import RoutingRule, layer_routing_files
 from hrmonitor.errors import RuleError
-
-# The shipped bounce patterns, package data of hrmonitor.rules (any install, tests, the CLI).
-SHIPPED_RULES = Path(str(files("hrmonitor.rules").joinpath("bounce.toml")))
 
 
 def read_rule_file(path: str | Path) -> dict[str, Any]:

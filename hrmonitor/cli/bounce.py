@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
 from hrmonitor.cli.options import CONFIG_ENV, config_option, config_path, load, print_json
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.config.loading import DEFAULT_CONFIG_PATH
 from hrmonitor.core.bounce.classify import BounceReport, classify_message
 from hrmonitor.errors import RuleError
@@ -18,7 +19,7 @@ EXIT_USAGE = 2
 
 
 def default_rules_path() -> Path | None:
-    for path in (DEFAULT_RULES, SHIPPED_RULES):
+    for path in (DEFAULT_RULES, shipped_rules(RuleKind.BOUNCE)):
         if path.is_file():
             return path
     return None

@@ -55,9 +55,22 @@ class RuleFile:
         return not self.key
 
 
+# The repository's rules/ directory, beside the hrmonitor package in a checkout.
+_SOURCE_RULES = Path(__file__).resolve().parents[2] / "rules"
+
+
 def shipped_rules(kind: RuleKind) -> Path:
-    """The shipped rule file of ``kind``, from the installed package."""
-    return Path(str(files(SHIPPED_PACKAGE).joinpath(f"{kind.value}.toml")))
+    """The shipped rule file of ``kind``, from the installed package.
+
+    An editable install made before ``hrmonitor.rules`` was mapped to ``rules/``
+    (a checkout updated without ``pip install -e .`` again) has no such package;
+    the checkout's own ``rules/`` directory is then the shipped one.
+    """
+    name = f"{kind.value}.toml"
+    try:
+        return Path(str(files(SHIPPED_PACKAGE).joinpath(name)))
+    except ModuleNotFoundError:
+        return _SOURCE_RULES / name
 
 
 def resolve(directory: Path, value: str) -> Path:

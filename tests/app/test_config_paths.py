@@ -164,3 +164,23 @@ def test_a_non_editable_install_ships_the_rules_and_uses_them(tmp_path: Path) ->
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "4 rule file(s) valid" in check.stdout
+
+
+def test_a_checkout_without_the_rules_package_uses_its_own_rules_directory(
+    tmp_path: Path,
+) -> None:
+    """An editable install made before hrmonitor.rules was mapped (a checkout pulled without
+    ``pip install -e .`` again) has no such package: the checkout's rules/ is the shipped one,
+    not a ModuleNotFoundError traceback at start-up."""
+    root = Path(__file__).resolve().parents[2]
+    show = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); "
+        "import hrmonitor.config.files as f; print(f.shipped_rules(f.RuleKind.BOUNCE))"
+    )
+    # -S: no site-packages, so no installed finder maps hrmonitor.rules
+    where = subprocess.run(
+        [sys.executable, "-S", "-c", show],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip() == str(root / "rules" / "bounce.toml")

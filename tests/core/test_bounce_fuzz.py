@@ -14,14 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import BounceKind, BounceReport, classify
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces"
 MESSAGES = sorted(
     path.read_bytes() for path in CORPUS.rglob("*") if path.suffix in (".txt", ".eml")
 )
-PATTERNS = load_bounce_patterns(SHIPPED_RULES)
+PATTERNS = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
 from hrmonitor.cli.bounce import report_data
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import classify_message
 from hrmonitor.core.bounce.reason import CLASSES
 
@@ -72,7 +73,7 @@ class Figures:
 @cache
 def figures() -> Figures:
     labels: dict[str, list[dict[str, object]]] = json.loads((CORPUS / "labels.json").read_text())
-    patterns = load_bounce_patterns(SHIPPED_RULES)
+    patterns = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
     counts: Counter[str] = Counter()
     for folder in ("bsd", "not"):
         for path in sorted((CORPUS / folder).glob("*.eml")):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
 from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, RecipientStatus
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import RiskClass
 from hrmonitor.core.routing.decide import RouteDecision
@@ -33,7 +34,7 @@ class RecordingWatcher:
 
 def feed() -> tuple[TrafficFeed, RecordingWatcher]:
     watcher = RecordingWatcher()
-    return TrafficFeed(watcher, load_bounce_patterns(SHIPPED_RULES)), watcher  # type: ignore[arg-type]
+    return TrafficFeed(watcher, load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))), watcher  # type: ignore[arg-type]
 
 
 def submission(data: bytes, mail_from: str) -> Submission:
@@ -116,7 +117,7 @@ async def test_off_loop_classification_tells_the_watcher_and_returns_the_kind() 
 
 async def test_a_classification_past_its_deadline_leaves_the_message_unclassified() -> None:
     watcher = RecordingWatcher()
-    patterns = load_bounce_patterns(SHIPPED_RULES)
+    patterns = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
     traffic = TrafficFeed(watcher, patterns, deadline=0.0)  # type: ignore[arg-type]
     data = (CORPUS / "sendmail_01.eml").read_bytes()
     try:
