@@ -32,7 +32,8 @@ from pathlib import Path
 
 from flufl.bounce import all_failures
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import classify_message
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -112,7 +113,7 @@ def main() -> None:
         _processes(args.rounds)
         return
     messages = _messages()
-    patterns = load_bounce_patterns(SHIPPED_RULES)
+    patterns = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
 
     def ours(raw: bytes) -> object:
         return classify_message(raw, patterns=patterns)

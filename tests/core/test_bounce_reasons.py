@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.reason import Reason, reason_for
 from hrmonitor.core.bounce.recipient import status_of
 
-PATTERNS = load_bounce_patterns(SHIPPED_RULES)
+PATTERNS = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
 
 CASES = [
     (

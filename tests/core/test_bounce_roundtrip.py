@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hrmonitor.adapters.rule_files import SHIPPED_RULES, load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_patterns
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import BounceKind, classify_message
 from hrmonitor.core.delivery.dsn import FailedRecipient, build_dsn
 
-PATTERNS = load_bounce_patterns(SHIPPED_RULES)
+PATTERNS = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
 ORIGINAL = (
     b"From: bob@contoso.example\r\nTo: x@example.org\r\n"
     b"Message-ID: <m-1@contoso.example>\r\n\r\nhi\r\n"

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from hrmonitor.adapters.rule_files import (
-    SHIPPED_RULES,
-    load_bounce_patterns,
-    validate_bounce_rule_files,
-)
+from hrmonitor.adapters.rule_files import load_bounce_patterns, validate_bounce_rule_files
+from hrmonitor.config.files import RuleKind, shipped_rules
 from hrmonitor.core.bounce.reason import Reason
 from hrmonitor.core.bounce.rules import parse_bounce_patterns
 from hrmonitor.errors import RuleError
+
+SHIPPED_RULES = shipped_rules(RuleKind.BOUNCE)
 
 
 def test_shipped_rules_are_valid_and_cover_the_failure_reasons() -> None:
