@@ -215,3 +215,28 @@ def test_at_80x24_every_pool_state_and_open_critical_alert_come_first(
     tall = "\n".join(_rendered(report, 80, 200))
     assert "suspended" in tall  # room enough: the full tables
     assert "127.0.0.11" in tall
+
+
+# A high-risk pool of one active IP and two standbys, none of them listed on bl.test.
+STANDBY_POOLS = POOLS.replace(
+    'ips = ["127.0.0.20", "127.0.0.21"]\nstandby = ["127.0.0.22"]',
+    'ips = ["127.0.0.24"]\nstandby = ["127.0.0.25", "127.0.0.26"]',
+)
+
+
+def test_a_healthy_high_risk_pool_with_standbys_scores_100(
+    rbldnsd: Rbldnsd, tmp_path: Path, store_url: str
+) -> None:
+    """Issue 14: such a pool showed "score 33" (standbys counted as missing capacity)."""
+    assert STANDBY_POOLS != POOLS
+    config = make_config(tmp_path, rbldnsd=rbldnsd, database=store_url, pools=STANDBY_POOLS)
+    assert run("check", "--config", str(config), "--pool", "high-risk")[0] == 0  # all clean
+    code, out = run("report", "--config", str(config), "--json")
+    assert code == 0
+    [high] = [p for p in json.loads(out)["pools"] if p["name"] == "high-risk"]
+    assert sorted(ip["state"] for ip in high["ips"]) == ["active", "standby", "standby"]
+    assert (high["health"], high["summary"]["score"]) == ("healthy", 100)
+
+    code, out = run("report", "--config", str(config))
+    assert code == 0
+    assert "high-risk (high) healthy score 100" in out

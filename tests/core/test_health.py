@@ -63,3 +63,17 @@ def test_score_is_a_percentage_and_exhausted_means_nothing_sends(
     assert 0 <= summary.score <= 100
     sending = [c for c in ips if c.state.in_rotation and not c.suspended_whole]
     assert (summary.health is PoolHealth.EXHAUSTED) == (not sending)
+
+
+def test_standbys_are_reserve_a_healthy_pool_with_standbys_scores_100() -> None:
+    """One active IP and two clean standbys: full capacity in rotation, not one third."""
+    ips = [ip(IPState.ACTIVE), ip(IPState.STANDBY), ip(IPState.STANDBY)]
+    summary = pool_health(RiskClass.HIGH, 1, ips)
+    assert (summary.health, summary.score, summary.standby) == (PoolHealth.HEALTHY, 100, 2)
+
+
+def test_the_score_counts_min_active_as_the_capacity_a_pool_is_meant_to_have() -> None:
+    """min_active 2 with one IP sending: half the capacity the pool is meant to send with."""
+    ips = [ip(IPState.ACTIVE), ip(IPState.RETIRED, 1), ip(IPState.STANDBY)]
+    summary = pool_health(RiskClass.HIGH, 2, ips)
+    assert (summary.health, summary.score) == (PoolHealth.CRITICAL, 50)
