@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rich.columns import Columns
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -25,7 +26,7 @@ _STATE_STYLE = {
     "retired": "red",
     "disabled": "dim",
 }
-# Pools side by side from this width, if their tables fit; stacked below it.
+# Pools side by side from this width, if their tables fit whole; stacked below it.
 SIDE_BY_SIDE_FROM = 100
 URGENT = ("critical", "high")
 _HEALTH_STYLE = {
@@ -42,14 +43,16 @@ def _style(value: str, table: Mapping[str, str], default: str = "yellow") -> Tex
 
 
 def _listing_text(listings: Sequence[Mapping[str, Any]]) -> Text:
+    """Each open listing on a line of its own: the list, what it says (tags, else codes), since."""
     text = Text()
     for index, listing in enumerate(listings):
         if index:
             text.append("\n")
-        codes = ",".join(listing.get("codes", ()))
-        text.append(f"{listing['zone']} {codes}", style="red")
-        since = str(listing.get("since", ""))[:16].replace("T", " ")
-        text.append(f" since {since}", style="dim")
+        what = ",".join(listing.get("tags") or listing.get("codes") or ())
+        text.append(f"{listing['zone']} {what}".rstrip(), style="red")
+        since = str(listing.get("since") or "")[5:16].replace("T", " ")
+        if since:
+            text.append(f" {since}", style="dim")
     return text or Text("-", style="dim")
 
 
@@ -58,46 +61,100 @@ def _why_out(ip: Mapping[str, Any]) -> str:
     retirement = ip.get("retirement")
     if retirement:
         earliest = retirement.get("earliest_return")
-        when = f", back {str(earliest)[:16].replace('T', ' ')} at the earliest" if earliest else ""
+        when = f", back {str(earliest)[5:16].replace('T', ' ')} at the earliest" if earliest else ""
         return f"\nwaits on {retirement['waits_on']}{when}"
     if ip["state"] in ("active", "warming") and ip.get("not_eligible"):
         return f"\nnot sending: {ip['not_eligible']}"
     return ""
 
 
-def _pool_panel(pool: Mapping[str, Any]) -> Panel:
-    table = Table(expand=True, show_edge=False, pad_edge=False)
+def _state_text(ip: Mapping[str, Any]) -> Text:
+    """The state, why an IP sends nothing, and its suspensions (provider until HH:MM)."""
+    state = ip["state"] + (f" s{ip['warmup_stage']}" if ip.get("warmup_stage") else "")
+    text = _style(state, _STATE_STYLE) if ip["state"] in _STATE_STYLE else Text(state)
+    text.append(_why_out(ip), style="dim")
+    for suspension in ip.get("suspensions", ()):
+        until = str(suspension["until"])[11:16]
+        text.append(f"\nsuspended {suspension['scope']} until {until}", style="yellow")
+    return text
+
+
+def _pool_table(pool: Mapping[str, Any]) -> Table:
+    """IP, state (with why not sending and suspensions), listings, sent today / cap.
+
+    No lines between columns and one space of padding, so two pools fit side by
+    side at 100 columns; IP and sent/cap never wrap (nor are they cut: a table
+    that cannot fit them is stacked instead, see :func:`_pool_grid`).
+    """
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        expand=True,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        padding=(0, 1),
+    )
     table.add_column("IP", no_wrap=True)
     table.add_column("state")
     table.add_column("listings")
-    table.add_column("suspended")
-    table.add_column("today", justify="right")
+    table.add_column("sent/cap", justify="right", no_wrap=True)
     for ip in pool["ips"]:
-        suspensions = ", ".join(
-            f"{s['scope']} until {str(s['until'])[11:16]}" for s in ip.get("suspensions", ())
-        )
         cap = ip.get("daily_cap")
         volume = f"{ip.get('sent_today', 0)}" + (f"/{cap}" if cap else "")
-        state = ip["state"] + (f" s{ip['warmup_stage']}" if ip.get("warmup_stage") else "")
-        state_text = _style(state, _STATE_STYLE) if ip["state"] in _STATE_STYLE else Text(state)
-        state_text.append(_why_out(ip), style="dim")
-        table.add_row(
-            ip["ip"],
-            state_text,
-            _listing_text(ip.get("listings", ())),
-            Text(suspensions or "-", style="yellow" if suspensions else "dim"),
-            volume,
-        )
+        table.add_row(ip["ip"], _state_text(ip), _listing_text(ip.get("listings", ())), volume)
+    return table
+
+
+def _pool_panel(pool: Mapping[str, Any]) -> Panel:
     summary = pool.get("summary", {})
     title = Text.assemble(
         (f"{pool['name']} ", "bold"),
         (f"({pool['risk']}) ", "dim"),
         _style(str(pool["health"]), _HEALTH_STYLE),
-        (f"  score {summary.get('score', '-')}", "dim"),
+        (f" score {summary.get('score', '-')}", "dim"),
     )
     queue = pool.get("queue", {})
     footer = ", ".join(f"{k} {v}" for k, v in sorted(queue.items())) or "queue empty"
-    return Panel(Group(table, Text(footer, style="dim")), title=title, expand=True)
+    return Panel(
+        Group(_pool_table(pool), Text(footer, style="dim")),
+        title=title,
+        expand=True,
+        padding=(0, 1),
+    )
+
+
+def _fits(panel: Panel, width: int) -> bool:
+    """Whether ``panel`` shows its title and every IP and sent/cap whole at ``width``."""
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    needed = Measurement.get(console, console.options, panel).minimum
+    title = panel.title.cell_len if isinstance(panel.title, Text) else 0
+    return max(needed, title + 4) <= width
+
+
+def _pool_grid(panels: Sequence[Panel], width: int | None) -> RenderableType:
+    """As many pools per row as fit whole (from ``SIDE_BY_SIDE_FROM`` columns), else stacked."""
+    if width is None:
+        per_row = len(panels)
+    elif width < SIDE_BY_SIDE_FROM:
+        per_row = 1
+    else:
+        per_row = 1
+        for count in range(len(panels), 1, -1):
+            share = (width - (count - 1)) // count
+            if all(_fits(panel, share) for panel in panels):
+                per_row = count
+                break
+    if per_row <= 1:
+        return Group(*panels)
+    rows = []
+    for first in range(0, len(panels), per_row):
+        grid = Table.grid(expand=True, padding=(0, 1, 0, 0), collapse_padding=True)
+        for _ in range(per_row):
+            grid.add_column(ratio=1)
+        chunk = list(panels[first : first + per_row])
+        grid.add_row(*chunk, *([""] * (per_row - len(chunk))))
+        rows.append(grid)
+    return Group(*rows)
 
 
 def _zones_table(zones: Sequence[Mapping[str, Any]]) -> Table:
@@ -238,9 +295,7 @@ def report_renderable(
     head: list[RenderableType] = [_freshness_line(report)]
     head += [_pool_line(pool) for pool in report["pools"]]
     head += _urgent_alerts(report.get("alerts", ()))
-    panels = [_pool_panel(pool) for pool in report["pools"]]
-    side = width is None or width >= SIDE_BY_SIDE_FROM
-    tables: RenderableType = Columns(panels, equal=True, expand=True) if side else Group(*panels)
+    tables = _pool_grid([_pool_panel(pool) for pool in report["pools"]], width)
     if width is not None and height is not None:
         used = len(head) + _height(tables, width)
         if used > height:
