@@ -183,6 +183,7 @@ def build_relay(
             retry=RetryPolicy.of(delivery.retry, delivery.max_queue_time),
             concurrency=delivery.concurrency,
             per_destination=delivery.per_destination_concurrency,
+            port=delivery.port,
         ),
         on_reply=controller.on_reply,
         on_alert=relay_alert,

@@ -351,10 +351,13 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     assert "Running job" not in log  # APScheduler's line per job run stays quiet (-vv shows it)
     assert "handling connection" not in log  # nor aiosmtpd's lines per SMTP command
     # One line per message accepted and per delivery attempt, with its pool and source IP.
-    assert re.search(r"accepted from 127\.0\.0\.5: <a@contoso\.test> to 1 recipient\(s\), "
-                     r"pool high-risk \(over-sending-limits\)", log), log  # fmt: skip
+    assert re.search(r": from=<a@contoso\.test>, size=\d+, nrcpt=1, message-id=<[^>]+>, "
+                     r"client=unknown\[127\.0\.0\.5\], pool=high-risk, "
+                     r"rules=over-sending-limits$", log, re.M), log  # fmt: skip
     assert re.search(
-        r"to <three@rcpt\.test> from 127\.0\.0\.2\d via 127\.0\.0\.\d+: delivered 250", log
+        r": to=<three@rcpt\.test>, relay=mx\.rcpt\.test\[127\.0\.0\.\d+\]:\d+, delay=[\d.]+, "
+        r"dsn=2\.0\.0, status=sent \(250 .*\), pool=high-risk, source=127\.0\.0\.2\d, ",
+        log,
     )
 
 

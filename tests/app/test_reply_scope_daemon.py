@@ -75,9 +75,9 @@ async def test_blocklist_replies_from_one_mx_leave_the_pool_sending_everywhere_e
 
         for rcpt in ("a@hostile.test", "b@hostile.test"):
             await asyncio.to_thread(_send, daemon.port, rcpt)
-            await asyncio.to_thread(_log_lines, daemon.log, f"to <{rcpt}> from", 1)
-        refused = await asyncio.to_thread(_log_lines, daemon.log, "@hostile.test> from", 2)
-        senders = {line.split(" from ")[1].split()[0] for line in refused}
+            await asyncio.to_thread(_log_lines, daemon.log, f"to=<{rcpt}>, ", 1)
+        refused = await asyncio.to_thread(_log_lines, daemon.log, "@hostile.test>, ", 2)
+        senders = {line.split(", source=")[1].split(",")[0] for line in refused}
         assert senders == NORMAL  # each normal IP met the hostile MX's blocklist reply
         await asyncio.to_thread(
             _log_lines, daemon.log, "suspended for hostile.test", 2

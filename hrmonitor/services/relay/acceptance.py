@@ -24,9 +24,10 @@ from hrmonitor.adapters.store.queue.repository import (
     QueueRepository,
     RecipientStatus,
 )
+from hrmonitor.core.delivery import maillog
 from hrmonitor.core.delivery.dsn import header_value
 from hrmonitor.core.delivery.envelope import Submission
-from hrmonitor.core.routing.decide import RouteDecision
+from hrmonitor.core.routing.decide import DNS_UNKNOWN_RULE, RouteDecision
 from hrmonitor.services.relay.group_commit import GroupCommit
 from hrmonitor.services.relay.settings import (
     AcceptedFn,
@@ -104,12 +105,13 @@ class Acceptance:
         )
         await self._enqueue.submit([message])
         if log.isEnabledFor(logging.INFO):
-            why = ", ".join(r.rule for r in decision.reasons) or "no rule matched"
-            log.info(
-                "%s accepted from %s: <%s> to %d recipient(s), pool %s (%s)%s",
-                message.id, submission.client_ip, submission.mail_from,
-                len(message.recipients), message.pool, why, " held" if hold_until else "",
+            line = maillog.accepted(
+                message.id, mail_from=submission.mail_from, size=len(message.body),
+                nrcpt=len(message.recipients), message_id=message.message_id,
+                client_ip=submission.client_ip, pool=message.pool,
+                rules=[r.rule for r in decision.reasons], held_until=hold_until, dsn_of=dsn_of,
             )  # fmt: skip
+            log.info("%s", line.text, extra={"fields": line.as_json()})
         self._wake()
         if dsn_of is None:
             self._classify_later(submission, decision, message.id)
@@ -171,6 +173,13 @@ class Acceptance:
         )
         decision = await self._route(submission, now=now, again=True)
         hold_until = decision.hold_until if decision.hold else None
+        line = maillog.rerouted(
+            first.message_id,
+            pool=decision.pool,
+            rules=[r.rule for r in decision.reasons],
+            was=DNS_UNKNOWN_RULE,  # the only reason routing holds a message
+            held_until=hold_until,
+        )
         await self._store(
             functools.partial(
                 self._queue.reroute,
@@ -198,5 +207,7 @@ class Acceptance:
                 for r in group
             ]
             await self._record(outcomes)
+            log.info("%s", line.text, extra={"fields": line.as_json()})
             return None
+        log.info("%s", line.text, extra={"fields": line.as_json()})
         return [dataclasses.replace(r, pool=decision.pool, hold_until=None) for r in group]

@@ -29,7 +29,7 @@ from hrmonitor.core.mx import AddressOutcome, AddressResult, MxOutcome, MxResult
 from hrmonitor.errors import BindError
 from hrmonitor.services.relay.acceptance import Acceptance
 from hrmonitor.services.relay.feedback import PoolExhaustion, report_reply
-from hrmonitor.services.relay.outcome import dsn_submission, judge
+from hrmonitor.services.relay.outcome import attempt_line, dsn_submission, judge
 from hrmonitor.services.relay.settings import (
     AddressFn,
     AlertFn,
@@ -230,11 +230,12 @@ class Delivery:
             else:
                 code, text = None, outcome.reason
             await self.conclude(
-                group, now, code, outcome.host, outcome.source_ip, text, duration=duration
-            )
+                group, now, code, outcome.host, outcome.source_ip, text, duration=duration,
+                mx_host=mx_host,
+            )  # fmt: skip
             return
         outcomes: list[Outcome] = []
-        bounced: list[FailedRecipient] = []
+        bounced: list[FailedRecipient | None] = []
         reported: set[Reply] = set()
         for recipient in group:
             reply = outcome.replies.get(recipient.address, Reply(451, "4.3.0 no reply"))
@@ -246,9 +247,8 @@ class Delivery:
                 outcome.source_ip, duration=duration,
             )  # fmt: skip
             outcomes.append(outcome_row)
-            if failed is not None:
-                bounced.append(failed)
-        await self._finish(group, outcomes, bounced, now)
+            bounced.append(failed)
+        await self._finish(group, outcomes, bounced, now, mx_host)
 
     async def conclude(
         self,
@@ -262,41 +262,44 @@ class Delivery:
         own: bool = False,
         counts: bool = True,
         duration: float = 0.0,
+        mx_host: str = "",
     ) -> None:
         """The same verdict for every recipient of the group (no per-recipient replies)."""
         outcomes: list[Outcome] = []
-        bounced: list[FailedRecipient] = []
+        bounced: list[FailedRecipient | None] = []
         for recipient in group:
             outcome, failed = judge(
                 self._settings.retry, recipient, now, code, text, host, ip,
                 own=own, counts=counts, duration=duration,
             )  # fmt: skip
             outcomes.append(outcome)
-            if failed is not None:
-                bounced.append(failed)
-        await self._finish(group, outcomes, bounced, now)
+            bounced.append(failed)
+        await self._finish(group, outcomes, bounced, now, mx_host)
 
     async def _finish(
         self,
         group: list[DueRecipient],
         outcomes: list[Outcome],
-        bounced: list[FailedRecipient],
+        failures: list[FailedRecipient | None],
         now: datetime,
+        mx_host: str,
     ) -> None:
         first = group[0]
+        bounced = [f for f in failures if f is not None]
         # The DSN is queued before the bounce is recorded: a crash in between
         # repeats the attempt (and maybe the DSN), it never loses the DSN.
         if bounced and first.mail_from:
             await self._send_dsn(first, bounced, now)
         await self._record(outcomes)
         if log.isEnabledFor(logging.INFO):
-            for recipient, outcome in zip(group, outcomes, strict=True):
-                reply = outcome.reply.splitlines()[0] if outcome.reply else ""
-                log.info(
-                    "%s to <%s> from %s via %s: %s %s",
-                    recipient.message_id, recipient.address, outcome.source_ip or "-",
-                    outcome.destination or "-", outcome.status, reply or outcome.code or "",
+            logged = self._clock.now()
+            for recipient, outcome, failed in zip(group, outcomes, failures, strict=True):
+                line = attempt_line(
+                    self._settings.retry, recipient, outcome, failed, mx_host=mx_host,
+                    port=self._settings.port,
+                    delay=max((logged - recipient.arrived_at).total_seconds(), 0.0),
                 )  # fmt: skip
+                log.info("%s", line.text, extra={"fields": line.as_json()})
         if self._on_outcome is not None:
             for recipient, outcome in zip(group, outcomes, strict=True):
                 if outcome.own or outcome.code is None:
@@ -320,7 +323,12 @@ class Delivery:
             message_id=dsn_id,
         )
         message = await self._acceptance.queue_submission(submission, dsn_of=first.message_id)
-        log.info("DSN %s for %s queued in pool %s", message.id, first.message_id, message.pool)
+        # Postfix's words for the same event, so that log tools pair the two messages.
+        log.info(
+            "%s: sender non-delivery notification: %s",
+            first.message_id, message.id,
+            extra={"fields": {"queue_id": first.message_id, "event": "dsn", "dsn_id": message.id}},
+        )  # fmt: skip
 
 
 def _is_ip(host: str) -> bool:

@@ -131,3 +131,4 @@ class RelaySettings:
     housekeeping_seconds: float = 300.0
     failure_log_seconds: float = 60.0  # a failing store: one log line per this, with a count
     keep_finished: timedelta = timedelta(days=7)  # delivered/bounced messages stay this long
+    port: int = 25  # the MXes' port ([delivery] port), for the log's relay=host[ip]:port
