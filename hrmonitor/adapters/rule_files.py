@@ -5,6 +5,8 @@ The only I/O of rules: each file is read as TOML here, and the pure core
 validates, parses and layers what was read. A file that is missing,
 unreadable or not TOML is a RuleError naming the file, like every other problem
 in it. (The DNSBL catalogue is read by ``adapters.dns.dnsbl.read_catalogue``.)
+Routing and feedback rules are imported when their files are read: ``hrmonitor
+bounce`` reads only bounce patterns and starts once per batch of files.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hrmonitor.core.bounce.reason import BouncePatterns
 from hrmonitor.core.bounce.rules import parse_bounce_patterns
-from hrmonitor.core.feedback.rules import FeedbackRule, layer_feedback_files
-from hrmonitor.core.routing.rules import RoutingRule, layer_routing_files
 from hrmonitor.errors import RuleError
+
+if TYPE_CHECKING:
+    from hrmonitor.core.feedback.rules import FeedbackRule
+    from hrmonitor.core.routing.rules import RoutingRule
 
 
 def read_rule_file(path: str | Path) -> dict[str, Any]:
@@ -49,6 +53,8 @@ def _problems(check: Any, paths: Sequence[str | Path]) -> list[str]:
 
 def load_routing_files(paths: Sequence[str | Path]) -> tuple[RoutingRule, ...]:
     """Read and layer routing rule files; later files override earlier ones rule by rule."""
+    from hrmonitor.core.routing.rules import layer_routing_files  # noqa: PLC0415
+
     return layer_routing_files([(str(p), read_rule_file(p)) for p in paths])
 
 
@@ -58,6 +64,8 @@ def routing_file_problems(paths: Sequence[str | Path]) -> list[str]:
 
 def load_feedback_files(paths: Sequence[str | Path]) -> tuple[FeedbackRule, ...]:
     """Read and layer remote-reply pattern files; RuleError names file, key and problem."""
+    from hrmonitor.core.feedback.rules import layer_feedback_files  # noqa: PLC0415
+
     return layer_feedback_files([(str(p), read_rule_file(p)) for p in paths])
 
 

@@ -9,8 +9,7 @@ import click
 
 from hrmonitor.adapters.rule_files import load_bounce_patterns
 from hrmonitor.cli.options import CONFIG_ENV, config_option, config_path, load, print_json
-from hrmonitor.config.files import RuleKind, shipped_rules
-from hrmonitor.config.loading import DEFAULT_CONFIG_PATH
+from hrmonitor.config.files import DEFAULT_CONFIG_PATH, RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import BounceReport, classify_message
 from hrmonitor.errors import RuleError
 

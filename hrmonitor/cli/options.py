@@ -1,18 +1,25 @@
-"""Options every command shares, and the one way commands turn errors into exit status 2."""
+"""Options every command shares, and the one way commands turn errors into exit status 2.
+
+Every command imports this module, and so does the bare ``hrmonitor``: it loads
+the config models (pydantic) only when a command loads a config, so that
+``hrmonitor bounce FILE`` without ``--config`` never pays for them.
+"""
 
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from hrmonitor.config.loading import DEFAULT_CONFIG_PATH, Config, load_config
+from hrmonitor.config.files import DEFAULT_CONFIG_PATH
+
+if TYPE_CHECKING:
+    from hrmonitor.config.loading import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,12 +50,18 @@ def config_path(value: str | None) -> str:
 
 def load(value: str | None) -> Config:
     """Load the config a command was pointed at; ConfigError becomes exit 2 in main()."""
+    from hrmonitor.config.loading import load_config  # noqa: PLC0415 (pydantic: only when used)
+
     return load_config(config_path(value))
 
 
 def operator_actor() -> str:
     """``operator:<name>`` from $USER (the login name when $USER is unset): the audit's actor."""
-    name = os.environ.get("USER") or getpass.getuser()
+    if name := os.environ.get("USER"):
+        return f"operator:{name}"
+    import getpass  # noqa: PLC0415 (rarely needed)
+
+    name = getpass.getuser()
     return f"operator:{name}"
 
 

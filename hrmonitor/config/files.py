@@ -6,8 +6,9 @@ command runs from: ``hrmonitor ip retire`` run from ``/tmp`` must act on the
 daemon's database, not create an empty one in ``/tmp``.
 
 The shipped rule files are package data (``hrmonitor.rules``, the repository's
-top-level ``rules/`` directory) found through :mod:`importlib.resources`, so
-a non-editable install has them too. They are always read first; the files
+top-level ``rules/`` directory) found through the import system (the package's
+directory, or :mod:`importlib.resources` for other loaders), so a non-editable
+install has them too. They are always read first; the files
 a config names are the operator's own, layered after them. A config written
 before that rule (``catalogue = ["rules/dnsbl.toml"]``) keeps working: a name
 ``rules/<shipped file>`` that is not a file next to the config, or that is the
@@ -19,10 +20,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 
 SHIPPED_PACKAGE = "hrmonitor.rules"
+# The config file when neither --config nor $HRMONITOR_CONFIG names one (here, not
+# in ``loading``, so that the CLI knows it without importing the config models).
+DEFAULT_CONFIG_PATH = "config.toml"
 
 _SQLITE_URL = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?$")
 
@@ -67,10 +71,16 @@ def shipped_rules(kind: RuleKind) -> Path:
     the checkout's own ``rules/`` directory is then the shipped one.
     """
     name = f"{kind.value}.toml"
-    try:
-        return Path(str(files(SHIPPED_PACKAGE).joinpath(name)))
-    except ModuleNotFoundError:
+    spec = find_spec(SHIPPED_PACKAGE)
+    if spec is None:
         return _SOURCE_RULES / name
+    if spec.has_location and spec.origin:  # a package directory: what files() would name
+        return Path(spec.origin).parent / name
+    # Anything else (a zip, a custom loader): importlib.resources, which costs the
+    # one-shot commands start-up time (tempfile, hashlib, ...) and so only here.
+    from importlib.resources import files  # noqa: PLC0415
+
+    return Path(str(files(SHIPPED_PACKAGE).joinpath(name)))
 
 
 def resolve(directory: Path, value: str) -> Path:

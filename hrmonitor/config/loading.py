@@ -26,7 +26,14 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from hrmonitor.config.files import RuleFile, RuleKind, database_url, resolve, rule_files
+from hrmonitor.config.files import (
+    DEFAULT_CONFIG_PATH,
+    RuleFile,
+    RuleKind,
+    database_url,
+    resolve,
+    rule_files,
+)
 from hrmonitor.config.sections import (
     AlertConfig,
     AlertingConfig,
@@ -55,8 +62,6 @@ from hrmonitor.core.model import (
     canonical_ip,
 )
 from hrmonitor.errors import ConfigError, raise_problems
-
-DEFAULT_CONFIG_PATH = "config.toml"
 
 
 class Config(Section):

@@ -121,3 +121,45 @@ def test_every_lazy_command_is_a_click_command_of_that_name() -> None:
         assert isinstance(command, click.Command), name
         assert command.name == name
     assert main.list_commands(context) == sorted(COMMANDS)
+
+
+# What classifying message files never needs: ``hrmonitor bounce`` runs once per
+# batch of files, so its start-up is part of every batch (issue 15's speed target).
+NOT_FOR_BOUNCE = {
+    "pydantic",
+    "pydantic_core",
+    "hrmonitor.config.loading",
+    "hrmonitor.config.sections",
+    "hrmonitor.core.routing.rules",
+    "hrmonitor.core.feedback.rules",
+    "hrmonitor.app.oneshot",
+    "sqlalchemy",
+    "dns",
+    "httpx",
+    "aiosmtplib",
+    "aiosmtpd",
+    "apscheduler",
+    "rich",
+    "alembic",
+    "importlib.resources",
+}
+BOUNCE = Path(__file__).resolve().parents[1] / "data" / "bounces" / "flufl" / "hotpop_01.txt"
+
+
+def test_bounce_imports_no_config_models_store_or_network_clients(tmp_path: Path) -> None:
+    process, modules = run_probe(tmp_path, "bounce", "--json", str(BOUNCE))
+
+    assert process.returncode == 0, process.stderr
+    [report] = json.loads(process.stdout)
+    assert report["kind"] != "none"
+    assert "hrmonitor.core.bounce.classify" in modules
+    assert sorted(modules & NOT_FOR_BOUNCE) == []
+
+
+def test_bounce_with_a_config_loads_it(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+
+    process, modules = run_probe(tmp_path, "bounce", "--json", "--config", str(config), str(BOUNCE))
+
+    assert process.returncode == 0, process.stderr
+    assert "hrmonitor.config.loading" in modules
