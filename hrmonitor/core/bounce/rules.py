@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from hrmonitor.core.bounce.reason import BouncePattern, BouncePatterns, Reason
+from hrmonitor.core.bounce.reason import AnyOf, BouncePattern, BouncePatterns, Reason
 from hrmonitor.errors import RuleError
 
 COMMANDS = ("CONN", "EHLO", "STARTTLS", "MAIL", "RCPT", "DATA")
 _ESCAPE = re.compile(r"\\.")
 _UNBOUNDED = re.compile(r"(?<!\\)\.[*+]")
+# Characters with a meaning in a regular expression: a pattern without any is a
+# plain phrase (most of rules/bounce.toml's are), looked for as text.
+_SPECIAL = frozenset(".^$*+?{}[]\\|()")
 
 
 def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePatterns:
@@ -49,15 +52,15 @@ def parse_bounce_patterns(data: Mapping[str, object], *, file: str) -> BouncePat
         reason = entry.get("reason")
         if reason not in Reason.__members__.values():
             raise RuleError(file, f"{key}.reason", f"{reason!r} is not a reason in the taxonomy")
-        regex = _regexes(entry.get("match"), file, f"{key}.match")
+        match = _any_of(entry.get("match"), file, f"{key}.match")
         exclude = None
         if "exclude" in entry:
-            exclude = _regexes(entry.get("exclude"), file, f"{key}.exclude")
-        built.append(BouncePattern(reason=Reason(str(reason)), regex=regex, exclude=exclude))
+            exclude = _any_of(entry.get("exclude"), file, f"{key}.exclude")
+        built.append(BouncePattern(reason=Reason(str(reason)), match=match, exclude=exclude))
     return BouncePatterns(tuple(built), _commands(data.get("command", []), file))
 
 
-def _commands(entries: object, file: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _commands(entries: object, file: str) -> tuple[tuple[str, AnyOf], ...]:
     """``[[command]]`` tables: ``command`` (an SMTP command) and ``match`` (replies to it)."""
     if not isinstance(entries, list):
         raise RuleError(file, "command", "must be an array of tables ([[command]])")
@@ -74,14 +77,17 @@ def _commands(entries: object, file: str) -> tuple[tuple[str, re.Pattern[str]], 
             raise RuleError(
                 file, f"{key}.command", f"{command!r} is not one of {', '.join(COMMANDS)}"
             )
-        built.append((str(command), _regexes(entry.get("match"), file, f"{key}.match")))
+        built.append((str(command), _any_of(entry.get("match"), file, f"{key}.match")))
     return tuple(built)
 
 
-def _regexes(matches: object, file: str, key: str) -> re.Pattern[str]:
-    """A non-empty list of lower-case, bounded regular expressions, joined into one."""
+def _any_of(matches: object, file: str, key: str) -> AnyOf:
+    """A non-empty list of lower-case, bounded regular expressions: plain phrases
+    (no character with a meaning in a regex) are kept as text, the rest compiled."""
     if not isinstance(matches, list) or not matches:
         raise RuleError(file, key, "must be a non-empty list of regular expressions")
+    phrases: list[str] = []
+    regexes: list[re.Pattern[str]] = []
     for position, text in enumerate(matches):
         if not isinstance(text, str) or not text:
             raise RuleError(file, f"{key}[{position}]", "must be a non-empty string")
@@ -91,8 +97,11 @@ def _regexes(matches: object, file: str, key: str) -> re.Pattern[str]:
         if _UNBOUNDED.search(text):
             problem = "unbounded .* or .+ (write .{0,80}): diagnostics are matched in bulk"
             raise RuleError(file, f"{key}[{position}]", problem)
+        if _SPECIAL.isdisjoint(text):
+            phrases.append(text)
+            continue
         try:
-            re.compile(text)
+            regexes.append(re.compile(text))
         except re.error as error:
             raise RuleError(file, f"{key}[{position}]", f"bad regex: {error}") from None
-    return re.compile("|".join(f"(?:{text})" for text in matches))
+    return AnyOf(tuple(phrases), tuple(regexes))
