@@ -106,7 +106,17 @@ class Metrics:
             "hrmonitor_queue_recipients", "Queued recipients by pool", ["pool"], registry=r
         )
         self._alerts = Counter(
-            "hrmonitor_alerts", "Alerts raised", ["kind", "severity"], registry=r
+            "hrmonitor_alerts",
+            "Alerts raised: conditions that opened (not repeats, not flapping re-fires)",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self._alerts_resent = Counter(
+            "hrmonitor_alert_resends",
+            "Alerts sent again: repeat (still open after repeat_after) or refire (opened again"
+            " within repeat_after of its resolution)",
+            ["kind", "severity", "reason"],
+            registry=r,
         )
         self._destinations = Counter(
             "hrmonitor_destination_attempts",
@@ -277,6 +287,9 @@ class Metrics:
 
     def alert(self, kind: str, severity: str) -> None:
         self._alerts.labels(kind, severity).inc()
+
+    def alert_resent(self, kind: str, severity: str, reason: str) -> None:
+        self._alerts_resent.labels(kind, severity, reason).inc()
 
     def alert_dropped(self, channel: str) -> None:
         self._alerts_dropped.labels(channel).inc()

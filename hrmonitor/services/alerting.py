@@ -34,7 +34,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from hrmonitor.adapters.alerts import Channel, Delivery, LogChannel, wants
-from hrmonitor.core.alert import Alert
+from hrmonitor.core.alert import Alert, Claim, Claimed, as_resolution_of
 from hrmonitor.core.backoff import Backoff, FailureLog
 from hrmonitor.core.model import Severity
 
@@ -42,11 +42,15 @@ log = logging.getLogger(__name__)
 
 
 class AlertStore(Protocol):
-    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]: ...
+    def claim_alerts_detailed(
+        self, batch: Sequence[Alert], repeat_after: timedelta
+    ) -> list[Claim]: ...
 
 
 class AlertCounter(Protocol):
     def alert(self, kind: str, severity: str) -> None: ...
+
+    def alert_resent(self, kind: str, severity: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,20 +171,36 @@ class Alerting:
         self._store = store
         self._node = node  # stamped on every alert: which node saw it
         self._outbox = outbox
-        self._queued = tuple(
-            QueuedChannel(c, outbox, on_dropped)
-            for c in channels
-            if outbox is not None and not isinstance(c, LogChannel)
-        )
-        direct = [c for c in channels if outbox is None or isinstance(c, LogChannel)]
-        self._channels: tuple[Channel, ...] = (*direct, *self._queued)
+        self._on_dropped = on_dropped
+        self._queued: tuple[QueuedChannel, ...] = ()
+        self._replaced: list[QueuedChannel] = []  # queues of a reload's old channels, draining
+        self._channels: tuple[Channel, ...] = self._wrap(channels)
         self._repeat_after = repeat_after
         self._counter = counter
         self.sent: list[Alert] = []  # what passed dedupe, newest last (bounded)
 
+    def _wrap(self, channels: Sequence[Channel]) -> tuple[Channel, ...]:
+        """The log channel direct; in the daemon (an outbox) the others behind a queue."""
+        outbox = self._outbox
+        if outbox is None:
+            return tuple(channels)
+        self._replaced.extend(self._queued)
+        self._queued = tuple(
+            QueuedChannel(c, outbox, self._on_dropped)
+            for c in channels
+            if not isinstance(c, LogChannel)
+        )
+        direct = [c for c in channels if isinstance(c, LogChannel)]
+        return (*direct, *self._queued)
+
     def reconfigure(self, channels: Sequence[Channel], repeat_after: timedelta) -> None:
-        """New channels and repeat interval for the next alert (a reload); open alerts stay."""
-        self._channels = tuple(channels)
+        """New channels and repeat interval for the next alert (a reload); open alerts stay.
+
+        In the daemon the new channels get queues of their own, as at start (a reload
+        used to leave webhooks unqueued, holding the caller's job); the old queues
+        finish what they hold and are stopped by :meth:`close`.
+        """
+        self._channels = self._wrap(channels)
         self._repeat_after = repeat_after
 
     async def emit(self, alert: Alert) -> list[Delivery]:
@@ -199,13 +219,17 @@ class Alerting:
             return []
         if self._node is not None:
             alerts = [a if a.node else replace(a, node=self._node) for a in alerts]
-        claimed = await asyncio.to_thread(self._store.claim_alerts, alerts, self._repeat_after)
+        claims = await asyncio.to_thread(
+            self._store.claim_alerts_detailed, alerts, self._repeat_after
+        )
+        # A resolution goes out as the alert it resolves (kind, severity), whoever made it.
         passed = [
-            (i, alert) for i, (alert, ok) in enumerate(zip(alerts, claimed, strict=True)) if ok
+            (i, as_resolution_of(alert, claim))
+            for i, (alert, claim) in enumerate(zip(alerts, claims, strict=True))
+            if claim.outcome.sends
         ]
-        for _, alert in passed:
-            if self._counter is not None and not alert.resolved:
-                self._counter.alert(str(alert.kind), str(alert.severity))
+        if self._counter is not None:
+            self._count(self._counter, [(a, c) for a, c in zip(alerts, claims, strict=True)])
         self.sent = [*self.sent, *(alert for _, alert in passed)][-100:]
         deliveries: list[list[Delivery]] = [[] for _ in alerts]
         sent = await asyncio.gather(*(self._send_all(c, passed) for c in self._channels))
@@ -213,6 +237,15 @@ class Alerting:
             for index, delivery in channel_sent:
                 deliveries[index].append(delivery)
         return deliveries
+
+    @staticmethod
+    def _count(counter: AlertCounter, claimed: Sequence[tuple[Alert, Claim]]) -> None:
+        """``hrmonitor_alerts_total`` counts conditions that opened; repeats and re-fires apart."""
+        for alert, claim in claimed:
+            if claim.outcome is Claimed.NEW:
+                counter.alert(str(alert.kind), str(alert.severity))
+            elif claim.outcome in (Claimed.REPEAT, Claimed.REFIRE):
+                counter.alert_resent(str(alert.kind), str(alert.severity), str(claim.outcome))
 
     async def _send_all(
         self, channel: Channel, alerts: Sequence[tuple[int, Alert]]
@@ -232,7 +265,8 @@ class Alerting:
 
     async def close(self) -> None:
         """Give the queued channels ``shutdown_wait`` together to empty; stop their workers."""
-        if self._outbox is None or not self._queued:
+        queues = [*self._queued, *self._replaced]
+        if self._outbox is None or not queues:
             return
         wait = self._outbox.shutdown_wait
-        await asyncio.gather(*(q.close(wait) for q in self._queued))
+        await asyncio.gather(*(q.close(wait) for q in queues))

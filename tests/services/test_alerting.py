@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -20,7 +20,7 @@ import pytest
 
 from hrmonitor.adapters.alerts import Channel, Delivery, EmailChannel, LogChannel, WebhookChannel
 from hrmonitor.adapters.store import Store, open_store
-from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.core.alert import Alert, AlertKind, Claim
 from hrmonitor.core.model import Severity
 from hrmonitor.errors import StoreError
 from hrmonitor.services.alerting import Alerting
@@ -103,9 +103,27 @@ class Recording:
 class Counter:
     def __init__(self) -> None:
         self.counted: list[tuple[str, str]] = []
+        self.resent: list[tuple[str, str, str]] = []
 
     def alert(self, kind: str, severity: str) -> None:
         self.counted.append((kind, severity))
+
+    def alert_resent(self, kind: str, severity: str, reason: str) -> None:
+        self.resent.append((kind, severity, reason))
+
+
+def as_sent(alerts: Sequence[Alert]) -> list[Alert]:
+    """What goes out: a resolution with the kind and severity of the alert it resolves."""
+    raised_as: dict[str, Alert] = {}
+    out = []
+    for alert in alerts:
+        if alert.resolved:
+            was = raised_as[alert.key]
+            out.append(replace(alert, kind=was.kind, severity=was.severity, event=str(alert.kind)))
+        else:
+            raised_as[alert.key] = alert
+            out.append(alert)
+    return out
 
 
 @dataclass
@@ -117,6 +135,7 @@ class Observed:
     webhook: list[dict[str, object]]
     mail: list[tuple[str, str]]
     counted: list[tuple[str, str]]
+    resent: list[tuple[str, str, str]]
     sent: list[Alert]
 
 
@@ -154,6 +173,7 @@ async def run_scenario(
         webhook=webhook.bodies[webhook_before:],
         mail=[(str(m["Subject"]), _body(m)) for m in mails],
         counted=counter.counted,
+        resent=counter.resent,
         sent=alerting.sent,
     )
 
@@ -183,12 +203,14 @@ async def test_a_batch_sends_exactly_what_the_alerts_emitted_one_by_one_send(
     batched = await run_scenario(store, "test.batch", webhook, smtp_sink, caplog, batched=True)
 
     assert batched == one_by_one
-    passing = [
-        alert
-        for batch, passed in zip(BATCHES, PASSED, strict=True)
-        for alert, ok in zip(batch, passed, strict=True)
-        if ok
-    ]
+    passing = as_sent(
+        [
+            alert
+            for batch, passed in zip(BATCHES, PASSED, strict=True)
+            for alert, ok in zip(batch, passed, strict=True)
+            if ok
+        ]
+    )
     assert [[bool(d) for d in r] for r in batched.returned] == PASSED
     assert batched.sent == passing
     # One log line per passing alert, one POST per alert the webhook admits, one e-mail
@@ -196,7 +218,10 @@ async def test_a_batch_sends_exactly_what_the_alerts_emitted_one_by_one_send(
     assert len(batched.log) == len(passing)
     details = '{"codes": ["127.0.0.2"], "since": "2026-11-28T12:00:00+00:00", "zone": "bl"}'
     assert batched.log[0] == (logging.INFO, f"[listing] low: a listed {details}")
-    assert batched.log[4] == (logging.INFO, '[delisting] resolved: a delisted {"zone": "bl"}')
+    # The resolution keeps its alert's kind and severity (the log says "resolved").
+    assert batched.log[4] == (logging.INFO, '[listing] resolved: a delisted {"zone": "bl"}')
+    assert passing[4].severity is Severity.LOW
+    assert passing[4].event == "delisting"
     assert batched.webhook == [
         a.as_dict() for a in passing if a.resolved or a.severity.at_least(Severity.HIGH)
     ]
@@ -207,7 +232,16 @@ async def test_a_batch_sends_exactly_what_the_alerts_emitted_one_by_one_send(
         "[hrmonitor RESOLVED] d delisted",
     ]
     assert json.loads(batched.mail[0][1]) == passing[2].as_dict()
-    assert batched.counted == [(str(a.kind), str(a.severity)) for a in passing if not a.resolved]
+    # Conditions that opened count; "a" opened again within the repeat interval of its
+    # resolution (flapping) and "b" still open and sent again after it do not.
+    assert batched.counted == [
+        ("listing", "low"),
+        ("listing", "high"),
+        ("listing", "critical"),
+        ("zone-health", "medium"),
+        ("listing", "critical"),
+    ]
+    assert batched.resent == [("listing", "low", "refire"), ("listing", "high", "repeat")]
     assert all(d.ok for r in batched.returned for deliveries in r for d in deliveries)
 
 
@@ -239,8 +273,11 @@ async def test_a_resolution_follows_its_alert_on_every_channel(store: Store) -> 
     alerting = Alerting(store, [loud, quiet], REPEAT)
     batch = [raised("k", T0, Severity.HIGH), resolved("k", T0), resolved("k", T0)]
     assert [len(d) for d in await alerting.emit_batch(batch)] == [1, 2, 0]
-    assert quiet.got == batch[:2]
-    assert loud.got == [batch[1]]  # it never saw the HIGH alert, but hears it resolved
+    # The resolution goes out as the HIGH listing it resolves, not as a (LOW) delisting.
+    sent_resolution = replace(batch[1], kind=AlertKind.LISTING, event="delisting")
+    assert sent_resolution.severity is Severity.HIGH
+    assert quiet.got == [batch[0], sent_resolution]
+    assert loud.got == [sent_resolution]  # it never saw the HIGH alert, but hears it resolved
 
 
 async def test_a_failing_channel_neither_stops_the_others_nor_reopens_the_alert(
@@ -287,5 +324,5 @@ async def test_when_the_store_fails_nothing_is_sent() -> None:
 
 
 class FailingStore:
-    def claim_alerts(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
+    def claim_alerts_detailed(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[Claim]:
         raise StoreError("database error: gone")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, case, or_, select, update
 from sqlalchemy.orm import Session
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from hrmonitor.adapters.store.audit import evidence_json
 from hrmonitor.adapters.store.records import AlertRecord
 from hrmonitor.adapters.store.schema import AlertRow, dialect_insert, insert_new
-from hrmonitor.core.alert import Alert
+from hrmonitor.core.alert import Alert, Claim, Claimed
 from hrmonitor.core.model import Severity
 
 
@@ -36,50 +37,106 @@ def claim_alert(
 
 
 def claim_alerts(session: Session, alerts: Sequence[Alert], repeat_after: timedelta) -> list[bool]:
+    """For each alert in order, whether to send it (:func:`claim_alerts_detailed`)."""
+    return [claim.outcome.sends for claim in claim_alerts_detailed(session, alerts, repeat_after)]
+
+
+def claim_alerts_detailed(
+    session: Session, alerts: Sequence[Alert], repeat_after: timedelta
+) -> list[Claim]:
     """For each alert in order, what ``claim_alert`` or (resolved) ``resolve_alert`` says.
 
     The answers are those of the single calls made one after another, so a key that
-    comes twice in a batch is deduplicated against itself. The cost is one multi-row
-    INSERT for the keys the store has never seen (a first sweep: every listing new),
-    then one statement for each alert left: its key was known, or came earlier.
+    comes twice in a batch is deduplicated against itself. The cost is one SELECT of
+    the batch's known keys (what each was raised as, and whether it is resolved, so
+    a claim says new, re-fire or repeat, and a resolution carries its alert's kind
+    and severity), one multi-row INSERT for the keys the store has never seen (a
+    first sweep: every listing new), then one statement for each alert left.
     """
     first: dict[str, int] = {}
     for index, alert in enumerate(alerts):
         first.setdefault(alert.key, index)
+    known = _known(session, list(first))
     # Only a key whose first occurrence is a raise can be inserted up front: before
     # it nothing in the batch touched the key, and a resolution first must see no row.
     fresh = [alerts[i] for i in first.values() if not alerts[i].resolved]
     inserted = _insert_new_rows(session, fresh)
-    answers: list[bool] = []
+    answers: list[Claim] = []
     for index, alert in enumerate(alerts):
+        before = known.get(alert.key)
         if alert.resolved:
-            answers.append(resolve_alert(session, alert.key, alert.at))
-        elif index == first[alert.key]:  # inserted just now, or the key had a row
-            answers.append(
-                alert.key in inserted
-                or _reclaim(
-                    session,
-                    alert.key,
-                    str(alert.kind),
-                    alert.severity,
-                    alert.as_dict(),
-                    alert.at,
-                    repeat_after,
-                )
+            if resolve_alert(session, alert.key, alert.at) and before is not None:
+                answers.append(Claim(Claimed.RESOLVED, before.kind, before.severity))
+                known[alert.key] = _Known(before.kind, before.severity, alert.at)
+            else:
+                answers.append(Claim(Claimed.HELD))
+            continue
+        if index == first[alert.key]:  # inserted just now, or the key had a row
+            sent = alert.key in inserted or _reclaim(
+                session,
+                alert.key,
+                str(alert.kind),
+                alert.severity,
+                alert.as_dict(),
+                alert.at,
+                repeat_after,
             )
         else:
-            answers.append(
-                claim_alert(
-                    session,
-                    alert.key,
-                    str(alert.kind),
-                    alert.severity,
-                    alert.as_dict(),
-                    alert.at,
-                    repeat_after,
-                )
+            sent = claim_alert(
+                session,
+                alert.key,
+                str(alert.kind),
+                alert.severity,
+                alert.as_dict(),
+                alert.at,
+                repeat_after,
             )
+        if not sent:
+            answers.append(Claim(Claimed.HELD))
+            continue
+        answers.append(Claim(_outcome(before, alert.at, repeat_after)))
+        known[alert.key] = _Known(str(alert.kind), Severity(alert.severity), None)
     return answers
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    kind: str
+    severity: Severity
+    resolved_at: datetime | None
+
+
+def _outcome(before: _Known | None, now: datetime, repeat_after: timedelta) -> Claimed:
+    """A claim that sends: a new condition, a flapping re-fire, or a repeat of an open one."""
+    if before is None:
+        return Claimed.NEW
+    if before.resolved_at is None:
+        return Claimed.REPEAT
+    if _naive(now) - _naive(before.resolved_at) < repeat_after:
+        return Claimed.REFIRE
+    return Claimed.NEW
+
+
+def _naive(at: datetime) -> datetime:
+    """The store keeps UTC; SQLite hands it back without its offset."""
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _known(session: Session, keys: Sequence[str]) -> dict[str, _Known]:
+    found: dict[str, _Known] = {}
+    for start in range(0, len(keys), _SELECT_CHUNK):
+        chunk = keys[start : start + _SELECT_CHUNK]
+        rows = session.execute(
+            select(AlertRow.key, AlertRow.kind, AlertRow.severity, AlertRow.resolved_at).where(
+                AlertRow.key.in_(chunk)
+            )
+        )
+        for key, kind, severity, resolved_at in rows:
+            found[key] = _Known(kind, Severity(severity), resolved_at)
+    return found
+
+
+_SELECT_CHUNK = 500  # keys per SELECT ... IN: well under SQLite's bound-parameter limit
 
 
 def _row(

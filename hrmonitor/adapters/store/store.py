@@ -41,7 +41,7 @@ from hrmonitor.adapters.store.records import (
     ZoneHealthRecord,
 )
 from hrmonitor.adapters.store.sweep.record import record_sweep
-from hrmonitor.core.alert import Alert
+from hrmonitor.core.alert import Alert, Claim
 from hrmonitor.core.model import (
     Answer,
     AuditEvent,
@@ -337,6 +337,10 @@ class Store:
         One transaction for the whole batch: all its claims are recorded, or none.
         """
         return self._run(lambda s: alerts.claim_alerts(s, batch, repeat_after))
+
+    def claim_alerts_detailed(self, batch: Sequence[Alert], repeat_after: timedelta) -> list[Claim]:
+        """``claim_alerts`` saying new, re-fire, repeat or resolved (with the alert's kind)."""
+        return self._run(lambda s: alerts.claim_alerts_detailed(s, batch, repeat_after))
 
     def recent_alerts(self, limit: int = 20) -> list[AlertRecord]:
         return self._run(lambda s: alerts.recent_alerts(s, limit))

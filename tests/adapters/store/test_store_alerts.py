@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hrmonitor.adapters.store import Store, open_store
-from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.core.alert import Alert, AlertKind, Claim, Claimed
 from hrmonitor.core.model import Severity
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -215,3 +216,35 @@ def test_a_batch_and_another_store_claiming_together_send_each_alert_once(
 def test_an_empty_batch_is_a_no_op(store: Store) -> None:
     assert store.claim_alerts([], REPEAT) == []
     assert store.recent_alerts() == []
+
+
+# --- what a claim says: new, repeat, re-fire, resolved (with the alert's kind) -------------
+
+
+def test_a_claim_says_new_repeat_refire_or_resolved_and_a_resolution_what_it_resolves(
+    store: Store,
+) -> None:
+    """The counter and the resolution's kind and severity rest on these answers."""
+    critical = Alert(AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL, KEY, "listed", T0)
+    low_delisting = resolved(KEY, T0 + timedelta(hours=1))
+    answers = store.claim_alerts_detailed(
+        [critical, replace(critical, at=T0 + timedelta(minutes=1)), low_delisting], REPEAT
+    )
+    assert answers == [
+        Claim(Claimed.NEW),
+        Claim(Claimed.HELD),
+        Claim(Claimed.RESOLVED, "normal-ip-listed", Severity.CRITICAL),
+    ]
+    # Open again an hour after its resolution: inside the repeat interval, flapping.
+    again = replace(critical, at=T0 + timedelta(hours=2))
+    assert store.claim_alerts_detailed([again], REPEAT) == [Claim(Claimed.REFIRE)]
+    due = replace(critical, at=T0 + timedelta(hours=2) + REPEAT)
+    assert store.claim_alerts_detailed([due], REPEAT) == [Claim(Claimed.REPEAT)]
+    later = T0 + 3 * REPEAT
+    assert store.claim_alerts_detailed([resolved(KEY, later)], REPEAT)[0].outcome is (
+        Claimed.RESOLVED
+    )
+    # Well after its resolution it is a new condition again.
+    reopened = replace(critical, at=later + REPEAT)
+    assert store.claim_alerts_detailed([reopened], REPEAT) == [Claim(Claimed.NEW)]
+    assert store.claim_alerts_detailed([resolved("never", later)], REPEAT) == [Claim(Claimed.HELD)]
