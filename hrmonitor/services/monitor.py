@@ -2,8 +2,10 @@
 
 One sweep = the engine's self-test, lookups and confirmations (adapters.dns),
 then ``record_sweep`` in the store (which keeps transitions, not every clean
-answer), then alerts for new and cleared listings and zone-health changes,
-then the rotation controller's turn through ``on_sweep``. A sweep that fails
+answer), then the rotation controller's turn through ``on_sweep``, then one
+batch of alerts: new and cleared listings merged with what rotation decided
+about them (``merge_decided``: a listing that retires its IP is one alert
+carrying the action) and zone-health changes. A sweep that fails
 raises; the scheduler adapter logs it and the next sweep runs as planned.
 """
 
@@ -13,12 +15,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 from hrmonitor.adapters.store.records import AlertRecord, ListingChanges, ListingRecord
-from hrmonitor.core.alert import Alert, AlertKind, alert_key
+from hrmonitor.core.alert import Alert, AlertKind, alert_key, merge_decided
 from hrmonitor.core.dnsbl.answers import SweepResult
 from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import Answer, Clock, Pool, Severity, Status, ZoneHealth
@@ -67,7 +69,9 @@ class SweepReport:
     changes: ListingChanges
 
 
-SweepListener = Callable[[SweepReport], Awaitable[None]]
+# A listener (the rotation controller) returns the alerts of what it decided about the
+# sweep: the monitor merges them with its own (``merge_decided``), one alert per event.
+SweepListener = Callable[[SweepReport], Awaitable[Sequence[Alert] | None]]
 
 _HEALTH_SEVERITY = {
     ZoneHealth.DEAD: Severity.HIGH,
@@ -135,9 +139,13 @@ class Monitor:
             self._metrics.count_answers([(a.zone, str(a.status)) for a in result.trusted])
             self._metrics.set_zone_health({k: str(v) for k, v in result.health.items()})
             self._metrics.sweep_done(pool or "-", "ok", time.perf_counter() - started)
-        await self._tell(changes, now, await self._untold(result, changes))
+        own = self._alerts(changes, now, await self._untold(result, changes))
+        decided: list[Alert] = []
         for listener in self._listeners:
-            await listener(report)
+            decided.extend(await listener(report) or ())
+        alerts = [self._with_link(alert) for alert in merge_decided(own, decided)]
+        if alerts:
+            await self._emit(alerts)
         return report
 
     async def resolve_unconfigured_zones(self, records: Sequence[AlertRecord]) -> list[str]:
@@ -197,9 +205,9 @@ class Monitor:
             and alert_key(AlertKind.LISTING, self._pool_of.get(x.ip), x.ip, x.zone) not in told
         ]
 
-    async def _tell(
+    def _alerts(
         self, changes: ListingChanges, now: datetime, untold: Sequence[ListingRecord] = ()
-    ) -> None:
+    ) -> list[Alert]:
         alerts = [
             self._listing_alert(listing, now, resolved=False)
             for listing in (*changes.listed, *untold)
@@ -229,15 +237,28 @@ class Monitor:
                     resolved=ok,
                 )
             )
-        if alerts:
-            await self._emit(alerts)
+        return alerts
+
+    def _with_link(self, alert: Alert) -> Alert:
+        """A listing alert of rotation's (a repeat) gets the zone's lookup link too."""
+        zone_key = alert.details.get("zone")
+        if "lookup_url" in alert.details or not isinstance(zone_key, str):
+            return alert
+        if alert.kind not in (AlertKind.LISTING, AlertKind.NORMAL_IP_LISTED, AlertKind.RETIREMENT):
+            return alert
+        zone = self._by_key.get(zone_key)
+        if zone is None:
+            return alert
+        details = {**alert.details, "dns_zone": zone.zone, "lookup_url": zone.lookup_url}
+        return replace(alert, details=details)
 
     def _listing_alert(self, listing: ListingRecord, now: datetime, *, resolved: bool) -> Alert:
         pool = self._pool_of.get(listing.ip)
         zone = self._by_key.get(listing.zone)
         what = "delisted from" if resolved else "listed on"
         return Alert(
-            kind=AlertKind.DELISTING if resolved else AlertKind.LISTING,
+            kind=AlertKind.LISTING,  # rotation says normal-ip-listed (merge_decided)
+            event="delisting" if resolved else "",
             severity=listing.severity,
             key=alert_key(AlertKind.LISTING, pool, listing.ip, listing.zone),
             summary=f"{listing.ip} ({pool}) {what} {listing.zone}",

@@ -32,11 +32,20 @@ def test_listed_high_ip_is_retired_at_once_and_a_standby_promoted() -> None:
     decisions = world.step([world.sweep(listed=["10.0.0.1"])])
     high = decisions["high-risk"]
     assert moves(high) == [("10.0.0.1", A, R), ("10.0.0.3", S, A)]
-    assert {"listing", "retirement", "promotion"} <= kinds(high)
-    retirement = next(a for a in high.alerts if str(a.kind) == "retirement")
-    assert retirement.details["zone"] == "zen"
-    assert retirement.details["codes"] == ["127.0.0.2"]
-    assert retirement.details["txt"] == "see lookup"
+    # One event, one alert (issue 14 item 5): the listing carries the retirement and the
+    # replacement; no separate retirement or promotion alert.
+    assert [str(a.kind) for a in high.alerts if not a.resolved] == ["listing"]
+    (listing,) = [a for a in high.alerts if not a.resolved]
+    assert listing.key == "listing:high-risk:10.0.0.1:zen"
+    assert listing.details["zone"] == "zen"
+    assert listing.details["codes"] == ["127.0.0.2"]
+    assert listing.details["txt"] == "see lookup"
+    assert listing.details["action"] == "retired"
+    assert listing.details["promoted"] == ["10.0.0.3"]
+    assert listing.severity.at_least(Severity.HIGH)
+    assert listing.handled  # the pool still sends
+    assert "retired" in listing.summary
+    assert "10.0.0.3" in listing.summary
     assert decisions["normal"].transitions == ()
     assert decisions["normal"].alerts == ()
 
@@ -141,9 +150,11 @@ def test_cooldown_table_restores_to_standby_after_a_full_clean_run() -> None:
         decision = world.step([world.sweep(listed=listed, health={"zen": health})])["high-risk"]
         assert [m for m in moves(decision) if m[0] == "10.0.0.1"] == expected, hours
     assert world.state("10.0.0.1") is S
+    # The listing's alert resolved at the delisting; the return is an event of its own.
     restoration = [a for a in world.alerts if str(a.kind) == "restoration"]
-    assert restoration
-    assert restoration[0].resolved
+    assert len(restoration) == 1
+    assert not restoration[0].resolved
+    assert restoration[0].key.startswith("restoration:high-risk:10.0.0.1:")
 
 
 def test_cooldown_does_not_pass_during_a_zone_outage() -> None:
@@ -274,15 +285,20 @@ def test_decide_refuses_views_of_another_pool() -> None:
         decide(world.pool("high-risk"), [world.views["10.1.0.1"]], [], world.now)
 
 
-def test_normal_delisting_resolves_the_critical_alert_under_its_own_key() -> None:
-    """normal-ip-listed has a key of its own (not the monitor's listing key) and resolves."""
+def test_normal_delisting_resolves_the_critical_alert_keeping_kind_and_severity() -> None:
+    """normal-ip-listed is the listing's one alert (the listing's key) and resolves as itself."""
     world = World([normal_pool(on_listing=OnListing.ALERT)])
     listed = world.step([world.sweep(listed=["10.1.0.1"])])["normal"]
-    raised = next(a for a in listed.alerts if str(a.kind) == "normal-ip-listed")
-    assert raised.key == "normal-ip-listed:normal:10.1.0.1:zen"
+    assert [str(a.kind) for a in listed.alerts] == ["normal-ip-listed"]
+    raised = listed.alerts[0]
+    assert raised.key == "listing:normal:10.1.0.1:zen"
     world.advance(HOUR)
     cleared = world.step([world.sweep()])["normal"]
-    assert any(a.key == raised.key and a.resolved for a in cleared.alerts)
+    (resolution,) = [a for a in cleared.alerts if a.key == raised.key]
+    assert resolution.resolved
+    assert resolution.kind is raised.kind
+    assert resolution.severity is Severity.CRITICAL
+    assert resolution.event == "delisting"
 
 
 def test_operator_retirement_until_ends_only_if_never_listed_meanwhile() -> None:

@@ -142,8 +142,12 @@ async def test_listing_retires_promotes_and_the_picker_sees_it(configured: Store
         "127.0.2.2": 0,
         "127.0.2.3": 0,
     }
-    assert {"retirement", "promotion"} <= alerts.kinds()
-    assert "listing" not in alerts.kinds()  # the monitor tells listings
+    # One alert for the event: the listing, carrying the retirement and the replacement
+    # (the monitor adds the lookup link when it drives the controller).
+    assert alerts.kinds() == {"listing"}
+    (listing,) = [a for a in alerts.sent if a.ip == "127.0.2.1"]
+    assert listing.details["action"] == "retired"
+    assert listing.handled
 
 
 async def test_untrusted_sweep_changes_nothing_in_the_store(configured: Store) -> None:

@@ -93,9 +93,10 @@ async def test_a_sweep_tells_its_changes_in_one_dedupe_transaction(
     assert counting.batches == [len(IPS), len(cleared) + 1]
     told = channel.got[len(IPS) :]
     assert {(a.kind, a.key, a.resolved) for a in told} == {
-        *((AlertKind.DELISTING, f"listing:normal:{ip}:bl", True) for ip in cleared),
+        *((AlertKind.LISTING, f"listing:normal:{ip}:bl", True) for ip in cleared),
         (AlertKind.ZONE_HEALTH, "zone-health:other", False),
     }
+    assert {a.event for a in told if a.resolved} == {"delisting"}
 
 
 async def test_a_listing_check_recorded_first_is_told_by_the_next_sweep_once(

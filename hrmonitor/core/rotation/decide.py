@@ -13,7 +13,9 @@ The rules, in the order ``decide`` applies them:
    zones are dropped before anything looks at them. A (confirmed) ``listed``
    answer alerts (``listing``; ``normal-ip-listed``, critical, for a normal
    pool) and, when the pool's ``on_listing`` is ``retire`` and the severity is
-   at least ``retire_at``, retires an active, warming or standby IP at once.
+   at least ``retire_at``, retires an active, warming or standby IP at once;
+   the listing's alert then carries the action and the standby IPs promoted in
+   its place (one event, one alert: no separate retirement or promotion alert).
    Standby IPs are retired too, so a listed IP is never promoted.
 2. **Replies.** A :class:`~hrmonitor.core.rotation.suspension.Pause` suspends the
    (IP x provider) pair (see ``suspension.py``); a :class:`BlocklistNamed`
@@ -85,7 +87,7 @@ from hrmonitor.core.rotation.promotion import pool_alerts, promote
 from hrmonitor.core.rotation.replies import on_blocklist_named, on_pause
 from hrmonitor.core.rotation.run import Run
 from hrmonitor.core.rotation.suspension import Pause
-from hrmonitor.core.rotation.sweep import on_sweep
+from hrmonitor.core.rotation.sweep import fold_replacements, on_sweep
 from hrmonitor.core.rotation.timers import time_passes
 from hrmonitor.core.rotation.views import IpView, OpenListing, candidates, in_rotation_count
 
@@ -136,6 +138,7 @@ def decide(
                 pass
     time_passes(run)
     promote(run, "min_active")
+    fold_replacements(run)
     pool_alerts(run, any(isinstance(item, Tick) for item in evidence))
     return Decision(
         pool.name,

@@ -38,13 +38,15 @@ def on_operator_action(run: Run, action: OperatorAction) -> None:
             return
     target = operator_target(run.pool, view, action.verb, run.now)
     run.move(action.ip, target, action.reason, action.actor, evidence, action.until)
+    # A restore resolves the retirement alert and an enable the disable's, under their
+    # kind and severity; ``event`` says which verb it was.
     kind = _OPERATOR_ALERT[action.verb]
-    key_kind = AlertKind.RETIREMENT if action.verb in (Verb.RETIRE, Verb.RESTORE) else kind
-    key = alert_key(key_kind, run.pool.name, action.ip)
+    key = alert_key(kind, run.pool.name, action.ip)
     summary = f"{action.actor} {action.verb}d {action.ip} ({run.pool.name}): {action.reason}"
     resolved = action.verb in (Verb.RESTORE, Verb.ENABLE)
     details = {**evidence, "reason": action.reason, "until": action.until}
-    run.alert(kind, Severity.MEDIUM, key, summary, details, action.ip, resolved)
+    event = _OPERATOR_EVENT.get(action.verb, "")
+    run.alert(kind, Severity.MEDIUM, key, summary, details, action.ip, resolved, event)
 
 
 def _lift_bind_failure(run: Run, view: IpView, action: OperatorAction) -> None:
@@ -98,9 +100,14 @@ _OPERATOR_FROM: Mapping[Verb, frozenset[IPState]] = {
 
 _OPERATOR_ALERT: Mapping[Verb, AlertKind] = {
     Verb.RETIRE: AlertKind.RETIREMENT,
-    Verb.RESTORE: AlertKind.RESTORATION,
+    Verb.RESTORE: AlertKind.RETIREMENT,
     Verb.DISABLE: AlertKind.OPERATOR_ACTION,
     Verb.ENABLE: AlertKind.OPERATOR_ACTION,
+}
+
+_OPERATOR_EVENT: Mapping[Verb, str] = {
+    Verb.RESTORE: str(AlertKind.RESTORATION),
+    Verb.ENABLE: "enable",
 }
 
 

@@ -35,6 +35,7 @@ def promote(run: Run, why: str) -> None:
         reason = f"promoted to keep {why} ({run.policy.min_active}) eligible IPs in rotation"
         evidence: dict[str, object] = {"last_sent_at": view.last_sent_at, "warmup": warming}
         run.move(ip, to, reason, "rotation.promote", evidence)
+        run.promoted.append(ip)
         key = alert_key(AlertKind.PROMOTION, run.pool.name, ip, run.now.isoformat())
         summary = f"{ip} promoted to {to} in pool {run.pool.name}"
         run.alert(AlertKind.PROMOTION, Severity.LOW, key, summary, evidence, ip)

@@ -33,6 +33,7 @@ class Run:
         self.actions: list[Action] = []
         self.alerts: list[Alert] = []
         self.refusals: list[Refusal] = []
+        self.promoted: list[str] = []  # standby IPs brought in to keep min_active
 
     def move(
         self,
@@ -65,10 +66,20 @@ class Run:
         details: Mapping[str, object],
         ip: str | None = None,
         resolved: bool = False,
+        event: str = "",
     ) -> None:
         self.alerts.append(
             Alert(
-                kind, severity, key, summary, self.now, dict(details), self.pool.name, ip, resolved
+                kind,
+                severity,
+                key,
+                summary,
+                self.now,
+                dict(details),
+                self.pool.name,
+                ip,
+                resolved,
+                event=event,
             )
         )
 

@@ -31,7 +31,8 @@ def time_passes(run: Run) -> None:
                 run.move(ip, IPState.STANDBY, "disable expired", "rotation.until", evidence)
                 key = alert_key(AlertKind.OPERATOR_ACTION, run.pool.name, ip)
                 summary = f"{ip} ({run.pool.name}): disable expired, now standby"
-                run.alert(AlertKind.OPERATOR_ACTION, Severity.LOW, key, summary, evidence, ip, True)
+                run.alert(AlertKind.OPERATOR_ACTION, Severity.MEDIUM, key, summary, evidence, ip,
+                          True, event="disable-expired")  # fmt: skip
         elif view.state is IPState.WARMING and view.warmup is not None:
             _warm(run, view, view.warmup)
 
@@ -65,9 +66,18 @@ def _maybe_restore(run: Run, view: IpView) -> None:
         }
         reason = f"clean on every zone for the cool-down ({run.policy.cooldown})"
     run.move(ip, IPState.STANDBY, reason, "rotation.restore", evidence)
-    key = alert_key(AlertKind.RETIREMENT, run.pool.name, ip)
     summary = f"{ip} ({run.pool.name}) restored to standby: {reason}"
-    run.alert(AlertKind.RESTORATION, Severity.LOW, key, summary, evidence, ip, True)
+    # A retirement alert open under the IP's key (an operator's, or one told apart
+    # from its listing) is resolved, keeping its kind and severity (the alerting takes
+    # them from the store; it sends nothing when none is open).
+    key = alert_key(AlertKind.RETIREMENT, run.pool.name, ip)
+    run.alert(AlertKind.RETIREMENT, Severity.MEDIUM, key, summary, evidence, ip, True,
+              event="restoration")  # fmt: skip
+    if not view.state_actor.startswith("operator:"):
+        # A listing retirement was told by its listing alert, resolved at the delisting:
+        # the return, a cool-down later, is an event of its own.
+        key = alert_key(AlertKind.RESTORATION, run.pool.name, ip, run.now.isoformat())
+        run.alert(AlertKind.RESTORATION, Severity.LOW, key, summary, evidence, ip)
 
 
 def _warm(run: Run, view: IpView, warmup: WarmupView) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.model import AuditEvent, IPState, Pool
 from hrmonitor.core.rotation.decide import (
     Decision,
@@ -51,21 +52,29 @@ class DecisionApplier:
         self._effects = effects
 
     async def apply(
-        self, pool: str, decision: Decision, now: datetime, evidence: Sequence[Evidence]
+        self,
+        pool: str,
+        decision: Decision,
+        now: datetime,
+        evidence: Sequence[Evidence],
+        told: list[Alert] | None = None,
     ) -> list[Decision]:
-        """Apply ``decision``; on a lost race reload and decide again. The applied decisions."""
+        """Apply ``decision``; on a lost race reload and decide again. The applied decisions.
+
+        ``told``: where the alerts go for the caller to send (``RotationEffects.emit``).
+        """
         applied: list[Decision] = []
         for _ in range(MAX_ROUNDS):
             done, lost = await self._apply_transitions(decision)
             if lost is None:
                 await self._apply_actions(decision, now)
                 applied.append(decision)
-                await self._effects.emit(decision.alerts)
+                await self._effects.emit(decision.alerts, told=told)
                 break
             log.info("rotation: %s lost a race on %s; deciding again", pool, lost.ip)
             kept = [a for a in decision.alerts if a.ip in {t.ip for t in done}]
             applied.append(replace(decision, transitions=tuple(done), actions=(), alerts=()))
-            await self._effects.emit(kept)
+            await self._effects.emit(kept, told=told)
             await self._eligibility.reload(pool, now)
             views = self._eligibility.current(pool, now)
             decision = decide(self._pools[pool], views, evidence, now)

@@ -251,16 +251,27 @@ class Controller:
                 await self._eligibility.reload(name, now)
 
     async def on_sweep(
-        self, result: SweepResult, now: datetime, changes: ListingChanges | None = None
+        self,
+        result: SweepResult,
+        now: datetime,
+        changes: ListingChanges | None = None,
+        *,
+        told: list[Alert] | None = None,
     ) -> list[Decision]:
-        """After the monitor stored a sweep: retire, alert, restore, promote."""
+        """After the monitor stored a sweep: retire, alert, restore, promote.
+
+        ``told``: the decisions' alerts are appended there for the caller to send
+        (the monitor merges them with its own) instead of being sent here.
+        """
         cleared = tuple((c.ip, c.zone) for c in changes.cleared) if changes else ()
         sweep = Sweep(now, tuple(result.answers), dict(result.health), cleared)
-        return await self._decide_all([sweep], now)
+        return await self._decide_all([sweep], now, told)
 
-    async def on_sweep_report(self, report: _SweepReport) -> None:
-        """``Monitor.on_sweep`` listener."""
-        await self.on_sweep(report.result, report.at, report.changes)
+    async def on_sweep_report(self, report: _SweepReport) -> list[Alert]:
+        """``Monitor.on_sweep`` listener: the alerts of what was decided, for the monitor."""
+        told: list[Alert] = []
+        await self.on_sweep(report.result, report.at, report.changes, told=told)
+        return told
 
     async def tick(self, now: datetime) -> list[Decision]:
         """Time-based transitions: cool-downs, operator ``until``, warm-up days, expiries.
@@ -356,14 +367,16 @@ class Controller:
 
     # --- inside -------------------------------------------------------------------------
 
-    async def _decide_all(self, evidence: Sequence[Evidence], now: datetime) -> list[Decision]:
+    async def _decide_all(
+        self, evidence: Sequence[Evidence], now: datetime, told: list[Alert] | None = None
+    ) -> list[Decision]:
         done: list[Decision] = []
         async with self._lock:
             for name in self._pools:
                 await self._eligibility.reload(name, now)
                 views = self._eligibility.current(name, now)
                 decision = decide(self._pools[name], views, evidence, now)
-                done.extend(await self._applier.apply(name, decision, now, evidence))
+                done.extend(await self._applier.apply(name, decision, now, evidence, told))
                 await self._reserve_blocks(name, now)
                 self._observe(name, now)
         return done

@@ -37,13 +37,25 @@ class RotationEffects:
         self._recheck = recheck
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def emit(self, alerts: Sequence[Alert], *, latched: bool = False) -> None:
-        """Send a decision's alerts; ``latched``: alerts the exhaustion latch let through."""
-        for alert in alerts:
-            if alert.kind in (AlertKind.LISTING, AlertKind.DELISTING):
-                continue  # the monitor tells these, with the zone's lookup link
-            if alert.kind is AlertKind.POOL_EXHAUSTED and not latched:
-                continue  # the controller's latch tells these (core.rotation.exhaustion)
+    async def emit(
+        self, alerts: Sequence[Alert], *, latched: bool = False, told: list[Alert] | None = None
+    ) -> None:
+        """Send a decision's alerts; ``latched``: alerts the exhaustion latch let through.
+
+        ``told`` given (a sweep's decision), the alerts go there instead: the monitor
+        merges them with its listing alerts and sends one batch. Otherwise (no monitor
+        in between: a controller driven directly) they go out as they are.
+        """
+        wanted = [
+            alert
+            for alert in alerts
+            # the controller's latch tells these (core.rotation.exhaustion)
+            if alert.kind is not AlertKind.POOL_EXHAUSTED or latched
+        ]
+        if told is not None:
+            told.extend(wanted)
+            return
+        for alert in wanted:
             try:
                 await self._alerts.emit(alert)
             except Exception:
