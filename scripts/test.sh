@@ -14,6 +14,7 @@ command -v rspamd >/dev/null 2>&1 || need="$need rspamd"
 [ -x /usr/sbin/logrotate ] || need="$need logrotate"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need="$need iproute2"
+command -v prometheus-alertmanager >/dev/null 2>&1 || need="$need prometheus-alertmanager"
 if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need"
     # shellcheck disable=SC2086  # one word per package

@@ -1,5 +1,11 @@
 """Alert channels: the log (always), webhooks (JSON POST) and e-mail.
 
+A webhook's ``format`` shapes its body: ``json`` (``Alert.as_dict``),
+``alertmanager`` (a one-alert list of Alertmanager API v2 ``postableAlerts``,
+POSTed to the URL as given, normally ``.../api/v2/alerts``) or ``slack`` (an
+incoming-webhook message: ``text`` plus mrkdwn ``section`` blocks). The
+renderers are pure functions of the alert (:func:`render`).
+
 Channels only deliver; deduplication, the daemon's queue, retries and repeat
 intervals live in ``services.alerting``. A channel that fails returns the
 failure as a value (logged at debug here; the caller says what it means): one
@@ -19,10 +25,11 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Literal, Protocol
 
-from hrmonitor.core.alert import Alert
+from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import Severity
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,22 @@ def wants(channel: Channel, alert: Alert) -> bool:
     return alert.severity.at_least(channel.min_severity)
 
 
+def log_level(alert: Alert) -> int:
+    """The log channel's level for ``alert``: what a postmaster reading the log expects.
+
+    CRITICAL is for what stops mail (a pool with no IP to send from is critical);
+    an alert the daemon handled while the pool still sends (a listed IP retired
+    and replaced) is a WARNING in a high-risk or relay pool and an ERROR in the
+    normal pool (its IPs should never get listed: someone has to look); anything
+    else by its severity; resolutions at INFO.
+    """
+    if alert.resolved:
+        return logging.INFO
+    if alert.handled:
+        return logging.ERROR if alert.kind is AlertKind.NORMAL_IP_LISTED else logging.WARNING
+    return _LOG_LEVEL[alert.severity]
+
+
 class LogChannel:
     name = "log"
 
@@ -62,7 +85,7 @@ class LogChannel:
         self._log = logger or logging.getLogger("hrmonitor.alert")
 
     async def send(self, alert: Alert) -> Delivery:
-        level = logging.INFO if alert.resolved else _LOG_LEVEL[alert.severity]
+        level = log_level(alert)
         state = "resolved" if alert.resolved else str(alert.severity)
         self._log.log(
             level,
@@ -75,12 +98,139 @@ class LogChannel:
         return Delivery(self.name, True)
 
 
+WebhookFormat = Literal["json", "alertmanager", "slack"]
+
+# A condition has no end hrmonitor knows until it resolves; Alertmanager ends an
+# alert without endsAt after its resolve_timeout (5 minutes by default), so a firing
+# condition is sent with this horizon instead. One-shot events (their key carries
+# the time) are left to resolve_timeout.
+ALERTMANAGER_HORIZON = timedelta(days=90)
+_ONE_SHOT = frozenset({AlertKind.PROMOTION, AlertKind.RESTORATION})
+
+
+def render(alert: Alert, fmt: WebhookFormat) -> object:
+    """The webhook body of ``alert`` in ``fmt`` (JSON-able)."""
+    if fmt == "alertmanager":
+        return [alertmanager_alert(alert)]
+    if fmt == "slack":
+        return slack_message(alert)
+    return alert.as_dict()
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def alertmanager_alert(alert: Alert) -> dict[str, object]:
+    """One Alertmanager API v2 ``postableAlert``: labels, annotations, startsAt, endsAt.
+
+    The labels are what identifies the condition (Alertmanager pairs a resolution
+    with its alert by them): ``alertname`` (the kind), ``severity``, ``pool``,
+    ``ip``, ``zone`` and ``key``, none of which a resolution changes. The node
+    is an annotation: in a cluster the node that sees a resolution need not be
+    the one that saw the alert, and a label would keep the alert open for ever.
+    """
+    zone = alert.details.get("zone")
+    labels = {
+        "alertname": str(alert.kind),
+        "severity": str(alert.severity),
+        "pool": alert.pool or "",
+        "ip": alert.ip or "",
+        "zone": zone if isinstance(zone, str) else "",
+        "key": alert.key,
+        "service": "hrmonitor",
+    }
+    details = alert.as_dict()["details"]
+    annotations = {
+        "summary": alert.summary,
+        "description": json.dumps(details, sort_keys=True),
+        "node": alert.node or "",
+        "state": alert.state,
+        "event": alert.event or str(alert.kind),
+    }
+    body: dict[str, object] = {
+        "labels": {k: v for k, v in labels.items() if v},
+        "annotations": {k: v for k, v in annotations.items() if v},
+        "startsAt": _iso(alert.at),
+    }
+    if alert.resolved:
+        body["endsAt"] = _iso(alert.at)
+    elif alert.kind not in _ONE_SHOT:
+        body["endsAt"] = _iso(alert.at + ALERTMANAGER_HORIZON)
+    url = alert.details.get("lookup_url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        body["generatorURL"] = url
+    return body
+
+
+_SLACK_ICON = {
+    Severity.CRITICAL: ":red_circle:",
+    Severity.HIGH: ":large_orange_circle:",
+    Severity.MEDIUM: ":large_yellow_circle:",
+    Severity.LOW: ":large_blue_circle:",
+}
+_SLACK_TEXT_LIMIT = 3000  # a section's text
+_SLACK_FIELD_LIMIT = 2000  # one field's text
+_SLACK_FIELDS = 10  # fields per section
+
+
+def _mrkdwn(text: str, limit: int) -> str:
+    """Slack reads & < > as markup (``<!channel>`` pings everyone): escaped, then cut."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def slack_message(alert: Alert) -> dict[str, object]:
+    """A Slack incoming-webhook message: ``text`` (the notification) and mrkdwn blocks."""
+    icon = ":white_check_mark:" if alert.resolved else _SLACK_ICON[alert.severity]
+    state = "RESOLVED" if alert.resolved else str(alert.severity).upper()
+    headline = f"[hrmonitor {state}] {alert.kind}: {alert.summary}"
+    facts: list[tuple[str, object]] = [
+        ("Kind", alert.kind),
+        ("Severity", alert.severity),
+        ("State", alert.state),
+        ("Pool", alert.pool),
+        ("IP", alert.ip),
+        ("Zone", alert.details.get("zone")),
+        ("Action", alert.details.get("action")),
+        ("Promoted", ", ".join(map(str, _seq(alert.details.get("promoted"))))),
+        ("Node", alert.node),
+        ("At", _iso(alert.at)),
+    ]
+    fields = [
+        {"type": "mrkdwn", "text": _mrkdwn(f"*{name}*\n{value}", _SLACK_FIELD_LIMIT)}
+        for name, value in facts
+        if value not in (None, "")
+    ][:_SLACK_FIELDS]
+    text = f"{icon} *{_mrkdwn(headline, _SLACK_TEXT_LIMIT - 40)}*"
+    blocks: list[dict[str, object]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "section", "fields": fields},
+    ]
+    url = alert.details.get("lookup_url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        link = f"<{url}|look the listing up>"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": link}})
+    return {"text": headline[:_SLACK_TEXT_LIMIT], "blocks": blocks}
+
+
+def _seq(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 class WebhookChannel:
-    def __init__(self, url: str, timeout: float, min_severity: Severity = Severity.LOW) -> None:
-        self.name = f"webhook {url}"
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        min_severity: Severity = Severity.LOW,
+        fmt: WebhookFormat = "json",
+    ) -> None:
+        self.name = f"webhook {url}" if fmt == "json" else f"webhook {url} ({fmt})"
         self.min_severity = min_severity
         self._url = url
         self._timeout = timeout
+        self._format: WebhookFormat = fmt
         import httpx  # noqa: F401, PLC0415  (loaded now, not in the event loop at the first alert)
 
     async def send(self, alert: Alert) -> Delivery:
@@ -89,7 +239,7 @@ class WebhookChannel:
         try:
             async with asyncio.timeout(self._timeout):
                 async with httpx.AsyncClient(timeout=self._timeout) as client:
-                    response = await client.post(self._url, json=alert.as_dict())
+                    response = await client.post(self._url, json=render(alert, self._format))
         except TimeoutError:
             log.debug("alert webhook %s: no answer within %gs", self._url, self._timeout)
             return Delivery(self.name, False, f"no complete answer within {self._timeout:g}s")

@@ -77,7 +77,7 @@ def alert_channels(config: Config) -> list[Channel]:
     for alert in config.alerts:
         timeout = alert.timeout.total_seconds()
         if alert.type == "webhook":
-            channels.append(WebhookChannel(alert.url, timeout, alert.min_severity))
+            channels.append(WebhookChannel(alert.url, timeout, alert.min_severity, alert.format))
         elif alert.type == "email":
             channels.append(
                 EmailChannel(

@@ -218,6 +218,9 @@ class NodeConfig(Section):
 class AlertConfig(Section):
     type: Literal["log", "webhook", "email"]
     url: HttpUrl | Literal[""] = ""  # webhook
+    # webhook body: "json" (hrmonitor's), "alertmanager" (API v2 postableAlerts, to
+    # http://HOST:9093/api/v2/alerts) or "slack" (an incoming-webhook message)
+    format: Literal["json", "alertmanager", "slack"] = "json"
     to: tuple[Address, ...] = ()  # email
     sender: Address = "hrmonitor@localhost"  # email envelope and From
     smtp_host: Name = "127.0.0.1"  # email
@@ -231,6 +234,8 @@ class AlertConfig(Section):
             raise ValueError("a webhook alert needs url = 'http(s)://...'")
         if self.type == "email" and not self.to:
             raise ValueError("an email alert needs to = ['someone@example.net']")
+        if self.type != "webhook" and self.format != "json":
+            raise ValueError(f"format = {self.format!r} is for webhooks; {self.type} has none")
         return self
 
 
