@@ -330,9 +330,25 @@ def watch(
     wait: Callable[[float], bool],
     console: Console | None = None,
 ) -> None:
-    """Redraw the report every ``every`` seconds until ``wait`` returns True (stop)."""
+    """Redraw the report every ``every`` seconds until ``wait`` returns True (stop).
+
+    Drawn only when something changed: the data (but its ``generated_at``) or the
+    terminal's size. rich's own refresh thread is off: it re-rendered the whole
+    report four times a second whether anything changed or not.
+    """
     console = console or Console()
-    with Live(console=console, screen=False) as live:
-        live.update(report_renderable(build(), console.width, console.height))
-        while not wait(every):
-            live.update(report_renderable(build(), console.width, console.height))
+    with Live(console=console, screen=False, auto_refresh=False) as live:
+        shown: tuple[object, ...] | None = None
+        while True:
+            report = build()
+            seen = (_without_clock(report), console.width, console.height)
+            if seen != shown:
+                live.update(report_renderable(report, console.width, console.height), refresh=True)
+                shown = seen
+            if wait(every):
+                return
+
+
+def _without_clock(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report but the moment it was built, which changes on every refresh."""
+    return {k: v for k, v in report.items() if k != "generated_at"}

@@ -229,13 +229,38 @@ def _dns_zones(config: Config) -> dict[str, str]:
 
 
 def report_data(config: Config, clock: Clock | None = None) -> dict[str, Any]:
-    from hrmonitor.services.report import build_report  # noqa: PLC0415  (not on check's path)
+    with ReportSource(config, clock) as source:
+        return source.read()
 
-    store = open_configured_store(config, clock)
-    try:
-        return build_report(config, store, (clock or SystemClock()).now(), _dns_zones(config))
-    finally:
-        store.close()
+
+class ReportSource:
+    """The report, read again and again from one store: what ``report --watch`` refreshes.
+
+    The store is opened, migrated and its pools registered once, and the
+    catalogue read once; each :meth:`read` is only the queries of the report
+    (a refresh used to reconnect, check the migrations and parse the
+    catalogue every time).
+    """
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self._config = config
+        self._clock = clock or SystemClock()
+        self._zone_of = _dns_zones(config)
+        self._store = open_configured_store(config, clock)
+
+    def read(self) -> dict[str, Any]:
+        from hrmonitor.services.report import build_report  # noqa: PLC0415  (not on check's path)
+
+        return build_report(self._config, self._store, self._clock.now(), self._zone_of)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> ReportSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def history_data(config: Config, ip: str) -> dict[str, Any]:

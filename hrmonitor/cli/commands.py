@@ -129,7 +129,7 @@ def check_command(
 @config_option
 def report_command(as_json: bool, watch: bool, every: float, config_path: str | None) -> None:
     """The pool health report: pools side by side, each IP's state and listings."""
-    from hrmonitor.app.oneshot import report_data  # noqa: PLC0415
+    from hrmonitor.app.oneshot import ReportSource, report_data  # noqa: PLC0415
 
     config = load(config_path)
     if as_json and not watch:
@@ -141,24 +141,28 @@ def report_command(as_json: bool, watch: bool, every: float, config_path: str | 
         terminal.print_report(report_data(config))
         return
     stop = threading.Event()
-    try:
-        if as_json:
-            # NDJSON: one compact document per refresh and line, flushed, so `| jq -c`
-            # or a collector reads each refresh as it comes (indented JSON would not).
-            _every_refresh(
-                lambda: click.echo(json.dumps(report_data(config), default=str)), every, stop
-            )
-        elif not sys.stdout.isatty():
-            # A live redraw into a pipe shows nothing until it ends: one plain report each time.
-            _every_refresh(lambda: terminal.print_report(report_data(config)), every, stop)
-        else:
-            terminal.watch(lambda: report_data(config), every, stop.wait)
-    except KeyboardInterrupt:
-        stop.set()
-    except BrokenPipeError:
-        # The reader went away (`| head -1`): stop quietly, as cat or tail -f do.
-        # The exit's own flush would fail again: point stdout at /dev/null (Python's recipe).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    # One store for the whole watch: a refresh is the report's queries, not a reconnect.
+    with ReportSource(config) as source:
+        try:
+            if as_json:
+                # NDJSON: one compact document per refresh and line, flushed, so `| jq -c`
+                # or a collector reads each refresh as it comes (indented JSON would not).
+                _every_refresh(
+                    lambda: click.echo(json.dumps(source.read(), default=str)), every, stop
+                )
+            elif not sys.stdout.isatty():
+                # A live redraw into a pipe shows nothing until it ends: one plain report
+                # each time.
+                _every_refresh(lambda: terminal.print_report(source.read()), every, stop)
+            else:
+                terminal.watch(source.read, every, stop.wait)
+        except KeyboardInterrupt:
+            stop.set()
+        except BrokenPipeError:
+            # The reader went away (`| head -1`): stop quietly, as cat or tail -f do.
+            # The exit's own flush would fail again: point stdout at /dev/null (Python's
+            # recipe).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _every_refresh(emit: Callable[[], None], every: float, stop: threading.Event) -> None:

@@ -4,6 +4,7 @@ by rich at fixed sizes: what a postmaster sees on the screen, cell by cell."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from hrmonitor.adapters import terminal
-from hrmonitor.app.oneshot import report_data
+from hrmonitor.adapters.store import open_store
+from hrmonitor.app.oneshot import ReportSource, report_data
 from hrmonitor.config.loading import load_config
 from tests.fixtures.report_population import HIGH, NORMAL
 
@@ -85,3 +87,26 @@ def test_at_80_columns_the_pools_are_stacked_and_the_tables_summarised_at_24_row
         cells = _row(tall, ip).split()
         assert (state.split()[0], cells[-1]) == (cells[cells.index(ip) + 1], sent)
     assert "…" not in "\n".join(tall)
+
+
+def test_a_watch_reads_each_refresh_afresh_from_the_one_store_it_opened(
+    report_population: Path,
+) -> None:
+    """``report --watch`` keeps its store open across refreshes; a daemon's writes between
+    two refreshes are in the next one (no snapshot, no cache)."""
+    config = load_config(report_population)
+    with ReportSource(config) as source:
+        before = source.read()
+        writer = open_store(config.database.url)
+        try:
+            writer.record_sent(NORMAL[0], datetime.now(UTC), 5)
+        finally:
+            writer.close()
+        after = source.read()
+    sent = {
+        report["generated_at"]: next(
+            ip["sent_today"] for ip in report["pools"][0]["ips"] if ip["ip"] == NORMAL[0]
+        )
+        for report in (before, after)
+    }
+    assert list(sent.values()) == [137, 142]
