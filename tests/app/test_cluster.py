@@ -175,13 +175,17 @@ async def test_a_killed_nodes_claims_are_delivered_by_the_other_within_the_lease
         "SELECT count(*) FROM queue_recipients WHERE claimed_by = 'a' AND status = 'delivering'"
     )
     await until(lambda: lab.scalar(claimed) == 5)
-    await start(daemon_process, lab.config("b"))
+    b = await start(daemon_process, lab.config("b"))
     assert lab.scalar(claimed) == 5  # b's start left a's claims alone
     a.kill()
     smtp_sink.delay = 0.0
-    took = await until(lambda: len(smtp_sink.messages) >= 5, within=30)
-    assert took < 3 + 0.5 + 3  # lease + heartbeat + one delivery, with room for a busy machine
+    # The wait is a timeout, not a speed figure: the old fixed 1,200 s lease never got here.
+    await until(lambda: len(smtp_sink.messages) >= 5, within=60)
     assert sorted(r for m in smtp_sink.messages for r in m.rcpts) == sorted(rcpts)
+    # b handed them back because a's lease ran out, not through some other path.
+    assert "node b: took over 5 recipient(s) claimed by a node silent for over 3s" in (
+        b.log.read_text()
+    )
 
 
 async def test_a_second_node_adds_no_dnsbl_queries(
@@ -208,9 +212,9 @@ async def test_when_the_sweeper_dies_another_node_sweeps_within_the_lease(
     await _settled(counting_proxy)
     before = sum(counting_proxy.questions.values())
     a.kill()
-    took = await until(lambda: sum(counting_proxy.questions.values()) > before, within=30)
-    assert took < 3 + 0.5 + 2  # lease + heartbeat, with room for a busy machine
+    await until(lambda: sum(counting_proxy.questions.values()) > before, within=60)
     assert b.process.poll() is None
+    assert "node b: now holds role sweeper" in b.log.read_text()
     result = CliRunner().invoke(main, ["report", "--json", "--config", str(b.config)])
     cluster = json.loads(result.stdout)["cluster"]
     assert {role: held["holder"] for role, held in cluster["roles"].items()} == {

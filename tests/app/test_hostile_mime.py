@@ -110,5 +110,5 @@ async def test_a_noop_on_another_connection_is_answered_while_nested_mime_is_pro
             break
         await asyncio.sleep(0.1)
     assert kind == "none"
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     assert "Traceback" not in daemon.log.read_text()

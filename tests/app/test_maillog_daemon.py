@@ -156,7 +156,7 @@ async def test_each_message_and_attempt_has_one_postfix_shaped_line(
         r" pool=normal, source=none, attempts=\d+$",
         expired,
     ), expired
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     assert not lines_of(log, r" (accepted from|bounced pool) ")  # the old shapes are gone
 
 
@@ -190,7 +190,7 @@ async def test_json_lines_carry_the_same_fields_and_a_pool_without_ips_expires(
 
     await until(lambda: bool(of(qid, "attempt", status="expired")), within=60)
     await until(lambda: bool(of(ok, "attempt", status="sent")), within=60)
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     [accepted] = of(qid, "accepted")
     assert {k: accepted[k] for k in ("from", "nrcpt", "client", "pool", "rules")} == {
         "from": "", "nrcpt": 1, "client": "unknown[127.0.0.5]", "pool": "high-risk",

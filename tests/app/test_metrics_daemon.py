@@ -118,7 +118,7 @@ async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
     assert value(text, "hrmonitor_destination_attempts_total", destination="rcpt.test",
                  result="delivered") == 3  # fmt: skip
     assert value(text, "hrmonitor_queue_oldest_age_seconds", pool="normal", state="deferred") > 0
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def test_store_backed_gauges_show_listings_health_warmup_and_the_sweep(
@@ -149,4 +149,4 @@ async def test_store_backed_gauges_show_listings_health_warmup_and_the_sweep(
     assert build["version"]
     assert build["python"]
     assert len(samples(text, "hrmonitor_node_info")) == 1
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0

@@ -145,7 +145,7 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
     assert rates["sent"] == 4  # clean, spam, no-domain, gone: the null-sender mail is no tenant's
     assert rates["hard_bounce_rate"] == 0.25
     assert rates["bounce_status"] == "pause"  # 25 % is over the 10 % pause threshold
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
@@ -169,7 +169,7 @@ async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
     rbldnsd.delist_ip("127.0.0.22")  # clean for the 2s cool-down: standby, then promoted
     [held] = await smtp_sink.wait_for(1, 30, lambda m: "held@rcpt.test" in m.rcpts)
     assert held.peer == "127.0.0.22"
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def test_kill_9_during_a_load_loses_no_acknowledged_message(
@@ -229,7 +229,7 @@ async def test_kill_9_during_a_load_loses_no_acknowledged_message(
         return {int(r[1:].split("@")[0]) for m in smtp_sink.messages for r in m.rcpts}
 
     await until(lambda: acknowledged <= delivered(), 180)
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     counts = {n: 0 for n in acknowledged}
     for number in itertools.chain.from_iterable(
         (int(r[1:].split("@")[0]) for r in m.rcpts) for m in smtp_sink.messages
@@ -259,7 +259,7 @@ async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_lis
     # Both are listed once: the tie goes to the lower address (core.selection's rule).
     assert message.peer == "127.0.0.10"
     assert state_of(tmp_path, "127.0.0.20") == "active"  # a healthy high pool lent nothing
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def swaks_status(port: int, *args: str, client: str) -> tuple[int, str]:
@@ -314,7 +314,7 @@ async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_netw
     assert code == 0, out
     [message] = await smtp_sink.wait_for(1, 30, lambda m: "authed@rcpt.test" in m.rcpts)
     assert message.peer in NORMAL
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_limits(
@@ -339,13 +339,13 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "one@rcpt.test,two@rcpt.test")
     [first] = await smtp_sink.wait_for(1, 30)
     assert first.peer in NORMAL
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
     daemon = await start(daemon_process, config)
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "three@rcpt.test")
     [third] = await smtp_sink.wait_for(1, 30, lambda m: "three@rcpt.test" in m.rcpts)
     assert third.peer in HIGH
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     log = daemon.log.read_text()
     assert "counted the last day's mail of 1 sender(s)" in log
     assert "Running job" not in log  # APScheduler's line per job run stays quiet (-vv shows it)
@@ -392,7 +392,7 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
     peer = {m.rcpts[0]: m.peer for m in smtp_sink.messages}
     assert peer["spammy@rcpt.test"] in HIGH
     assert peer["fine@rcpt.test"] in NORMAL
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -401,7 +401,7 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "unscored@rcpt.test")
     [unscored] = await smtp_sink.wait_for(1, 30, lambda m: "unscored@rcpt.test" in m.rcpts)
     assert unscored.peer in HIGH
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     with sqlite3.connect(tmp_path / "down" / "hrmonitor.db") as db:
         [(reasons,)] = db.execute("SELECT reasons FROM queue_messages").fetchall()
     [reason] = [r for r in json.loads(reasons) if r["rule"] == "spam-score-unknown"]

@@ -100,7 +100,7 @@ async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
     assert peer["after@rcpt.test"] in HIGH
     assert peer["plain@rcpt.test"] in NORMAL
     assert daemon.process.poll() is None
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
@@ -134,7 +134,7 @@ async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
     await client.quit()
     [message] = await smtp_sink.wait_for(1, 30)
     assert message.peer in NORMAL
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 _RUNNING = re.compile(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)")

@@ -94,6 +94,6 @@ async def test_blocklist_replies_from_one_mx_leave_the_pool_sending_everywhere_e
         log = daemon.log.read_text()
         assert "suspended for generic" not in log
         assert "suspended for *" not in log
-        assert daemon.stop() == 0
+        assert await daemon.stop_async() == 0
     finally:
         await hostile.stop()

@@ -96,7 +96,7 @@ async def test_a_warming_ip_out_of_capacity_brings_in_the_next_standby_instead_o
     assert ips["127.0.0.21"]["eligible"] is False
     assert "cap" in ips["127.0.0.21"]["not_eligible"]
     assert ips["127.0.0.20"]["retirement"]["waits_on"] in ("cooldown", "delisting")
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 UNBINDABLE_POOLS = """
@@ -137,7 +137,7 @@ async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
     assert high["health"] == "exhausted"
     assert high["summary"]["score"] == 0  # type: ignore[index]
     assert all(row["eligible"] is False for row in high["ips"])  # type: ignore[union-attr]
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
 
 
 COOLING_POOLS = """
@@ -189,4 +189,4 @@ async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_w
         history(config, "127.0.0.20")["retirement"]["waits_on"] == "cooldown"  # type: ignore[index]
     ))  # fmt: skip
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "standby", within=30)
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0

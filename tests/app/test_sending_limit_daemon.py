@@ -52,7 +52,7 @@ async def test_a_sender_over_its_limit_raises_the_sending_limit_alert_once(
     for number in range(5):  # two under the limit, three over it
         await asyncio.to_thread(_send, daemon.port, number)
     await smtp_sink.wait_for(5, timeout=60)
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
     log = daemon.log.read_text()
     raised = [line for line in log.splitlines() if "[sending-limit]" in line]
     assert len(raised) == 1, raised

@@ -73,4 +73,4 @@ async def test_a_failing_store_makes_the_queue_runner_back_off_and_log_a_bounded
     [received] = await smtp_sink.wait_for(1, timeout=60)  # the backoff is capped: it recovers
     assert received.rcpts == ("bob@rcpt.test",)
     assert "queue runner passes work again after" in daemon.log.read_text()
-    assert daemon.stop() == 0
+    assert await daemon.stop_async() == 0
