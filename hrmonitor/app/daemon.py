@@ -65,6 +65,7 @@ from hrmonitor.core.model import Clock
 from hrmonitor.core.routing.limits import DAY
 from hrmonitor.errors import ConfigError, raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
+from hrmonitor.services.audit_log import AuditTail
 from hrmonitor.services.cluster import Cluster
 from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay.routing import Router
@@ -217,6 +218,8 @@ class Daemon:
             stack.push_async_callback(engine.close)
             monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
             await monitor.resolve_unconfigured_zones(await asyncio.to_thread(store.open_alerts))
+            audit_tail = AuditTail(store, node)
+            await audit_tail.start()  # what the trail holds already is history, not news
             controller = build_controller(config, store, alerting, monitor)
             await controller.load(clock.now())
             stack.push_async_callback(controller.close)
@@ -284,6 +287,7 @@ class Daemon:
                 config.rotation.tick,
                 _job(lambda: _rotation_tick(cluster, controller, clock)),
             )
+            scheduler.every("audit:log", config.rotation.tick, _job(lambda: _log_audit(audit_tail)))
             scheduler.every(
                 "routing:prune", ROUTER_PRUNE, _job(lambda: _prune(router, counts, clock))
             )
@@ -449,6 +453,14 @@ async def _rotation_tick(cluster: Cluster, controller: Controller, clock: Clock)
         await controller.tick(clock.now())
     else:
         await controller.load(clock.now())
+
+
+async def _log_audit(tail: AuditTail) -> None:
+    """Operators' actions (other processes) and this node's decisions, each logged once."""
+    try:
+        await tail.poll()
+    except Exception:
+        log.exception("could not read the audit trail for the log")
 
 
 def _name_node_in_logs(node: str) -> None:

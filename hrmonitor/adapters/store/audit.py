@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from enum import Enum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hrmonitor.adapters.store.schema import AuditEventRow, IpRow
@@ -77,6 +77,42 @@ def trail(session: Session, ip: str) -> list[AuditEvent]:
             actor=row.actor,
             evidence=dict(row.evidence),
             until=row.until,
+        )
+        for row in rows
+    ]
+
+
+def last_event_id(session: Session) -> int:
+    """The highest audit event id so far (0 for none): where a tail starts."""
+    return int(session.scalar(select(func.max(AuditEventRow.id))) or 0)
+
+
+def events_after(
+    session: Session, after_id: int, limit: int
+) -> list[tuple[int, str | None, AuditEvent]]:
+    """Up to ``limit`` events with an id above ``after_id``, by id: (id, node, event)."""
+    rows = session.scalars(
+        select(AuditEventRow)
+        .where(AuditEventRow.id > after_id)
+        .order_by(AuditEventRow.id)
+        .limit(limit)
+    )
+    return [
+        (
+            row.id,
+            row.node,
+            AuditEvent(
+                at=row.at,
+                ip=row.ip,
+                pool=row.pool,
+                kind=row.kind,
+                from_state=row.from_state,
+                to_state=row.to_state,
+                reason=row.reason,
+                actor=row.actor,
+                evidence=dict(row.evidence or {}),
+                until=row.until,
+            ),
         )
         for row in rows
     ]

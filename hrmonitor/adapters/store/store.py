@@ -311,6 +311,16 @@ class Store:
         """The IP's audit events, oldest first."""
         return self._run(lambda s: audit.trail(s, _ip(ip)))
 
+    def last_audit_id(self) -> int:
+        """The highest audit event id so far (0 for none)."""
+        return self._run(audit.last_event_id)
+
+    def audit_events_after(
+        self, after_id: int, limit: int = 500
+    ) -> list[tuple[int, str | None, AuditEvent]]:
+        """Audit events with an id above ``after_id``, oldest first: (id, node, event)."""
+        return self._run(lambda s: audit.events_after(s, after_id, limit))
+
     # --- alerts ---------------------------------------------------------------------
 
     def claim_alert(

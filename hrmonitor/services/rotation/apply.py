@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from hrmonitor.core.alert import Alert
+from hrmonitor.core import auditlog
+from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import AuditEvent, IPState, Pool
 from hrmonitor.core.rotation.decide import (
     Decision,
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 
 # A decision that keeps losing compare-and-set races is given up (and retried next time).
 MAX_ROUNDS = 4
+# A decision raising one of these leaves its pool short: its transitions are WARNINGs.
+ATTENTION = frozenset({AlertKind.POOL_BELOW_MIN, AlertKind.POOL_EXHAUSTED})
+
+
+def attention(decision: Decision) -> bool:
+    """Whether the decision needs an operator: it leaves its pool below its minimum or
+    empty. Routine rotation (a retirement with a standby promoted) does not."""
+    return any(a.kind in ATTENTION and not a.resolved for a in decision.alerts)
 
 
 class DecisionApplier:
@@ -45,8 +54,10 @@ class DecisionApplier:
         pools: Mapping[str, Pool],
         eligibility: Eligibility,
         effects: RotationEffects,
+        node: str = "",
     ) -> None:
         self._store = store
+        self._node = node or "command"  # a CLI's controller acts for a command
         self._pools = pools
         self._eligibility = eligibility
         self._effects = effects
@@ -65,7 +76,7 @@ class DecisionApplier:
         """
         applied: list[Decision] = []
         for _ in range(MAX_ROUNDS):
-            done, lost = await self._apply_transitions(decision)
+            done, lost = await self._apply_transitions(decision, attention(decision))
             if lost is None:
                 await self._apply_actions(decision, now)
                 applied.append(decision)
@@ -84,23 +95,30 @@ class DecisionApplier:
         return applied
 
     async def _apply_transitions(
-        self, decision: Decision
+        self, decision: Decision, warn: bool
     ) -> tuple[list[Transition], Transition | None]:
         done: list[Transition] = []
         for t in decision.transitions:
             stage = 0 if t.to_state is IPState.WARMING else None
+            event = t.audit()
             ok = await asyncio.to_thread(
                 self._store.transition_ip,
                 t.ip,
                 t.from_state,
                 t.to_state,
-                t.audit(),
+                event,
                 warmup_stage=stage,
             )
             if not ok:
                 return done, t
             done.append(t)
-            log.info("rotation: %s %s -> %s (%s)", t.ip, t.from_state, t.to_state, t.reason)
+            # Logged here, once, with the level the decision calls for; the audit tail
+            # (services.audit_log) leaves this node's state changes alone.
+            values = auditlog.fields(event, None, self._node)
+            log.log(
+                logging.WARNING if warn else logging.INFO,
+                "%s", auditlog.text(values), extra={"fields": {"event": "audit", **values}},
+            )  # fmt: skip
         return done, None
 
     async def _apply_actions(self, decision: Decision, now: datetime) -> None:

@@ -133,7 +133,7 @@ class Controller:
         self._latches: dict[str, ExhaustionLatch] = {}
         self._eligibility = Eligibility(store, self._pools, tuple(zones))
         self._effects = RotationEffects(store, alerts, recheck)
-        self._applier = DecisionApplier(store, self._pools, self._eligibility, self._effects)
+        self._applier = DecisionApplier(store, self._pools, self._eligibility, self._effects, node)
         self._feedback = ReplyFeedback(
             self._pool_of,
             self._eligibility,
@@ -420,7 +420,6 @@ class Controller:
                 reason = "the address binds again (re-probed)"
                 await self._effects.lift_suspension(ip, WHOLE_IP, now, BIND_PROBE_ACTOR, reason)
                 self._eligibility.lift(ip, WHOLE_IP)
-                log.info("rotation: %s (%s) binds again: back in the pool", ip, pool)
                 await self._effects.emit([bind_lifted_alert(pool, ip, now, suspension)])
             elif suspension.until - now < self._bind_pause / 2:
                 # Still unbindable: extend before it lapses, so the IP is never offered

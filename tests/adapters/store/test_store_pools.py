@@ -303,3 +303,21 @@ def test_a_transition_with_another_ips_audit_event_is_refused(store: Store) -> N
     record = store.ip_record("203.0.113.20")
     assert record is not None
     assert record.state is IPState.ACTIVE
+
+
+def test_the_audit_trail_is_read_after_an_id_with_the_node_that_acted(store: Store) -> None:
+    """What the daemon's audit tail reads (``services.audit_log``), on SQLite and PostgreSQL."""
+    store.sync_pools([HIGH], T0)
+    start = store.last_audit_id()
+    store.record_event(event("203.0.113.20", IPState.RETIRED, IPState.ACTIVE, actor="operator:x"))
+    store.node = "n1"
+    store.record_event(event("203.0.113.21", IPState.RETIRED, IPState.ACTIVE))
+    rows = store.audit_events_after(start)
+    assert [(node, e.ip, e.actor) for _, node, e in rows] == [
+        (None, "203.0.113.20", "operator:x"),
+        ("n1", "203.0.113.21", "test"),
+    ]
+    assert [i for i, _, _ in rows] == sorted(i for i, _, _ in rows)
+    assert store.last_audit_id() == rows[-1][0]
+    assert store.audit_events_after(rows[0][0]) == rows[1:]
+    assert len(store.audit_events_after(start, limit=1)) == 1

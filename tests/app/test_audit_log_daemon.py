@@ -1,0 +1,166 @@
+"""Issue 14 item 3: operators' actions and rotation decisions in the daemon's log, once.
+
+Two processes: ``hrmonitor run --log-file`` and the operator's commands
+(``hrmonitor ip disable``, ``hrmonitor queue hold``) run as processes of their
+own against the same store. The daemon logs each new audit event once, from
+the trail (``services.audit_log``), and its own rotation decisions once, where
+it makes them (a routine retire and promote at INFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.test_relay_daemon import config_for, state_of, swaks, until
+from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.rbldnsd import Rbldnsd
+from tests.fixtures.smtp_sink import SmtpSink
+
+pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
+
+LEVEL = r"\S+ (?P<level>[A-Z]+) hrmonitor\.[\w.]+: \[[^]]+\] "
+
+
+@pytest.fixture
+def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
+    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
+    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
+    dns_server.add("contoso.test", "A", "127.0.0.5")
+    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
+    return dns_server
+
+
+class LoggingDaemon:
+    """``hrmonitor run --config C --log-file F`` as a process; its log is that file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log = log
+        self._stderr = (config.parent / "daemon.stderr").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hrmonitor", "run", "--config", str(config),
+             "--log-file", str(log)],
+            stdout=subprocess.DEVNULL, stderr=self._stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 90  # a loaded 2-core box starts it slowly
+        port = None
+        while port is None and time.monotonic() < deadline and self.process.poll() is None:
+            text = log.read_text() if log.exists() else ""
+            found = re.search(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)", text)
+            port = int(found.group(1)) if found else None
+            time.sleep(0.05)
+        if port is None:
+            self.stop()
+            pytest.fail(f"the daemon did not start:\n{log.read_text()[-3000:]}")
+        self.port = port
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self._stderr.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._stderr.close()
+
+
+@pytest.fixture
+def started() -> Iterator[list[LoggingDaemon]]:
+    daemons: list[LoggingDaemon] = []
+    yield daemons
+    for daemon in daemons:
+        daemon.kill()
+
+
+def hrmonitor(config: Path, *args: str) -> str:
+    """A command, as an operator runs it: a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hrmonitor", *args, "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def audit_lines(log: Path, pattern: str) -> list[re.Match[str]]:
+    found = re.compile(LEVEL + "audit: " + pattern + "$")
+    return [m for line in log.read_text().splitlines() if (m := found.match(line))]
+
+
+async def one_line(log: Path, pattern: str) -> re.Match[str]:
+    await until(lambda: bool(audit_lines(log, pattern)), within=60)
+    await asyncio.sleep(1)  # five more looks at the trail: none may log it again
+    [match] = audit_lines(log, pattern)
+    return match
+
+
+async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_level(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    started: list[LoggingDaemon],
+) -> None:
+    for ip in ("127.0.0.21", "127.0.0.22"):
+        rbldnsd.delist_ip(ip)  # 127.0.0.20 stays listed: retired, 127.0.0.21 sends on
+    smtp_sink.script("later@rcpt.test", "451 4.7.1 later")
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    config.write_text(config.read_text().replace('retry = ["1s"]', 'retry = ["1h"]'))
+    log_file = tmp_path / "hrmonitor.log"
+    daemon = await asyncio.to_thread(LoggingDaemon, config, log_file)
+    started.append(daemon)
+
+    # The daemon's own decision: routine (the pool keeps its minimum), INFO, once: the
+    # applier's line, not the tail's as well.
+    retired = await one_line(
+        log_file,
+        r"kind=state ip=127\.0\.0\.20 pool=high-risk from=active to=retired"
+        r" actor=rotation\.\S+ origin=\S+ reason=\".+\"( id=\d+)?",  # either writer's line
+    )
+    assert retired.group("level") == "INFO"
+    assert "origin=command" not in retired.group(0)
+
+    # An operator's action from another process: read from the trail, INFO, once.
+    await asyncio.to_thread(
+        hrmonitor, config, "ip", "disable", "127.0.0.11", "--reason", "NIC swap, ticket 42"
+    )
+    disabled = await one_line(
+        log_file,
+        r"kind=state ip=127\.0\.0\.11 pool=normal from=active to=disabled"
+        r" actor=operator:\S+ origin=command reason=\"NIC swap, ticket 42\" id=\d+",
+    )
+    assert disabled.group("level") == "INFO"
+
+    # A queue action: a deferred message held by the operator.
+    out = await swaks(daemon.port, "--from", "a@contoso.test", "--to", "later@rcpt.test")
+    qid = re.search(r"queued as (\w+)", out).group(1)  # type: ignore[union-attr]
+    await until(lambda: "status=deferred" in log_file.read_text(), within=60)
+    await asyncio.to_thread(hrmonitor, config, "queue", "hold", qid, "--reason", "look first")
+    held = await one_line(
+        log_file,
+        rf"kind=queue-hold queue_id={qid} pool=normal from=deferred to=held"
+        r" actor=operator:\S+ origin=command reason=\"look first\" id=\d+",
+    )
+    assert held.group("level") == "INFO"
+    assert state_of(tmp_path, "127.0.0.11") == "disabled"
+    assert await asyncio.to_thread(daemon.stop) == 0
+    # Nothing about these IPs at WARNING or above from the rotation or the trail.
+    loud = [
+        line for line in log_file.read_text().splitlines()
+        if re.match(r"\S+ (WARNING|ERROR|CRITICAL) hrmonitor\.services\.(rotation|audit)", line)
+    ]  # fmt: skip
+    assert loud == []
