@@ -13,7 +13,7 @@ is known.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -179,6 +179,95 @@ class BouncePattern:
     exclude: AnyOf | None = None  # text that rules this reason out
 
 
+GRAM = 3  # characters of an entry's start that the index files it under
+INDEXED_TEXT = 4096  # longer texts are matched entry by entry: same answers, less memory
+_NOT_PLAIN = frozenset(".^$*+?{}[]\\|()")
+
+
+def required_start(pattern: str) -> str:
+    """Text that every match of the regular expression ``pattern`` starts with.
+
+    Its leading plain characters, less one that a quantifier makes optional;
+    "" when the expression has an alternative at its top level (outside every
+    group and class), starts with anything but plain text, or is not read to
+    its end (an unclosed class: no valid expression has one).
+    """
+    depth = 0
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\":
+            position += 2
+            continue
+        if char == "[":  # a class: "]" right after "[" or "[^" is a member, "\\]" too
+            position += 2 if pattern.startswith("[^", position) else 1
+            if pattern.startswith("]", position):
+                position += 1
+            while position < len(pattern) and pattern[position] != "]":
+                position += 2 if pattern[position] == "\\" else 1
+            if position >= len(pattern):
+                return ""
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            return ""
+        position += 1
+    run = 0
+    while run < len(pattern) and pattern[run] not in _NOT_PLAIN:
+        run += 1
+    if run < len(pattern) and pattern[run] in "?*+{":
+        run -= 1
+    return pattern[: max(run, 0)]
+
+
+class _Index:
+    """Every entry of numbered AnyOfs, filed under the first GRAM characters that any
+    text it matches contains (a phrase's own start, a regex's required start).
+
+    ``hits`` finds the AnyOfs that match a text by trying only the entries filed
+    under the text's own GRAM-character pieces (and those too short to file):
+    the answer of searching each AnyOf, for a fraction of the searches.
+    """
+
+    __slots__ = ("always", "by_gram")
+
+    def __init__(self, sets: tuple[AnyOf | None, ...]) -> None:
+        self.by_gram: dict[str, list[tuple[int, str | re.Pattern[str]]]] = {}
+        self.always: list[tuple[int, str | re.Pattern[str]]] = []
+        for number, any_of in enumerate(sets):
+            if any_of is None:
+                continue
+            entries: list[tuple[str, str | re.Pattern[str]]] = [
+                (phrase, phrase) for phrase in any_of.phrases
+            ]
+            entries += [(required_start(regex.pattern), regex) for regex in any_of.regexes]
+            for start, entry in entries:
+                if len(start) >= GRAM:
+                    self.by_gram.setdefault(start[:GRAM], []).append((number, entry))
+                else:
+                    self.always.append((number, entry))
+
+    def hits(self, text: str) -> set[int]:
+        hit: set[int] = set()
+        grams = {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}
+        for gram in grams.intersection(self.by_gram):
+            for number, entry in self.by_gram[gram]:
+                if number not in hit and _found(entry, text):
+                    hit.add(number)
+        for number, entry in self.always:
+            if number not in hit and _found(entry, text):
+                hit.add(number)
+        return hit
+
+
+def _found(entry: str | re.Pattern[str], text: str) -> bool:
+    if isinstance(entry, str):
+        return entry in text
+    return entry.search(text) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class BouncePatterns:
     """Diagnostic-text patterns, one or more per reason (rules/bounce.toml).
@@ -189,6 +278,12 @@ class BouncePatterns:
 
     patterns: tuple[BouncePattern, ...]
     commands: tuple[tuple[str, AnyOf], ...] = ()  # phase evidence: (command, text)
+    # pattern i's match is AnyOf 2i of the index, its exclude 2i + 1
+    _index: _Index = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sets = tuple(any_of for p in self.patterns for any_of in (p.match, p.exclude))
+        object.__setattr__(self, "_index", _Index(sets))
 
     def command(self, text: str) -> str:
         """The SMTP command a reply can only have answered ("RCPT", ...), or ""."""
@@ -206,6 +301,22 @@ class BouncePatterns:
         if not self.patterns or not text:
             return frozenset()
         text = _CONTINUATION.sub(" ", _ADDRESS_LIKE.sub(" ", text.lower()))
+        if len(text) > INDEXED_TEXT:
+            return self._searched(text)
+        hit = self._index.hits(text)
+        return frozenset(
+            pattern.reason
+            for number, pattern in enumerate(self.patterns)
+            if 2 * number in hit and 2 * number + 1 not in hit
+        )
+
+    def searched(self, text: str) -> frozenset[Reason]:
+        """``reasons`` without the index: each pattern searched in turn (the tests' reference)."""
+        if not self.patterns or not text:
+            return frozenset()
+        return self._searched(_CONTINUATION.sub(" ", _ADDRESS_LIKE.sub(" ", text.lower())))
+
+    def _searched(self, text: str) -> frozenset[Reason]:
         return frozenset(
             pattern.reason
             for pattern in self.patterns
