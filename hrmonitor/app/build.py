@@ -115,7 +115,9 @@ def spam_scanner(config: Config) -> Rspamd | None:
 def open_controller(config: Config) -> tuple[Controller, Callable[[], None]]:
     """A rotation controller on the configured store for one command, and how to close it."""
     store = open_configured_store(config)
-    alerting = Alerting(store, alert_channels(config), config.alerting.repeat_after)
+    channels = alert_channels(config)
+    # An operator's action is told under the node's name, as the daemon tells its alerts.
+    alerting = Alerting(store, channels, config.alerting.repeat_after, node=node_name(config))
     return build_controller(config, store, alerting), store.close
 
 

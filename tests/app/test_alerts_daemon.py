@@ -8,16 +8,20 @@ high-risk pool's listed IP is retired and its standby promoted.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from hrmonitor.cli import main
 from tests.app.test_metrics_daemon import metrics_url, scrape_until, value
 from tests.app.test_relay_daemon import config_for, start, state_of, until
 from tests.fixtures.alertmanager import Alertmanager
+from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -216,3 +220,25 @@ async def test_alertmanager_refuses_a_body_that_is_not_its_shape(
     async with httpx.AsyncClient(timeout=5) as client:
         answer = await client.post(alertmanager.alerts_url, json={"kind": "listing"})
     assert answer.status_code == 400
+
+
+async def test_an_operator_action_from_the_command_line_names_the_node_and_resolves_as_itself(
+    tmp_path: Path, webhook: WebhookReceiver
+) -> None:
+    """``ip retire``/``ip restore`` alert through the store's dedupe like the daemon: the
+    node is named, and the restore resolves the retirement under its kind and severity."""
+    extra = f'[node]\nname = "mx-b"\n[[alerts]]\ntype = "webhook"\nurl = "{webhook.url}"\n'
+    config = make_config(tmp_path, extra=extra)
+
+    def ip(verb: str) -> None:
+        args = ["--config", str(config), "ip", verb, "127.0.0.20", "--reason", "test", "--force"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+
+    await asyncio.to_thread(ip, "retire")
+    await asyncio.to_thread(ip, "restore")
+    told = [(b["kind"], b["severity"], b["state"], b["event"], b["node"]) for b in webhook.bodies]
+    assert told == [
+        ("retirement", "medium", "firing", "retirement", "mx-b"),
+        ("retirement", "medium", "resolved", "restoration", "mx-b"),
+    ]
