@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, case, or_, select, update
@@ -50,8 +50,10 @@ def claim_alerts_detailed(
     comes twice in a batch is deduplicated against itself. The cost is one SELECT of
     the batch's known keys (what each was raised as, and whether it is resolved, so
     a claim says new, re-fire or repeat, and a resolution carries its alert's kind
-    and severity), one multi-row INSERT for the keys the store has never seen (a
-    first sweep: every listing new), then one statement for each alert left.
+    and severity, and when it was last sent), one multi-row INSERT for the keys the
+    store has never seen (a first sweep: every listing new), then one statement for
+    each alert left that is not plainly held back (open and sent within
+    ``repeat_after``: every sweep re-raises each open listing).
     """
     first: dict[str, int] = {}
     for index, alert in enumerate(alerts):
@@ -59,19 +61,24 @@ def claim_alerts_detailed(
     known = _known(session, list(first))
     # Only a key whose first occurrence is a raise can be inserted up front: before
     # it nothing in the batch touched the key, and a resolution first must see no row.
+    # (A key the SELECT found has a row: no INSERT to try.)
     fresh = [alerts[i] for i in first.values() if not alerts[i].resolved]
-    inserted = _insert_new_rows(session, fresh)
+    inserted = _insert_new_rows(session, [a for a in fresh if a.key not in known])
     answers: list[Claim] = []
     for index, alert in enumerate(alerts):
         before = known.get(alert.key)
         if alert.resolved:
             if resolve_alert(session, alert.key, alert.at) and before is not None:
                 answers.append(Claim(Claimed.RESOLVED, before.kind, before.severity))
-                known[alert.key] = _Known(before.kind, before.severity, alert.at)
+                known[alert.key] = replace(before, resolved_at=alert.at)
             else:
                 answers.append(Claim(Claimed.HELD))
             continue
-        if index == first[alert.key]:  # inserted just now, or the key had a row
+        if before is not None and _held(before, alert.at, repeat_after):
+            # Open and not due: the UPDATE below could only fail. A sweep re-raises
+            # every open listing, so this skips one statement per open alert per sweep.
+            sent = False
+        elif index == first[alert.key]:  # inserted just now, or the key had a row
             sent = alert.key in inserted or _reclaim(
                 session,
                 alert.key,
@@ -95,7 +102,7 @@ def claim_alerts_detailed(
             answers.append(Claim(Claimed.HELD))
             continue
         answers.append(Claim(_outcome(before, alert.at, repeat_after)))
-        known[alert.key] = _Known(str(alert.kind), Severity(alert.severity), None)
+        known[alert.key] = _Known(str(alert.kind), Severity(alert.severity), None, alert.at)
     return answers
 
 
@@ -104,6 +111,14 @@ class _Known:
     kind: str
     severity: Severity
     resolved_at: datetime | None
+    last_sent_at: datetime
+
+
+def _held(before: _Known, now: datetime, repeat_after: timedelta) -> bool:
+    """Open and sent less than ``repeat_after`` ago: dedupe holds it back."""
+    if before.resolved_at is not None:
+        return False
+    return _naive(now) - _naive(before.last_sent_at) < repeat_after
 
 
 def _outcome(before: _Known | None, now: datetime, repeat_after: timedelta) -> Claimed:
@@ -127,12 +142,16 @@ def _known(session: Session, keys: Sequence[str]) -> dict[str, _Known]:
     for start in range(0, len(keys), _SELECT_CHUNK):
         chunk = keys[start : start + _SELECT_CHUNK]
         rows = session.execute(
-            select(AlertRow.key, AlertRow.kind, AlertRow.severity, AlertRow.resolved_at).where(
-                AlertRow.key.in_(chunk)
-            )
+            select(
+                AlertRow.key,
+                AlertRow.kind,
+                AlertRow.severity,
+                AlertRow.resolved_at,
+                AlertRow.last_sent_at,
+            ).where(AlertRow.key.in_(chunk))
         )
-        for key, kind, severity, resolved_at in rows:
-            found[key] = _Known(kind, Severity(severity), resolved_at)
+        for key, kind, severity, resolved_at, last_sent_at in rows:
+            found[key] = _Known(kind, Severity(severity), resolved_at, last_sent_at)
     return found
 
 
