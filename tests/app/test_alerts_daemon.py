@@ -208,7 +208,7 @@ async def test_a_listing_that_retires_an_ip_is_one_alert_in_every_format_and_res
         assert levels == {("WARNING", False), ("INFO", True)}
         # No channel refused a body (Alertmanager answers 400 to one not of its shape).
         assert not re.search(r"alert \S+ to webhook .* failed", daemon.log.read_text())
-        assert daemon.stop() == 0
+        assert await daemon.stop_async() == 0
     finally:
         await slack.close()
 
