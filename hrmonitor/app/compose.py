@@ -1,37 +1,48 @@
-"""The services as the daemon runs them: the monitor, the controller and the relay, from Config.
+"""The services as the daemon runs them: the monitor, the controller, the relay and the
+listener, from Config.
 
-These are the only places that wire those three together. ``Daemon.run``
-uses them, and so do the end-to-end tests and the benchmarks that need the
-parts in one process (with a fake clock, say): what they measure or prove is
-then the daemon's own composition, not a hand-made copy of it.
+These are the only places that wire them together. ``Daemon.run`` uses them,
+``hrmonitor check`` builds its monitor with :func:`build_monitor`, and so do the
+tests and benchmarks that need the parts in one process (with a fake clock, a
+scripted rotation side, say): what they measure or prove is then the daemon's
+own composition, not a hand-made copy of it.
 
 What a caller supplies is what it owns: the store, the clock, the DNSBL
-engine, where alerts go, the outbound connections. Everything else (pools,
-lists, feedback rules, pauses, retry policy, concurrency) comes from Config.
+engine, where alerts go, the outbound connections, the resolver, and the
+rotation side the relay asks for source IPs (the :class:`Controller`, or in a
+relay test anything with its :class:`Rotation` methods). Everything else
+(pools, lists, feedback rules, pauses, retry policy, concurrency, listener
+limits) comes from Config.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
-from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_feedback_files
+from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
+from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome
 from hrmonitor.adapters.store.queue.repository import QueueRepository
-from hrmonitor.app.monitoring import zone_lists
+from hrmonitor.app.monitoring import build_monitor, zone_lists
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
+from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.delivery.retry import RetryPolicy
+from hrmonitor.core.feedback.replies import RemoteReply
 from hrmonitor.core.model import Clock
+from hrmonitor.core.rotation.selection import IpCandidate
 from hrmonitor.core.routing.decide import RouteDecision
-from hrmonitor.services.monitor import Monitor, MonitorMetrics
+from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
 from hrmonitor.services.relay.source_ip import PoolPicker, use_listed
@@ -42,9 +53,13 @@ from hrmonitor.services.surge.watcher import SurgeWatcher
 
 __all__ = [
     "RelayMetrics",
+    "Rotation",
     "build_controller",
+    "build_listener",
     "build_monitor",
     "build_relay",
+    "listener_settings",
+    "node_name",
     "outbound_connections",
 ]
 
@@ -57,18 +72,23 @@ class RelayMetrics(Protocol):
     def attempt(self, pool: str, source_ip: str, result: str, destination: str = "") -> None: ...
 
 
-def build_monitor(
-    config: Config,
-    engine: DnsblEngine,
-    store: Store,
-    clock: Clock,
-    emit_batch: Callable[[Sequence[Alert]], Awaitable[object]],
-    metrics: MonitorMetrics | None = None,
-) -> Monitor:
-    """Sweeps of the configured pools against the configured lists."""
-    return Monitor(
-        engine, zone_lists(config), store, clock, emit_batch, config.core_pools(), metrics
-    )
+class Rotation(Protocol):
+    """What the relay asks of the rotation side: the :class:`Controller`'s methods it uses.
+
+    The daemon passes its controller; a test of the relay may pass a scripted one.
+    """
+
+    async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]: ...
+
+    def listing_counts(self, pool: str) -> Mapping[str, int]: ...
+
+    def take(self, pool: str, ip: str, now: datetime) -> bool: ...
+
+    def on_reply(self, reply: RemoteReply) -> None: ...
+
+    def on_relay_alert(self, alert: Alert) -> bool: ...
+
+    def on_bind_failure(self, ip: str, pool: str, error: str, now: datetime) -> None: ...
 
 
 def node_name(config: Config) -> str:
@@ -126,7 +146,7 @@ def build_relay(
     clock: Clock,
     *,
     router: Router,
-    controller: Controller,
+    controller: Rotation,
     sender: Connections,
     mail: MailDns,
     on_alert: Callable[[Alert], None] | None = None,
@@ -193,3 +213,44 @@ def build_relay(
         on_outcome=on_outcome if feed is not None or metrics is not None else None,
         tag_sender=watcher.tag_sender if watcher is not None and config.verp.enabled else None,
     )
+
+
+def listener_settings(config: Config) -> ListenerSettings:
+    """The SMTP listener as ``[listener]`` and the tenants configure it."""
+    listener = config.listener
+    host, port = split_address(listener.bind)
+    return ListenerSettings(
+        host=host,
+        port=port,
+        hostname=listener.hostname,
+        tenants=tuple(
+            ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
+            for t in config.tenants
+        ),
+        max_message_size=listener.max_message_size,
+        max_recipients=listener.max_recipients,
+        max_line_length=listener.max_line_length,
+        timeout=listener.idle_timeout.total_seconds(),
+        max_connections=listener.max_connections,
+        max_connections_per_client=listener.max_connections_per_client,
+        address_literals=listener.address_literals,
+        literal_families=frozenset(
+            ipaddress.ip_address(ip).version for pool in config.core_pools() for ip in pool.all_ips
+        ),
+        tls_cert=str(config.path(listener.tls_cert)) if listener.tls_cert else "",
+        tls_key=str(config.path(listener.tls_key)) if listener.tls_key else "",
+    )
+
+
+def build_listener(
+    config: Config,
+    relay: Relay,
+    clock: Clock,
+    *,
+    authenticate: Callable[[str, str], str | None] | None = None,
+) -> Listener:
+    """The SMTP listener, handing every accepted message to ``relay``.
+
+    ``authenticate``: SMTP AUTH (``app.build.authenticator``), None for no AUTH.
+    """
+    return Listener(listener_settings(config), relay.accept, clock, authenticate)

@@ -12,7 +12,6 @@ is logged and the running one kept.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -28,8 +27,7 @@ from hrmonitor.adapters import systemd
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.metrics import Metrics
 from hrmonitor.adapters.scheduler import Scheduler
-from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
-from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
+from hrmonitor.adapters.smtp_in import ListenerSettings
 from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.nodes import ROLES, ROTATION, SWEEPER, NodeRegistry
@@ -51,8 +49,10 @@ from hrmonitor.app.build import (
 )
 from hrmonitor.app.compose import (
     build_controller,
+    build_listener,
     build_monitor,
     build_relay,
+    listener_settings,
     outbound_connections,
 )
 from hrmonitor.app.metrics_refresh import refresh_metrics
@@ -258,9 +258,7 @@ class Daemon:
             stack.push_async_callback(_stop_relay, relay, runner)
             await self._check_bindable(controller)
 
-            listener = Listener(
-                self._listener_settings(), relay.accept, clock, authenticator(config)
-            )
+            listener = build_listener(config, relay, clock, authenticate=authenticator(config))
             await listener.start()
             self.listener_port = listener.port
             stack.push_async_callback(listener.stop)  # closed first: no new mail while draining
@@ -343,31 +341,7 @@ class Daemon:
     # --- parts ----------------------------------------------------------------------------
 
     def _listener_settings(self) -> ListenerSettings:
-        listener = self.config.listener
-        host, port = split_address(listener.bind)
-        return ListenerSettings(
-            host=host,
-            port=port,
-            hostname=listener.hostname,
-            tenants=tuple(
-                ListenerTenant(t.name, tuple(_network(n) for n in t.networks))
-                for t in self.config.tenants
-            ),
-            max_message_size=listener.max_message_size,
-            max_recipients=listener.max_recipients,
-            max_line_length=listener.max_line_length,
-            timeout=listener.idle_timeout.total_seconds(),
-            max_connections=listener.max_connections,
-            max_connections_per_client=listener.max_connections_per_client,
-            address_literals=listener.address_literals,
-            literal_families=frozenset(
-                ipaddress.ip_address(ip).version
-                for pool in self.config.core_pools()
-                for ip in pool.all_ips
-            ),
-            tls_cert=str(self.config.path(listener.tls_cert)) if listener.tls_cert else "",
-            tls_key=str(self.config.path(listener.tls_key)) if listener.tls_key else "",
-        )
+        return listener_settings(self.config)
 
     async def _check_bindable(self, controller: Controller) -> None:
         """Every pool IP must be bindable; one that is not is suspended, never replaced."""
@@ -416,10 +390,6 @@ class Daemon:
         except (NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP (Windows)
             return
         stack.callback(loop.remove_signal_handler, signal.SIGHUP)
-
-
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text, strict=False)
 
 
 def _job(make: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:

@@ -1,4 +1,5 @@
-"""Building blocks of a sweep: the store, the lists, the DNSBL engine, the alert channels.
+"""Building blocks of a sweep: the store, the lists, the DNSBL engine, the alert channels,
+and the monitor itself (:func:`build_monitor`, which ``compose`` re-exports for the daemon).
 
 Apart from ``build`` (which re-exports them) so that ``hrmonitor check``, a probe
 started every few minutes, does not import the router, the controller, the
@@ -7,7 +8,7 @@ surge detector and the rule files the daemon needs besides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from hrmonitor.adapters.alerts import Channel, EmailChannel, LogChannel, WebhookChannel
@@ -16,10 +17,12 @@ from hrmonitor.adapters.dns.dnsbl.engine import DnsblEngine, read_catalogue
 from hrmonitor.adapters.store import Store, open_store
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
+from hrmonitor.core.alert import Alert
 from hrmonitor.core.dnsbl.answers import budget_problems
 from hrmonitor.core.dnsbl.catalogue import ZoneList
 from hrmonitor.core.model import Clock
 from hrmonitor.errors import ConfigError, StoreError
+from hrmonitor.services.monitor import Monitor, MonitorMetrics, MonitorStore, SweepEngine
 
 # A list's TTL: polling faster gains nothing and costs budget (docs/dnsbl-facts.md).
 MIN_USEFUL_INTERVAL_SECONDS = 15 * 60
@@ -69,6 +72,20 @@ def dnsbl_engine(config: Config) -> DnsblEngine:
         config.dns.attempts,
         max_in_flight=config.dnsbl.max_in_flight,
         rate_per_zone=config.dnsbl.rate_per_zone,
+    )
+
+
+def build_monitor(
+    config: Config,
+    engine: SweepEngine,
+    store: MonitorStore,
+    clock: Clock,
+    emit_batch: Callable[[Sequence[Alert]], Awaitable[object]],
+    metrics: MonitorMetrics | None = None,
+) -> Monitor:
+    """Sweeps of the configured pools against the configured lists (the daemon's and check's)."""
+    return Monitor(
+        engine, zone_lists(config), store, clock, emit_batch, config.core_pools(), metrics
     )
 
 

@@ -12,7 +12,12 @@ from typing import Any
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.store import ListingChanges, Store, open_store
 from hrmonitor.adapters.store.records import AlertRecord, ListingRecord
-from hrmonitor.app.monitoring import dnsbl_engine, open_configured_store, zone_lists
+from hrmonitor.app.monitoring import (
+    build_monitor,
+    dnsbl_engine,
+    open_configured_store,
+    zone_lists,
+)
 from hrmonitor.config.loading import Config
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.dnsbl.catalogue import ZoneList
@@ -122,9 +127,7 @@ async def run_check(
     store = await asyncio.to_thread(open_configured_store, config, clock)
     try:
         async with dnsbl_engine(config) as engine:
-            monitor = Monitor(
-                engine, lists, _CheckStore(store, record), clock, _no_alerts, config.core_pools()
-            )
+            monitor = build_monitor(config, engine, _CheckStore(store, record), clock, _no_alerts)
             report = await monitor.sweep(targets, pool=pool)
     finally:
         store.close()
