@@ -6,6 +6,9 @@ the real Router and rules/routing.toml, MX from the loopback DNS test server
 -> aiosmtpd MX on 127.0.0.50 that records which source IP delivered each
 message. Pools: normal 127.0.0.10-11, high-risk 127.0.0.20-22.
 
+The relay and the listener are the daemon's own (``app.compose.build_relay``,
+``build_listener``), built from a config file; only the rotation side is
+scripted (:class:`ScriptedRotation`: each IP's state is what the test says).
 The clock is a FakeClock: retries fall due only when a test moves it, so no
 test sleeps; waits are on conditions with a bounded timeout.
 """
@@ -13,7 +16,6 @@ test sleeps; waits are on conditions with a bounded timeout.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,21 +24,21 @@ from pathlib import Path
 import pytest
 
 from hrmonitor.adapters.dns.mail import MailDns
-from hrmonitor.adapters.rule_files import load_routing_files
-from hrmonitor.adapters.smtp_in import Listener, ListenerSettings, Tenant
-from hrmonitor.adapters.smtp_out import Connections, OutboundSettings
-from hrmonitor.adapters.store.engine import create_store_engine
-from hrmonitor.adapters.store.migrate import upgrade
+from hrmonitor.adapters.smtp_in import Listener
+from hrmonitor.adapters.smtp_out import Connections
+from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.repository import NewMessage, QueueRepository, RecipientStatus
+from hrmonitor.app.build import build_router, mail_dns
+from hrmonitor.app.compose import build_listener, build_relay, outbound_connections
+from hrmonitor.app.monitoring import open_configured_store
+from hrmonitor.config.loading import Config, load_config
 from hrmonitor.core.alert import Alert, AlertKind
-from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.feedback.replies import RemoteReply
-from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass
+from hrmonitor.core.model import IPState
 from hrmonitor.core.rotation.selection import IpCandidate
-from hrmonitor.core.routing.decide import Tenant as RoutingTenant
-from hrmonitor.services.relay.routing import Router, RoutingSettings
-from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
-from hrmonitor.services.relay.source_ip import PoolPicker
+from hrmonitor.services.relay.routing import Router
+from hrmonitor.services.relay.runner import Relay
+from tests.fixtures.app_config import make_config
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock, require_binary
 from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SmtpSink
@@ -45,25 +47,103 @@ NORMAL = ("127.0.0.10", "127.0.0.11")
 HIGH = ("127.0.0.20", "127.0.0.21", "127.0.0.22")
 TENANT_IP = "127.0.0.5"
 STRANGER_IP = "127.0.0.99"
-RULES = Path(__file__).resolve().parents[2] / "rules" / "routing.toml"
+
+POOLS = f"""
+[pools.normal]
+risk = "normal"
+ips = {list(NORMAL)!r}
+
+[pools.high-risk]
+risk = "high"
+ips = {list(HIGH)!r}
+""".replace("'", '"')
+
+TENANTS = """
+[[tenants]]
+name = "contoso"
+networks = ["127.0.0.0/29"]
+domains = ["contoso.test"]
+"""
+
+ROUTING = """
+[routing]
+trusted_filters = ["127.0.0.0/8"]
+"""
+
+
+@dataclass
+class ScriptedRotation:
+    """The rotation side the relay asks (``app.compose.Rotation``), scripted by the test.
+
+    Every IP's state is what ``states`` says; replies and bind failures are
+    recorded; a bind failure disables the IP, as the controller's suspension does.
+    """
+
+    pools: dict[str, tuple[str, ...]]
+    states: dict[str, IPState]
+    replies: list[RemoteReply] = field(default_factory=list)
+    bind_failures: list[str] = field(default_factory=list)
+
+    async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]:
+        return [IpCandidate(ip, self.states[ip]) for ip in self.pools[pool]]
+
+    def listing_counts(self, pool: str) -> dict[str, int]:
+        return {}
+
+    def take(self, pool: str, ip: str, now: datetime) -> bool:
+        return True
+
+    def on_reply(self, reply: RemoteReply) -> None:
+        self.replies.append(reply)
+
+    def on_relay_alert(self, alert: Alert) -> bool:
+        return False  # every alert goes to the relay's on_alert: the world's list
+
+    def on_bind_failure(self, ip: str, pool: str, error: str, now: datetime) -> None:
+        self.bind_failures.append(ip)
+        self.states[ip] = IPState.DISABLED
 
 
 @dataclass
 class World:
+    """The daemon's relay and listener (``app.compose``) from a config file, on a FakeClock."""
+
     relay: Relay
     listener: Listener
     sink: SmtpSink
     dns: DnsTestServer
     clock: FakeClock
     queue: QueueRepository
-    states: dict[str, IPState]
-    pools: dict[str, tuple[str, ...]]
+    rotation: ScriptedRotation
+    config: Config
+    store: Store
+    router: Router
+    connections: Connections
+    mail: MailDns
     alerts: list[Alert] = field(default_factory=list)
-    replies: list[RemoteReply] = field(default_factory=list)
-    bind_failures: list[str] = field(default_factory=list)
 
-    async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]:
-        return [IpCandidate(ip, self.states[ip]) for ip in self.pools[pool]]
+    @property
+    def states(self) -> dict[str, IPState]:
+        return self.rotation.states
+
+    @property
+    def pools(self) -> dict[str, tuple[str, ...]]:
+        return self.rotation.pools
+
+    @property
+    def replies(self) -> list[RemoteReply]:
+        return self.rotation.replies
+
+    @property
+    def bind_failures(self) -> list[str]:
+        return self.rotation.bind_failures
+
+    def build_relay(self) -> Relay:
+        """Another relay as the daemon builds it, on this world's store and peers."""
+        return build_relay(
+            self.config, self.store, self.clock, router=self.router, controller=self.rotation,
+            sender=self.connections, mail=self.mail, on_alert=self.alerts.append,
+        )  # fmt: skip
 
     async def swaks(self, *args: str, source: str = TENANT_IP) -> tuple[int, str]:
         swaks = require_binary("swaks")
@@ -88,73 +168,26 @@ async def world(
     dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
     dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
     dns_server.add("nullmx.test", "MX", "0 .")
-    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=1.0, attempts=2)
-    pools = [
-        Pool("normal", RiskClass.NORMAL, NORMAL, (), PoolPolicy(), timedelta(minutes=30)),
-        Pool("high-risk", RiskClass.HIGH, HIGH, (), PoolPolicy(), timedelta(minutes=15)),
-    ]
-    router = Router(
-        load_routing_files([RULES]),
-        pools,
-        RoutingSettings(trusted_filters=("127.0.0.0/8",)),
-        mail_dns,
-        tenants=[RoutingTenant("contoso", ("127.0.0.0/29",), ("contoso.test",))],
-    )
-
-    route = route_with(router)
-
-    engine = create_store_engine(f"sqlite:///{tmp_path}/hrmonitor.db")
-    upgrade(engine)
-    queue = QueueRepository(engine)
-    connections = Connections(
-        OutboundSettings(port=smtp_sink.port, helo_name="relay.test", connect_timeout=5,
-                         command_timeout=10)
+    path = make_config(
+        tmp_path, nameserver=("127.0.0.1", dns_server.port), pools=POOLS, tenants=TENANTS,
+        routing=ROUTING, listener="max_message_size = 20000", retry='["1m"]',
+        delivery='max_queue_time = "2h"', delivery_port=smtp_sink.port,
     )  # fmt: skip
-    pool_ips = {p.name: frozenset(p.all_ips) for p in pools}
-    states = {ip: IPState.ACTIVE for ips in pool_ips.values() for ip in ips}
-    holder: dict[str, World] = {}
-
-    async def candidates(pool: str, now: datetime) -> Sequence[IpCandidate]:
-        return await holder["w"].candidates(pool, now)
-
-    def on_bind_failure(ip: str, pool: str, error: str, now: datetime) -> None:
-        holder["w"].bind_failures.append(ip)
-        holder["w"].states[ip] = IPState.DISABLED  # what the controller's suspension does
-
-    relay = Relay(
-        queue=queue,
-        route=route,
-        picker=PoolPicker(candidates),
-        mx=mail_dns.mx_hosts,
-        addresses=mail_dns.addresses,
-        sender=connections,
-        clock=fake_clock,
-        settings=RelaySettings(
-            hostname="relay.test",
-            pool_ips=pool_ips,
-            retry=RetryPolicy.of([timedelta(minutes=1)], timedelta(hours=2)),
-            poll_seconds=0.2,
-        ),
-        # late-bound: the World is made after the Relay
-        on_reply=lambda reply: holder["w"].replies.append(reply),  # noqa: PLW0108
-        on_alert=lambda alert: holder["w"].alerts.append(alert),  # noqa: PLW0108
-        on_bind_failure=on_bind_failure,
-        stored_form=router.stored_form,
-    )
-    listener = Listener(
-        ListenerSettings(
-            host="127.0.0.1",
-            port=0,
-            hostname="relay.test",
-            tenants=(Tenant("contoso", (ipaddress.ip_network("127.0.0.0/29"),)),),
-            max_message_size=20_000,
-        ),
-        relay.accept,
-        fake_clock,
-    )
-    w = World(relay, listener, smtp_sink, dns_server, fake_clock, queue, states,
-              {p.name: p.all_ips for p in pools})  # fmt: skip
-    holder["w"] = w
+    config = load_config(path)
+    store = open_configured_store(config, fake_clock)
+    router = build_router(config)
+    connections = outbound_connections(config)
+    pools = {p.name: p.all_ips for p in config.core_pools()}
+    rotation = ScriptedRotation(pools, {ip: IPState.ACTIVE for ips in pools.values() for ip in ips})
+    alerts: list[Alert] = []
+    mail = mail_dns(config)
+    relay = build_relay(
+        config, store, fake_clock, router=router, controller=rotation, sender=connections,
+        mail=mail, on_alert=alerts.append,
+    )  # fmt: skip
+    listener = build_listener(config, relay, fake_clock)
+    w = World(relay, listener, smtp_sink, dns_server, fake_clock, relay.queue, rotation, config,
+              store, router, connections, mail, alerts)  # fmt: skip
     await listener.start()
     runner = asyncio.create_task(relay.run())
     try:
@@ -164,7 +197,8 @@ async def world(
         await relay.stop()
         await runner
         await connections.close()
-        engine.dispose()
+        await router.close()
+        store.close()
 
 
 async def _only_message(world: World, rcpt: str) -> str:
@@ -411,11 +445,7 @@ async def test_mail_claimed_by_a_runner_that_died_is_delivered_after_recover(wor
         ]
     )  # fmt: skip
     assert [c.message_id for c in world.queue.claim_due(world.clock.now(), 10)] == ["m-died"]
-    survivor = Relay(
-        queue=world.queue, route=world.relay._route, picker=world.relay._picker,
-        mx=world.relay._mx, addresses=world.relay._addresses, sender=world.relay._sender,
-        clock=world.clock, settings=world.relay.settings,
-    )  # fmt: skip
+    survivor = world.build_relay()
     assert await survivor.recover() == 1
     await asyncio.wait_for(survivor.run_until_idle(), 20)
     assert await _only_message(world, "again@rcpt.test") in NORMAL
