@@ -69,6 +69,11 @@ class Scheduler:
             **options,
         )
 
+    def remove(self, name: str) -> None:
+        """No more runs of job ``name`` (a run in progress finishes); nothing if unknown."""
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+
     def start(self) -> None:
         self._scheduler.start()
 

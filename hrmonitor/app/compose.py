@@ -190,7 +190,7 @@ def build_relay(
         route=route_with(router),
         picker=PoolPicker(
             controller.candidates,
-            use_listed({p.name: p for p in pools}, controller.listing_counts),
+            use_listed(controller.pools, controller.listing_counts),  # live: a reload changes it
             take=controller.take,
         ),
         mx=mail.mx_hosts,

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from functools import partial
@@ -56,14 +56,22 @@ from hrmonitor.app.compose import (
     outbound_connections,
 )
 from hrmonitor.app.metrics_refresh import refresh_metrics
-from hrmonitor.app.reload import Reloadable, apply, read_config, reopen_log_files
+from hrmonitor.app.reload import (
+    Reloadable,
+    check_pools,
+    hand_over,
+    plan,
+    read_config,
+    reopen_log_files,
+    restart_only,
+)
 from hrmonitor.app.validate import config_problems
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert
-from hrmonitor.core.model import Clock
+from hrmonitor.core.model import Clock, Pool
 from hrmonitor.core.routing.limits import DAY
-from hrmonitor.errors import ConfigError, raise_problems
+from hrmonitor.errors import ConfigError, StoreError, raise_problems
 from hrmonitor.services.alerting import Alerting, Outbox
 from hrmonitor.services.audit_log import AuditTail
 from hrmonitor.services.cluster import Cluster
@@ -138,7 +146,7 @@ class Daemon:
         """SIGHUP: reopen log files, then re-read the config and apply it in place.
 
         True when the new config was applied; False when it was refused (each
-        problem logged) and the running config kept.
+        problem logged) and the running config kept (``app.reload``).
         """
         reopen_log_files()
         parts = self._reloadable
@@ -149,16 +157,27 @@ class Daemon:
             source = self.config.source
             try:
                 new = await asyncio.to_thread(read_config, source)
-                waiting = apply(self.config, new, parts)
-            except ConfigError as error:
-                for problem in error.problems:
+                built = await asyncio.to_thread(plan, self.config, new)
+                await check_pools(built, parts, self.clock.now())
+            except (ConfigError, StoreError) as error:
+                problems = error.problems if isinstance(error, ConfigError) else (error,)
+                for problem in problems:
                     log.error("reload refused: %s", problem)
                 log.error("reload refused: keeping the running config of %s", source)
                 return False
+            moved = await hand_over(built, parts, self.clock.now())
+            waiting = restart_only(self.config, new)
+            known = {ip for pool in self.config.core_pools() for ip in pool.all_ips}
             self.config = new
+            await self._check_bindable(parts.controller, skip=known)
+        for line in moved:
+            log.info("reload: %s", line)
         for section in waiting:
             log.warning("reload: %s changed: takes effect at the next restart", section)
-        log.info("reloaded %s: routing rules, limits, tenants, reply patterns, alerts", source)
+        log.info(
+            "reloaded %s: routing rules, limits, tenants, reply patterns, alerts, pools, zones",
+            source,
+        )
         return True
 
     async def run(self) -> None:
@@ -270,16 +289,10 @@ class Daemon:
                 stack.callback(self.metrics.close)
 
             scheduler = Scheduler()
-            self._sweep_all = partial(_sweep_all, monitor, [p.name for p in pools])
+            self._sweep_all = lambda: _sweep_all(monitor, list(self.config.pools))
+            sweeps = SweepJobs(scheduler, cluster, monitor, clock)
             for pool in pools:
-                scheduler.every(
-                    f"sweep:{pool.name}",
-                    pool.interval,
-                    _job(
-                        partial(_as_role, cluster, SWEEPER, partial(monitor.sweep_pool, pool.name))
-                    ),
-                    first_run=clock.now(),
-                )
+                sweeps.schedule(pool)
             scheduler.every(
                 "rotation:tick",
                 config.rotation.tick,
@@ -303,7 +316,9 @@ class Daemon:
             )
             scheduler.start()
             stack.push_async_callback(scheduler.stop)
-            self._reloadable = Reloadable(router, alerting, controller)
+            self._reloadable = Reloadable(
+                router, alerting, controller, monitor, listener, relay, store, sweeps
+            )
             self._install_signals(stack)
             log.info(
                 "hrmonitor running: pools %s, lists %s, SMTP on %s:%s",
@@ -343,11 +358,19 @@ class Daemon:
     def _listener_settings(self) -> ListenerSettings:
         return listener_settings(self.config)
 
-    async def _check_bindable(self, controller: Controller) -> None:
-        """Every pool IP must be bindable; one that is not is suspended, never replaced."""
+    async def _check_bindable(
+        self, controller: Controller, skip: Collection[str] = frozenset()
+    ) -> None:
+        """Every pool IP must be bindable; one that is not is suspended, never replaced.
+
+        ``skip``: IPs already checked (a reload probes only the IPs it added).
+        """
         now = self.clock.now()
         for pool in self.config.core_pools():
-            problems = await asyncio.to_thread(check_bindable, pool.all_ips)
+            ips = [ip for ip in pool.all_ips if ip not in skip]
+            if not ips:
+                continue
+            problems = await asyncio.to_thread(check_bindable, ips)
             for ip, problem in problems.items():
                 if problem is not None:
                     log.error("pool %s: source IP %s cannot be bound: %s", pool.name, ip, problem)
@@ -403,6 +426,39 @@ async def _as_role(cluster: Cluster, role: str, work: Callable[[], Awaitable[obj
     """Run ``work`` only on the node that holds ``role`` now."""
     if cluster.holds(role):
         await work()
+
+
+class SweepJobs:
+    """One sweep job per pool, on the node that holds the sweeper role; a reload replaces them."""
+
+    def __init__(self, scheduler: Scheduler, cluster: Cluster, monitor: Monitor, clock: Clock):
+        self._scheduler = scheduler
+        self._cluster = cluster
+        self._monitor = monitor
+        self._clock = clock
+
+    def schedule(self, pool: Pool) -> None:
+        """Sweep ``pool`` every ``pool.interval``, the first time now."""
+        sweep = partial(self._monitor.sweep_pool, pool.name)
+        self._scheduler.every(
+            f"sweep:{pool.name}",
+            pool.interval,
+            _job(partial(_as_role, self._cluster, SWEEPER, sweep)),
+            first_run=self._clock.now(),
+        )
+
+    def replace(self, old: Sequence[Pool], new: Sequence[Pool], sweep_all_now: bool) -> None:
+        """Jobs for ``new``: a removed pool's job goes, a new or changed pool's (IPs,
+        interval) starts over with a sweep now, as do all of them when the zones changed."""
+        before = {pool.name: pool for pool in old}
+        for name in before.keys() - {pool.name for pool in new}:
+            self._scheduler.remove(f"sweep:{name}")
+            log.info("reload: pool %s removed: no more sweeps", name)
+        for pool in new:
+            was = before.get(pool.name)
+            same = was is not None and (was.all_ips, was.interval) == (pool.all_ips, pool.interval)
+            if sweep_all_now or not same:
+                self.schedule(pool)
 
 
 async def _sweep_all(monitor: Monitor, pools: list[str]) -> None:

@@ -107,6 +107,16 @@ class Monitor:
     def lists(self) -> tuple[ZoneList, ...]:
         return self._lists
 
+    def reconfigure(self, lists: Sequence[ZoneList], pools: Sequence[Pool]) -> None:
+        """New lists and pools (a reload), for the next sweep; a sweep running keeps its own.
+
+        A removed list's open alerts are resolved by :meth:`resolve_unconfigured_zones`.
+        """
+        self._lists = tuple(lists)
+        self._by_key = {z.key: z for z in self._lists}
+        self._pool_of = {ip: pool.name for pool in pools for ip in pool.all_ips}
+        self._pools = {pool.name: pool for pool in pools}
+
     def on_sweep(self, listener: SweepListener) -> None:
         """Call ``listener`` after every stored sweep (the rotation controller)."""
         self._listeners.append(listener)
@@ -149,12 +159,13 @@ class Monitor:
         return report
 
     async def resolve_unconfigured_zones(self, records: Sequence[AlertRecord]) -> list[str]:
-        """Resolve the zone-health alerts left open for lists no longer configured.
+        """Resolve the alerts left open for lists no longer configured (start-up, reload).
 
         A list removed from the config is no longer queried, so no sweep will see
-        it healthy again and its alert would stay open for ever. The resolution
-        keeps the alert's kind and severity. ``records``: the store's open alerts.
-        Returns the zones resolved.
+        it healthy again, or an IP delisted from it: its zone-health alert and its
+        listing alerts would stay open for ever. Each resolution keeps the alert's
+        kind, severity, pool and IP. ``records``: the store's open alerts.
+        Returns the zones whose alerts were resolved.
         """
         now = self._clock.now()
         prefix = alert_key(AlertKind.ZONE_HEALTH, None, None, "")
@@ -173,11 +184,38 @@ class Monitor:
             for zone in [record.key.removeprefix(f"{prefix}:")]
             if zone not in self._by_key
         ]
+        alerts += [
+            alert
+            for record in records
+            if record.kind == AlertKind.LISTING
+            and (alert := self._unconfigured_listing(record, now)) is not None
+        ]
         if alerts:
-            log.info("resolving zone-health alerts of unconfigured zones: %s",
-                     ", ".join(str(a.details["zone"]) for a in alerts))  # fmt: skip
+            zones = sorted({str(a.details["zone"]) for a in alerts})
+            log.info("resolving the alerts of unconfigured zones: %s", ", ".join(zones))
             await self._emit(alerts)
-        return [str(a.details["zone"]) for a in alerts]
+        return sorted({str(a.details["zone"]) for a in alerts})
+
+    def _unconfigured_listing(self, record: AlertRecord, now: datetime) -> Alert | None:
+        """The resolution of a listing alert whose zone is no longer configured, or None."""
+        details = record.payload.get("details")
+        zone = details.get("zone") if isinstance(details, dict) else None
+        if not isinstance(zone, str) or zone in self._by_key:
+            return None
+        pool, ip = record.payload.get("pool"), record.payload.get("ip")
+        pool = pool if isinstance(pool, str) else None
+        ip = ip if isinstance(ip, str) else None
+        return Alert(
+            kind=AlertKind.DELISTING,
+            severity=record.severity,
+            key=record.key,
+            summary=f"{ip} ({pool}) listing on {zone} no longer watched: {zone} is not configured",
+            at=now,
+            details={"zone": zone, "after": "unconfigured"},
+            pool=pool,
+            ip=ip,
+            resolved=True,
+        )
 
     async def _untold(self, result: SweepResult, changes: ListingChanges) -> list[ListingRecord]:
         """Open listings this sweep saw that nobody was told of.

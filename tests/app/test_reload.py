@@ -8,19 +8,23 @@ source address, so it proves which pool's routing sent it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
 
-from tests.fixtures.app_config import ROUTING, make_config
+from tests.app.test_relay_daemon import swaks_status
+from tests.fixtures.app_config import POOLS, ROUTING, TENANTS, make_config
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -180,3 +184,197 @@ async def test_a_hup_reopens_the_log_file_after_logrotate_moves_it(
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 30) == 0
     assert "draining" in log.read_text()  # SIGTERM still drains, logged to the new file
+
+
+# --- pools, zones and tenants in place --------------------------------------------------
+
+NORMAL_12 = """
+[pools.normal]
+risk = "normal"
+ips = ["127.0.0.12"]
+when_exhausted = "use-listed"
+"""
+
+HIGH_POOL = POOLS.split("[pools.high-risk]")[1]
+
+
+def pools_with(normal: str) -> str:
+    return normal + "\n[pools.high-risk]" + HIGH_POOL
+
+
+def tried(config_dir: Path, rcpt: str) -> int:
+    """How many attempts the queue has made for ``rcpt`` (the daemon's own database)."""
+    with sqlite3.connect(config_dir / "hrmonitor.db") as db:
+        row = db.execute(
+            "SELECT attempts FROM queue_recipients WHERE address = ?", (rcpt,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def history(config: Path, ip: str) -> dict[str, Any]:
+    """``hrmonitor history --json IP`` as an operator runs it: another process."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hrmonitor", "history", "--config", str(config), "--json", ip],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
+
+
+async def test_a_hup_moves_added_and_removed_ips_through_the_controller_audited(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Normal pool .10/.11 -> .12: mail queued before the reload leaves from .12 after it,
+    new mail too, and `history` tells each IP's move by "reload"."""
+    smtp_sink.script("queued@rcpt.test", "451 4.3.0 not now")  # until the reload is done
+    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await asyncio.to_thread(daemon_process, config)
+    session = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
+    await session.connect()
+    await send(session, "a@contoso.test", "queued@rcpt.test")
+    await until(lambda: tried(tmp_path, "queued@rcpt.test") > 0, 60)
+
+    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "reloaded" in daemon.log.read_text(), 60)
+    smtp_sink.script("queued@rcpt.test", "250 2.1.5 ok")
+    await send(session, "a@contoso.test", "after@rcpt.test")  # the session survived
+    await session.quit()
+    received = await smtp_sink.wait_for(2, 60)
+    assert {m.rcpts[0]: m.peer for m in received} == {
+        "queued@rcpt.test": "127.0.0.12",  # queued for the pool, sent from what it is now
+        "after@rcpt.test": "127.0.0.12",
+    }
+    log = daemon.log.read_text()
+    assert "reload: pool normal: 127.0.0.10 removed from pool normal in the config" in log
+    assert "reload: pool normal: 127.0.0.12 added to pool normal (ips) in the config" in log
+    assert "pools changed: takes effect at the next restart" not in log
+    assert daemon.stop() == 0
+
+    added = [
+        (e["from"], e["to"], e["reason"])
+        for e in history(config, "127.0.0.12")["audit"]
+        if e["by"] == "reload"
+    ]  # a new IP in a pool with a warm-up schedule warms up first, as a promotion does
+    assert added == [("active", "warming", "added to pool normal (ips) in the config")]
+    for gone in ("127.0.0.10", "127.0.0.11"):
+        record = history(config, gone)
+        assert record["state"] == "retired"
+        moves = [(e["from"], e["to"], e["reason"]) for e in record["audit"] if e["by"] == "reload"]
+        assert moves == [("active", "retired", "removed from pool normal in the config")]
+
+
+async def test_a_hup_with_new_zones_sees_their_listings_and_resolves_a_removed_zones_alert(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """Started on the dead list only (its zone-health alert open, 127.0.0.20's listing on
+    bl unseen); after the reload to bl, the listing is seen and dead's alert resolved."""
+    config = make_config(
+        tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port, zones=("dead",),
+    )  # fmt: skip
+    daemon = await asyncio.to_thread(daemon_process, config)
+    await until(lambda: "zone dead is dead" in daemon.log.read_text(), 60)
+    assert "listed on bl" not in daemon.log.read_text()
+
+    make_config(
+        tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port, zones=("bl",),
+    )  # fmt: skip
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "127.0.0.20 (high-risk) listed on bl" in daemon.log.read_text(), 60)
+    await until(lambda: "zone dead is no longer configured" in daemon.log.read_text(), 60)
+    log = daemon.log.read_text()
+    assert "dnsbl changed: takes effect at the next restart" not in log
+    assert "Traceback" not in log
+    assert daemon.stop() == 0
+    with sqlite3.connect(tmp_path / "hrmonitor.db") as db:
+        open_keys = {k for (k,) in db.execute("SELECT key FROM alerts WHERE resolved_at IS NULL")}
+    assert "zone-health:dead" not in open_keys
+    assert any(key.endswith(":127.0.0.20:bl") for key in open_keys)
+
+
+async def test_a_hup_adds_a_tenant_network_for_the_next_connection(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    tenants = TENANTS.replace("127.0.0.0/8", "127.0.0.5/32")
+    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants)
+    daemon = await asyncio.to_thread(daemon_process, config)
+    code, out = await swaks_status(
+        daemon.port, "--from", "a@contoso.test", "--to", "before@rcpt.test", client="127.0.0.7"
+    )
+    assert code != 0, out  # 127.0.0.7 is nobody's yet
+    assert "5.7.1" in out
+    kept = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20,
+                           source_address=("127.0.0.5", 0))  # fmt: skip
+    await kept.connect()
+
+    wider = TENANTS.replace('"127.0.0.0/8"', '"127.0.0.5/32", "127.0.0.7/32"')
+    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=wider)
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "reloaded" in daemon.log.read_text(), 60)
+    code, out = await swaks_status(
+        daemon.port, "--from", "a@contoso.test", "--to", "after@rcpt.test", client="127.0.0.7"
+    )
+    assert code == 0, out
+    await send(kept, "a@contoso.test", "kept@rcpt.test")  # the open session was not dropped
+    await kept.quit()
+    received = await smtp_sink.wait_for(2, 60)
+    assert sorted(m.rcpts[0] for m in received) == ["after@rcpt.test", "kept@rcpt.test"]
+    assert "tenants.networks" not in daemon.log.read_text()
+    assert daemon.stop() == 0
+
+
+async def test_a_hup_that_moves_an_ip_to_another_pool_changes_nothing(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """127.0.0.11 moved to high-risk (refused by the store) in the same edit as a new
+    normal IP and a new zone: none of it is applied, the daemon runs on the old config."""
+    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await asyncio.to_thread(daemon_process, config)
+    moved = POOLS.replace('ips = ["127.0.0.10", "127.0.0.11"]', 'ips = ["127.0.0.12"]').replace(
+        'standby = ["127.0.0.22"]', 'standby = ["127.0.0.22", "127.0.0.11"]'
+    )
+    make_config(
+        tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
+        delivery_port=smtp_sink.port, zones=("bl", "dead"), pools=moved,
+    )  # fmt: skip
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "keeping the running config" in daemon.log.read_text(), 60)
+    log = daemon.log.read_text()
+    assert "127.0.0.11 belongs to pool 'normal'" in log
+    assert "reload: pool" not in log
+    assert "zone dead" not in log
+
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
+    await client.connect()
+    for n in range(4):
+        await send(client, "a@contoso.test", f"still{n}@rcpt.test")
+    await client.quit()
+    received = await smtp_sink.wait_for(4, 60)
+    assert {m.peer for m in received} <= NORMAL
+    assert daemon.stop() == 0
+    assert state_of(tmp_path, "127.0.0.12") is None  # never registered
+    assert state_of(tmp_path, "127.0.0.10") == "active"
+
+
+def state_of(config_dir: Path, ip: str) -> str | None:
+    with sqlite3.connect(config_dir / "hrmonitor.db") as db:
+        row = db.execute("SELECT state FROM ips WHERE ip = ?", (ip,)).fetchone()
+    return str(row[0]) if row else None

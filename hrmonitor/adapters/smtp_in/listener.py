@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -100,12 +100,20 @@ class Listener:
         )
         self._tls: ssl.SSLContext | None = None
         # Asked at RCPT and again at DATA for every message, by few distinct clients;
-        # the settings are frozen, so an answer holds for the listener's life.
+        # an answer holds until a reload hands over new tenants.
         self._tenants: dict[str, str | None] = {}
         self._date: tuple[datetime | None, str] = (None, "")
         if settings.tls_cert:
             self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._tls.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+
+    def reconfigure_tenants(self, tenants: Sequence[Tenant]) -> None:
+        """New tenants' networks (a reload), for every question from now on.
+
+        Sessions already open are kept; their next RCPT or DATA asks again.
+        """
+        self.settings = replace(self.settings, tenants=tuple(tenants))
+        self._tenants = {}
 
     def tenant_of(self, client_ip: str) -> str | None:
         """:func:`tenant_for` the listener's tenants, remembered per client address."""

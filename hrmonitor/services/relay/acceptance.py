@@ -70,6 +70,10 @@ class Acceptance:
         self._classifying: set[asyncio.Task[None]] = set()
         self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
 
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """New relay settings (a reload changed the pools' IPs)."""
+        self._settings = settings
+
     async def _write_messages(self, batch: list[NewMessage]) -> None:
         await self._store(self._queue.enqueue, batch)
 

@@ -92,6 +92,10 @@ class Delivery:
         # (A and AAAA) for every attempt was ~15 % of the daemon's CPU under load.
         self._address_cache: dict[str, tuple[float, AddressResult]] = {}
 
+    def reconfigure(self, settings: RelaySettings) -> None:
+        """New relay settings (a reload changed the pools' IPs)."""
+        self._settings = settings
+
     async def _lookup_mx(self, domain: str) -> MxResult:
         cached = self._mx_cache.get(domain)
         if cached is not None and time.monotonic() - cached[0] < self._settings.mx_cache_seconds:

@@ -107,11 +107,14 @@ class Router:
         rules: Sequence[RoutingRule],
         settings: RoutingSettings,
         tenants: Sequence[Tenant],
+        pools: Sequence[Pool] | None = None,
     ) -> None:
-        """New rules, settings (limits too) and tenants for the next message (a reload).
+        """New rules, settings (limits too), tenants and pools for the next message (a reload).
 
         The sending-limit counters are kept: a reload does not reset a sender's day.
         """
+        if pools is not None:
+            self.pools = tuple(pools)
         self.rules = tuple(rules)
         self.settings = settings
         self.tenants = tuple(tenants)

@@ -23,8 +23,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -171,6 +172,13 @@ class Relay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def reconfigure_pools(self, pool_ips: Mapping[str, frozenset[str]]) -> None:
+        """The IPs each pool may send from, for the next pick (a reload). An attempt
+        already in flight from an IP no longer listed finishes as it started."""
+        self.settings = replace(self.settings, pool_ips=dict(pool_ips))
+        self._acceptance.reconfigure(self.settings)
+        self._delivery.reconfigure(self.settings)
 
     def share_destinations(self, nodes: int) -> None:
         """Several nodes: each takes its share of ``per_destination`` (at least 1), so the

@@ -59,6 +59,7 @@ from hrmonitor.errors import OperatorError
 from hrmonitor.services.rotation.apply import MAX_ROUNDS, DecisionApplier
 from hrmonitor.services.rotation.effects import AlertSink, Recheck, RotationEffects
 from hrmonitor.services.rotation.eligibility import Eligibility
+from hrmonitor.services.rotation.membership import RELOAD_ACTOR, PoolMembership
 from hrmonitor.services.rotation.replies import ReplyFeedback
 from hrmonitor.services.rotation.store import RotationStore
 from hrmonitor.services.rotation.volume import FLUSH_SECONDS, VolumeLedger
@@ -68,6 +69,7 @@ __all__ = [
     "EXHAUSTED_SETTLE",
     "MAX_ROUNDS",
     "RECHECK_ACTOR",
+    "RELOAD_ACTOR",
     "AlertSink",
     "BindProbe",
     "Controller",
@@ -143,6 +145,7 @@ class Controller:
             blocklist_destinations=blocklist_destinations,
             blocklist_window=blocklist_window,
         )
+        self._reconfig = PoolMembership(store)
         self._lock = asyncio.Lock()
 
     def reconfigure_feedback(self, rules: Sequence[FeedbackRule]) -> None:
@@ -231,24 +234,50 @@ class Controller:
                 await self._volume.reserve(view.ip, now, cap)
 
     async def reconfigure(
-        self, pools: Sequence[Pool], zones: Collection[str], now: datetime
-    ) -> None:
-        """Take a new set of pools and zones (a reload): the store must know the pools' IPs.
+        self,
+        pools: Sequence[Pool],
+        zones: Collection[str],
+        now: datetime,
+        actor: str = RELOAD_ACTOR,
+    ) -> list[str]:
+        """Take a new set of pools and zones (a reload); one line per IP it moved, for the log.
 
-        Pools added start with a quiet latch; pools removed are forgotten (their
-        IPs are no longer anyone's, so their evidence is ignored). The views of
-        every pool are read again before this returns, under the controller's
-        lock, so no decision runs on a mix of old and new pools.
+        The store must already know the new pools' IPs (``Store.sync_pools``). Every IP
+        added or removed is an audited change by ``actor`` (``reconfigure`` module
+        docstring); pool settings apply from the next decision. Pools added start
+        with a quiet latch; pools removed are forgotten. Done under the controller's
+        lock, with every pool's views read again before it returns, so no decision
+        runs on a mix of old and new pools.
         """
         async with self._lock:
+            was = dict(self._pool_of)
             self._pools.clear()
             self._pools.update({pool.name: pool for pool in pools})
             self._pool_of.clear()
             self._pool_of.update({ip: pool.name for pool in pools for ip in pool.all_ips})
             self._latches = {k: v for k, v in self._latches.items() if k in self._pools}
             self._eligibility.reconfigure(tuple(zones))
+            removed = sorted(ip for ip in was if ip not in self._pool_of)
+            added = sorted(ip for ip in self._pool_of if ip not in was)
+            lines: list[str] = []
+            if removed or added:
+                stored = {r.ip: r for r in await asyncio.to_thread(self._store.ip_records)}
+                for ip in removed:
+                    lines.append(
+                        await self._reconfig.remove(ip, was[ip], stored.get(ip), now, actor)
+                    )
+                for ip in added:
+                    pool = self._pools[self._pool_of[ip]]
+                    lines.append(await self._reconfig.add(ip, pool, stored.get(ip), now, actor))
             for name in self._pools:
                 await self._eligibility.reload(name, now)
+                await self._reserve_blocks(name, now)
+        return lines
+
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        """The configured pools by name: the live mapping, changed in place by a reload."""
+        return self._pools
 
     async def on_sweep(
         self,

@@ -170,7 +170,8 @@ class Eligibility:
         records = [r for r in self._store.ip_records(pool.name) if r.ip in members]
         listings: dict[str, list[OpenListing]] = {}
         for lst in self._store.current_listings():
-            if lst.ip in members:
+            # A list no longer configured is no longer evidence (a reload removed it).
+            if lst.ip in members and lst.zone in self._zones:
                 listings.setdefault(lst.ip, []).append(
                     OpenListing(
                         lst.zone, lst.codes, lst.severity, lst.first_seen, lst.tags, lst.txt

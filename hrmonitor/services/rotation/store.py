@@ -38,6 +38,8 @@ class RotationStore(Protocol):
 
     def zone_health(self) -> Mapping[str, ZoneHealthRecord]: ...
 
+    def record_event(self, event: AuditEvent) -> None: ...
+
     def transition_ip(
         self,
         ip: str,
