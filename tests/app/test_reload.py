@@ -378,3 +378,48 @@ def state_of(config_dir: Path, ip: str) -> str | None:
     with sqlite3.connect(config_dir / "hrmonitor.db") as db:
         row = db.execute("SELECT state FROM ips WHERE ip = ?", (ip,)).fetchone()
     return str(row[0]) if row else None
+
+
+BULK_POOL = """
+[pools.bulk]
+risk = "high"
+ips = ["127.0.0.13"]
+"""
+TO_BULK = '[rules.to-bulk]\nsender_domain = "bulk.contoso.test"\npool = "bulk"\n'
+
+
+async def test_a_hup_that_removes_a_pool_with_mail_waiting_for_it_is_refused(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """The bulk pool's message waits (the MX defers it) when a reload drops the pool: the
+    reload is refused, the pool stays, and the message leaves from it once the MX takes it."""
+    smtp_sink.script("waiting@rcpt.test", "451 4.3.0 not now")
+    (tmp_path / "bulk.toml").write_text(TO_BULK)
+    with_bulk = ROUTING.replace('"]', '", "bulk.toml"]')
+    config = lab_config(
+        tmp_path, rbldnsd, mail_dns, smtp_sink, pools=POOLS + BULK_POOL, routing=with_bulk
+    )
+    daemon = await asyncio.to_thread(daemon_process, config)
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
+    await client.connect()
+    await send(client, "a@bulk.contoso.test", "waiting@rcpt.test")
+    await until(lambda: tried(tmp_path, "waiting@rcpt.test") > 0, 60)
+
+    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)  # no bulk pool, no rule for it
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "keeping the running config" in daemon.log.read_text(), 60)
+    assert "pools.bulk: removed while 1 message(s) wait for it" in daemon.log.read_text()
+    smtp_sink.script("waiting@rcpt.test", "250 2.1.5 ok")
+    await send(client, "a@bulk.contoso.test", "next@rcpt.test")  # the rule still holds
+    await client.quit()
+    received = await smtp_sink.wait_for(2, 60)
+    assert {m.rcpts[0]: m.peer for m in received} == {
+        "waiting@rcpt.test": "127.0.0.13",
+        "next@rcpt.test": "127.0.0.13",
+    }
+    assert daemon.stop() == 0
+    assert state_of(tmp_path, "127.0.0.13") == "active"

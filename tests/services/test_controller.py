@@ -443,3 +443,20 @@ async def test_a_reputation_deferral_slows_an_ip_for_that_provider_without_holdi
     )
     await controller.drain()
     assert configured.active_suspensions(T0, "127.0.2.1") == []
+
+
+async def test_a_zone_a_reload_removed_no_longer_holds_an_ip_out(configured: Store) -> None:
+    """Retired on zen; zen removed from the config: its open listing is no longer evidence,
+    so the cool-down on the zones still configured (spamcop, clean) brings the IP back."""
+    controller = make(configured, cooldown=HOUR)
+    await controller.load(T0)
+    await controller.on_sweep(sweep(configured, T0, listed=["127.0.2.1"]), T0)
+    assert states(configured)["127.0.2.1"] is IPState.RETIRED
+
+    later = T0 + 2 * HOUR
+    moved = await controller.reconfigure(pools(cooldown=HOUR), ("spamcop",), later)
+    assert moved == []  # the same pools: no IP moved
+    clean = [Clean(ip, "spamcop") for pool in pools() for ip in pool.all_ips]
+    configured.record_sweep(clean, {"spamcop": ZoneHealth.OK}, later)
+    await controller.tick(later)
+    assert states(configured)["127.0.2.1"] is IPState.STANDBY

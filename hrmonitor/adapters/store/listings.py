@@ -95,18 +95,22 @@ def zone_health(session: Session) -> dict[str, ZoneHealthRecord]:
     }
 
 
-def clean_run(session: Session, ip: str, zones: Collection[str]) -> CleanRun | None:
+def clean_run(
+    session: Session, ip: str, zones: Collection[str], listed_on: Collection[str] | None = None
+) -> CleanRun | None:
     """The run of clean answers ``ip`` is in on every one of ``zones``, with no open listing.
 
-    None when there is no such run: an open listing (on any zone), a zone without
-    an answer, or a zone whose run is broken. No zones means no evidence, so None too.
+    None when there is no such run: an open listing (on any zone, or on one of
+    ``listed_on`` when given: the zones still configured), a zone without an
+    answer, or a zone whose run is broken. No zones means no evidence, so None too.
     """
     wanted = set(zones)
     if not wanted:
         return None
-    open_listing = session.scalar(
-        select(ListingRow.id).where(ListingRow.ip == ip, ListingRow.cleared_at.is_(None)).limit(1)
-    )
+    where = [ListingRow.ip == ip, ListingRow.cleared_at.is_(None)]
+    if listed_on is not None:
+        where.append(ListingRow.list_key.in_(set(listed_on)))
+    open_listing = session.scalar(select(ListingRow.id).where(*where).limit(1))
     if open_listing is not None:
         return None
     rows = session.execute(

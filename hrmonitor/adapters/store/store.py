@@ -261,10 +261,13 @@ class Store:
     def zone_health(self) -> dict[str, ZoneHealthRecord]:
         return self._run(listings.zone_health)
 
-    def clean_run(self, ip: str, zones: Collection[str]) -> CleanRun | None:
+    def clean_run(
+        self, ip: str, zones: Collection[str], listed_on: Collection[str] | None = None
+    ) -> CleanRun | None:
         """The run of trustworthy clean answers ``ip`` is in on every zone in ``zones``
-        with no open listing; None if there is none, which never counts as clean."""
-        return self._run(lambda s: listings.clean_run(s, _ip(ip), zones))
+        with no open listing (on ``listed_on``'s zones only, when given); None if there
+        is none, which never counts as clean."""
+        return self._run(lambda s: listings.clean_run(s, _ip(ip), zones, listed_on))
 
     def clean_since(self, ip: str, zones: Collection[str]) -> datetime | None:
         """Since when ``ip`` has been clean on every zone in ``zones`` (see :meth:`clean_run`)."""

@@ -184,7 +184,9 @@ class Eligibility:
         zones = self.cooldown_zones()
         views = []
         for r in records:
-            run = self._store.clean_run(r.ip, zones) if r.state is IPState.RETIRED else None
+            run = None
+            if r.state is IPState.RETIRED:  # a listing on a list no longer configured: no evidence
+                run = self._store.clean_run(r.ip, zones, listed_on=self._zones)
             warmup = None
             if r.state is IPState.WARMING:
                 warmup = WarmupView(

@@ -24,7 +24,9 @@ class RotationStore(Protocol):
 
     def current_listings(self, ip: str | None = None) -> list[ListingRecord]: ...
 
-    def clean_run(self, ip: str, zones: Collection[str]) -> CleanRun | None: ...
+    def clean_run(
+        self, ip: str, zones: Collection[str], listed_on: Collection[str] | None = None
+    ) -> CleanRun | None: ...
 
     def active_suspensions(
         self, now: datetime, ip: str | None = None
