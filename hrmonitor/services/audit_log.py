@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 BACKTRACK = 200  # recent ids re-read at each look (late commits)
 PAGE = 500
-LOGGED_WHERE_DECIDED = frozenset({"state"})  # this node's kinds logged by the applier
+# This node's kinds logged where decided: state changes by the applier (and a reload),
+# a reload's "config" events (an IP added or removed that keeps its state) by the reload.
+LOGGED_WHERE_DECIDED = frozenset({"state", "config"})
 
 
 class AuditSource(Protocol):

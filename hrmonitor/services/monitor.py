@@ -206,7 +206,8 @@ class Monitor:
         pool = pool if isinstance(pool, str) else None
         ip = ip if isinstance(ip, str) else None
         return Alert(
-            kind=AlertKind.DELISTING,
+            kind=AlertKind.LISTING,
+            event="delisting",
             severity=record.severity,
             key=record.key,
             summary=f"{ip} ({pool}) listing on {zone} no longer watched: {zone} is not configured",
