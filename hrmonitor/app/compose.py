@@ -39,7 +39,7 @@ from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.delivery.retry import RetryPolicy
 from hrmonitor.core.feedback.replies import RemoteReply
-from hrmonitor.core.model import Clock
+from hrmonitor.core.model import Clock, Pool
 from hrmonitor.core.rotation.selection import IpCandidate
 from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.monitor import Monitor
@@ -179,6 +179,12 @@ def build_relay(
 
     pools = config.core_pools()
 
+    # The controller's pools are live (a reload changes them in place); a scripted
+    # rotation has none: the config's then.
+    policies: Mapping[str, Pool] = (
+        controller.pools if isinstance(controller, Controller) else {p.name: p for p in pools}
+    )
+
     def relay_alert(alert: Alert) -> None:
         # "No eligible IP" only asks the controller's pool-exhausted latch to look
         # (one owner, one definition); every other alert goes where the caller said.
@@ -190,7 +196,7 @@ def build_relay(
         route=route_with(router),
         picker=PoolPicker(
             controller.candidates,
-            use_listed(controller.pools, controller.listing_counts),  # live: a reload changes it
+            use_listed(policies, controller.listing_counts),
             take=controller.take,
         ),
         mx=mail.mx_hosts,
