@@ -29,8 +29,9 @@ null-sender mail (which the shipped routing rules send high-risk) at
    keeps refusing that IP; others get 250. Measured at the MX: whether the
    next attempt to ``dN.test`` came from another IP, the time between the 554
    and that attempt (the stream sends to ``dN.test`` every ``2/rate`` s, so
-   this is mostly the wait for the next message), and how many later attempts
-   to ``dN.test`` still came from the refused IP.
+   this is mostly the wait for the next message), and how many of the next 20
+   attempts to ``dN.test`` (two rounds of the pool: the round-robin alone would
+   come back to the IP) still came from the refused IP.
 
 ``--decision N`` adds one row measured inside a process, labelled so: after
 the daemon stopped, the rotation controller and monitor are built from the same
@@ -275,7 +276,9 @@ async def reply_trial(n: int, mx: Mx, stream: Stream, dns: Any) -> dict[str, Any
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         attempts = [r for r in mx.rcpts if r[2].endswith("@" + domain)]
-        if len(attempts) >= 4:  # the refused one and three after it
+        # The refused one and two rounds of the pool after it: without the suspension the
+        # round-robin would have come back to the refused IP by then.
+        if len(attempts) >= 1 + 2 * len(HIGH + STANDBY):
             break
         await asyncio.sleep(0.1)
     stream.domains = [STREAM_DOMAIN]
