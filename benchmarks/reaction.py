@@ -49,6 +49,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -410,6 +411,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.close()
             dns.stop()
             rbl.stop()
+            if args.keep:
+                print(f"kept: {workdir} (config, database, the daemon's log)")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
     return outcome
 
 
@@ -440,7 +445,11 @@ def report(outcome: dict[str, Any]) -> bool:
     bound = outcome["bound_s"]
     last = [r["last_message_s"] for r in outcome["listings"]]
     retired = [r["retired_s"] for r in outcome["listings"]]
-    listing_ok = bool(last) and max(last) <= bound and None not in retired
+    listing_ok = (
+        bool(last)
+        and max(last) <= bound
+        and all(r is not None and r <= bound for r in retired)  # both held to the bound
+    )
     if last:
         print(f"worst: last message {max(last):.2f} s, retirement "
               f"{max((r for r in retired if r is not None), default=float('nan')):.2f} s"
@@ -478,6 +487,8 @@ def main() -> None:
                         help="also time N on_reply decisions in process (app.compose)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="also print the raw outcome")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (config, database, daemon log)")  # fmt: skip
     args = parser.parse_args()
     if not 0 < args.listings <= len(HIGH) - 2:
         parser.error(f"--listings: 1 to {len(HIGH) - 2} (each retires one of {len(HIGH)} IPs)")
