@@ -296,6 +296,9 @@ def test_normal_delisting_resolves_the_critical_alert_keeping_kind_and_severity(
     cleared = world.step([world.sweep()])["normal"]
     (resolution,) = [a for a in cleared.alerts if a.key == raised.key]
     assert resolution.resolved
+    # An alert an older version left open under the old key resolves too.
+    legacy = [a.key for a in cleared.alerts if a.key != raised.key and a.resolved]
+    assert legacy == ["normal-ip-listed:normal:10.1.0.1:zen"]
     assert resolution.kind is raised.kind
     assert resolution.severity is Severity.CRITICAL
     assert resolution.event == "delisting"

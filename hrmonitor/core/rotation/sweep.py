@@ -32,6 +32,11 @@ def on_sweep(run: Run, sweep: Sweep) -> None:
             details = {"zone": zone, "observed_at": sweep.at}
             kind, severity = _listing_kind(run, Severity.LOW)
             run.alert(kind, severity, key, summary, details, ip, True, event="delisting")
+            if kind is AlertKind.NORMAL_IP_LISTED:
+                # Before one alert per event the critical alert had a key of its own: one
+                # left open by an older version resolves too (sent only if it is open).
+                legacy = alert_key(AlertKind.NORMAL_IP_LISTED, run.pool.name, ip, zone)
+                run.alert(kind, severity, legacy, summary, details, ip, True, event="delisting")
 
 
 def _listing_kind(run: Run, severity: Severity) -> tuple[AlertKind, Severity]:
