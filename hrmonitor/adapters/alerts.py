@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import Severity
@@ -73,7 +74,8 @@ def log_level(alert: Alert) -> int:
     if alert.resolved:
         return logging.INFO
     if alert.handled:
-        return logging.ERROR if alert.kind is AlertKind.NORMAL_IP_LISTED else logging.WARNING
+        normal = AlertKind.NORMAL_IP_LISTED
+        return logging.ERROR if normal in (alert.kind, alert.event) else logging.WARNING
     return _LOG_LEVEL[alert.severity]
 
 
@@ -99,6 +101,13 @@ class LogChannel:
 
 
 WebhookFormat = Literal["json", "alertmanager", "slack"]
+ALERTMANAGER_PATH = "/api/v2/alerts"
+
+
+def url_path(url: str) -> str:
+    """The path of ``url``."""
+    return urlsplit(url).path
+
 
 # A condition has no end hrmonitor knows until it resolves; Alertmanager ends an
 # alert without endsAt after its resolve_timeout (5 minutes by default), so a firing
@@ -226,6 +235,8 @@ class WebhookChannel:
         min_severity: Severity = Severity.LOW,
         fmt: WebhookFormat = "json",
     ) -> None:
+        if fmt == "alertmanager" and url_path(url) in ("", "/"):
+            url = url.rstrip("/") + ALERTMANAGER_PATH  # Alertmanager's address alone
         self.name = f"webhook {url}" if fmt == "json" else f"webhook {url} ({fmt})"
         self.min_severity = min_severity
         self._url = url

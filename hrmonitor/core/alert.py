@@ -172,7 +172,8 @@ def merge_decided(told: Sequence[Alert], decided: Sequence[Alert]) -> list[Alert
         elif by_key.get(alert.key) is alert:
             if "action" in alert.details and not alert.resolved:
                 key = alert_key(AlertKind.RETIREMENT, alert.pool, alert.ip)
-                merged.append(replace(alert, kind=AlertKind.RETIREMENT, key=key))
+                event = str(alert.kind)  # what happened: the IP was listed
+                merged.append(replace(alert, kind=AlertKind.RETIREMENT, key=key, event=event))
             else:
                 merged.append(alert)
     return merged

@@ -9,8 +9,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from hrmonitor.adapters.alerts import alertmanager_alert, log_level, render, slack_message
-from hrmonitor.core.alert import Alert, AlertKind
+from hrmonitor.adapters.alerts import (
+    WebhookChannel,
+    alertmanager_alert,
+    log_level,
+    render,
+    slack_message,
+)
+from hrmonitor.core.alert import Alert, AlertKind, merge_decided
 from hrmonitor.core.model import Severity
 
 T0 = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
@@ -76,3 +82,21 @@ def test_log_levels_page_for_what_stops_mail_and_warn_for_a_handled_retirement()
     exhausted = Alert(AlertKind.POOL_EXHAUSTED, Severity.CRITICAL, "k", "s", T0)
     assert log_level(exhausted) == logging.CRITICAL
     assert log_level(listing(resolved=True)) == logging.INFO
+
+
+def test_an_alertmanager_address_alone_gets_the_api_path() -> None:
+    bare = WebhookChannel("http://127.0.0.1:9093", 5.0, fmt="alertmanager")
+    assert bare.name == "webhook http://127.0.0.1:9093/api/v2/alerts (alertmanager)"
+    given = WebhookChannel("http://127.0.0.1:9093/api/v2/alerts", 5.0, fmt="alertmanager")
+    assert given.name == bare.name
+    plain = WebhookChannel("http://127.0.0.1:9000/", 5.0)
+    assert plain.name == "webhook http://127.0.0.1:9000/"
+
+
+def test_a_normal_pool_retirement_told_apart_from_its_listing_logs_at_error() -> None:
+    """Its listing was told earlier, so it goes out as a retirement; still the normal pool."""
+    decided = Alert(AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL, "listing:normal:10.1.0.1:zen",
+                    "s", T0, {"action": "retired"}, "normal", "10.1.0.1", handled=True)  # fmt: skip
+    (retirement,) = merge_decided([], [decided])
+    assert (retirement.kind, retirement.event) == (AlertKind.RETIREMENT, "normal-ip-listed")
+    assert log_level(retirement) == logging.ERROR
