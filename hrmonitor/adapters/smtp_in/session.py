@@ -12,7 +12,10 @@
 - DATA: a "line" ends at CRLF while reading (so only CRLF.CRLF ends the
   message); every bare CR and bare LF is then made CRLF before anything reads
   a header (:mod:`hrmonitor.core.delivery.line_ends`). A line still longer than
-  ``max_line_length`` gets ``500 5.5.2`` and nothing is stored.
+  ``max_line_length`` gets ``500 5.5.2`` and nothing is stored. Memory: DATA is
+  processed a piece at a time into the one buffer that is stored (the Received:
+  field, stamped when DATA begins, first), so a message is held once, not copied
+  per step (issue 13: under twice its size above the daemon's baseline).
 - The acknowledgement of DATA is whatever the ``accept`` callback answers: the
   relay service answers ``250`` only after the queue committed the message.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, AnyStr, ClassVar
 
 from aiosmtpd.smtp import SMTP
@@ -70,6 +74,7 @@ class RelaySMTP(SMTP):
         self._client: str | None = None  # the address counted against the limits
         self._refusal: str | None = None  # the 421 to send instead of the greeting
         self._last_line = b""  # the last command line as read, line end included
+        self.received_at: datetime | None = None  # when DATA began: the Received: stamp
         super().__init__(_Handler(listener), **kwargs)
 
     # --- connection limits --------------------------------------------------------------
@@ -179,43 +184,42 @@ class RelaySMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # The Received: field is stamped now, at DATA (as Postfix does), and written
+        # first into the buffer that becomes the stored message: no copy to prepend it.
+        handler: _Handler = self.event_handler
+        self.received_at = self._listener.clock.now()
         limit = self.data_size_limit or 0
-        data = bytearray(b"\r\n")  # a virtual CRLF before the first line finds ".\r\n" there
-        size = 0
-        too_big = False
+        reader = line_ends.DataReader(
+            handler.received_field(self, self.received_at),
+            size_limit=limit,
+            max_line_length=self.line_length_limit - 2,
+        )
         while True:
             chunk = await self._reader.read(65536)
             if not chunk:  # the client went away mid-DATA: nothing to store or answer
                 return
             self._reset_timeout()  # an idle timeout, not a limit on the whole transfer
-            size += len(chunk)
-            data += chunk
-            end = data.find(b"\r\n.\r\n", max(0, len(data) - len(chunk) - 4))
-            if end >= 0:
+            after = reader.feed(chunk)
+            del chunk
+            if after is not None:
                 break
-            if limit and size > limit:
-                too_big = True
-                del data[: len(data) - 4]  # keep just enough to see the terminator
-        if end + 5 != len(data):
+        if after:
             # Commands sent after the dot without waiting for our reply: put them back
             # in front of whatever the reader still holds, for the command loop.
-            self._reader._buffer[:0] = data[end + 5 :]  # type: ignore[attr-defined]
-        if too_big or (limit and end > limit):  # ``end``: the message's size without the dot
+            self._reader._buffer[:0] = after  # type: ignore[attr-defined]
+        if reader.too_big or (limit and reader.size > limit):
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(TOO_BIG)
             return
-        body = bytes(data[2 : end + 2])
-        if body.startswith(b"."):
-            body = body[1:]
-        body = line_ends.normalise(body.replace(b"\r\n.", b"\r\n"))
-        longest = max(map(len, body.split(b"\r\n"))) if body else 0
-        if longest + 2 > self.line_length_limit:
+        if reader.too_long:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             limit_text = self._listener.settings.max_line_length
             await self.push(f"500 5.5.2 Line too long (limit {limit_text})")
             return
-        envelope.content = body
-        envelope.original_content = body
+        # The message with its Received: field, once; aiosmtpd's envelope holds the
+        # same object (no second copy), and drops it with the envelope after the reply.
+        envelope.content = envelope.original_content = reader.message()
+        del reader
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
@@ -306,12 +310,10 @@ class _Handler:
         # name on each new connection; the object's ~25 dunder names are just overhead.
         return ["handle_DATA"]
 
-    async def handle_DATA(self, server: RelaySMTP, session: Any, envelope: Any) -> str:
+    def received_field(self, server: RelaySMTP, now: datetime) -> bytes:
+        """The Received: field the relay puts first, for the session ``server`` at ``now``."""
+        session: Any = server.session
         listener = self._listener
-        tenant = server.relay_tenant()
-        if tenant is None:  # unreachable: RCPT refused them already; fail closed anyway
-            return RELAY_DENIED.reply
-        now = listener.clock.now()
         client_ip = str(session.peer[0])
         helo = str(session.host_name or "unknown")
         protocol = "ESMTP" if session.extended_smtp else "SMTP"
@@ -319,19 +321,26 @@ class _Handler:
             protocol += "S"
         if session.authenticated:
             protocol += "A"
-        received = (
+        return (
             f"Received: from {helo} ([{client_ip}])\r\n"
             f"\tby {listener.settings.hostname} (hrmonitor) with {protocol};\r\n"
             f"\t{listener.date_text(now)}\r\n"
         ).encode("utf-8", errors="replace")
-        content = envelope.original_content or b""
+
+    async def handle_DATA(self, server: RelaySMTP, session: Any, envelope: Any) -> str:
+        listener = self._listener
+        tenant = server.relay_tenant()
+        if tenant is None:  # unreachable: RCPT refused them already; fail closed anyway
+            return RELAY_DENIED.reply
+        now = server.received_at or listener.clock.now()
+        client_ip = str(session.peer[0])
         submission = Submission(
             tenant=tenant,
             client_ip=client_ip,
-            helo=helo,
+            helo=str(session.host_name or "unknown"),
             mail_from=str(envelope.mail_from or "").strip("<>"),
             recipients=tuple(envelope.rcpt_tos),
-            data=received + bytes(content),
+            data=envelope.original_content or b"",  # with its Received: field (smtp_DATA)
             received_at=now,
             smtputf8=bool(envelope.smtp_utf8),
             auth_user=str(session.auth_data[1]) if session.authenticated else None,
