@@ -90,6 +90,11 @@ def test_strip_removes_named_fields_with_continuations_and_keeps_the_rest_byte_f
     )
 
 
+def test_nothing_to_strip_is_the_same_bytes_not_a_copy():
+    message = b"Subject: hi\r\n\r\n" + b"x" * 100_000 + b"\r\n"
+    assert strip_untrusted_scores(message, "192.0.2.1", HEADERS, TRUSTED) is message
+
+
 def test_untrusted_client_gets_score_headers_stripped_trusted_keeps_them():
     assert strip_untrusted_scores(MESSAGE, "127.0.0.1", HEADERS, TRUSTED) == MESSAGE
     stripped = strip_untrusted_scores(MESSAGE, "192.0.2.1", HEADERS, TRUSTED)

@@ -177,8 +177,12 @@ def strip_header_fields(message: bytes, names: Iterable[str]) -> bytes:
     """``message`` with every header field named in ``names`` removed, all else byte for byte."""
     drop = {n.lower() for n in names}
     lines, offset = _header_lines(message)
-    kept = [b"".join(f) for f in _fields(lines) if _field_name(f[0]) not in drop]
-    return b"".join(kept) + message[offset:]
+    fields = _fields(lines)
+    kept = [b"".join(f) for f in fields if _field_name(f[0]) not in drop]
+    if len(kept) == len(fields):
+        return message  # nothing to strip: the same bytes, no copy of a large body
+    # One copy: the body is joined from a view of the message, not sliced out first.
+    return b"".join([*kept, memoryview(message)[offset:]])
 
 
 def header_fields(message: bytes) -> tuple[tuple[str, str], ...]:
