@@ -115,3 +115,21 @@ def test_hrmonitor_bounce_on_the_nested_message_ends_with_bounded_memory(tmp_pat
     # The file as read, one decoded copy and a transient one: well under 8x (the old
     # reader took 8 GB on this file).
     assert peak - baseline < 8 * size, (peak - baseline) / size
+
+
+def test_classifying_costs_a_constant_not_a_multiple_of_the_message() -> None:
+    """The parse reads at most MAX_BYTES: its latin-1 text and LF-only form are held at
+    once, so it allocates about 2 x MAX_BYTES however large the message (issue 13)."""
+    import tracemalloc
+
+    from hrmonitor.core.bounce.classify import MAX_BYTES
+
+    for message in (nested_multipart(15_000), nested_multipart(15_000) * 4):
+        tracemalloc.start()
+        try:
+            classify_message(message)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 2.5 * MAX_BYTES, f"{peak / MAX_BYTES:.2f} x MAX_BYTES"
+        assert peak < 0.6 * len(message), f"{peak / len(message):.2f}x the message"

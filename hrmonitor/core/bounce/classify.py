@@ -40,7 +40,11 @@ from hrmonitor.core.bounce.recipient import FailedRecipient, MessageMatcher, rec
 
 __all__ = ["BounceKind", "BounceReport", "FailedRecipient", "classify", "classify_message"]
 
-MAX_BYTES = 1024 * 1024  # bytes of a message looked at; the original copy is at the end anyway
+# Bytes of a message looked at. A report's text and status parts come first; the
+# original copy at the end is never descended into. The parse holds about twice
+# this much (the latin-1 text and its LF-only form), so this also caps what
+# classifying any message costs in memory: a constant, not a multiple of its size.
+MAX_BYTES = 256 * 1024
 MAX_CONTEXT = 2000  # characters of a text bounce consulted for a recipient's reason
 
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")

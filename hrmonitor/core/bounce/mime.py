@@ -232,7 +232,7 @@ def parse_message(raw: bytes, *, max_bytes: int) -> Part:
     levels and MAX_PARTS parts; a part past a bound is kept whole and marked
     ``truncated``, never descended into.
     """
-    text = raw[:max_bytes].decode("latin-1")
+    text = str(memoryview(raw)[:max_bytes], "latin-1")  # no copy of raw before decoding it
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _parse_entity(text, 0, len(text), "text/plain", 0, [MAX_PARTS])
