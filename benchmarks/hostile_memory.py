@@ -25,6 +25,7 @@ SQLite allocates; the RSS figures are the ones that count.
 
     .venv/bin/python benchmarks/hostile_memory.py [--cases hostile,plain1,plain10]
     MALLOC_ARENA_MAX=1 .venv/bin/python benchmarks/hostile_memory.py   # passed to the daemon
+    .venv/bin/python benchmarks/hostile_memory.py --postgres   # the store on 127.0.0.1:5432
     .venv/bin/python benchmarks/hostile_memory.py --diagnose --cases hostile
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import random
 import re
@@ -44,7 +46,8 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +71,7 @@ def ordinary(size: int, seed: int = 1) -> bytes:
         f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: report\r\n"
         'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="xx"\r\n\r\n'
         "--xx\r\nContent-Type: text/plain\r\n\r\nThe report is attached.\r\n"
-        '--xx\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n'
+        "--xx\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
         "\r\n"
     ).encode()
     return head + payload + b"--xx--\r\n"
@@ -104,8 +107,36 @@ def warm(port: int) -> None:
     time.sleep(1.0)  # classification of the warm-up messages (off the loop) settles
 
 
+POSTGRES = os.environ.get(
+    "HRMONITOR_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL for one daemon (dropped after): its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    schema = f"hrm_memory_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(POSTGRES).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+DATABASE: list[str | None] = [None]  # None: SQLite in the run's directory
+
+
 def config_for(directory: Path, dns: DnsTestServer) -> Path:
-    path = make_config(directory, nameserver=(dns.host, dns.port), delivery_port=9)
+    path = make_config(
+        directory, nameserver=(dns.host, dns.port), delivery_port=9, database=DATABASE[0]
+    )
     path.write_text(FAST.sub("", path.read_text()))
     return path
 
@@ -175,10 +206,10 @@ def measure(name: str, message: bytes, directory: Path, dns: DnsTestServer) -> N
 
 def diagnose(name: str, message: bytes, directory: Path, dns: DnsTestServer) -> None:
     """The daemon in this process under tracemalloc: where the Python-level copies are."""
-    from hrmonitor.app.daemon import Daemon  # noqa: PLC0415
-    from hrmonitor.config.loading import load_config  # noqa: PLC0415
+    import asyncio
 
-    import asyncio  # noqa: PLC0415
+    from hrmonitor.app.daemon import Daemon
+    from hrmonitor.config.loading import load_config
 
     config = load_config(config_for(directory, dns))
     port: list[int] = []
@@ -239,18 +270,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="hostile,plain1,plain10")
     parser.add_argument("--diagnose", action="store_true", help="in-process, tracemalloc")
+    parser.add_argument("--postgres", action="store_true", help="the store on PostgreSQL")
     parser.add_argument("--send", nargs=2, help=argparse.SUPPRESS)  # PORT FILE: the client
     args = parser.parse_args()
     if args.send:
         print(send(int(args.send[0]), Path(args.send[1]).read_bytes()))
         return
     arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
-    print(f"MALLOC_ARENA_MAX={arenas}; the daemon as a process, one per case")
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"MALLOC_ARENA_MAX={arenas}; store {store}; the daemon as a process, one per case")
     dns = start_dns()
     try:
         for name in args.cases.split(","):
             message = CASES[name]()
-            with tempfile.TemporaryDirectory() as tmp:
+            with contextlib.ExitStack() as stack:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory())
+                if args.postgres:
+                    DATABASE[0] = stack.enter_context(postgres_schema())
                 if args.diagnose:
                     diagnose(name, message, Path(tmp), dns)
                 else:
