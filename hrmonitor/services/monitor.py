@@ -187,7 +187,7 @@ class Monitor:
         alerts += [
             alert
             for record in records
-            if record.kind == AlertKind.LISTING
+            if record.kind in (AlertKind.LISTING, AlertKind.NORMAL_IP_LISTED)
             and (alert := self._unconfigured_listing(record, now)) is not None
         ]
         if alerts:
@@ -206,7 +206,7 @@ class Monitor:
         pool = pool if isinstance(pool, str) else None
         ip = ip if isinstance(ip, str) else None
         return Alert(
-            kind=AlertKind.LISTING,
+            kind=AlertKind(record.kind),  # a normal-pool IP's listing is normal-ip-listed
             event="delisting",
             severity=record.severity,
             key=record.key,

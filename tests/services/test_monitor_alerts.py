@@ -121,3 +121,24 @@ async def test_a_listing_check_recorded_first_is_told_by_the_next_sweep_once(
     fake_clock.advance(timedelta(minutes=30))
     await monitor.sweep_pool("normal")  # told once: the open alerts say so
     assert len(channel.got) == len(first)
+
+
+async def test_a_normal_pool_listing_on_a_zone_no_longer_configured_resolves_as_itself(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    """A normal-pool IP's listing alert is ``normal-ip-listed`` (one alert per event):
+    a reload or restart that drops its zone resolves it too, critical as it was raised."""
+    assert store.sync_pools([POOL], fake_clock.now()) == []
+    channel = Recording()
+    alerting = Alerting(store, [channel], REPEAT)
+    key = f"listing:normal:{IPS[0]}:gone"
+    raised = Alert(AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL, key, "listed", fake_clock.now(),
+                   {"zone": "gone"}, "normal", IPS[0])  # fmt: skip
+    await alerting.emit(raised)
+    monitor = Monitor(ScriptedEngine([]), [], store, fake_clock, alerting.emit_batch, [POOL])
+
+    assert await monitor.resolve_unconfigured_zones(store.open_alerts()) == ["gone"]
+    resolution = channel.got[-1]
+    assert (resolution.key, resolution.resolved, resolution.event) == (key, True, "delisting")
+    assert (resolution.kind, resolution.severity) == (AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL)
+    assert store.open_alerts() == []
