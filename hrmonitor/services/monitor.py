@@ -151,11 +151,14 @@ class Monitor:
             self._metrics.sweep_done(pool or "-", "ok", time.perf_counter() - started)
         own = self._alerts(changes, now, await self._untold(result, changes))
         decided: list[Alert] = []
-        for listener in self._listeners:
-            decided.extend(await listener(report) or ())
-        alerts = [self._with_link(alert) for alert in merge_decided(own, decided)]
-        if alerts:
-            await self._emit(alerts)
+        try:
+            for listener in self._listeners:
+                decided.extend(await listener(report) or ())
+        finally:
+            # A listener that fails (it raises on) does not hold back the sweep's news.
+            alerts = [self._with_link(alert) for alert in merge_decided(own, decided)]
+            if alerts:
+                await self._emit(alerts)
         return report
 
     async def resolve_unconfigured_zones(self, records: Sequence[AlertRecord]) -> list[str]:

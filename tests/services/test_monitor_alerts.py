@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import pytest
+
 from hrmonitor.adapters.alerts import Delivery
 from hrmonitor.adapters.store import Store
 from hrmonitor.core.alert import Alert, AlertKind
@@ -142,3 +144,22 @@ async def test_a_normal_pool_listing_on_a_zone_no_longer_configured_resolves_as_
     assert (resolution.key, resolution.resolved, resolution.event) == (key, True, "delisting")
     assert (resolution.kind, resolution.severity) == (AlertKind.NORMAL_IP_LISTED, Severity.CRITICAL)
     assert store.open_alerts() == []
+
+
+async def test_a_failing_listener_does_not_hold_back_the_sweeps_alerts(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    """The monitor tells after rotation decided; rotation failing still lets it tell."""
+    assert store.sync_pools([POOL], fake_clock.now()) == []
+    channel = Recording()
+    alerting = Alerting(store, [channel], REPEAT)
+    monitor = Monitor(ScriptedEngine([listed(IPS[0])]), [], store, fake_clock,
+                      alerting.emit_batch, [POOL])  # fmt: skip
+
+    async def broken(_: object) -> None:
+        raise RuntimeError("rotation bug")
+
+    monitor.on_sweep(broken)
+    with pytest.raises(RuntimeError, match="rotation bug"):
+        await monitor.sweep_pool("normal")
+    assert [(a.kind, a.ip) for a in channel.got] == [(AlertKind.LISTING, IPS[0])]
