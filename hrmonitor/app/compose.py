@@ -78,6 +78,11 @@ class Rotation(Protocol):
     The daemon passes its controller; a test of the relay may pass a scripted one.
     """
 
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        """The pools by name, as the rotation side holds them (live: a reload changes them)."""
+        ...
+
     async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]: ...
 
     def listing_counts(self, pool: str) -> Mapping[str, int]: ...
@@ -179,12 +184,6 @@ def build_relay(
 
     pools = config.core_pools()
 
-    # The controller's pools are live (a reload changes them in place); a scripted
-    # rotation has none: the config's then.
-    policies: Mapping[str, Pool] = (
-        controller.pools if isinstance(controller, Controller) else {p.name: p for p in pools}
-    )
-
     def relay_alert(alert: Alert) -> None:
         # "No eligible IP" only asks the controller's pool-exhausted latch to look
         # (one owner, one definition); every other alert goes where the caller said.
@@ -196,7 +195,7 @@ def build_relay(
         route=route_with(router),
         picker=PoolPicker(
             controller.candidates,
-            use_listed(policies, controller.listing_counts),
+            use_listed(controller.pools, controller.listing_counts),  # live: a reload changes it
             take=controller.take,
         ),
         mx=mail.mx_hosts,

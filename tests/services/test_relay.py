@@ -34,7 +34,7 @@ from hrmonitor.app.monitoring import open_configured_store
 from hrmonitor.config.loading import Config, load_config
 from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.feedback.replies import RemoteReply
-from hrmonitor.core.model import IPState
+from hrmonitor.core.model import IPState, Pool
 from hrmonitor.core.rotation.selection import IpCandidate
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay
@@ -79,13 +79,14 @@ class ScriptedRotation:
     recorded; a bind failure disables the IP, as the controller's suspension does.
     """
 
-    pools: dict[str, tuple[str, ...]]
+    pools: dict[str, Pool]
+    ips: dict[str, tuple[str, ...]]
     states: dict[str, IPState]
     replies: list[RemoteReply] = field(default_factory=list)
     bind_failures: list[str] = field(default_factory=list)
 
     async def candidates(self, pool: str, now: datetime) -> Sequence[IpCandidate]:
-        return [IpCandidate(ip, self.states[ip]) for ip in self.pools[pool]]
+        return [IpCandidate(ip, self.states[ip]) for ip in self.ips[pool]]
 
     def listing_counts(self, pool: str) -> dict[str, int]:
         return {}
@@ -128,7 +129,7 @@ class World:
 
     @property
     def pools(self) -> dict[str, tuple[str, ...]]:
-        return self.rotation.pools
+        return self.rotation.ips
 
     @property
     def replies(self) -> list[RemoteReply]:
@@ -177,8 +178,11 @@ async def world(
     store = open_configured_store(config, fake_clock)
     router = build_router(config)
     connections = outbound_connections(config)
-    pools = {p.name: p.all_ips for p in config.core_pools()}
-    rotation = ScriptedRotation(pools, {ip: IPState.ACTIVE for ips in pools.values() for ip in ips})
+    pools = {p.name: p for p in config.core_pools()}
+    ips = {name: p.all_ips for name, p in pools.items()}
+    rotation = ScriptedRotation(
+        pools, ips, {ip: IPState.ACTIVE for pool_ips in ips.values() for ip in pool_ips}
+    )
     alerts: list[Alert] = []
     mail = mail_dns(config)
     relay = build_relay(
