@@ -129,7 +129,7 @@ def test_the_terminal_report_shows_both_pools_with_their_own_health(
     assert "high-risk" in out
     assert "healthy" in out  # the normal pool, judged on its own IPs
     assert "127.0.0.20" in out
-    assert "bl 127.0.0.2" in out  # the listing, with its code
+    assert "bl SBL" in out  # the listing, with what its code means (127.0.0.2)
     code, out, _ = run("check", "--config", str(config), "127.0.0.20")
     assert code == 2
     assert "listed" in out

@@ -59,7 +59,7 @@ async def test_scheduled_sweeps_open_and_close_a_listing_interval(
         assert interval.cleared_at is not None
         assert interval.first_seen <= interval.last_seen <= interval.cleared_at
     finally:
-        await daemon.stop_async()
+        daemon.stop()
         await asyncio.wait_for(task, 10)
         store.close()
 
@@ -109,5 +109,5 @@ async def test_prometheus_metrics_show_sweeps_and_zone_health(
         assert 'hrmonitor_zone_health{health="ok",zone="bl"} 1.0' in text
         assert 'hrmonitor_dnsbl_answers_total{status="listed",zone="bl"}' in text
     finally:
-        await daemon.stop_async()
+        daemon.stop()
         await asyncio.wait_for(task, 10)
