@@ -241,6 +241,8 @@ class Daemon:
             await audit_tail.start()  # what the trail holds already is history, not news
             controller = build_controller(config, store, alerting, monitor)
             await controller.load(clock.now())
+            for line in await controller.readmit(clock.now()):
+                log.info("start: %s", line)
             stack.push_async_callback(controller.close)
 
             watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -460,3 +461,28 @@ async def test_a_zone_a_reload_removed_no_longer_holds_an_ip_out(configured: Sto
     configured.record_sweep(clean, {"spamcop": ZoneHealth.OK}, later)
     await controller.tick(later)
     assert states(configured)["127.0.2.1"] is IPState.STANDBY
+
+
+async def test_an_ip_a_reload_removed_returns_when_the_config_has_it_again(
+    configured: Store,
+) -> None:
+    """Removed by a reload (retired by "reload", audited); the config has it again: a later
+    reload, or the next start (``readmit``), puts it back in its configured role."""
+    controller = make(configured)
+    await controller.load(T0)
+    fewer = [replace(p, ips=("127.0.1.1",)) if p.name == "normal" else p for p in pools()]
+    moved = await controller.reconfigure(fewer, ZONES, T0)
+    assert moved == [
+        "pool normal: 127.0.1.2 removed from pool normal in the config: active -> retired"
+    ]
+    assert states(configured)["127.0.1.2"] is IPState.RETIRED
+    assert [e.actor for e in configured.audit_trail("127.0.1.2")] == ["reload"]
+
+    restarted = make(configured)  # the next start, with the IP in the config again
+    await restarted.load(T0 + HOUR)
+    assert await restarted.readmit(T0 + HOUR) == [
+        "pool normal: 127.0.1.2 added to pool normal (ips) in the config: retired -> active"
+    ]
+    assert states(configured)["127.0.1.2"] is IPState.ACTIVE
+    assert "127.0.1.2" in {c.ip for c in restarted.candidates_now("normal", T0 + HOUR)}
+    assert await restarted.readmit(T0 + HOUR) == []  # once

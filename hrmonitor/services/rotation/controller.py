@@ -274,6 +274,24 @@ class Controller:
                 await self._reserve_blocks(name, now)
         return lines
 
+    async def readmit(self, now: datetime, actor: str = RELOAD_ACTOR) -> list[str]:
+        """At start-up: the configured IPs that a reload retired when it removed them
+        (the config has them again) go back to their configured role, as a reload
+        adding them would; one line per IP, for the log."""
+        async with self._lock:
+            records = await asyncio.to_thread(self._store.ip_records)
+            lines = []
+            for record in records:
+                pool = self._pools.get(self._pool_of.get(record.ip, ""))
+                if pool is None or record.state is not IPState.RETIRED:
+                    continue
+                if record.state_actor == actor:
+                    lines.append(await self._reconfig.add(record.ip, pool, record, now, actor))
+            for name in self._pools:
+                await self._eligibility.reload(name, now)
+                await self._reserve_blocks(name, now)
+        return lines
+
     @property
     def pools(self) -> Mapping[str, Pool]:
         """The configured pools by name: the live mapping, changed in place by a reload."""
