@@ -63,7 +63,11 @@ from hrmonitor.services.rotation.controller import RELOAD_ACTOR, Controller
 log = logging.getLogger(__name__)
 
 # Sections read once at start-up: a change is logged and waits for a restart.
-RESTART_ONLY = ("database", "dns", "listener", "metrics", "rotation", "surge", "verp", "bounces")
+RESTART_ONLY = (
+    "database", "dns", "listener", "metrics", "node", "rotation", "surge", "verp", "bounces",
+)  # fmt: skip
+# [alerting] keys the alert outbox was built with (channels and repeat_after reload).
+ALERTING_OUTBOX = ("queue_size", "attempts", "shutdown_wait")
 # [dnsbl] keys the DNSBL engine (its resolver and rate limits) was built with.
 DNSBL_ENGINE = ("nameservers", "port", "max_in_flight", "rate_per_zone")
 
@@ -200,6 +204,10 @@ def restart_only(old: Config, new: Config) -> list[str]:
     waiting = [name for name in RESTART_ONLY if getattr(old, name) != getattr(new, name)]
     engine = [k for k in DNSBL_ENGINE if getattr(old.dnsbl, k) != getattr(new.dnsbl, k)]
     waiting += [f"dnsbl.{key}" for key in engine]
+    outbox = [k for k in ALERTING_OUTBOX if getattr(old.alerting, k) != getattr(new.alerting, k)]
+    waiting += [f"alerting.{key}" for key in outbox]
+    if old.limits.sync != new.limits.sync:
+        waiting.append("limits.sync")
     if old.delivery.model_copy(update={"feedback": ()}) != new.delivery.model_copy(
         update={"feedback": ()}
     ):
