@@ -436,3 +436,34 @@ async def test_a_hup_that_removes_a_pool_with_mail_waiting_for_it_is_refused(
     }
     assert await daemon.stop_async() == 0
     assert state_of(tmp_path, "127.0.0.13") == "active"
+
+
+async def test_an_attempt_in_flight_from_a_removed_ip_finishes(
+    tmp_path: Path,
+    rbldnsd: Rbldnsd,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """The MX holds the RCPT of a message sent from .10/.11 while a reload removes both:
+    that transaction completes from its IP, once; the next message leaves from .12."""
+    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await asyncio.to_thread(daemon_process, config)
+    smtp_sink.delay = 5.0
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
+    await client.connect()
+    await send(client, "a@contoso.test", "inflight@rcpt.test")
+    await until(lambda: smtp_sink.waiting > 0, 60)  # the attempt is at the MX now
+
+    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    daemon.process.send_signal(signal.SIGHUP)
+    await until(lambda: "reloaded" in daemon.log.read_text(), 60)
+    smtp_sink.delay = 0.0
+    await send(client, "a@contoso.test", "next@rcpt.test")
+    await client.quit()
+    received = await smtp_sink.wait_for(2, 60)
+    peers = {m.rcpts[0]: m.peer for m in received}
+    assert peers["inflight@rcpt.test"] in NORMAL
+    assert peers["next@rcpt.test"] == "127.0.0.12"
+    assert len(smtp_sink.for_rcpt("inflight@rcpt.test")) == 1
+    assert await daemon.stop_async() == 0
