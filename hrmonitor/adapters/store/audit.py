@@ -65,21 +65,7 @@ def trail(session: Session, ip: str) -> list[AuditEvent]:
         .where(AuditEventRow.ip == ip)
         .order_by(AuditEventRow.at, AuditEventRow.id)
     )
-    return [
-        AuditEvent(
-            at=row.at,
-            ip=row.ip,
-            pool=row.pool,
-            kind=row.kind,
-            from_state=row.from_state,
-            to_state=row.to_state,
-            reason=row.reason,
-            actor=row.actor,
-            evidence=dict(row.evidence),
-            until=row.until,
-        )
-        for row in rows
-    ]
+    return [_event(row) for row in rows]
 
 
 def last_event_id(session: Session) -> int:
@@ -97,22 +83,19 @@ def events_after(
         .order_by(AuditEventRow.id)
         .limit(limit)
     )
-    return [
-        (
-            row.id,
-            row.node,
-            AuditEvent(
-                at=row.at,
-                ip=row.ip,
-                pool=row.pool,
-                kind=row.kind,
-                from_state=row.from_state,
-                to_state=row.to_state,
-                reason=row.reason,
-                actor=row.actor,
-                evidence=dict(row.evidence or {}),
-                until=row.until,
-            ),
-        )
-        for row in rows
-    ]
+    return [(row.id, row.node, _event(row)) for row in rows]
+
+
+def _event(row: AuditEventRow) -> AuditEvent:
+    return AuditEvent(
+        at=row.at,
+        ip=row.ip,
+        pool=row.pool,
+        kind=row.kind,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        reason=row.reason,
+        actor=row.actor,
+        evidence=dict(row.evidence or {}),
+        until=row.until,
+    )
