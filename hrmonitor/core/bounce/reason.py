@@ -300,7 +300,7 @@ class BouncePatterns:
         """
         if not self.patterns or not text:
             return frozenset()
-        text = _CONTINUATION.sub(" ", _ADDRESS_LIKE.sub(" ", text.lower()))
+        text = _prepared(text)
         if len(text) > INDEXED_TEXT:
             return self._searched(text)
         hit = self._index.hits(text)
@@ -314,7 +314,7 @@ class BouncePatterns:
         """``reasons`` without the index: each pattern searched in turn (the tests' reference)."""
         if not self.patterns or not text:
             return frozenset()
-        return self._searched(_CONTINUATION.sub(" ", _ADDRESS_LIKE.sub(" ", text.lower())))
+        return self._searched(_prepared(text))
 
     def _searched(self, text: str) -> frozenset[Reason]:
         return frozenset(
@@ -330,6 +330,14 @@ class BouncePatterns:
 
 
 NO_PATTERNS = BouncePatterns(())
+
+
+def _prepared(text: str) -> str:
+    """Lower-cased, addresses blanked, a multi-line reply's repeated codes dropped."""
+    text = text.lower()
+    if "@" in text:  # (_ADDRESS_LIKE backtracks through every word of a text without one)
+        text = _ADDRESS_LIKE.sub(" ", text)
+    return _CONTINUATION.sub(" ", text)
 
 
 class TextMatcher(Protocol):
