@@ -66,14 +66,17 @@ def _plain_lines(file: str, report: BounceReport) -> list[str]:
 def rules_for(rules_path: str | None, config_value: str | None) -> Path | None:
     """The pattern file: ``--rules``; else the config's ``[bounces] patterns`` when a
     config was named (``--config``, the group's, $HRMONITOR_CONFIG) or ./config.toml
-    exists; else ./rules/bounce.toml or the shipped file. A named config that is
-    missing or bad is an error (exit 2), as for every command."""
+    exists (the shipped file when it names none, as for the daemon); else
+    ./rules/bounce.toml or the shipped file. A named config that is missing or bad
+    is an error (exit 2), as for every command."""
     if rules_path:
         return Path(rules_path)
     path = config_path(config_value)
     named = config_value or os.environ.get(CONFIG_ENV) or path != DEFAULT_CONFIG_PATH
     if named or Path(path).is_file():
         config = load(path)
+        if not config.bounces.patterns:  # "" would be the config's directory
+            return shipped_rules(RuleKind.BOUNCE)
         return config.path(config.bounces.patterns)
     return default_rules_path()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from hrmonitor.cli.bounce import bounce_command
+from hrmonitor.config.files import RuleKind, shipped_rules
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bounces"
 
@@ -104,6 +105,29 @@ def test_config_names_the_pattern_file_and_rules_overrides_it(tmp_path: Path) ->
     )
     assert overridden.exit_code == 0, overridden.output
     assert _reason(overridden.output) != "blocked"
+
+
+def test_a_config_without_bounce_patterns_uses_the_shipped_ones(tmp_path: Path) -> None:
+    """``[bounces] patterns`` defaults to "": the shipped file, as the daemon reads it
+    (it used to name the config's directory: exit 2, "Is a directory")."""
+    from tests.fixtures.app_config import make_config
+
+    config = make_config(tmp_path)
+    text = config.read_text()
+    named = text.split("[bounces]\n", 1)[1].split("\n", 1)[0]
+    config.write_text(text.replace(f"[bounces]\n{named}\n", ""))
+    assert "[bounces]" not in config.read_text()
+    message = tmp_path / "bounce.eml"
+    message.write_bytes(MESSAGE)
+    runner = CliRunner()
+
+    by_config = runner.invoke(bounce_command, [str(message), "--json", "--config", str(config)])
+    shipped = runner.invoke(
+        bounce_command, [str(message), "--json", "--rules", str(shipped_rules(RuleKind.BOUNCE))]
+    )
+
+    assert by_config.exit_code == 0, by_config.output
+    assert by_config.output == shipped.output
 
 
 def test_a_missing_named_config_exits_2(tmp_path: Path) -> None:
