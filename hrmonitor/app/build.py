@@ -161,7 +161,10 @@ def batv_keys(config: Config) -> BatvKeys | None:
 def bounce_patterns(config: Config) -> BouncePatterns:
     """The shipped patterns and the operator's (``[bounces] patterns``), read together."""
     files = [load_bounce_patterns(f.path) for f in config.rule_files(RuleKind.BOUNCE)]
-    return BouncePatterns(tuple(p for patterns in reversed(files) for p in patterns.patterns))
+    return BouncePatterns(
+        tuple(p for patterns in reversed(files) for p in patterns.patterns),
+        tuple(c for patterns in reversed(files) for c in patterns.commands),  # [[command]] too
+    )
 
 
 def authenticator(config: Config) -> Callable[[str, str], str | None] | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hrmonitor.adapters.rule_files import load_bounce_patterns
 from hrmonitor.app.build import bounce_patterns, build_router, zone_lists
 from hrmonitor.cli import main
 from hrmonitor.config.files import RuleKind, shipped_rules
@@ -96,6 +97,9 @@ def test_a_config_away_from_the_repository_finds_the_shipped_rules(
     assert [z.key for z in zone_lists(config)][:2] == ["spamhaus-zen", "spamcop"]
     assert "spam-score" in {rule.name for rule in build_router(config).rules}
     assert bounce_patterns(config).patterns
+    # the daemon's patterns are the CLI's: [[command]] tables (phase evidence) too
+    shipped = load_bounce_patterns(shipped_rules(RuleKind.BOUNCE))
+    assert bounce_patterns(config).commands == shipped.commands
     for kind in RuleKind:
         assert [f.path for f in config.rule_files(kind)] == [shipped_rules(kind)]
 
