@@ -78,6 +78,17 @@ def load_bounce_patterns(path: str | Path) -> BouncePatterns:
     return parse_bounce_patterns(read_rule_file(path), file=str(path))
 
 
+def load_bounce_files(paths: Sequence[str | Path]) -> BouncePatterns:
+    """Read bounce pattern files and layer them as the daemon does: a later file's
+    patterns and ``[[command]]`` tables are tried before an earlier one's (the
+    operator's before the shipped ones)."""
+    files = [load_bounce_patterns(path) for path in paths]
+    return BouncePatterns(
+        tuple(p for patterns in reversed(files) for p in patterns.patterns),
+        tuple(c for patterns in reversed(files) for c in patterns.commands),
+    )
+
+
 def validate_bounce_rule_files(paths: Sequence[str | Path]) -> list[str]:
     """Problems found in bounce pattern files, one message each (empty: all valid)."""
     problems: list[str] = []

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rspamd import Rspamd
-from hrmonitor.adapters.rule_files import load_bounce_patterns, load_routing_files
+from hrmonitor.adapters.rule_files import load_bounce_files, load_routing_files
 from hrmonitor.app.compose import build_controller, node_name
 from hrmonitor.app.monitoring import (
     alert_channels,
@@ -160,11 +160,7 @@ def batv_keys(config: Config) -> BatvKeys | None:
 
 def bounce_patterns(config: Config) -> BouncePatterns:
     """The shipped patterns and the operator's (``[bounces] patterns``), read together."""
-    files = [load_bounce_patterns(f.path) for f in config.rule_files(RuleKind.BOUNCE)]
-    return BouncePatterns(
-        tuple(p for patterns in reversed(files) for p in patterns.patterns),
-        tuple(c for patterns in reversed(files) for c in patterns.commands),  # [[command]] too
-    )
+    return load_bounce_files([f.path for f in config.rule_files(RuleKind.BOUNCE)])
 
 
 def authenticator(config: Config) -> Callable[[str, str], str | None] | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from hrmonitor.adapters.rule_files import load_bounce_patterns
+from hrmonitor.adapters.rule_files import load_bounce_files
 from hrmonitor.cli.options import CONFIG_ENV, config_option, config_path, load, print_json
 from hrmonitor.config.files import DEFAULT_CONFIG_PATH, RuleKind, shipped_rules
 from hrmonitor.core.bounce.classify import BounceReport, classify_message
@@ -63,22 +63,23 @@ def _plain_lines(file: str, report: BounceReport) -> list[str]:
     return lines
 
 
-def rules_for(rules_path: str | None, config_value: str | None) -> Path | None:
-    """The pattern file: ``--rules``; else the config's ``[bounces] patterns`` when a
-    config was named (``--config``, the group's, $HRMONITOR_CONFIG) or ./config.toml
-    exists (the shipped file when it names none, as for the daemon); else
-    ./rules/bounce.toml or the shipped file. A named config that is missing or bad
-    is an error (exit 2), as for every command."""
+def rules_for(rules_path: str | None, config_value: str | None) -> list[Path]:
+    """The pattern files, layered as the daemon layers them (later ones tried first).
+
+    ``--rules``: that file alone. Else, when a config was named (``--config``, the
+    group's, $HRMONITOR_CONFIG) or ./config.toml exists: what the daemon reads, the
+    shipped file and then the config's ``[bounces] patterns``. Else ./rules/bounce.toml
+    or the shipped file. A named config that is missing or bad is an error (exit 2),
+    as for every command.
+    """
     if rules_path:
-        return Path(rules_path)
+        return [Path(rules_path)]
     path = config_path(config_value)
     named = config_value or os.environ.get(CONFIG_ENV) or path != DEFAULT_CONFIG_PATH
     if named or Path(path).is_file():
-        config = load(path)
-        if not config.bounces.patterns:  # "" would be the config's directory
-            return shipped_rules(RuleKind.BOUNCE)
-        return config.path(config.bounces.patterns)
-    return default_rules_path()
+        return [f.path for f in load(path).rule_files(RuleKind.BOUNCE)]
+    default = default_rules_path()
+    return [] if default is None else [default]
 
 
 @click.command("bounce")
@@ -89,7 +90,7 @@ def rules_for(rules_path: str | None, config_value: str | None) -> Path | None:
     "rules_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Bounce pattern file; overrides the config's [bounces] patterns.",
+    help="Bounce pattern file, used alone: instead of the shipped patterns and the config's.",
 )
 @config_option
 @click.pass_context
@@ -101,9 +102,9 @@ def bounce_command(
     config_path: str | None,
 ) -> None:
     """Classify message files: dsn, nonstandard-bounce, mdn, arf, autoreply or none."""
-    path = rules_for(rules_path, config_path)
+    paths = rules_for(rules_path, config_path)
     try:
-        patterns = load_bounce_patterns(path) if path is not None else None
+        patterns = load_bounce_files(paths) if paths else None
     except RuleError as error:
         click.echo(f"hrmonitor: {error}", err=True)
         ctx.exit(EXIT_USAGE)

@@ -151,3 +151,38 @@ def test_json_gives_class_status_remote_mta_and_command_per_recipient() -> None:
     assert first["enhanced_status"] == "5.1.1"
     assert first["remote_mta"]
     assert first["command"] == "RCPT"
+
+
+def test_a_configs_patterns_are_added_to_the_shipped_ones_as_the_daemon_reads_them(
+    tmp_path: Path,
+) -> None:
+    """``--config`` classifies as the daemon does: the operator's file first, then the
+    shipped one (it used to read the operator's file alone, so every reason only the
+    shipped file knows was lost)."""
+    from hrmonitor.app.build import bounce_patterns
+    from hrmonitor.config.loading import load_config
+    from hrmonitor.core.bounce.classify import classify_message
+    from tests.fixtures.app_config import make_config
+
+    (tmp_path / "custom.toml").write_text(CUSTOM_RULES)
+    config = make_config(tmp_path)
+    text = config.read_text()
+    shipped = text.split('[bounces]\npatterns = "', 1)[1].split('"', 1)[0]
+    config.write_text(text.replace(shipped, str(tmp_path / "custom.toml")))
+    ours = tmp_path / "ours.eml"
+    ours.write_bytes(MESSAGE)
+    theirs = tmp_path / "theirs.eml"  # a reason only the shipped file knows
+    theirs.write_bytes(MESSAGE.replace(b"your host is frobnicated", b"mailbox is full"))
+
+    result = CliRunner().invoke(
+        bounce_command, [str(ours), str(theirs), "--json", "--config", str(config)]
+    )
+
+    assert result.exit_code == 0, result.output
+    reasons = [r["recipients"][0]["reason"] for r in json.loads(result.output)]
+    assert reasons == ["blocked", "mailboxfull"]
+    daemons = bounce_patterns(load_config(config))
+    assert reasons == [
+        classify_message(path.read_bytes(), patterns=daemons).recipients[0].reason.value
+        for path in (ours, theirs)
+    ]
