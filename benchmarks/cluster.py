@@ -18,11 +18,20 @@ answers the sender's and the recipient's domains.
 of the load until smtp-sink counted the last one. "Duplicates" = recipients with
 more than one 2xx attempt in the shared queue (each message has one recipient),
 plus smtp-sink's count beyond the messages sent.
+
+CPU: the kernel's user+system time of each process over the run (``/proc/PID/stat``),
+as milliseconds of CPU per delivered message: the daemons, PostgreSQL (every
+``postgres`` process on the machine, so other users of the server count too: the
+figure is an upper bound), and the load (smtp-source, smtp-sink). CPU per message
+does not depend on how busy the machine is the way msg/s does, so it gives a
+ceiling: with N cores, no number of nodes delivers more than
+N / (CPU seconds per message of the whole pipeline) msg/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -142,6 +151,39 @@ def start_node(
     return process, port
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def postgres_cpu() -> float:
+    """CPU so far of every process named ``postgres`` (the server and its backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "postgres":
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
 def duplicates(url: str) -> int:
     engine = create_engine(url)
     try:
@@ -175,6 +217,10 @@ def run(
                 ports.append(port)
             time.sleep(2)  # the first sweeps and heartbeats are over
             targets = [ports[i % nodes] for i in range(2)]
+            each = [-cpu_seconds(p.pid) for p in daemons]
+            machine = -machine_busy()
+            pg_cpu = -postgres_cpu()
+            load_cpu = -cpu_seconds(sink.process.pid)
             started = time.monotonic()
             sources = [
                 subprocess.Popen(
@@ -204,6 +250,12 @@ def run(
                 time.sleep(0.05)
             seconds = time.monotonic() - started
             count = sink.count()
+            each = [before + cpu_seconds(p.pid) for before, p in zip(each, daemons, strict=True)]
+            daemon_cpu = sum(each)
+            machine += machine_busy()
+            pg_cpu += postgres_cpu()
+            load_cpu += cpu_seconds(sink.process.pid)
+            load_cpu += sum(cpu_seconds(c.pid) for c in sources)  # done sending by now
             for client in sources:
                 client.wait(60)
             time.sleep(1)
@@ -215,8 +267,11 @@ def run(
             sink.stop()
         twice = duplicates(url)
     drop_schema(schema)
+    per = 1000 / max(count, 1)
     return {"nodes": nodes, "delivered": count, "seconds": seconds, "rate": count / seconds,
-            "duplicates": twice + extra}  # fmt: skip
+            "duplicates": twice + extra, "daemon_ms": daemon_cpu * per, "pg_ms": pg_cpu * per,
+            "load_ms": load_cpu * per, "busiest": max(each) / seconds,
+            "machine": machine / seconds}  # fmt: skip
 
 
 def main() -> None:
@@ -232,6 +287,7 @@ def main() -> None:
     dns.add("mx.sink.test", "A", SINK_HOST)
     dns.start()
     rates: dict[int, list[float]] = {1: [], 2: []}
+    pipeline: dict[int, list[float]] = {1: [], 2: []}
     duplicated = 0
     try:
         for round_ in range(args.rounds):
@@ -239,10 +295,16 @@ def main() -> None:
                 result = run(nodes, args.messages, args.sessions, args.size, dns)
                 rates[nodes].append(result["rate"])
                 duplicated += int(result["duplicates"])
+                cpu = result["daemon_ms"] + result["pg_ms"] + result["load_ms"]
+                pipeline[nodes].append(cpu)
                 print(
                     f"round {round_ + 1}: {nodes} node(s): {result['delivered']:.0f} delivered in "
                     f"{result['seconds']:.1f} s = {result['rate']:.0f} msg/s, "
-                    f"{result['duplicates']:.0f} duplicate(s)",
+                    f"{result['duplicates']:.0f} duplicate(s); CPU per message: daemons "
+                    f"{result['daemon_ms']:.2f} ms, postgres {result['pg_ms']:.2f} ms, "
+                    f"smtp-source+sink {result['load_ms']:.2f} ms = {cpu:.2f} ms; busiest "
+                    f"daemon {result['busiest']:.2f} of a core; machine {result['machine']:.2f} "
+                    f"of {os.cpu_count()} cores busy (everyone's)",
                     flush=True,
                 )
     finally:
@@ -252,6 +314,14 @@ def main() -> None:
         f"median: 1 node {one:.0f} msg/s, 2 nodes {two:.0f} msg/s = {two / one:.2f}x; "
         f"duplicates {duplicated}"
     )
+    cores = os.cpu_count() or 1
+    for nodes in (1, 2):
+        ms = statistics.median(pipeline[nodes])
+        print(
+            f"ceiling with {nodes} node(s): {ms:.2f} ms of CPU per message over the whole "
+            f"pipeline -> at most {cores * 1000 / ms:.0f} msg/s on {cores} cores "
+            f"({cores * 1000 / ms / one:.2f}x the one-node median)"
+        )
 
 
 if __name__ == "__main__":
