@@ -232,3 +232,31 @@ def test_recipients_sent_since_are_what_the_senders_sent_for_the_limit_windows(
     assert queue.recipients_sent_since(T0 + timedelta(minutes=1)) == [
         ("Other@Contoso.test", T0 + timedelta(minutes=5), 1)
     ]
+
+
+def test_large_bodies_are_stored_and_read_byte_for_byte_beside_small_ones(
+    queue: QueueRepository,
+) -> None:
+    # Over BLOB_IO_BYTES: SQLite writes and reads these with blob I/O (migration 0006).
+    large = b"Subject: big\r\n\r\n" + bytes(range(256)) * 2000 + b"\r\n"
+    queue.enqueue([_message("s1"), _message("b1", body=large), _message("s2")])
+    assert queue.body("b1") == large
+    assert queue.body("s1") == queue.body("s2") == b"Subject: x\r\n\r\nbody\r\n"
+    claimed = {r.message_id: r.body for r in queue.claim_due(T0, limit=10)}
+    assert claimed["s1"] == b"Subject: x\r\n\r\nbody\r\n"
+    assert claimed["b1"] is None  # read when it is sent
+    queue.set_bounce_kind("b1", "none")
+    assert queue.body("b1") == large
+
+
+def test_purge_takes_the_bodies_with_the_messages(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1", body=b"x" * 100_000), _message("m2")])
+    queue.record(
+        [
+            Outcome(r.recipient_id, r.message_id, RecipientStatus.DELIVERED, T0, "normal")
+            for r in queue.claim_due(T0, limit=10)
+        ]
+    )
+    assert queue.purge_finished(T0 + timedelta(days=1)) == 2
+    with queue._engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM queue_bodies")).scalar_one() == 0

@@ -162,3 +162,52 @@ def test_a_current_database_is_recognised_without_importing_alembic(store_url: s
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_0006_moves_queued_bodies_to_their_own_table_and_back(store_url: str) -> None:
+    from alembic import command
+
+    from hrmonitor.adapters.store.queue.repository import QueueRepository
+
+    store = open_store(store_url)
+    body = b"Subject: queued before 0006\r\n\r\n" + b"x" * 70_000 + b"\r\n"
+
+    def migrate_to(revision: str, *, down: bool = False) -> None:
+        with store.engine.begin() as connection:
+            config = migrate.alembic_config()
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+    try:
+        migrate_to("0005")
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO queue_messages (id, tenant, client_ip, mail_from, body, size,"
+                    " arrived_at, pool, risk, reasons, message_id, smtputf8)"
+                    " VALUES ('m1', 't', '127.0.0.5', 'a@contoso.test', :body, :size,"
+                    " :at, 'normal', 'normal', '[]', '', 0)"
+                ),
+                {"body": body, "size": len(body), "at": datetime.now(UTC)},
+            )
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO queue_recipients (message_id, address, domain, status,"
+                    " attempts, next_attempt_at, last_reply, remote_mta, updated_at)"
+                    " VALUES ('m1', 'b@rcpt.test', 'rcpt.test', 'queued', 0, :at, '', '', :at)"
+                ),
+                {"at": datetime.now(UTC)},
+            )
+        assert store.upgrade() is True
+        queue = QueueRepository(store.engine)
+        assert queue.body("m1") == body
+        assert [r.address for r in queue.claim_due(datetime.now(UTC), limit=5)] == ["b@rcpt.test"]
+        migrate_to("0005", down=True)
+        with store.engine.connect() as connection:
+            moved_back = connection.execute(
+                text("SELECT body FROM queue_messages WHERE id = 'm1'")
+            ).scalar_one()
+        assert bytes(moved_back) == body
+    finally:
+        store.close()

@@ -28,6 +28,7 @@ from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from hrmonitor.adapters.store.queue.bodies import read_body
 from hrmonitor.adapters.store.queue.model import UNFINISHED, WAITING, NewMessage, RecipientStatus
 from hrmonitor.adapters.store.queue.repository import insert_messages
 from hrmonitor.adapters.store.queue.schema import ATTEMPTS, MESSAGES, RECIPIENTS
@@ -340,10 +341,10 @@ class QueueAdmin:
         skipped = tuple(r.address for r in message.recipients if r.address not in changed)
         dsn = None
         if action is QueueAction.BOUNCE and changed and make_dsn is not None:
-            body = conn.execute(
-                select(MESSAGES.c.body).where(MESSAGES.c.id == queue_id)
-            ).scalar_one()
-            notice = make_dsn(message, bytes(body), changed)
+            body = read_body(conn, queue_id)
+            if body is None:
+                raise StoreError(f"message {queue_id} has no body")
+            notice = make_dsn(message, body, changed)
             if notice is not None:
                 insert_messages(conn, [notice])
                 dsn = notice.id

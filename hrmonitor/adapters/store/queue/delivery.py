@@ -35,8 +35,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
+from hrmonitor.adapters.store.queue.bodies import read_body
 from hrmonitor.adapters.store.queue.model import WAITING, DueRecipient, Outcome, RecipientStatus
-from hrmonitor.adapters.store.queue.schema import ATTEMPTS, MESSAGES, RECIPIENTS
+from hrmonitor.adapters.store.queue.schema import ATTEMPTS, BODIES, MESSAGES, RECIPIENTS
 from hrmonitor.errors import StoreError
 
 # One statement for every outcome shape, so a batch of outcomes is one executemany.
@@ -78,11 +79,12 @@ _CLAIM = (
         MESSAGES.c.hold_until,
         MESSAGES.c.client_ip,
         case(
-            (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), MESSAGES.c.body),
+            (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), BODIES.c.body),
             else_=null(),
         ).label("small_body"),
     )
     .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+    .join(BODIES, BODIES.c.message_id == RECIPIENTS.c.message_id)
     .where(
         RECIPIENTS.c.status.in_(WAITING),
         RECIPIENTS.c.next_attempt_at <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
@@ -176,14 +178,12 @@ class QueueDelivery:
     def body(self, message_id: str) -> bytes:
         try:
             with self._engine.connect() as conn:
-                value = conn.execute(
-                    select(MESSAGES.c.body).where(MESSAGES.c.id == message_id)
-                ).scalar_one_or_none()
+                value = read_body(conn, message_id)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not read message {message_id}: {exc}") from exc
         if value is None:
             raise StoreError(f"message {message_id} is not in the queue")
-        return bytes(value)
+        return value
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         """Store the attempts and the recipients' new states in one transaction."""

@@ -38,6 +38,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from hrmonitor.adapters.store.queue.bodies import BLOB_IO_BYTES, write_body
 from hrmonitor.adapters.store.queue.delivery import QueueDelivery
 from hrmonitor.adapters.store.queue.model import (
     UNFINISHED,
@@ -52,6 +53,7 @@ from hrmonitor.adapters.store.queue.model import (
 from hrmonitor.adapters.store.queue.reports import QueueReports
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
+    BODIES,
     MESSAGES,
     RECIPIENTS,
     QueueAttemptRow,
@@ -158,7 +160,6 @@ def insert_messages(
             "tenant": m.tenant,
             "client_ip": m.client_ip,
             "mail_from": m.mail_from,
-            "body": m.body,
             "size": len(m.body),
             "arrived_at": m.arrived_at,
             "pool": m.pool,
@@ -190,5 +191,20 @@ def insert_messages(
         for address in m.recipients
     ]
     conn.execute(insert(MESSAGES), message_rows)
+    # SQLite: a large body is written into its pages in place (incremental blob I/O).
+    # Bound as a parameter SQLite copies it to bind it and again to build the record:
+    # storing 10 MB took 2x its size in memory; this way about its page cache (2 MB).
+    blobs = conn.dialect.name == "sqlite"
+    written = [blobs and len(m.body) >= BLOB_IO_BYTES for m in messages]
+    bound = [
+        {"message_id": m.id, "body": m.body}
+        for m, w in zip(messages, written, strict=True)
+        if not w
+    ]
+    if bound:
+        conn.execute(insert(BODIES), bound)
+    for message, blob in zip(messages, written, strict=True):
+        if blob:
+            write_body(conn, message.id, message.body)
     if recipient_rows:
         conn.execute(insert(RECIPIENTS), recipient_rows)

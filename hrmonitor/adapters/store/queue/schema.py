@@ -1,6 +1,7 @@
 """The queue's tables: messages, their recipients, and every delivery attempt.
 
-Declared on the store's shared ``Base``; the migration ``0002_queue`` creates them.
+Declared on the store's shared ``Base``; the migration ``0002_queue`` creates them,
+``0006_bodies`` moves the bodies to a table of their own.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ class QueueMessageRow(Base):
     tenant: Mapped[str] = mapped_column(NAME)
     client_ip: Mapped[str] = mapped_column(IP)
     mail_from: Mapped[str] = mapped_column(Text)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)  # of the body, in queue_bodies
     arrived_at: Mapped[datetime]
     pool: Mapped[str] = mapped_column(NAME)
     risk: Mapped[str] = mapped_column(STATE)
@@ -34,6 +34,18 @@ class QueueMessageRow(Base):
     dsn_of: Mapped[str | None] = mapped_column(String(40))
     # The node that accepted it: its sending-limit counts are that node's to restore.
     accepted_by: Mapped[str | None] = mapped_column(NAME)
+
+
+class QueueBodyRow(Base):
+    """A message's bytes, apart (migration 0006): SQLite rewrites a whole row for an
+    UPDATE of any column, and the body must stay the last column for blob I/O."""
+
+    __tablename__ = "queue_bodies"
+
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("queue_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class QueueRecipientRow(Base):
@@ -82,5 +94,6 @@ def _table(model: type[Base]) -> Table:
 
 
 MESSAGES = _table(QueueMessageRow)
+BODIES = _table(QueueBodyRow)
 RECIPIENTS = _table(QueueRecipientRow)
 ATTEMPTS = _table(QueueAttemptRow)
