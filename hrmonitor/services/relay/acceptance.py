@@ -24,6 +24,7 @@ from hrmonitor.adapters.store.queue.repository import (
     QueueRepository,
     RecipientStatus,
 )
+from hrmonitor.core.bounce.classify import MAX_BYTES as CLASSIFIED_BYTES
 from hrmonitor.core.delivery import maillog
 from hrmonitor.core.delivery.dsn import header_value
 from hrmonitor.core.delivery.envelope import Submission
@@ -129,6 +130,11 @@ class Acceptance:
                 "%s left unclassified: %d classifications already waiting", key, MAX_CLASSIFYING
             )
             return
+        # Classification reads the first MAX_BYTES: keep only those for it, so the
+        # message itself is freed with the 250 and not held through the delivery's
+        # read of its stored copy (issue 13: a message in memory under twice its size).
+        if len(submission.data) > CLASSIFIED_BYTES:
+            submission = dataclasses.replace(submission, data=submission.data[:CLASSIFIED_BYTES])
         task = asyncio.create_task(self._classify(submission, decision, key))
         self._classifying.add(task)
         task.add_done_callback(self._classifying.discard)
