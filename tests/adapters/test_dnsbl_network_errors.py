@@ -32,7 +32,9 @@ def closed_port() -> tuple[str, int]:
     return (str(address[0]), int(address[1]))
 
 
-def _refuse(monkeypatch: pytest.MonkeyPatch, method: str, target: tuple[str, int], code: int):
+def _refuse(
+    monkeypatch: pytest.MonkeyPatch, method: str, target: tuple[str, int], code: int
+) -> None:
     real = getattr(socket.socket, method)
 
     def refusing(self: socket.socket, *args: Any) -> Any:

@@ -44,7 +44,7 @@ def run(*args: str) -> tuple[int, str]:
 
 def test_route_json_has_pool_reasons_and_facts_for_a_spam_scored_message(
     tmp_path: Path, dns_server: DnsTestServer
-):
+) -> None:
     dns_server.add("contoso.example", "MX", "10 mx.contoso.example.")
     cfg = config(tmp_path, dns_server)
     msg = message(tmp_path, "From: a@contoso.example\nTo: b@rcpt.test\nX-Spam-Score: 8.1\n\nhi\n")
@@ -60,7 +60,7 @@ def test_route_json_has_pool_reasons_and_facts_for_a_spam_scored_message(
 
 def test_route_with_envelope_options_and_untrusted_client(
     tmp_path: Path, dns_server: DnsTestServer
-):
+) -> None:
     dns_server.add("contoso.example", "A", "192.0.2.1")
     cfg = config(tmp_path, dns_server)
     msg = message(tmp_path, "From: a@contoso.example\nX-Spam-Score: 8.1\n\nhi\n")
@@ -79,7 +79,9 @@ def test_route_with_envelope_options_and_untrusted_client(
     assert "192.0.2.77 is not in [routing] trusted_filters" in ignored["why"]
 
 
-def test_route_refuses_a_client_the_listener_refuses(tmp_path: Path, dns_server: DnsTestServer):
+def test_route_refuses_a_client_the_listener_refuses(
+    tmp_path: Path, dns_server: DnsTestServer
+) -> None:
     cfg = config(tmp_path, dns_server)
     msg = message(tmp_path, "From: a@contoso.example\nTo: b@rcpt.test\n\nhi\n")
     code, out = run("--config", str(cfg), "--json", "--client", "10.1.1.1", str(msg))
@@ -97,7 +99,7 @@ def test_route_refuses_a_client_the_listener_refuses(tmp_path: Path, dns_server:
 
 def test_route_accepts_an_authenticated_tenant_user_from_anywhere(
     tmp_path: Path, dns_server: DnsTestServer
-):
+) -> None:
     from hrmonitor.core.credentials import hash_password
     from tests.fixtures.smtp_sink import self_signed_files
 
@@ -121,7 +123,7 @@ def test_route_accepts_an_authenticated_tenant_user_from_anywhere(
 
 def test_route_text_output_names_the_pool_and_every_reason(
     tmp_path: Path, dns_server: DnsTestServer
-):
+) -> None:
     cfg = config(tmp_path, dns_server)
     msg = message(tmp_path, "Return-Path: <>\nFrom: MAILER-DAEMON@contoso.example\n\nbounce\n")
     code, out = run("--config", str(cfg), "--rcpt", "b@rcpt.test", str(msg))

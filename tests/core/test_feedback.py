@@ -55,11 +55,11 @@ YAHOO_BL = reply(
         ("notgoogle.com", "generic"),
     ],
 )
-def test_provider_from_mx_host_name(host: str, provider: str):
+def test_provider_from_mx_host_name(host: str, provider: str) -> None:
     assert provider_for(host) == provider
 
 
-def test_yahoo_bl_reply_is_a_thresholded_pause_and_a_blocklist_mention():
+def test_yahoo_bl_reply_is_a_thresholded_pause_and_a_blocklist_mention() -> None:
     evidence = match_reply(YAHOO_BL, "yahoo", RULES)
     pause = next(e for e in evidence if isinstance(e, ProviderPause))
     assert (pause.ip, pause.provider, pause.rule) == (IP, "yahoo", "yahoo-bl")
@@ -72,13 +72,13 @@ def test_yahoo_bl_reply_is_a_thresholded_pause_and_a_blocklist_mention():
     assert [e.rule for e in evidence if isinstance(e, BlocklistMention)] == ["blocklist-mention"]
 
 
-def test_yahoo_pattern_does_not_apply_to_another_provider():
+def test_yahoo_pattern_does_not_apply_to_another_provider() -> None:
     evidence = match_reply(YAHOO_BL, "google", RULES)
     assert all(isinstance(e, BlocklistMention) for e in evidence)
     assert len(evidence) == 1
 
 
-def test_yahoo_ts_deferral_pauses_at_once():
+def test_yahoo_ts_deferral_pauses_at_once() -> None:
     evidence = match_reply(
         reply(421, "4.7.0", "[TSS04] Messages from 203.0.113.20 temporarily deferred"),
         "yahoo",
@@ -89,7 +89,7 @@ def test_yahoo_ts_deferral_pauses_at_once():
     ]
 
 
-def test_microsoft_reputation_deferral_is_a_slow_down_for_90_minutes():
+def test_microsoft_reputation_deferral_is_a_slow_down_for_90_minutes() -> None:
     text = (
         "4.7.650 The mail server [203.0.113.20] has been temporarily rate limited"
         " due to IP reputation."
@@ -108,22 +108,22 @@ def test_microsoft_reputation_deferral_is_a_slow_down_for_90_minutes():
         "IP on blacklist",
     ],
 )
-def test_replies_naming_a_blocklist_trigger_a_recheck(text: str):
+def test_replies_naming_a_blocklist_trigger_a_recheck(text: str) -> None:
     evidence = match_reply(reply(550, "5.7.1", text), "generic", RULES)
     assert [type(e) for e in evidence] == [BlocklistMention]
 
 
-def test_user_unknown_is_not_evidence():
+def test_user_unknown_is_not_evidence() -> None:
     text = "5.1.1 Recipient address rejected: not listed in public directory"
     assert match_reply(reply(550, "5.1.1", text), "microsoft", RULES) == ()
 
 
-def test_own_deferral_is_never_evidence_even_if_it_names_a_blocklist():
+def test_own_deferral_is_never_evidence_even_if_it_names_a_blocklist() -> None:
     own = replace(YAHOO_BL, code=451, own=True, text="pool exhausted; IP listed at spamhaus")
     assert match_reply(own, "yahoo", RULES) == ()
 
 
-def test_feedback_file_errors_name_file_and_key(tmp_path: Path):
+def test_feedback_file_errors_name_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "local.toml"
     path.write_text('[patterns.x]\ntext = "x"\naction = "pause"\n')
     with pytest.raises(RuleError) as caught:
@@ -137,7 +137,7 @@ def test_feedback_file_errors_name_file_and_key(tmp_path: Path):
         load_feedback_files([path])
 
 
-def test_a_later_file_can_switch_a_shipped_pattern_off(tmp_path: Path):
+def test_a_later_file_can_switch_a_shipped_pattern_off(tmp_path: Path) -> None:
     path = tmp_path / "local.toml"
     path.write_text("[patterns.blocklist-mention]\nenabled = false\n")
     names = {r.name for r in load_feedback_files([SHIPPED, path])}
@@ -157,7 +157,7 @@ def pause(
     )
 
 
-def test_pause_after_five_matches_within_an_hour_counted_from_the_fifth_reply():
+def test_pause_after_five_matches_within_an_hour_counted_from_the_fifth_reply() -> None:
     tracker = PauseTracker()
     times = [T0 + timedelta(minutes=m) for m in (0, 10, 20, 30)]
     assert all(tracker.observe(pause(t, threshold=5), t) is None for t in times)
@@ -167,14 +167,14 @@ def test_pause_after_five_matches_within_an_hour_counted_from_the_fifth_reply():
     assert (suspension.since, suspension.until) == (fifth, fifth + timedelta(hours=2))
 
 
-def test_five_matches_spread_over_more_than_an_hour_do_not_pause():
+def test_five_matches_spread_over_more_than_an_hour_do_not_pause() -> None:
     tracker = PauseTracker()
     for minute in (0, 20, 40, 61, 75):
         at = T0 + timedelta(minutes=minute)
         assert tracker.observe(pause(at, threshold=5), at) is None
 
 
-def test_new_evidence_extends_and_expiry_counts_from_the_reply_not_from_now():
+def test_new_evidence_extends_and_expiry_counts_from_the_reply_not_from_now() -> None:
     tracker = PauseTracker()
     tracker.observe(pause(T0), T0)
     later = T0 + timedelta(minutes=30)
@@ -183,7 +183,7 @@ def test_new_evidence_extends_and_expiry_counts_from_the_reply_not_from_now():
     assert (extended.since, extended.until) == (T0, later + timedelta(hours=2))
 
 
-def test_evidence_older_than_the_suspension_is_ignored():
+def test_evidence_older_than_the_suspension_is_ignored() -> None:
     tracker = PauseTracker()
     tracker.observe(pause(T0), T0)
     stale = pause(T0 - timedelta(minutes=1), duration=timedelta(hours=5))
@@ -193,13 +193,13 @@ def test_evidence_older_than_the_suspension_is_ignored():
     assert current.until == T0 + timedelta(hours=2)  # unchanged
 
 
-def test_evidence_whose_effect_is_already_over_is_ignored():
+def test_evidence_whose_effect_is_already_over_is_ignored() -> None:
     tracker = PauseTracker()
     assert tracker.observe(pause(T0), T0 + timedelta(hours=2)) is None
     assert tracker.suspensions(T0) == ()
 
 
-def test_suspension_ends_at_until():
+def test_suspension_ends_at_until() -> None:
     tracker = PauseTracker()
     tracker.observe(pause(T0), T0)
     assert tracker.active(IP, "yahoo", T0 + timedelta(hours=2) - timedelta(seconds=1))
@@ -216,7 +216,7 @@ _minutes = st.integers(-180, 300)
 )
 def test_property_expiry_never_moves_backwards_and_stale_evidence_changes_nothing(
     events: list[tuple[int, int, int]], now_minute: int
-):
+) -> None:
     tracker = PauseTracker()
     now = T0 + timedelta(minutes=now_minute)
     previous_until = None
@@ -245,13 +245,13 @@ _texts = st.sampled_from(
 
 
 @given(_codes, _texts, st.sampled_from(["yahoo", "google", "microsoft", "aol", "generic"]))
-def test_property_own_deferrals_never_produce_evidence(code: int, text: str, provider: str):
+def test_property_own_deferrals_never_produce_evidence(code: int, text: str, provider: str) -> None:
     own = reply(code, "4.3.0", text, own=True)
     assert match_reply(own, provider, RULES) == ()
     assert all(e.ip == IP for e in match_reply(replace(own, own=False), provider, RULES))
 
 
-def test_feedback_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
+def test_feedback_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path) -> None:
 
     bad = tmp_path / "feedback.toml"
     bad.write_text('[patterns.x]\ntext = "x"\naction = "stop"\n')

@@ -78,7 +78,7 @@ def rules_of(reasons: tuple[Reason, ...]) -> list[str]:
     return [r.rule for r in reasons]
 
 
-def test_ordinary_tenant_mail_goes_to_the_normal_pool_with_no_reasons():
+def test_ordinary_tenant_mail_goes_to_the_normal_pool_with_no_reasons() -> None:
     decision = decide(facts(), RULES, POOLS, SETTINGS, ARRIVAL)
     assert (decision.pool, decision.risk, decision.reasons, decision.hold) == (
         "normal",
@@ -88,39 +88,39 @@ def test_ordinary_tenant_mail_goes_to_the_normal_pool_with_no_reasons():
     )
 
 
-def test_null_sender_goes_high_with_its_reason():
+def test_null_sender_goes_high_with_its_reason() -> None:
     decision = decide(facts("<>"), RULES, POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
     assert rules_of(decision.reasons) == ["null-sender"]
 
 
-def test_sender_domain_without_records_goes_high():
+def test_sender_domain_without_records_goes_high() -> None:
     decision = decide(facts(status=DomainStatus.NO_RECORDS), RULES, POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
     assert "sender-domain-without-records" in rules_of(decision.reasons)
 
 
-def test_spam_score_at_threshold_from_trusted_filter_goes_high():
+def test_spam_score_at_threshold_from_trusted_filter_goes_high() -> None:
     message = b"X-Spam-Status: Yes, score=5.0 required=5.0\r\n\r\n"
     decision = decide(facts(message=message), RULES, POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
     assert rules_of(decision.reasons) == ["spam-score"]
 
 
-def test_spam_score_from_untrusted_client_is_ignored():
+def test_spam_score_from_untrusted_client_is_ignored() -> None:
     message = b"X-Spam-Score: 50\r\n\r\n"
     decision = decide(facts(message=message, client="192.0.2.9"), RULES, POOLS, SETTINGS, ARRIVAL)
     assert "spam-score" not in rules_of(decision.reasons)
 
 
-def test_over_sending_limits_goes_high_and_raises_the_alert():
+def test_over_sending_limits_goes_high_and_raises_the_alert() -> None:
     decision = decide(facts(last_hour=11), RULES, POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
     assert decision.alerts == ("sending-limit",)
     assert "11 recipients in the last hour > 10" in decision.reasons[0].detail
 
 
-def test_every_matching_rule_is_recorded_and_the_riskiest_pool_wins():
+def test_every_matching_rule_is_recorded_and_the_riskiest_pool_wins() -> None:
     message = b"X-Spam-Score: 9\r\n\r\n"
     decision = decide(
         facts("eve@other.example", message=message), RULES, (*POOLS, RELAY), SETTINGS, ARRIVAL
@@ -129,7 +129,7 @@ def test_every_matching_rule_is_recorded_and_the_riskiest_pool_wins():
     assert rules_of(decision.reasons) == ["spam-score", "relay-foreign-sender"]
 
 
-def test_foreign_sender_goes_to_relay_pool_only_where_one_is_configured():
+def test_foreign_sender_goes_to_relay_pool_only_where_one_is_configured() -> None:
     foreign = facts("eve@other.example")
     with_relay = decide(foreign, RULES, (*POOLS, RELAY), SETTINGS, ARRIVAL)
     without = decide(foreign, RULES, POOLS, SETTINGS, ARRIVAL)
@@ -140,12 +140,12 @@ def test_foreign_sender_goes_to_relay_pool_only_where_one_is_configured():
     assert (not_named.pool, not_named.reasons) == ("normal", ())
 
 
-def test_tenant_subdomain_is_not_foreign():
+def test_tenant_subdomain_is_not_foreign() -> None:
     decision = decide(facts("a@mail.contoso.example"), RULES, (*POOLS, RELAY), SETTINGS, ARRIVAL)
     assert decision.pool == "normal"
 
 
-def test_dns_unknown_holds_within_the_hold_window():
+def test_dns_unknown_holds_within_the_hold_window() -> None:
     unknown = facts(status=DomainStatus.UNKNOWN)
     decision = decide(unknown, RULES, POOLS, SETTINGS, ARRIVAL + timedelta(minutes=9))
     assert decision.hold
@@ -153,7 +153,7 @@ def test_dns_unknown_holds_within_the_hold_window():
     assert rules_of(decision.reasons) == ["dns-unknown"]
 
 
-def test_dns_unknown_after_the_hold_applies_on_dns_unknown_with_a_reason():
+def test_dns_unknown_after_the_hold_applies_on_dns_unknown_with_a_reason() -> None:
     unknown = facts(status=DomainStatus.UNKNOWN)
     decision = decide(unknown, RULES, POOLS, SETTINGS, ARRIVAL + timedelta(minutes=10))
     assert not decision.hold
@@ -161,7 +161,7 @@ def test_dns_unknown_after_the_hold_applies_on_dns_unknown_with_a_reason():
     assert "on_dns_unknown" in decision.reasons[0].detail
 
 
-def test_operator_rule_by_header_and_recipient_count_routes_to_a_named_pool():
+def test_operator_rule_by_header_and_recipient_count_routes_to_a_named_pool() -> None:
     rule = parse_rule(
         "newsletters",
         {
@@ -184,33 +184,33 @@ def test_operator_rule_by_header_and_recipient_count_routes_to_a_named_pool():
     assert miss.pool == "normal"
 
 
-def test_rule_naming_an_unconfigured_pool_fails_closed_to_the_riskiest_pool():
+def test_rule_naming_an_unconfigured_pool_fails_closed_to_the_riskiest_pool() -> None:
     rule = RoutingRule("odd", "local.toml", null_sender=False, pool="nowhere")
     decision = decide(facts(), (rule,), POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
 
 
-def test_decision_json_has_the_spec_shape():
+def test_decision_json_has_the_spec_shape() -> None:
     data = decide(facts("<>"), RULES, POOLS, SETTINGS, ARRIVAL).to_json()
     assert data["pool"] == "high-risk"
     assert data["reasons"] == [{"rule": "null-sender", "detail": "null reverse-path"}]
     assert data["facts"]["mail_from"] == ""  # type: ignore[index]
 
 
-def test_null_sender_floor_applies_when_the_null_sender_rule_is_switched_off():
+def test_null_sender_floor_applies_when_the_null_sender_rule_is_switched_off() -> None:
     decision = decide(facts("<>"), (), POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
     assert rules_of(decision.reasons) == ["null-sender-floor"]
 
 
-def test_stored_decision_round_trips_through_json():
+def test_stored_decision_round_trips_through_json() -> None:
     unknown = facts(status=DomainStatus.UNKNOWN, last_hour=11)
     decision = decide(unknown, RULES, POOLS, SETTINGS, ARRIVAL)
     data = json.loads(json.dumps(decision.to_json()))
     assert decision_from_json(data) == decision
 
 
-def test_sender_domain_and_tenant_lookup():
+def test_sender_domain_and_tenant_lookup() -> None:
     assert sender_domain_of("<Alice@Contoso.Example>") == "contoso.example"
     assert sender_domain_of("<>") == ""
     assert tenant_for("127.0.0.9", [CONTOSO]) is CONTOSO
@@ -244,7 +244,7 @@ def any_facts(draw: st.DrawFn) -> MessageFacts:
 @given(any_facts(), _pools, _minutes, st.booleans())
 def test_property_null_sender_never_routes_to_a_normal_pool(
     message: MessageFacts, pools: tuple[Pool, ...], now: datetime, with_rules: bool
-):
+) -> None:
     """Even with every rule file switched off: bounces never leave through a normal pool."""
     null = replace(message, mail_from="", sender_domain="")
     assert decide(null, RULES if with_rules else (), pools, SETTINGS, now).risk is RiskClass.HIGH
@@ -264,7 +264,7 @@ _extra_conditions = st.sampled_from(
 @given(any_facts(), _pools, _minutes, _extra_conditions)
 def test_property_adding_a_high_rule_never_lowers_the_risk(
     message: MessageFacts, pools: tuple[Pool, ...], now: datetime, condition: dict[str, object]
-):
+) -> None:
     before = decide(message, RULES, pools, SETTINGS, now)
     rule = parse_rule("extra-high", {**condition, "risk": "high"}, "local.toml")
     after = decide(message, (*RULES, rule), pools, SETTINGS, now)
@@ -276,7 +276,7 @@ def test_property_adding_a_high_rule_never_lowers_the_risk(
 @given(any_facts(), _pools, _minutes)
 def test_property_unknown_dns_is_never_routed_normal_once_the_hold_is_over(
     message: MessageFacts, pools: tuple[Pool, ...], now: datetime
-):
+) -> None:
     decision = decide(message, RULES, pools, SETTINGS, now)
     if message.sender_domain_status is DomainStatus.UNKNOWN and not message.null_sender:
         assert decision.hold == (now < ARRIVAL + SETTINGS.dns_unknown_hold)
@@ -286,14 +286,14 @@ def test_property_unknown_dns_is_never_routed_normal_once_the_hold_is_over(
         assert not decision.hold
 
 
-def test_limit_status_detail_names_both_limits():
+def test_limit_status_detail_names_both_limits() -> None:
     status = check_limits(11, 101, SETTINGS.limits)
     assert status == LimitStatus(
         True, 11, 101, "11 recipients in the last hour > 10; 101 recipients in the last day > 100"
     )
 
 
-def test_rspamds_score_routes_like_a_header_score_and_the_higher_one_counts():
+def test_rspamds_score_routes_like_a_header_score_and_the_higher_one_counts() -> None:
     scanned = decide(facts(scan=ScanResult(9.0)), RULES, POOLS, SETTINGS, ARRIVAL)
     assert scanned.pool == "high-risk"
     assert [(r.rule, r.detail) for r in scanned.reasons] == [
@@ -304,7 +304,7 @@ def test_rspamds_score_routes_like_a_header_score_and_the_higher_one_counts():
     assert decide(facts(scan=ScanResult(1.0)), RULES, POOLS, SETTINGS, ARRIVAL).pool == "normal"
 
 
-def test_no_score_from_rspamd_fails_closed_unless_a_trusted_header_scored_it():
+def test_no_score_from_rspamd_fails_closed_unless_a_trusted_header_scored_it() -> None:
     failed = ScanResult(None, "ConnectError from http://127.0.0.1:1/checkv2: refused")
     decision = decide(facts(scan=failed), RULES, POOLS, SETTINGS, ARRIVAL)
     assert decision.pool == "high-risk"
@@ -325,7 +325,7 @@ def test_no_score_from_rspamd_fails_closed_unless_a_trusted_header_scored_it():
 )
 def test_property_the_score_that_counts_is_the_highest_known(
     header: float | None, scanned: float | None
-):
+) -> None:
     if header is not None:
         header = round(header, 2)  # filters write plain decimals, as "7.20"
     text = "" if header is None else f"X-Spam-Score: {header:.2f}\r\n"

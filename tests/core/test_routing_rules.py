@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str, name: str = "local.toml") -> Path:
     return path
 
 
-def test_shipped_rules_are_valid_and_in_order():
+def test_shipped_rules_are_valid_and_in_order() -> None:
     names = [r.name for r in load_routing_files([SHIPPED])]
     assert names == [
         "null-sender",
@@ -65,7 +65,9 @@ def test_shipped_rules_are_valid_and_in_order():
         ("[rule.x]\nnull_sender = true\n", "rule", "unknown key"),
     ],
 )
-def test_invalid_rule_names_file_key_and_problem(tmp_path: Path, body: str, key: str, problem: str):
+def test_invalid_rule_names_file_key_and_problem(
+    tmp_path: Path, body: str, key: str, problem: str
+) -> None:
     path = write(tmp_path, body)
     with pytest.raises(RuleError) as caught:
         load_routing_files([path])
@@ -73,14 +75,14 @@ def test_invalid_rule_names_file_key_and_problem(tmp_path: Path, body: str, key:
     assert problem in caught.value.problem
 
 
-def test_bad_toml_and_missing_file_are_rule_errors(tmp_path: Path):
+def test_bad_toml_and_missing_file_are_rule_errors(tmp_path: Path) -> None:
     with pytest.raises(RuleError, match="not valid TOML"):
         load_routing_files([write(tmp_path, "[rules.x\n")])
     with pytest.raises(RuleError, match="no such file"):
         load_routing_files([tmp_path / "absent.toml"])
 
 
-def test_later_file_overrides_a_rule_by_name_and_can_switch_it_off(tmp_path: Path):
+def test_later_file_overrides_a_rule_by_name_and_can_switch_it_off(tmp_path: Path) -> None:
     local = write(
         tmp_path,
         '[rules.spam-score]\nspam_score_at_least = 8.0\nrisk = "high"\n'
@@ -96,7 +98,7 @@ def _pool(name: str, risk: RiskClass) -> Pool:
     return Pool(name, risk, (), (), PoolPolicy(), timedelta(minutes=30))
 
 
-def test_rule_pools_must_exist_but_a_missing_relay_pool_is_allowed(tmp_path: Path):
+def test_rule_pools_must_exist_but_a_missing_relay_pool_is_allowed(tmp_path: Path) -> None:
     pools = [_pool("normal", RiskClass.NORMAL), _pool("high-risk", RiskClass.HIGH)]
     check_rule_pools(load_routing_files([SHIPPED]), pools)
     local = write(tmp_path, '[rules.x]\nnull_sender = false\npool = "bulk"\n')
@@ -105,7 +107,7 @@ def test_rule_pools_must_exist_but_a_missing_relay_pool_is_allowed(tmp_path: Pat
     assert caught.value.key == "rules.x.pool"
 
 
-def test_recipient_window_counts_the_last_hour_and_day_per_sender_case_insensitively():
+def test_recipient_window_counts_the_last_hour_and_day_per_sender_case_insensitively() -> None:
     window = RecipientWindow()
     window.record("A@x.test", 5, T0)
     window.record("a@x.test", 3, T0 + timedelta(minutes=50))
@@ -120,7 +122,9 @@ def test_recipient_window_counts_the_last_hour_and_day_per_sender_case_insensiti
 @given(
     st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 50)), max_size=30), st.integers(0, 3000)
 )
-def test_property_window_counts_equal_a_brute_force_sum(events: list[tuple[int, int]], at: int):
+def test_property_window_counts_equal_a_brute_force_sum(
+    events: list[tuple[int, int]], at: int
+) -> None:
     """Events recorded in time order; counts at a later time match summing by hand (minutes)."""
     window = RecipientWindow()
     events.sort()
@@ -132,7 +136,7 @@ def test_property_window_counts_equal_a_brute_force_sum(events: list[tuple[int, 
     assert window.counts("s@x.test", T0 + timedelta(minutes=now)) == (hour, day)
 
 
-def test_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path):
+def test_rules_check_form_lists_the_problem_or_nothing(tmp_path: Path) -> None:
 
     bad = write(tmp_path, '[rules.x]\nrisk = "high"\n')
     assert routing_file_problems([SHIPPED]) == []

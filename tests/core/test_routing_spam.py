@@ -35,22 +35,24 @@ TRUSTED = ("127.0.0.1/32", "10.0.0.0/8", "2001:db8::/32")
         ("X-MS-Exchange-Organization-SCL", "high", None),
     ],
 )
-def test_score_formats_of_spamassassin_rspamd_and_scl(name: str, value: str, score: float | None):
+def test_score_formats_of_spamassassin_rspamd_and_scl(
+    name: str, value: str, score: float | None
+) -> None:
     assert parse_score(name, value) == score
 
 
-def test_highest_configured_score_wins_from_a_trusted_filter():
+def test_highest_configured_score_wins_from_a_trusted_filter() -> None:
     fields = [("X-Spam-Score", "2.0"), ("X-Rspamd-Score", "8.5"), ("X-Other", "99")]
     result = spam_score(fields, HEADERS, "127.0.0.1", TRUSTED)
     assert (result.score, result.header, result.trusted) == (8.5, "X-Rspamd-Score", True)
 
 
-def test_only_configured_headers_are_read():
+def test_only_configured_headers_are_read() -> None:
     result = spam_score([("X-Rspamd-Score", "9")], ("X-Spam-Score",), "127.0.0.1", TRUSTED)
     assert result.score is None
 
 
-def test_score_from_untrusted_client_does_not_count_and_is_reported_ignored():
+def test_score_from_untrusted_client_does_not_count_and_is_reported_ignored() -> None:
     result = spam_score([("X-Spam-Score", "1.0")], HEADERS, "192.0.2.7", TRUSTED)
     assert result.score is None
     assert result.ignored == ("X-Spam-Score",)
@@ -66,7 +68,7 @@ def test_score_from_untrusted_client_does_not_count_and_is_reported_ignored():
         (None, False),
     ],
 )
-def test_trusted_filter_networks(ip: str | None, trusted: bool):
+def test_trusted_filter_networks(ip: str | None, trusted: bool) -> None:
     assert client_is_trusted(ip, TRUSTED) is trusted
 
 
@@ -80,7 +82,7 @@ MESSAGE = (
 )
 
 
-def test_strip_removes_named_fields_with_continuations_and_keeps_the_rest_byte_for_byte():
+def test_strip_removes_named_fields_with_continuations_and_keeps_the_rest_byte_for_byte() -> None:
     stripped = strip_header_fields(MESSAGE, ["X-Spam-Score", "X-Spam-Status"])
     assert stripped == (
         b"Received: from a\r\n\tby b\r\n"
@@ -90,18 +92,18 @@ def test_strip_removes_named_fields_with_continuations_and_keeps_the_rest_byte_f
     )
 
 
-def test_nothing_to_strip_is_the_same_bytes_not_a_copy():
+def test_nothing_to_strip_is_the_same_bytes_not_a_copy() -> None:
     message = b"Subject: hi\r\n\r\n" + b"x" * 100_000 + b"\r\n"
     assert strip_untrusted_scores(message, "192.0.2.1", HEADERS, TRUSTED) is message
 
 
-def test_untrusted_client_gets_score_headers_stripped_trusted_keeps_them():
+def test_untrusted_client_gets_score_headers_stripped_trusted_keeps_them() -> None:
     assert strip_untrusted_scores(MESSAGE, "127.0.0.1", HEADERS, TRUSTED) == MESSAGE
     stripped = strip_untrusted_scores(MESSAGE, "192.0.2.1", HEADERS, TRUSTED)
     assert all(n.lower() not in {h.lower() for h in HEADERS} for n, _ in header_fields(stripped))
 
 
-def test_header_fields_unfold_and_stop_at_the_body():
+def test_header_fields_unfold_and_stop_at_the_body() -> None:
     fields = header_fields(MESSAGE)
     assert fields[0] == ("Received", "from a\tby b")
     assert ("x-spam-status", "No, score=0.1  required=5.0") in fields
@@ -119,7 +121,7 @@ _untrusted = (
 @given(st.lists(st.tuples(st.sampled_from(HEADERS), _score_text), max_size=4), _untrusted)
 def test_property_score_from_untrusted_client_never_counts(
     fields: list[tuple[str, str]], client: str
-):
+) -> None:
     assert spam_score(fields, HEADERS, client, TRUSTED).score is None
     message = b"".join(f"{n}: {v}\r\n".encode() for n, v in fields) + b"\r\nbody\r\n"
     stored = strip_untrusted_scores(message, client, HEADERS, TRUSTED)
@@ -138,7 +140,7 @@ _values = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1
 )
 def test_property_strip_removes_exactly_the_named_fields_and_keeps_the_body(
     fields: list[tuple[str, str, bool]], body: bytes, with_body: bool
-):
+) -> None:
     """Folded or not, with or without a body: only the named fields go, in order, body intact."""
     parts = []
     for name, value, folded in fields:

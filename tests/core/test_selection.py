@@ -33,12 +33,12 @@ def pick_many(candidates: list[IpCandidate], n: int, provider: str = "google") -
     return picks
 
 
-def test_round_robin_alternates_between_equal_weights():
+def test_round_robin_alternates_between_equal_weights() -> None:
     ips = [IpCandidate("127.0.0.2", IPState.ACTIVE), IpCandidate("127.0.0.3", IPState.ACTIVE)]
     assert pick_many(ips, 4) == ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]
 
 
-def test_smooth_weighting_spreads_the_heavy_ip_rather_than_bursting():
+def test_smooth_weighting_spreads_the_heavy_ip_rather_than_bursting() -> None:
     """nginx's example: weights 5,1,1 give a a b a c a a, never five a's in a row."""
     ips = [
         IpCandidate("127.0.0.1", IPState.ACTIVE, weight=5),
@@ -50,33 +50,33 @@ def test_smooth_weighting_spreads_the_heavy_ip_rather_than_bursting():
     assert picks[:3] != ["127.0.0.1"] * 3
 
 
-def test_ip_suspended_for_the_destination_is_skipped_but_serves_others():
+def test_ip_suspended_for_the_destination_is_skipped_but_serves_others() -> None:
     ip = IpCandidate("127.0.0.2", IPState.ACTIVE, suspensions={"yahoo": LATER})
     other = IpCandidate("127.0.0.3", IPState.ACTIVE)
     assert set(pick_many([ip, other], 4, "yahoo")) == {"127.0.0.3"}
     assert ineligibility(ip, "google", NOW) is None
 
 
-def test_whole_ip_suspension_blocks_every_destination():
+def test_whole_ip_suspension_blocks_every_destination() -> None:
     ip = IpCandidate("127.0.0.2", IPState.ACTIVE, suspensions={"*": LATER})
     result = choose_source_ip([ip], "google", NOW, 0)
     assert isinstance(result, NoEligibleIp)
     assert "whole IP" in result.detail
 
 
-def test_expired_suspension_no_longer_blocks():
+def test_expired_suspension_no_longer_blocks() -> None:
     ip = IpCandidate("127.0.0.2", IPState.ACTIVE, suspensions={"yahoo": EARLIER})
     assert choose_source_ip([ip], "yahoo", NOW, 0) == Selection("127.0.0.2", 1)
 
 
-def test_warming_ip_sends_under_its_cap_and_stops_at_it():
+def test_warming_ip_sends_under_its_cap_and_stops_at_it() -> None:
     under = IpCandidate("127.0.0.2", IPState.WARMING, daily_cap=50, sent_today=49)
     at = IpCandidate("127.0.0.2", IPState.WARMING, daily_cap=50, sent_today=50)
     assert ineligibility(under, "google", NOW) is None
     assert "cap" in (ineligibility(at, "google", NOW) or "")
 
 
-def test_exhausted_pool_is_a_value_naming_each_ip_and_why():
+def test_exhausted_pool_is_a_value_naming_each_ip_and_why() -> None:
     ips = [
         IpCandidate("127.0.0.2", IPState.RETIRED),
         IpCandidate("127.0.0.3", IPState.STANDBY),
@@ -88,7 +88,7 @@ def test_exhausted_pool_is_a_value_naming_each_ip_and_why():
     assert "retired" in result.detail
 
 
-def test_empty_pool_is_exhausted():
+def test_empty_pool_is_exhausted() -> None:
     assert isinstance(choose_source_ip([], "google", NOW, 0), NoEligibleIp)
 
 
@@ -96,20 +96,20 @@ def _pool(risk: RiskClass, when: WhenExhausted, ips: tuple[str, ...]) -> Pool:
     return Pool("p", risk, ips, (), PoolPolicy(when_exhausted=when), timedelta(minutes=30))
 
 
-def test_use_listed_picks_the_least_listed_ip_of_a_normal_pool():
+def test_use_listed_picks_the_least_listed_ip_of_a_normal_pool() -> None:
     pool = _pool(RiskClass.NORMAL, WhenExhausted.USE_LISTED, ("127.0.0.2", "127.0.0.3"))
     ips = [IpCandidate("127.0.0.2", IPState.RETIRED), IpCandidate("127.0.0.3", IPState.RETIRED)]
     counts = {"127.0.0.2": 3, "127.0.0.3": 1}
     assert choose_least_listed(pool, ips, counts, "google", NOW) == Selection("127.0.0.3", 0)
 
 
-def test_use_listed_is_refused_for_a_high_risk_pool():
+def test_use_listed_is_refused_for_a_high_risk_pool() -> None:
     pool = _pool(RiskClass.HIGH, WhenExhausted.USE_LISTED, ("127.0.0.2",))
     ips = [IpCandidate("127.0.0.2", IPState.RETIRED)]
     assert isinstance(choose_least_listed(pool, ips, {}, "google", NOW), NoEligibleIp)
 
 
-def test_use_listed_never_uses_disabled_or_foreign_or_suspended_ips():
+def test_use_listed_never_uses_disabled_or_foreign_or_suspended_ips() -> None:
     pool = _pool(RiskClass.NORMAL, WhenExhausted.USE_LISTED, ("127.0.0.2", "127.0.0.3"))
     ips = [
         IpCandidate("127.0.0.2", IPState.DISABLED),
@@ -153,7 +153,7 @@ def candidates(draw: st.DrawFn) -> list[IpCandidate]:
 @given(candidates(), _providers, st.integers(0, 10_000))
 def test_selection_never_returns_an_ineligible_ip_or_one_outside_the_pool(
     pool: list[IpCandidate], provider: str, cursor: int
-):
+) -> None:
     result = choose_source_ip(pool, provider, NOW, cursor)
     by_ip = {c.ip: c for c in pool}
     if isinstance(result, Selection):
@@ -167,7 +167,7 @@ def test_selection_never_returns_an_ineligible_ip_or_one_outside_the_pool(
 @given(candidates(), _providers, st.integers(0, 10_000))
 def test_a_slowed_ip_is_chosen_only_when_every_eligible_ip_is_slowed(
     pool: list[IpCandidate], provider: str, cursor: int
-):
+) -> None:
     """Slowing shifts traffic away; it never holds mail while an eligible IP exists."""
     result = choose_source_ip(pool, provider, NOW, cursor)
     eligible = [c for c in pool if ineligibility(c, provider, NOW) is None]
@@ -180,7 +180,7 @@ def test_a_slowed_ip_is_chosen_only_when_every_eligible_ip_is_slowed(
         assert all(c.is_slowed(provider, NOW) for c in eligible)
 
 
-def test_a_slow_down_for_one_provider_leaves_the_others_alone():
+def test_a_slow_down_for_one_provider_leaves_the_others_alone() -> None:
     slowed = IpCandidate("127.0.0.1", IPState.ACTIVE, slowed={"microsoft": LATER})
     other = IpCandidate("127.0.0.2", IPState.ACTIVE)
     assert set(pick_many([slowed, other], 4, "microsoft")) == {"127.0.0.2"}
@@ -193,7 +193,7 @@ def test_a_slow_down_for_one_provider_leaves_the_others_alone():
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=5), st.integers(0, 50), st.integers(1, 4))
 def test_round_robin_is_exactly_fair_within_weights_over_whole_periods(
     weights: list[int], start: int, periods: int
-):
+) -> None:
     pool = [
         IpCandidate(f"127.0.0.{i + 1}", IPState.ACTIVE, weight=w) for i, w in enumerate(weights)
     ]
@@ -209,7 +209,7 @@ def test_round_robin_is_exactly_fair_within_weights_over_whole_periods(
 
 
 @given(st.permutations([("127.0.0.1", 3), ("127.0.0.2", 1), ("127.0.0.3", 2)]))
-def test_selection_does_not_depend_on_the_callers_order(order: list[tuple[str, int]]):
+def test_selection_does_not_depend_on_the_callers_order(order: list[tuple[str, int]]) -> None:
     pool = [IpCandidate(ip, IPState.ACTIVE, weight=w) for ip, w in order]
     reference = [IpCandidate(ip, IPState.ACTIVE, weight=w) for ip, w in sorted(order)]
     assert pick_many(pool, 12) == pick_many(reference, 12)

@@ -38,7 +38,7 @@ def router(dns_server: DnsTestServer) -> Router:
 
 async def test_tenant_mail_with_a_resolving_domain_goes_normal(
     router: Router, fake_clock: FakeClock
-):
+) -> None:
     decision = await router.route(
         mail_from="a@contoso.example",
         rcpts=["b@rcpt.test"],
@@ -52,7 +52,7 @@ async def test_tenant_mail_with_a_resolving_domain_goes_normal(
 
 async def test_sender_domain_without_records_is_resolved_and_goes_high(
     router: Router, fake_clock: FakeClock
-):
+) -> None:
     decision = await router.route(
         mail_from="x@ghost.test",
         rcpts=["b@rcpt.test"],
@@ -66,7 +66,7 @@ async def test_sender_domain_without_records_is_resolved_and_goes_high(
 
 async def test_servfail_holds_then_routes_high_once_the_hold_is_over(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     dns_server.servfail("flaky.test")
     arrival = fake_clock.now()
     args: dict[str, Any] = {
@@ -87,7 +87,7 @@ async def test_servfail_holds_then_routes_high_once_the_hold_is_over(
 
 async def test_unknown_is_remembered_briefly_then_a_healed_domain_is_re_resolved(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     dns_server.servfail("heals.test")
     now = fake_clock.now()
     assert await router.sender_domain_status("heals.test", now) is DomainStatus.UNKNOWN
@@ -103,7 +103,7 @@ async def test_unknown_is_remembered_briefly_then_a_healed_domain_is_re_resolved
 
 async def test_no_records_is_remembered_for_negative_ttl_and_exists_for_the_cache_ttl(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     now = fake_clock.now()
     assert await router.sender_domain_status("new.test", now) is DomainStatus.NO_RECORDS
     dns_server.add("new.test", "MX", "10 mx.new.test.")
@@ -118,7 +118,7 @@ async def test_no_records_is_remembered_for_negative_ttl_and_exists_for_the_cach
 
 async def test_concurrent_messages_from_one_domain_share_one_lookup_during_an_outage(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     dns_server.drop("down.test")
     now = fake_clock.now()
     answers = await asyncio.gather(
@@ -131,7 +131,7 @@ async def test_concurrent_messages_from_one_domain_share_one_lookup_during_an_ou
 
 async def test_a_cancelled_lookup_does_not_leave_its_waiters_hanging(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     dns_server.drop("down.test")
     now = fake_clock.now()
     first = asyncio.ensure_future(router.sender_domain_status("down.test", now))
@@ -146,7 +146,7 @@ async def test_a_cancelled_lookup_does_not_leave_its_waiters_hanging(
 
 async def test_the_message_that_crosses_the_hourly_limit_goes_high_with_an_alert(
     router: Router, fake_clock: FakeClock
-):
+) -> None:
     decisions = []
     for _ in range(2):
         decisions.append(
@@ -165,7 +165,7 @@ async def test_the_message_that_crosses_the_hourly_limit_goes_high_with_an_alert
 
 async def test_counts_restored_after_a_restart_still_hold_a_sender_to_its_limits(
     router: Router, fake_clock: FakeClock
-):
+) -> None:
     """What the queue kept of a sender's last day (as ``recipients_sent_since`` gives it,
     brackets and case as stored) counts as if the router had seen it."""
     now = fake_clock.now()
@@ -199,7 +199,7 @@ async def test_counts_restored_after_a_restart_still_hold_a_sender_to_its_limits
 
 async def test_null_sender_needs_no_dns_and_goes_high(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     decision = await router.route(
         mail_from="",
         rcpts=["b@rcpt.test"],
@@ -211,7 +211,7 @@ async def test_null_sender_needs_no_dns_and_goes_high(
     assert dns_server.queries == []
 
 
-def test_stored_form_strips_scores_from_untrusted_clients(router: Router):
+def test_stored_form_strips_scores_from_untrusted_clients(router: Router) -> None:
     message = b"X-Spam-Score: -5\r\nSubject: s\r\n\r\nb"
     assert router.stored_form(message, "127.0.0.1") == message
     assert router.stored_form(message, "192.0.2.1") == b"Subject: s\r\n\r\nb"
@@ -219,7 +219,7 @@ def test_stored_form_strips_scores_from_untrusted_clients(router: Router):
 
 async def test_sender_without_a_domain_is_treated_as_having_no_records(
     router: Router, dns_server: DnsTestServer, fake_clock: FakeClock
-):
+) -> None:
     decision = await router.route(
         mail_from="postmaster",
         rcpts=["b@rcpt.test"],
@@ -234,7 +234,7 @@ async def test_sender_without_a_domain_is_treated_as_having_no_records(
 
 async def test_what_other_nodes_published_counts_towards_a_senders_limits(
     router: Router, fake_clock: FakeClock
-):
+) -> None:
     """Several nodes: a sender's limit holds for the cluster, not per node (issue 11)."""
     now = fake_clock.now()
     minute = now.replace(second=0, microsecond=0)
