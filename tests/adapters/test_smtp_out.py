@@ -15,7 +15,7 @@ from hrmonitor.adapters.smtp_out import (
     check_bindable,
 )
 from hrmonitor.errors import BindError
-from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SmtpSink
+from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SinkFactory, SmtpSink
 
 BODY = b"Subject: t\r\n\r\nhello\r\n.leading dot\r\n"
 
@@ -37,7 +37,9 @@ async def _send(conns: Connections, sink: SmtpSink, ip: str, rcpts: list[str]) -
     )
 
 
-async def test_message_leaves_from_the_chosen_source_ip(connections, smtp_sink) -> None:
+async def test_message_leaves_from_the_chosen_source_ip(
+    connections: Connections, smtp_sink: SmtpSink
+) -> None:
     first = await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"])
     second = await _send(connections, smtp_sink, "127.0.0.21", ["b@rcpt.test"])
     assert isinstance(first, Sent)
@@ -47,7 +49,9 @@ async def test_message_leaves_from_the_chosen_source_ip(connections, smtp_sink) 
     assert smtp_sink.messages[0].data == BODY
 
 
-async def test_per_recipient_replies_are_reported(connections, smtp_sink) -> None:
+async def test_per_recipient_replies_are_reported(
+    connections: Connections, smtp_sink: SmtpSink
+) -> None:
     smtp_sink.script("gone@rcpt.test", "550 5.1.1 no such user")
     smtp_sink.script("later@rcpt.test", "451 4.7.1 try later")
     outcome = await _send(
@@ -60,7 +64,9 @@ async def test_per_recipient_replies_are_reported(connections, smtp_sink) -> Non
     assert [m.rcpts for m in smtp_sink.messages] == [("ok@rcpt.test",)]
 
 
-async def test_a_session_is_reused_for_the_same_source_ip_and_host(connections, smtp_sink) -> None:
+async def test_a_session_is_reused_for_the_same_source_ip_and_host(
+    connections: Connections, smtp_sink: SmtpSink
+) -> None:
     for _ in range(3):
         assert isinstance(await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"]), Sent)
     assert len(smtp_sink.messages) == 3
@@ -68,7 +74,7 @@ async def test_a_session_is_reused_for_the_same_source_ip_and_host(connections, 
 
 
 async def test_an_unbindable_source_ip_raises_bind_error_and_sends_nothing(
-    connections, smtp_sink
+    connections: Connections, smtp_sink: SmtpSink
 ) -> None:
     with pytest.raises(BindError, match=r"192\.0\.2\.77"):
         await _send(connections, smtp_sink, "192.0.2.77", ["b@rcpt.test"])
@@ -76,7 +82,7 @@ async def test_an_unbindable_source_ip_raises_bind_error_and_sends_nothing(
 
 
 async def test_a_connection_dropped_in_data_is_a_failure_without_a_reply(
-    connections, smtp_sink
+    connections: Connections, smtp_sink: SmtpSink
 ) -> None:
     smtp_sink.script("b@rcpt.test", DROP_IN_DATA, "250 ok")
     outcome = await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"])
@@ -86,14 +92,16 @@ async def test_a_connection_dropped_in_data_is_a_failure_without_a_reply(
     assert isinstance(await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"]), Sent)
 
 
-async def test_a_garbage_reply_is_a_temporary_failure(connections, smtp_sink) -> None:
+async def test_a_garbage_reply_is_a_temporary_failure(
+    connections: Connections, smtp_sink: SmtpSink
+) -> None:
     smtp_sink.script("b@rcpt.test", GARBAGE_IN_DATA)
     outcome = await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"])
     assert isinstance(outcome, Failed)
     assert not outcome.permanent
 
 
-async def test_nobody_listening_is_a_connect_failure(smtp_sink) -> None:
+async def test_nobody_listening_is_a_connect_failure(smtp_sink: SmtpSink) -> None:
     await smtp_sink.stop()
     conns = Connections(OutboundSettings(port=smtp_sink.port, connect_timeout=5, command_timeout=5))
     outcome = await _send(conns, smtp_sink, "127.0.0.10", ["b@rcpt.test"])
@@ -103,7 +111,7 @@ async def test_nobody_listening_is_a_connect_failure(smtp_sink) -> None:
 
 
 async def test_starttls_is_used_when_offered_without_verifying_the_certificate(
-    smtp_sink_factory,
+    smtp_sink_factory: SinkFactory,
 ) -> None:
     sink = await smtp_sink_factory(host="127.0.0.51", tls=True)
     conns = Connections(OutboundSettings(port=sink.port, connect_timeout=5, command_timeout=5))
