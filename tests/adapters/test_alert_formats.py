@@ -40,10 +40,12 @@ def test_alertmanager_labels_stay_the_same_from_firing_to_resolution() -> None:
         "zone": "zen", "key": "listing:high-risk:10.0.0.1:zen", "service": "hrmonitor",
     }  # fmt: skip
     assert firing["startsAt"] == "2026-12-07T05:00:00Z"
+    assert isinstance(firing["endsAt"], str)
     assert firing["endsAt"] > "2027"  # open until resolved, not Alertmanager's 5 minutes
     assert resolved["endsAt"] == "2026-12-07T05:00:00Z"
     assert firing["generatorURL"] == "https://check.example/?ip=10.0.0.1"
-    assert firing["annotations"]["node"] == "mx1"  # type: ignore[index]
+    assert isinstance(firing["annotations"], dict)
+    assert firing["annotations"]["node"] == "mx1"
     assert render(listing(), "alertmanager") == [firing]  # API v2 takes a list
 
 

@@ -139,7 +139,7 @@ def mutated_config(draw: st.DrawFn) -> bytes:
         huge = [2**63 - 1, 2**63, 10**30, -(2**63), 1e300, float("inf"), float("nan")]
         put(data, draw(st.sampled_from(numbers)), draw(st.sampled_from(huge)))
     elif kind == "ip":
-        ips = [
+        ips: list[Path_] = [
             ("pools", name, key, i)
             for name, pool in data["pools"].items()
             for key in ("ips", "standby")

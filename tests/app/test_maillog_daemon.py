@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_relay_daemon import config_for, start, state_of, swaks, until
+from tests.app.test_relay_daemon import config_for, start, state_is, swaks, until
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -174,7 +174,7 @@ async def test_json_lines_carry_the_same_fields_and_a_pool_without_ips_expires(
     config.write_text(text)
     daemon = await asyncio.to_thread(daemon_process, config, ("--log-format", "json"))
     for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
-        await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")  # type: ignore[misc]
+        await until(state_is(tmp_path, ip, "retired"))
     qid = queue_id(await swaks(daemon.port, "--from", "<>", "--to", "dsn@rcpt.test"))
     ok = queue_id(await swaks(daemon.port, "--from", "a@contoso.test", "--to", "ok@rcpt.test"))
 
@@ -221,4 +221,5 @@ async def test_json_lines_carry_the_same_fields_and_a_pool_without_ips_expires(
     )
     assert sent["source"] in ("127.0.0.10", "127.0.0.11")
     assert isinstance(sent["delay"], float)
+    assert isinstance(sent["msg"], str)
     assert sent["msg"].startswith(f"{ok}: to=<ok@rcpt.test>, relay={sent['relay']}, delay=")

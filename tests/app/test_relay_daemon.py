@@ -98,6 +98,11 @@ def state_of(config_dir: Path, ip: str) -> str | None:
         store.close()
 
 
+def state_is(config_dir: Path, ip: str, state: str) -> Callable[[], bool]:
+    """A condition for :func:`until`: ``ip``'s state in the store is ``state``."""
+    return lambda: state_of(config_dir, ip) == state
+
+
 async def test_each_message_leaves_from_the_pool_its_routing_names(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
@@ -137,7 +142,9 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
 
     def contoso_rates() -> dict[str, object]:
         result = CliRunner().invoke(main, ["report", "--json", "--config", str(daemon.config)])
-        rows = {row["tenant"]: row for row in json.loads(result.stdout)["tenants"]}
+        rows: dict[str, dict[str, object]] = {
+            row["tenant"]: row for row in json.loads(result.stdout)["tenants"]
+        }
         return rows.get("contoso", {})
 
     await until(lambda: contoso_rates().get("hard_bounces") == 1)
@@ -157,7 +164,7 @@ async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
 ) -> None:
     daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
     for ip in sorted(HIGH):  # the standby is listed too: taken out, never promoted
-        await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")
+        await until(state_is(tmp_path, ip, "retired"))
 
     await swaks(daemon.port, "--from", "<>", "--to", "held@rcpt.test")
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "normal@rcpt.test")
@@ -252,7 +259,7 @@ async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_lis
         rbldnsd.delist_ip(ip)
     daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
     for ip in ("127.0.0.10", "127.0.0.11"):
-        await until(lambda ip=ip: state_of(tmp_path, ip) == "retired")
+        await until(state_is(tmp_path, ip, "retired"))
 
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "degraded@rcpt.test")
     [message] = await smtp_sink.wait_for(1, 30, lambda m: "degraded@rcpt.test" in m.rcpts)

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -21,7 +22,7 @@ from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
-from tests.services.test_alerting import WebhookReceiver
+from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,8 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
         await receiver.close()
 
 
-def report(config: Path) -> dict[str, object]:
+def report(config: Path) -> dict[str, dict[str, Any]]:
+    """``report --json``'s pools by name, as JSON (the shape is SPEC.md's)."""
     result = CliRunner().invoke(main, ["report", "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
     pools = json.loads(result.stdout)["pools"]
@@ -92,7 +94,7 @@ async def test_a_warming_ip_out_of_capacity_brings_in_the_next_standby_instead_o
     assert state_of(tmp_path, "127.0.0.22") == "warming"
 
     high = report(config)["high-risk"]
-    ips = {row["ip"]: row for row in high["ips"]}  # type: ignore[index]
+    ips = {row["ip"]: row for row in high["ips"]}
     assert ips["127.0.0.21"]["eligible"] is False
     assert "cap" in ips["127.0.0.21"]["not_eligible"]
     assert ips["127.0.0.20"]["retirement"]["waits_on"] in ("cooldown", "delisting")
@@ -135,8 +137,8 @@ async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
     assert smtp_sink.messages == []
     high = report(config)["high-risk"]
     assert high["health"] == "exhausted"
-    assert high["summary"]["score"] == 0  # type: ignore[index]
-    assert all(row["eligible"] is False for row in high["ips"])  # type: ignore[union-attr]
+    assert high["summary"]["score"] == 0
+    assert all(row["eligible"] is False for row in high["ips"])
     assert await daemon.stop_async() == 0
 
 
@@ -153,10 +155,10 @@ cooldown = "3s"
 """
 
 
-def history(config: Path, ip: str) -> dict[str, object]:
+def history(config: Path, ip: str) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["history", ip, "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    data: dict[str, object] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout)
     return data
 
 
@@ -176,17 +178,17 @@ async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_w
     daemon = await start(daemon_process, config)
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
 
-    retired = {row["ip"]: row for row in report(config)["high-risk"]["ips"]}["127.0.0.20"]  # type: ignore[index]
+    retired = {row["ip"]: row for row in report(config)["high-risk"]["ips"]}["127.0.0.20"]
     outlook = retired["retirement"]
     assert outlook["waits_on"] == "delisting"
     assert "bl" in outlook["reason"]
     assert outlook["earliest_return"] is None
     assert outlook["zones_counted"] == ["bl"]  # dead.test is not healthy: not counted
-    assert history(config, "127.0.0.20")["retirement"]["waits_on"] == "delisting"  # type: ignore[index]
+    assert history(config, "127.0.0.20")["retirement"]["waits_on"] == "delisting"
 
     rbldnsd.delist_ip("127.0.0.20")
     await until(lambda: history(config, "127.0.0.20")["retirement"] is None or (
-        history(config, "127.0.0.20")["retirement"]["waits_on"] == "cooldown"  # type: ignore[index]
+        history(config, "127.0.0.20")["retirement"]["waits_on"] == "cooldown"
     ))  # fmt: skip
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "standby", within=30)
     assert await daemon.stop_async() == 0

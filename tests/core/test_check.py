@@ -24,7 +24,7 @@ def test_all_clean_and_healthy_is_ok() -> None:
 
 
 def test_listing_at_retire_at_is_critical_even_with_zones_down() -> None:
-    answers = [listed(Severity.HIGH), Unknown(IP, "b", "timeout")]
+    answers: list[Answer] = [listed(Severity.HIGH), Unknown(IP, "b", "timeout")]
     assert verdict(answers, {"b": ZoneHealth.UNREACHABLE}, high) is Verdict.CRITICAL
 
 
@@ -40,7 +40,10 @@ def test_retire_at_of_the_ips_pool_decides_critical() -> None:
 
 
 def test_nothing_trustworthy_is_unknown_never_ok() -> None:
-    answers = [Unknown(IP, "a", "timeout"), Error(IP, "b", ("127.255.255.254",), "refused")]
+    answers: list[Answer] = [
+        Unknown(IP, "a", "timeout"),
+        Error(IP, "b", ("127.255.255.254",), "refused"),
+    ]
     assert verdict(answers, {}, high) is Verdict.UNKNOWN
     assert verdict([], {}, high) is Verdict.UNKNOWN
 

@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 
 from hrmonitor.core.alert import AlertKind
 from hrmonitor.core.health import IpCondition, PoolHealth, pool_health
-from hrmonitor.core.model import IPState, WarmupStage
+from hrmonitor.core.model import IPState, Severity, WarmupStage
 from hrmonitor.core.rotation.decide import OperatorAction, Tick, Verb, candidates
 from hrmonitor.core.rotation.eligibility import blockers, eligible_ips
 from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
 from hrmonitor.core.rotation.suspension import BIND_FAILURE, WHOLE_IP, Suspension
+from hrmonitor.core.rotation.views import OpenListing
 from hrmonitor.core.rotation.warmup import WarmupView
 from tests.core.test_rotation_world import T0, World, high_pool, moves
 
@@ -113,14 +114,11 @@ def world_of(rows: list[tuple[IPState, int, str | None, bool]], min_active: int)
     )
     world = World([pool])
     for ip, (state, sent, scope, listed) in zip(POOL_IPS, rows, strict=True):
-        suspensions = ()
+        suspensions: tuple[Suspension, ...] = ()
         if scope is not None:
             suspensions = (Suspension(ip, scope, T0, T0 + timedelta(hours=1), "x", "feedback.x"),)
-        listings = ()
+        listings: tuple[OpenListing, ...] = ()
         if listed:
-            from hrmonitor.core.model import Severity
-            from hrmonitor.core.rotation.views import OpenListing
-
             listings = (OpenListing("zen", ("127.0.0.2",), Severity.LOW, T0),)
         world.views[ip] = replace(
             world.views[ip],

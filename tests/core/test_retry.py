@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 import pytest
 
@@ -16,6 +17,16 @@ from hrmonitor.core.delivery.retry import (
 )
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+class Common(TypedDict):
+    """The keyword arguments of ``judge_reply`` that a test holds fixed."""
+
+    failures: int
+    arrived_at: datetime
+    now: datetime
+
+
 POLICY = RetryPolicy.of([timedelta(minutes=1), timedelta(minutes=5)], timedelta(hours=1))
 
 
@@ -29,7 +40,7 @@ def test_delay_follows_the_schedule_and_repeats_its_last_step() -> None:
 
 
 def test_a_2xx_delivers_a_5xx_bounces_with_its_enhanced_status() -> None:
-    common = {"failures": 1, "arrived_at": T0, "now": T0}
+    common: Common = {"failures": 1, "arrived_at": T0, "now": T0}
     assert judge_reply(POLICY, code=250, text="2.0.0 ok", **common) == Delivered()
     verdict = judge_reply(POLICY, code=550, text="5.1.1 no such user", **common)
     assert verdict == Bounce("5.1.1", "550 5.1.1 no such user")

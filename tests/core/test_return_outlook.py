@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -25,11 +25,21 @@ minutes = st.integers(-600, 600).map(lambda m: T0 + timedelta(minutes=m))
     until=st.one_of(st.none(), minutes),
     now=minutes,
 )
-def test_the_outlook_tells_the_restore_rule(retired_at, clean, listed, actor, until, now) -> None:  # type: ignore[no-untyped-def]
+def test_the_outlook_tells_the_restore_rule(
+    retired_at: datetime,
+    clean: tuple[datetime, datetime] | None,
+    listed: bool,
+    actor: str,
+    until: datetime | None,
+    now: datetime,
+) -> None:
+    clean_since: datetime | None
+    checked: datetime | None
     clean_since, checked = (None, None) if clean is None else (min(clean), max(clean))
     if checked is not None and checked > now:
+        assert clean_since is not None  # set together with checked
         checked = now  # sweeps are in the past
-        clean_since = min(clean_since, checked)  # type: ignore[type-var]
+        clean_since = min(clean_since, checked)
     listings = (
         (OpenListing("zen", ("127.0.0.2",), Severity.CRITICAL, retired_at),) if listed else ()
     )

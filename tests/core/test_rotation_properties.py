@@ -30,7 +30,7 @@ ALL_IPS = HIGH_IPS + NORMAL_IPS
 COOLDOWN = timedelta(hours=3)
 
 ip_sets = st.sets(st.sampled_from(ALL_IPS), max_size=3)
-healths = st.one_of(
+healths: st.SearchStrategy[dict[str, ZoneHealth]] = st.one_of(
     st.just({}),  # mostly healthy sweeps, so cool-downs can complete
     st.dictionaries(st.sampled_from(ZONES), st.sampled_from(list(ZoneHealth)), max_size=2),
 )
@@ -77,28 +77,29 @@ def make_world() -> World:
 
 
 def evidence_of(world: World, step: tuple[object, ...]) -> list[Evidence]:
+    # The class patterns narrow what the strategies above generate; they match every step.
     match step:
-        case ("sweep", listed, health, unknown):
-            return [world.sweep(listed=listed, health=health, unknown=unknown)]  # type: ignore[arg-type]
-        case ("op", ip, verb, force, reason):
+        case ("sweep", dict() as listed, dict() as health, set() as unknown):
+            return [world.sweep(listed=listed, health=health, unknown=unknown)]
+        case ("op", str(ip), Verb() as verb, bool(force), str(reason)):
             return [
                 OperatorAction(
                     ip,
                     verb,
                     reason,
                     "operator:prop",
-                    world.now,  # type: ignore[arg-type]
+                    world.now,
                     force=force,
                 )
-            ]  # type: ignore[arg-type]
-        case ("pause", ip, provider, minutes, remote):
-            at = world.now + timedelta(minutes=minutes)  # type: ignore[operator]
-            return [Pause(ip, provider, timedelta(hours=1), "TS04", at, "r", remote)]  # type: ignore[arg-type]
-        case ("calm", minutes):
-            world.advance(timedelta(minutes=minutes))  # type: ignore[arg-type]
+            ]
+        case ("pause", str(ip), str() | None as provider, int(minutes), bool(remote)):
+            at = world.now + timedelta(minutes=minutes)
+            return [Pause(ip, provider, timedelta(hours=1), "TS04", at, "r", remote)]
+        case ("calm", int(minutes)):
+            world.advance(timedelta(minutes=minutes))
             return [world.sweep()]
-        case ("time", minutes):
-            world.advance(timedelta(minutes=minutes))  # type: ignore[arg-type]
+        case ("time", int(minutes)):
+            world.advance(timedelta(minutes=minutes))
             return [Tick(world.now)]
     raise AssertionError(step)
 

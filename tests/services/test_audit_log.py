@@ -32,7 +32,7 @@ class Trail:
     def audit_events_after(
         self, after_id: int, limit: int = PAGE
     ) -> list[tuple[int, str | None, AuditEvent]]:
-        return sorted(r for r in self.rows if r[0] > after_id)[:limit]  # type: ignore[misc]
+        return sorted(r for r in self.rows if r[0] > after_id)[:limit]
 
 
 def audit_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:

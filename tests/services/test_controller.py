@@ -30,7 +30,7 @@ from hrmonitor.core.model import (
     ZoneHealth,
 )
 from hrmonitor.core.rotation.decide import OperatorAction, Verb
-from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
+from hrmonitor.core.rotation.selection import NoEligibleIp, Selection, choose_source_ip
 from hrmonitor.errors import OperatorError
 from hrmonitor.services.rotation.controller import Controller, RotationStore
 
@@ -338,10 +338,12 @@ async def test_promoted_idle_ip_warms_up_under_its_cap(configured: Store) -> Non
     controller.note_sent("127.0.2.3", T0)
     controller.note_sent("127.0.2.3", T0)
     offered = controller.candidates_now("high-risk", T0)
-    assert {
-        choose_source_ip(offered, "google", T0, n).ip
-        for n in range(3)  # type: ignore[union-attr]
-    } == {"127.0.2.1"}
+    chosen = set()
+    for n in range(3):
+        choice = choose_source_ip(offered, "google", T0, n)
+        assert isinstance(choice, Selection)
+        chosen.add(choice.ip)
+    assert chosen == {"127.0.2.1"}
     await controller.drain()
     record = configured.ip_record("127.0.2.3")
     assert record is not None

@@ -7,6 +7,7 @@ cannot be bound and then, once ``ip addr add`` put it on the loopback, can.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -56,7 +57,10 @@ async def test_a_bind_failure_is_lifted_at_the_first_tick_after_the_address_bind
 ) -> None:
     """Item 4: not a fixed pause; re-probed every tick, back as soon as it binds."""
     assert store.sync_pools(high_only((MISSING,)), T0) == []
-    probe = lambda ips: netns.call(lambda: check_bindable(ips))  # noqa: E731
+
+    def probe(ips: Sequence[str]) -> dict[str, str | None]:
+        return netns.call(lambda: check_bindable(ips))
+
     alerts = Alerts()
     controller = Controller(store, high_only((MISSING,)), ZONES, alerts, probe=probe)
     await controller.load(T0)

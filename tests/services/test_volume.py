@@ -42,7 +42,7 @@ def commits(store: Store) -> Iterator[list[int]]:
 
 
 def node(store: Store, name: str) -> Controller:
-    return Controller(store, pools(warmup=WARMUP), ZONES, Alerts(), node=name)  # type: ignore[arg-type]
+    return Controller(store, pools(warmup=WARMUP), ZONES, Alerts(), node=name)
 
 
 async def warming(store: Store) -> None:
@@ -80,7 +80,7 @@ async def test_replies_are_counted_in_memory_and_written_in_one_transaction(
 ) -> None:
     """200 delivered messages: no store transaction per message, one for the batch."""
     assert store.sync_pools(pools(), T0 - timedelta(days=1)) == []
-    controller = Controller(store, pools(), ZONES, Alerts())  # type: ignore[arg-type]
+    controller = Controller(store, pools(), ZONES, Alerts())
     await controller.load(T0)
     with commits(store) as seen:
         for n in range(200):
