@@ -120,8 +120,8 @@ def run_pydnsbl_process(server: Rbldnsd, ips: int, seed: int) -> tuple[float, in
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "pydnsbl":
-        host, port, ips, seed = sys.argv[2:6]
-        pydnsbl_process(host, int(port), int(ips), int(seed))
+        host, port, count, seed = sys.argv[2:6]
+        pydnsbl_process(host, int(port), int(count), int(seed))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ips", type=int, default=4096)

@@ -45,10 +45,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from relay import SINK_HOST, Sink, binary, free_port  # noqa: E402
-
+from benchmarks.relay import SINK_HOST, Sink, binary, free_port  # noqa: E402
 from tests.fixtures.dns_server import DnsTestServer  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
