@@ -18,7 +18,8 @@ from hrmonitor.adapters.store.migrate import upgrade
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.core.bounce.classify import MAX_BYTES
 from hrmonitor.core.delivery.envelope import Submission
-from hrmonitor.core.routing.decide import RiskClass, RouteDecision
+from hrmonitor.core.model import RiskClass
+from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.relay.acceptance import Acceptance
 from hrmonitor.services.relay.settings import RelaySettings
 
