@@ -26,6 +26,7 @@ SQLite allocates; the RSS figures are the ones that count.
     .venv/bin/python benchmarks/hostile_memory.py [--cases hostile,plain1,plain10]
     MALLOC_ARENA_MAX=1 .venv/bin/python benchmarks/hostile_memory.py   # passed to the daemon
     .venv/bin/python benchmarks/hostile_memory.py --postgres   # the store on 127.0.0.1:5432
+    .venv/bin/python benchmarks/hostile_memory.py --warm-large # a 1 MB message in the warm-up
     .venv/bin/python benchmarks/hostile_memory.py --diagnose --cases hostile
 """
 
@@ -100,10 +101,15 @@ def send(port: int, message: bytes) -> str:
     return f"{code} {text.decode(errors='replace')}"
 
 
+WARM_LARGE = [False]  # --warm-large: one plain 1 MB message in the warm-up too
+
+
 def warm(port: int) -> None:
     for n in range(5):
         send(port, ordinary(20_000, seed=n))
     send(port, nested_multipart(300))
+    if WARM_LARGE[0]:  # SQLite's page caches (2 MB a connection) and malloc's pools filled
+        send(port, ordinary(1_000_000, seed=99))
     time.sleep(1.0)  # classification of the warm-up messages (off the loop) settles
 
 
@@ -271,8 +277,10 @@ def main() -> None:
     parser.add_argument("--cases", default="hostile,plain1,plain10")
     parser.add_argument("--diagnose", action="store_true", help="in-process, tracemalloc")
     parser.add_argument("--postgres", action="store_true", help="the store on PostgreSQL")
+    parser.add_argument("--warm-large", action="store_true", help="warm with 1 MB too")
     parser.add_argument("--send", nargs=2, help=argparse.SUPPRESS)  # PORT FILE: the client
     args = parser.parse_args()
+    WARM_LARGE[0] = args.warm_large
     if args.send:
         print(send(int(args.send[0]), Path(args.send[1]).read_bytes()))
         return
