@@ -58,4 +58,5 @@ def test_a_refresh_that_brings_nothing_new_draws_nothing(
     terminal.watch(lambda: _report(next(refreshes), next(sent)), 2.0, wait, console)
     # drawn: at start, when sent_today moved to 8, and once for the new width
     assert drawn == [(7, 100), (8, 100), (8, 120)]
-    assert "192.0.2.1" in console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(console.file, io.StringIO)
+    assert "192.0.2.1" in console.file.getvalue()

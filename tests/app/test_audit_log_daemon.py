@@ -147,7 +147,9 @@ async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_
 
     # A queue action: a deferred message held by the operator.
     out = await swaks(daemon.port, "--from", "a@contoso.test", "--to", "later@rcpt.test")
-    qid = re.search(r"queued as (\w+)", out).group(1)  # type: ignore[union-attr]
+    queued = re.search(r"queued as (\w+)", out)
+    assert queued is not None, out
+    qid = queued.group(1)
     await until(lambda: "status=deferred" in log_file.read_text(), within=60)
     await asyncio.to_thread(hrmonitor, config, "queue", "hold", qid, "--reason", "look first")
     held = await one_line(

@@ -91,7 +91,9 @@ async def test_each_message_and_attempt_has_one_postfix_shaped_line(
         r" pool=normal, rules=none$",
         accepted,
     ), accepted
-    size = int(re.search(r"size=(\d+)", accepted).group(1))  # type: ignore[union-attr]
+    sized = re.search(r"size=(\d+)", accepted)
+    assert sized is not None
+    size = int(sized.group(1))
     assert size > len("hello")  # the whole message as stored, headers included
     deferred = await line_of(log, rf"{qid}: to=<later@rcpt\.test>, .* status=deferred")
     assert re.search(

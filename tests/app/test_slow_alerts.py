@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -96,10 +96,10 @@ def _state(database: Path, ip: str) -> str | None:
         store.close()
 
 
-async def _until(condition: object, within: float, what: str) -> None:
+async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not await asyncio.to_thread(condition):  # type: ignore[arg-type]
+    while not await asyncio.to_thread(condition):
         if loop.time() > deadline:
             pytest.fail(f"{what}: not within {within}s")
         await asyncio.sleep(0.2)

@@ -75,7 +75,9 @@ def test_the_pool_that_cannot_send_says_why_for_each_ip() -> None:
     [alert] = [a for a in decision.alerts if a.kind is AlertKind.POOL_EXHAUSTED]
     assert not alert.resolved
     assert "no IP eligible" in alert.summary
-    assert "suspended (whole IP)" in alert.details["not_eligible"]["10.0.0.1"]  # type: ignore[index]
+    not_eligible = alert.details["not_eligible"]
+    assert isinstance(not_eligible, dict)
+    assert "suspended (whole IP)" in not_eligible["10.0.0.1"]
 
 
 def test_ip_enable_lifts_a_bind_failure_of_an_active_ip() -> None:

@@ -408,7 +408,11 @@ async def test_bind_failure_suspends_the_whole_ip_at_once(configured: Store) -> 
     controller.on_bind_failure("127.0.1.1", "high-risk", "wrong pool", T0)  # ignored
     offered = controller.candidates_now("high-risk", T0)
     for provider in ("google", "yahoo"):
-        picks = {choose_source_ip(offered, provider, T0, n).ip for n in range(4)}  # type: ignore[union-attr]
+        picks = set()
+        for n in range(4):
+            choice = choose_source_ip(offered, provider, T0, n)
+            assert isinstance(choice, Selection)
+            picks.add(choice.ip)
         assert picks == {"127.0.2.2"}
     await controller.drain()
     [held] = configured.active_suspensions(T0)

@@ -8,16 +8,16 @@ cannot be bound and then, once ``ip addr add`` put it on the loopback, can.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
-from hrmonitor.core.alert import AlertKind
+from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import IPState, Pool, PoolPolicy, RiskClass, ZoneHealth
 from hrmonitor.core.rotation.decide import OperatorAction, Verb
-from hrmonitor.core.rotation.selection import NoEligibleIp, choose_source_ip
+from hrmonitor.core.rotation.selection import NoEligibleIp, Selection, choose_source_ip
 from hrmonitor.services.rotation.controller import BIND_PROBE_ACTOR, EXHAUSTED_SETTLE, Controller
 from tests.fixtures.netns import NetNs
 from tests.services.test_controller import HOUR, T0, ZONES, Alerts, make, pools, states, sweep
@@ -100,10 +100,12 @@ async def test_ip_enable_lifts_a_bind_failure(configured: Store) -> None:
     assert result.applied, result.refused
     assert configured.active_suspensions(T0) == []
     offered = controller.candidates_now("high-risk", T0)
-    assert {choose_source_ip(offered, "x", T0, n).ip for n in range(4)} == {  # type: ignore[union-attr]
-        "127.0.2.1",
-        "127.0.2.2",
-    }
+    chosen = set()
+    for n in range(4):
+        choice = choose_source_ip(offered, "x", T0, n)
+        assert isinstance(choice, Selection)
+        chosen.add(choice.ip)
+    assert chosen == {"127.0.2.1", "127.0.2.2"}
     assert any(e.actor == "operator:alice" for e in configured.audit_trail("127.0.2.1"))
 
 
@@ -155,8 +157,8 @@ async def test_a_pool_that_can_send_at_start_resolves_a_pool_exhausted_left_open
     assert exhausted(alerts, "normal") == [True]
 
 
-def _relay_alert(now, resolved: bool):  # type: ignore[no-untyped-def]
-    from hrmonitor.core.alert import Alert, alert_key
+def _relay_alert(now: datetime, resolved: bool) -> Alert:
+    from hrmonitor.core.alert import alert_key
     from hrmonitor.core.model import Severity
 
     key = alert_key(AlertKind.POOL_EXHAUSTED, "high-risk")

@@ -144,7 +144,9 @@ async def test_the_cap_holds_across_a_restart(store: Store) -> None:
             continue
         before.on_reply(RemoteReply(250, "2.0.0", "ok", WARMING, "mx.example.net", T0))
     await before.close()
-    sent_before = store.ip_record(WARMING).sent_on(T0.date())  # type: ignore[union-attr]
+    record = store.ip_record(WARMING)
+    assert record is not None
+    sent_before = record.sent_on(T0.date())
     assert sent_before > 0
     after = node(store, "a")
     await after.load(T0)
