@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +26,11 @@ class Recorder:
         return "250 2.0.0 Ok: queued as test"
 
 
+Served = tuple[Listener, Recorder]  # the listener fixtures: a running listener, what it took
+
+
 @pytest.fixture
-async def listener(fake_clock: FakeClock) -> AsyncIterator[tuple[Listener, Recorder]]:
+async def listener(fake_clock: FakeClock) -> AsyncIterator[Served]:
     recorder = Recorder()
     settings = ListenerSettings(
         host="127.0.0.1",
@@ -81,7 +85,9 @@ async def _session(port: int, source: str = TENANT_IP) -> Client:
     return client
 
 
-async def test_tenant_mail_is_handed_over_with_envelope_and_received_header(listener) -> None:
+async def test_tenant_mail_is_handed_over_with_envelope_and_received_header(
+    listener: Served,
+) -> None:
     server, recorder = listener
     client = await _session(server.port)
     assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
@@ -111,7 +117,9 @@ async def test_tenant_mail_is_handed_over_with_envelope_and_received_header(list
         "<user@other.test@relay.test>",
     ],
 )
-async def test_a_stranger_gets_relaying_denied_for_every_address_form(listener, rcpt: str) -> None:
+async def test_a_stranger_gets_relaying_denied_for_every_address_form(
+    listener: Served, rcpt: str
+) -> None:
     server, recorder = listener
     client = await _session(server.port, STRANGER_IP)
     assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")
@@ -131,7 +139,7 @@ async def test_a_stranger_gets_relaying_denied_for_every_address_form(listener, 
     ],
 )
 async def test_relay_trick_address_forms_are_refused_even_from_a_tenant(
-    listener, rcpt: str
+    listener: Served, rcpt: str
 ) -> None:
     server, _ = listener
     client = await _session(server.port)
@@ -140,7 +148,7 @@ async def test_relay_trick_address_forms_are_refused_even_from_a_tenant(
     await client.close()
 
 
-async def test_injection_characters_and_invalid_addresses_get_501_or_553(listener) -> None:
+async def test_injection_characters_and_invalid_addresses_get_501_or_553(listener: Served) -> None:
     server, _ = listener
     client = await _session(server.port)
     assert (await client.cmd(b"MAIL FROM:<a\x00@contoso.test>\r\n")).startswith("501")
@@ -152,7 +160,7 @@ async def test_injection_characters_and_invalid_addresses_get_501_or_553(listene
     await client.close()
 
 
-async def test_oversized_message_gets_552_5_3_4_and_is_not_stored(listener) -> None:
+async def test_oversized_message_gets_552_5_3_4_and_is_not_stored(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     assert (await client.cmd("MAIL FROM:<a@contoso.test> SIZE=20000")).startswith("552")
@@ -165,7 +173,7 @@ async def test_oversized_message_gets_552_5_3_4_and_is_not_stored(listener) -> N
     assert recorder.accepted == []
 
 
-async def test_recipient_limit_answers_452_for_the_extra_recipient(listener) -> None:
+async def test_recipient_limit_answers_452_for_the_extra_recipient(listener: Served) -> None:
     server, _ = listener
     client = await _session(server.port)
     await client.cmd("MAIL FROM:<a@contoso.test>")
@@ -175,7 +183,7 @@ async def test_recipient_limit_answers_452_for_the_extra_recipient(listener) -> 
     await client.close()
 
 
-async def test_bare_lf_in_data_is_stored_as_crlf_and_nul_as_received(listener) -> None:
+async def test_bare_lf_in_data_is_stored_as_crlf_and_nul_as_received(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await client.cmd("MAIL FROM:<a@contoso.test>")
@@ -186,7 +194,7 @@ async def test_bare_lf_in_data_is_stored_as_crlf_and_nul_as_received(listener) -
     assert recorder.accepted[0].data.endswith(b"bare\r\nlf and \x00 nul\r\n")
 
 
-async def test_overlong_line_is_refused_and_the_session_survives(listener) -> None:
+async def test_overlong_line_is_refused_and_the_session_survives(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await client.cmd("MAIL FROM:<a@contoso.test>")
@@ -200,7 +208,9 @@ async def test_overlong_line_is_refused_and_the_session_survives(listener) -> No
     assert recorder.accepted == []
 
 
-async def test_smtputf8_and_8bitmime_are_offered_and_utf8_addresses_accepted(listener) -> None:
+async def test_smtputf8_and_8bitmime_are_offered_and_utf8_addresses_accepted(
+    listener: Served,
+) -> None:
     server, recorder = listener
     client = await Client.open(server.port, TENANT_IP)
     ehlo = await client.cmd("EHLO client.test")
@@ -218,7 +228,7 @@ async def test_smtputf8_and_8bitmime_are_offered_and_utf8_addresses_accepted(lis
 
 
 async def test_a_failing_accept_callback_answers_451_and_the_listener_keeps_serving(
-    fake_clock,
+    fake_clock: FakeClock,
 ) -> None:
     async def broken(_: Submission) -> str:
         raise RuntimeError("store down")
@@ -273,7 +283,7 @@ def test_listener_remembers_tenant_answers_and_formats_dates_as_the_email_packag
 
 
 @pytest.fixture
-async def tls_listener(fake_clock: FakeClock, tmp_path) -> AsyncIterator[tuple[Listener, Recorder]]:
+async def tls_listener(fake_clock: FakeClock, tmp_path: Path) -> AsyncIterator[Served]:
     from tests.fixtures.smtp_sink import self_signed_files
 
     cert, key = self_signed_files(tmp_path)
@@ -295,7 +305,7 @@ async def tls_listener(fake_clock: FakeClock, tmp_path) -> AsyncIterator[tuple[L
     await server.stop()
 
 
-async def test_starttls_is_offered_and_auth_only_after_tls(tls_listener) -> None:
+async def test_starttls_is_offered_and_auth_only_after_tls(tls_listener: Served) -> None:
     import aiosmtplib
 
     server, _ = tls_listener
@@ -313,7 +323,9 @@ async def test_starttls_is_offered_and_auth_only_after_tls(tls_listener) -> None
     await client.quit()
 
 
-async def test_an_authenticated_user_relays_for_its_tenant_from_anywhere(tls_listener) -> None:
+async def test_an_authenticated_user_relays_for_its_tenant_from_anywhere(
+    tls_listener: Served,
+) -> None:
     import aiosmtplib
 
     server, recorder = tls_listener
@@ -340,7 +352,7 @@ async def _data(client: Client) -> None:
     assert (await client.cmd("DATA")).startswith("354")
 
 
-async def test_data_split_across_writes_and_dot_lines_are_unstuffed(listener) -> None:
+async def test_data_split_across_writes_and_dot_lines_are_unstuffed(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await _data(client)
@@ -352,7 +364,7 @@ async def test_data_split_across_writes_and_dot_lines_are_unstuffed(listener) ->
     assert recorder.accepted[0].data.endswith(b"Subject: x\r\n\r\nhidden\r\n.two\r\n")
 
 
-async def test_an_empty_message_and_the_exact_size_limit_are_accepted(listener) -> None:
+async def test_an_empty_message_and_the_exact_size_limit_are_accepted(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await _data(client)
@@ -368,7 +380,7 @@ async def test_an_empty_message_and_the_exact_size_limit_are_accepted(listener) 
     assert len(recorder.accepted) == 2
 
 
-async def test_a_command_sent_right_after_the_dot_is_still_answered(listener) -> None:
+async def test_a_command_sent_right_after_the_dot_is_still_answered(listener: Served) -> None:
     server, recorder = listener
     client = await _session(server.port)
     await _data(client)
