@@ -61,7 +61,11 @@ from tests.fixtures.hostile_mime import nested_multipart
 SENDER = "bench@contoso.test"
 RECIPIENT = "bob@rcpt.test"
 # make_config's speed-ups for tests; the benchmark runs the defaults instead.
-FAST = re.compile(r'^(interval|cooldown|tick) = "[^"]*"\n', re.MULTILINE)
+FAST = re.compile(
+    r'^(interval|cooldown|tick|timeout|refresh|connect_timeout|command_timeout) = "[^"]*"\n'
+    r"|^retry = .*\n",
+    re.MULTILINE,
+)
 
 
 def ordinary(size: int, seed: int = 1) -> bytes:
