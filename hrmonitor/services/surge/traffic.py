@@ -75,7 +75,8 @@ class TrafficFeed:
             report, fields = await asyncio.wait_for(work, self._deadline)
         except TimeoutError:
             log.warning(
-                "classifying a %d-byte message from %s took over %.0f s; left unclassified",
+                # Acceptance hands over the part classification reads (MAX_BYTES at most).
+                "classifying %d bytes of a message from %s took over %.0f s; left unclassified",
                 len(submission.data), submission.client_ip, self._deadline,
             )  # fmt: skip
             return None
