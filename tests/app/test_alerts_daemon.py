@@ -18,11 +18,18 @@ import pytest
 from click.testing import CliRunner
 
 from hrmonitor.cli import main
-from tests.app.test_metrics_daemon import metrics_url, scrape_until, value
-from tests.app.test_relay_daemon import config_for, start, state_of, until
 from tests.fixtures.alertmanager import Alertmanager
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
+    config_for,
+    metrics_url,
+    scrape_until,
+    start,
+    state_of,
+    until,
+    value,
+)
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_relay_daemon import config_for, state_of, swaks, until
+from tests.fixtures.daemon_lab import config_for, hrmonitor_process, state_of, swaks, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -29,15 +29,6 @@ from tests.fixtures.smtp_sink import SmtpSink
 pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
 
 LEVEL = r"\S+ (?P<level>[A-Z]+) hrmonitor\.[\w.]+: \[[^]]+\] "
-
-
-@pytest.fixture
-def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
-    return dns_server
 
 
 class LoggingDaemon:
@@ -86,16 +77,6 @@ def started() -> Iterator[list[LoggingDaemon]]:
         daemon.kill()
 
 
-def hrmonitor(config: Path, *args: str) -> str:
-    """A command, as an operator runs it: a process of its own."""
-    done = subprocess.run(
-        [sys.executable, "-m", "hrmonitor", *args, "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def audit_lines(log: Path, pattern: str) -> list[re.Match[str]]:
     found = re.compile(LEVEL + "audit: " + pattern + "$")
     return [m for line in log.read_text().splitlines() if (m := found.match(line))]
@@ -136,7 +117,7 @@ async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_
 
     # An operator's action from another process: read from the trail, INFO, once.
     await asyncio.to_thread(
-        hrmonitor, config, "ip", "disable", "127.0.0.11", "--reason", "NIC swap, ticket 42"
+        hrmonitor_process, config, "ip", "disable", "127.0.0.11", "--reason", "NIC swap, ticket 42"
     )
     disabled = await one_line(
         log_file,
@@ -151,7 +132,9 @@ async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_
     assert queued is not None, out
     qid = queued.group(1)
     await until(lambda: "status=deferred" in log_file.read_text(), within=60)
-    await asyncio.to_thread(hrmonitor, config, "queue", "hold", qid, "--reason", "look first")
+    await asyncio.to_thread(
+        hrmonitor_process, config, "queue", "hold", qid, "--reason", "look first"
+    )
     held = await one_line(
         log_file,
         rf"kind=queue-hold queue_id={qid} pool=normal from=deferred to=held"

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
@@ -24,15 +22,14 @@ from sqlalchemy import create_engine, text
 
 from hrmonitor.cli import main
 from tests.fixtures.app_config import make_config
-from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import HIGH, NORMAL, start, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import LossyProxy, Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-NORMAL = {"127.0.0.10", "127.0.0.11"}
-HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
 
 # Every pool swept once at start and then hourly: a test sees each sweep it causes.
 HOURLY_POOLS = """
@@ -49,15 +46,6 @@ standby = ["127.0.0.22"]
 interval = "1h"
 cooldown = "2s"
 """
-
-
-@pytest.fixture
-def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
-    return dns_server
 
 
 class Lab:
@@ -113,20 +101,6 @@ def lab(
     return Lab(tmp_path, postgres_url, counting_proxy.address, mail_dns, smtp_sink)
 
 
-async def start(factory: DaemonFactory, config: Path) -> DaemonProcess:
-    return await asyncio.to_thread(factory, config)
-
-
-async def until(condition: Callable[[], bool], within: float = 30.0) -> float:
-    """Wait for ``condition``; returns the seconds it took."""
-    began = time.monotonic()
-    while not condition():
-        if time.monotonic() - began > within:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - began
-
-
 async def send(port: int, rcpt: str, sender: str = "a@contoso.test") -> None:
     message = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: cluster\r\n\r\nhello\r\n"
     await aiosmtplib.send(
@@ -155,7 +129,7 @@ async def test_restarting_one_node_under_load_delivers_nothing_twice(
     await asyncio.gather(*(one(r) for r in rcpts))
     await until(lambda: lab.scalar(
         "SELECT count(*) FROM queue_recipients WHERE status = 'delivering'"
-    ) >= 10)  # fmt: skip
+    ) >= 10, within=30)  # fmt: skip
     await asyncio.to_thread(a.stop)
     a = await start(daemon_process, a.config)
     await until(lambda: pending(lab) == 0, within=60)
@@ -174,7 +148,7 @@ async def test_a_killed_nodes_claims_are_delivered_by_the_other_within_the_lease
     claimed = (
         "SELECT count(*) FROM queue_recipients WHERE claimed_by = 'a' AND status = 'delivering'"
     )
-    await until(lambda: lab.scalar(claimed) == 5)
+    await until(lambda: lab.scalar(claimed) == 5, within=30)
     b = await start(daemon_process, lab.config("b"))
     assert lab.scalar(claimed) == 5  # b's start left a's claims alone
     a.kill()
@@ -193,7 +167,7 @@ async def test_a_second_node_adds_no_dnsbl_queries(
 ) -> None:
     """One sweeper per cluster: the DNSBL sees one node's worth of queries."""
     await start(daemon_process, lab.config("a"))
-    await until(lambda: sum(counting_proxy.questions.values()) > 0)
+    await until(lambda: sum(counting_proxy.questions.values()) > 0, within=30)
     await _settled(counting_proxy)
     one_node = Counter(counting_proxy.questions)
     b = await start(daemon_process, lab.config("b"))
@@ -207,7 +181,7 @@ async def test_when_the_sweeper_dies_another_node_sweeps_within_the_lease(
     lab: Lab, counting_proxy: LossyProxy, daemon_process: DaemonFactory
 ) -> None:
     a = await start(daemon_process, lab.config("a"))
-    await until(lambda: sum(counting_proxy.questions.values()) > 0)
+    await until(lambda: sum(counting_proxy.questions.values()) > 0, within=30)
     b = await start(daemon_process, lab.config("b"))
     await _settled(counting_proxy)
     before = sum(counting_proxy.questions.values())
@@ -243,15 +217,15 @@ async def test_a_sender_over_its_limit_across_both_nodes_goes_high_risk_with_one
     for i in range(8):
         await send(a.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
     published = "SELECT coalesce(sum(recipients), 0) FROM sender_counts WHERE node = 'a'"
-    await until(lambda: lab.scalar(published) == 8)
+    await until(lambda: lab.scalar(published) == 8, within=30)
     await asyncio.sleep(1.0)  # five of b's reads
     for i in range(8, 12):
         await send(b.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
     for i in range(12, 14):  # and back on a, which has read b's four by now
-        await until(lambda: lab.scalar(published.replace("'a'", "'b'")) == 4)
+        await until(lambda: lab.scalar(published.replace("'a'", "'b'")) == 4, within=30)
         await asyncio.sleep(0.5)
         await send(a.port, f"l{i}@rcpt.test", sender="heavy@contoso.test")
-    await until(lambda: len(smtp_sink.messages) >= 14)
+    await until(lambda: len(smtp_sink.messages) >= 14, within=30)
     peer = {m.rcpts[0]: m.peer for m in smtp_sink.messages}
     assert {peer[f"l{i}@rcpt.test"] for i in range(10)} <= NORMAL
     assert {peer[f"l{i}@rcpt.test"] for i in range(10, 14)} <= HIGH
@@ -270,7 +244,7 @@ async def test_a_nodes_per_ip_volume_rows_carry_its_configured_name(
     """ip_volume's node was the host name whatever [node] name said (issue 11 with 10)."""
     a = await start(daemon_process, lab.config("a"))
     await send(a.port, "v@rcpt.test")
-    await until(lambda: len(smtp_sink.messages) >= 1)
+    await until(lambda: len(smtp_sink.messages) >= 1, within=30)
     await asyncio.to_thread(a.stop)  # a stopping node writes its last counts
     assert lab.scalar("SELECT coalesce(sum(sent), 0) FROM ip_volume WHERE node = 'a'") == 1
     assert lab.scalar("SELECT count(*) FROM ip_volume WHERE node NOT IN ('a', '')") == 0

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import config_for, start
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.hostile_mime import nested_multipart
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -29,15 +29,6 @@ pytestmark = pytest.mark.slow
 
 # Generous liveness bounds: the old daemon stayed silent for 40 s and more.
 ANSWER_WITHIN = 20.0
-
-
-@pytest.fixture
-def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
-    return dns_server
 
 
 async def reply(reader: asyncio.StreamReader) -> str:
@@ -64,13 +55,8 @@ async def test_a_noop_on_another_connection_is_answered_while_nested_mime_is_pro
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:
-    config = make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(mail_dns.host, mail_dns.port),
-        delivery_port=smtp_sink.port,
-    )
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     hostile = nested_multipart(15_000)
     assert len(hostile) > 1_000_000
     sender_r, sender_w = await asyncio.open_connection(

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_relay_daemon import (
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
     NORMAL,
     config_for,
-    mail_dns,  # noqa: F401 (a fixture)
     start,
     swaks,
     swaks_status,
 )
-from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -100,7 +99,7 @@ def open_files_limit(limit: int) -> Iterator[None]:
 async def test_idle_connections_from_one_client_cannot_starve_a_1024_fd_daemon(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
     connect: Connect,
@@ -137,7 +136,7 @@ async def test_idle_connections_from_one_client_cannot_starve_a_1024_fd_daemon(
 async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
     connect: Connect,
@@ -163,7 +162,7 @@ async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
 async def test_address_literal_recipients_are_refused_by_default_and_delivered_when_told(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:
@@ -199,7 +198,7 @@ async def test_address_literal_recipients_are_refused_by_default_and_delivered_w
 async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_ends(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
     connect: Connect,
@@ -248,7 +247,7 @@ async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_en
 async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
     connect: Connect,
@@ -274,7 +273,7 @@ async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
 async def test_a_resolver_outage_costs_one_lookup_per_sender_domain_not_one_per_message(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:

@@ -29,13 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_relay_daemon import (
-    HIGH,
-    config_for,
-    mail_dns,  # noqa: F401 (a fixture)
-    start,
-)
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import HIGH, config_for, start
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -231,7 +226,7 @@ async def run_dialogue(port: int, rng: random.Random, marker: str) -> int:
 async def test_fuzzed_dialogues_never_crash_the_listener_or_lose_an_acknowledged_message(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,  # noqa: F811
+    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:

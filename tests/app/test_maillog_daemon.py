@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_relay_daemon import config_for, start, state_is, swaks, until
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import config_for, lab_dns, start, state_is, swaks, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -31,10 +31,7 @@ QUEUED = re.compile(r"queued as (\w+)")
 
 @pytest.fixture
 def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")  # the DSNs go here
+    lab_dns(dns_server, smtp_sink)  # contoso.test's MX is the sink: the DSNs go there
     dns_server.servfail("flaky.test")  # a sender domain whose DNS is unknown: held
     dns_server.servfail("dead.test")  # a recipient domain whose MX cannot be looked up
     return dns_server

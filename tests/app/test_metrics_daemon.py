@@ -9,16 +9,21 @@ as Prometheus would and reads the samples.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.fixtures.app_config import make_config
-from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
+    config_for,
+    lab_dns,
+    metrics_url,
+    samples,
+    scrape_until,
+    start,
+    value,
+)
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -27,40 +32,6 @@ from tests.fixtures.smtp_sink import SmtpSink
 pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
 
 NORMAL = ("127.0.0.10", "127.0.0.11")
-_METRICS = re.compile(r"metrics on (http://[^\s]+/metrics)")
-_SAMPLE = re.compile(r"^(?P<name>[a-z_:]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
-
-
-def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """Every sample of metric ``name``: (labels, value)."""
-    found = []
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match["name"] == name:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"] or ""))
-            found.append((labels, float(match["value"])))
-    return found
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    return sum(v for have, v in samples(text, name) if labels.items() <= have.items())
-
-
-def metrics_url(daemon: DaemonProcess) -> str:
-    match = _METRICS.search(daemon.log.read_text())
-    assert match, "the daemon did not log its metrics address"
-    return match.group(1)
-
-
-async def scrape_until(url: str, condition: Callable[[str], bool], within: float = 20.0) -> str:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(timeout=5) as client:
-        while True:
-            text = (await client.get(url)).text
-            if condition(text) or time.monotonic() > deadline:
-                return text
-            await asyncio.sleep(0.2)
 
 
 async def swaks(port: int, rcpt: str) -> None:
@@ -77,20 +48,17 @@ async def swaks(port: int, rcpt: str) -> None:
 def lab_config(
     tmp_path: Path, rbldnsd: Rbldnsd, dns_server: DnsTestServer, smtp_sink: SmtpSink
 ) -> Path:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    return make_config(
-        tmp_path, rbldnsd=rbldnsd, mail_dns=(dns_server.host, dns_server.port),
-        delivery_port=smtp_sink.port, metrics="127.0.0.1:0", metrics_refresh="200ms",
-    )  # fmt: skip
+    mail_dns = lab_dns(dns_server, smtp_sink, dsn_mx=False)
+    return config_for(
+        tmp_path, rbldnsd, mail_dns, smtp_sink, metrics="127.0.0.1:0", metrics_refresh="200ms"
+    )
 
 
 async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
     lab_config: Path, smtp_sink: SmtpSink, daemon_process: DaemonFactory
 ) -> None:
     smtp_sink.script("later@rcpt.test", *["451 4.7.1 try again later"] * 200)
-    daemon = await asyncio.to_thread(daemon_process, lab_config)
+    daemon = await start(daemon_process, lab_config)
     url = metrics_url(daemon)
     for n in range(3):
         await swaks(daemon.port, f"user{n}@rcpt.test")
@@ -124,7 +92,7 @@ async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
 async def test_store_backed_gauges_show_listings_health_warmup_and_the_sweep(
     lab_config: Path, daemon_process: DaemonFactory
 ) -> None:
-    daemon = await asyncio.to_thread(daemon_process, lab_config)
+    daemon = await start(daemon_process, lab_config)
     url = metrics_url(daemon)
     text = await scrape_until(
         url,

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from hrmonitor.cli import main
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.daemon_lab import HIGH, NORMAL
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -30,8 +31,6 @@ from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
 
-NORMAL = {"127.0.0.10", "127.0.0.11"}
-HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
 DEFER = "451 4.7.1 greylisted, try later"
 
 

@@ -16,91 +16,33 @@ import json
 import re
 import socket
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
 import pytest
 from click.testing import CliRunner
 
-from hrmonitor.adapters.store import open_store
 from hrmonitor.cli import main
-from tests.fixtures.app_config import ROUTING, make_config
-from tests.fixtures.daemon import DaemonFactory, DaemonProcess
+from tests.fixtures.app_config import ROUTING
+from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
+    DOWN,
+    HIGH,
+    NORMAL,
+    config_for,
+    start,
+    state_is,
+    state_of,
+    swaks,
+    swaks_status,
+    until,
+)
 from tests.fixtures.dns_server import DnsTestServer
-from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.rspamd import RspamdServer
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
-
-NORMAL = {"127.0.0.10", "127.0.0.11"}
-HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}
-# What a client sees while the daemon is down (anything else fails the test).
-DOWN = (
-    aiosmtplib.SMTPServerDisconnected,
-    aiosmtplib.SMTPConnectError,
-    aiosmtplib.SMTPConnectTimeoutError,
-    aiosmtplib.SMTPReadTimeoutError,
-    OSError,
-)
-
-
-@pytest.fixture
-def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")  # DSNs to our senders land here
-    return dns_server
-
-
-def config_for(
-    tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: SmtpSink, **more: str
-) -> Path:
-    """The lab's config; ``more``: other ``make_config`` sections (tenants, routing, extra)."""
-    return make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(mail_dns.host, mail_dns.port),
-        delivery_port=sink.port,
-        **more,  # type: ignore[arg-type]
-    )
-
-
-async def swaks(port: int, *args: str, client: str = "127.0.0.5") -> str:
-    """Send with swaks; the transaction must succeed."""
-    code, text = await swaks_status(port, *args, client=client)
-    assert code == 0, text
-    return text
-
-
-async def start(factory: DaemonFactory, config: Path) -> DaemonProcess:
-    return await asyncio.to_thread(factory, config)
-
-
-async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
-
-
-def state_of(config_dir: Path, ip: str) -> str | None:
-    store = open_store(f"sqlite:///{config_dir / 'hrmonitor.db'}")
-    try:
-        record = store.ip_record(ip)
-        return str(record.state) if record else None
-    finally:
-        store.close()
-
-
-def state_is(config_dir: Path, ip: str, state: str) -> Callable[[], bool]:
-    """A condition for :func:`until`: ``ip``'s state in the store is ``state``."""
-    return lambda: state_of(config_dir, ip) == state
 
 
 async def test_each_message_leaves_from_the_pool_its_routing_names(
@@ -267,17 +209,6 @@ async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_lis
     assert message.peer == "127.0.0.10"
     assert state_of(tmp_path, "127.0.0.20") == "active"  # a healthy high pool lent nothing
     assert await daemon.stop_async() == 0
-
-
-async def swaks_status(port: int, *args: str, client: str) -> tuple[int, str]:
-    binary = require_binary("swaks")
-    process = await asyncio.create_subprocess_exec(
-        binary, "--server", f"127.0.0.1:{port}", "--local-interface", client,
-        "--helo", "client.test", "--timeout", "20", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode(errors="replace")
 
 
 async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_networks(

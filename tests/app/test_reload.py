@@ -8,62 +8,45 @@ source address, so it proves which pool's routing sent it.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiosmtplib
 import pytest
 
-from tests.app.test_relay_daemon import swaks_status
 from tests.fixtures.app_config import POOLS, ROUTING, TENANTS, make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
+    HIGH,
+    NORMAL,
+    config_for,
+    history_process,
+    lab_dns,
+    start,
+    state_of,
+    swaks_status,
+    until,
+)
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
 
-NORMAL = {"127.0.0.10", "127.0.0.11"}
-HIGH = {"127.0.0.20", "127.0.0.21", "127.0.0.22"}  # .20 is listed, retired soon
 MINE = '[rules.contoso-bulk]\nsender_domain = "bulk.contoso.test"\nrisk = "high"\n'
 
 
 @pytest.fixture
 def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
+    lab_dns(dns_server, smtp_sink, dsn_mx=False)
     dns_server.add("bulk.contoso.test", "A", "127.0.0.5")
     return dns_server
-
-
-def lab_config(
-    tmp_path: Path, rbldnsd: Rbldnsd, mail_dns: DnsTestServer, sink: SmtpSink, **more: str
-) -> Path:
-    return make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(mail_dns.host, mail_dns.port),
-        delivery_port=sink.port,
-        **more,  # type: ignore[arg-type]
-    )
-
-
-async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def send(client: aiosmtplib.SMTP, sender: str, rcpt: str) -> None:
@@ -80,8 +63,8 @@ async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
 ) -> None:
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     session = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await session.connect()
     await send(session, "a@bulk.contoso.test", "before@rcpt.test")
@@ -89,7 +72,7 @@ async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
     assert before.peer in NORMAL  # no rule for bulk mail yet
 
     (tmp_path / "mine.toml").write_text(MINE)
-    lab_config(
+    config_for(
         tmp_path, rbldnsd, mail_dns, smtp_sink,
         routing=ROUTING.replace('"]', '", "mine.toml"]'),
     )  # fmt: skip
@@ -114,8 +97,8 @@ async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     good = config.read_text()
     config.write_text(good.replace('interval = "1s"', 'interval = "0s"', 1))
     daemon.process.send_signal(signal.SIGHUP)
@@ -172,7 +155,7 @@ async def test_a_hup_reopens_the_log_file_after_logrotate_moves_it(
     smtp_sink: SmtpSink,
     log_file_daemon: Callable[[Path, Path], subprocess.Popen[bytes]],
 ) -> None:
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
     log = tmp_path / "hrmonitor.log"
     process = log_file_daemon(config, log)
     await until(lambda: log.exists() and _RUNNING.search(log.read_text()) is not None, 30)
@@ -226,16 +209,6 @@ def open_alerts(config_dir: Path) -> set[str]:
         return {k for (k,) in db.execute("SELECT key FROM alerts WHERE resolved_at IS NULL")}
 
 
-def history(config: Path, ip: str) -> dict[str, Any]:
-    """``hrmonitor history --json IP`` as an operator runs it: another process."""
-    out = subprocess.run(
-        [sys.executable, "-m", "hrmonitor", "history", "--config", str(config), "--json", ip],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    found: dict[str, Any] = json.loads(out.stdout)
-    return found
-
-
 async def test_a_hup_moves_added_and_removed_ips_through_the_controller_audited(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
@@ -246,14 +219,14 @@ async def test_a_hup_moves_added_and_removed_ips_through_the_controller_audited(
     """Normal pool .10/.11 -> .12: mail queued before the reload leaves from .12 after it,
     new mail too, and `history` tells each IP's move by "reload"."""
     smtp_sink.script("queued@rcpt.test", "451 4.3.0 not now")  # until the reload is done
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     session = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await session.connect()
     await send(session, "a@contoso.test", "queued@rcpt.test")
     await until(lambda: tried(tmp_path, "queued@rcpt.test") > 0, 60)
 
-    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     smtp_sink.script("queued@rcpt.test", "250 2.1.5 ok")
@@ -272,12 +245,12 @@ async def test_a_hup_moves_added_and_removed_ips_through_the_controller_audited(
 
     added = [
         (e["from"], e["to"], e["reason"])
-        for e in history(config, "127.0.0.12")["audit"]
+        for e in history_process(config, "127.0.0.12")["audit"]
         if e["by"] == "reload"
     ]  # a new IP in a pool with a warm-up schedule warms up first, as a promotion does
     assert added == [("active", "warming", "added to pool normal (ips) in the config")]
     for gone in ("127.0.0.10", "127.0.0.11"):
-        record = history(config, gone)
+        record = history_process(config, gone)
         assert record["state"] == "retired"
         moves = [(e["from"], e["to"], e["reason"]) for e in record["audit"] if e["by"] == "reload"]
         assert moves == [("active", "retired", "removed from pool normal in the config")]
@@ -296,7 +269,7 @@ async def test_a_hup_with_new_zones_sees_their_listings_and_resolves_a_removed_z
         tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
         delivery_port=smtp_sink.port, zones=("dead",),
     )  # fmt: skip
-    daemon = await asyncio.to_thread(daemon_process, config)
+    daemon = await start(daemon_process, config)
     await until(lambda: "zone dead is dead" in daemon.log.read_text(), 60)
     assert not listed_on(tmp_path, "127.0.0.20", "bl")
 
@@ -323,8 +296,8 @@ async def test_a_hup_adds_a_tenant_network_for_the_next_connection(
     daemon_process: DaemonFactory,
 ) -> None:
     tenants = TENANTS.replace("127.0.0.0/8", "127.0.0.5/32")
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants)
+    daemon = await start(daemon_process, config)
     code, out = await swaks_status(
         daemon.port, "--from", "a@contoso.test", "--to", "before@rcpt.test", client="127.0.0.7"
     )
@@ -335,7 +308,7 @@ async def test_a_hup_adds_a_tenant_network_for_the_next_connection(
     await kept.connect()
 
     wider = TENANTS.replace('"127.0.0.0/8"', '"127.0.0.5/32", "127.0.0.7/32"')
-    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=wider)
+    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=wider)
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     code, out = await swaks_status(
@@ -359,8 +332,8 @@ async def test_a_hup_that_moves_an_ip_to_another_pool_changes_nothing(
 ) -> None:
     """127.0.0.11 moved to high-risk (refused by the store) in the same edit as a new
     normal IP and a new zone: none of it is applied, the daemon runs on the old config."""
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     moved = POOLS.replace('ips = ["127.0.0.10", "127.0.0.11"]', 'ips = ["127.0.0.12"]').replace(
         'standby = ["127.0.0.22"]', 'standby = ["127.0.0.22", "127.0.0.11"]'
     )
@@ -387,12 +360,6 @@ async def test_a_hup_that_moves_an_ip_to_another_pool_changes_nothing(
     assert state_of(tmp_path, "127.0.0.10") == "active"
 
 
-def state_of(config_dir: Path, ip: str) -> str | None:
-    with sqlite3.connect(config_dir / "hrmonitor.db") as db:
-        row = db.execute("SELECT state FROM ips WHERE ip = ?", (ip,)).fetchone()
-    return str(row[0]) if row else None
-
-
 BULK_POOL = """
 [pools.bulk]
 risk = "high"
@@ -413,16 +380,16 @@ async def test_a_hup_that_removes_a_pool_with_mail_waiting_for_it_is_refused(
     smtp_sink.script("waiting@rcpt.test", "451 4.3.0 not now")
     (tmp_path / "bulk.toml").write_text(TO_BULK)
     with_bulk = ROUTING.replace('"]', '", "bulk.toml"]')
-    config = lab_config(
+    config = config_for(
         tmp_path, rbldnsd, mail_dns, smtp_sink, pools=POOLS + BULK_POOL, routing=with_bulk
     )
-    daemon = await asyncio.to_thread(daemon_process, config)
+    daemon = await start(daemon_process, config)
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await client.connect()
     await send(client, "a@bulk.contoso.test", "waiting@rcpt.test")
     await until(lambda: tried(tmp_path, "waiting@rcpt.test") > 0, 60)
 
-    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)  # no bulk pool, no rule for it
+    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)  # no bulk pool, no rule for it
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "keeping the running config" in daemon.log.read_text(), 60)
     assert "pools.bulk: removed while 1 message(s) wait for it" in daemon.log.read_text()
@@ -447,15 +414,15 @@ async def test_an_attempt_in_flight_from_a_removed_ip_finishes(
 ) -> None:
     """The MX holds the RCPT of a message sent from .10/.11 while a reload removes both:
     that transaction completes from its IP, once; the next message leaves from .12."""
-    config = lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await asyncio.to_thread(daemon_process, config)
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    daemon = await start(daemon_process, config)
     smtp_sink.delay = 5.0
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await client.connect()
     await send(client, "a@contoso.test", "inflight@rcpt.test")
     await until(lambda: smtp_sink.waiting > 0, 60)  # the attempt is at the MX now
 
-    lab_config(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     smtp_sink.delay = 0.0

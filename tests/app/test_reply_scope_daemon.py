@@ -20,13 +20,13 @@ import pytest
 
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import NORMAL
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
 
-NORMAL = {"127.0.0.10", "127.0.0.11"}
 BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
 
 

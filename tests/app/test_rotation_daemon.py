@@ -8,32 +8,27 @@ webhook receiver. Null-sender mail goes to the high-risk pool.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from hrmonitor.cli import main
-from tests.app.test_relay_daemon import config_for, start, state_of, swaks, until
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import (
+    config_for,
+    history,
+    report_pools,
+    start,
+    state_of,
+    swaks,
+    until,
+)
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def mail_dns(dns_server: DnsTestServer, smtp_sink: SmtpSink) -> DnsTestServer:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
-    return dns_server
 
 
 @pytest.fixture
@@ -44,14 +39,6 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
         yield receiver
     finally:
         await receiver.close()
-
-
-def report(config: Path) -> dict[str, dict[str, Any]]:
-    """``report --json``'s pools by name, as JSON (the shape is SPEC.md's)."""
-    result = CliRunner().invoke(main, ["report", "--json", "--config", str(config)])
-    assert result.exit_code == 0, result.output
-    pools = json.loads(result.stdout)["pools"]
-    return {p["name"]: p for p in pools}
 
 
 WARMING_POOLS = """
@@ -93,7 +80,7 @@ async def test_a_warming_ip_out_of_capacity_brings_in_the_next_standby_instead_o
     assert peers[2:] == ["127.0.0.22", "127.0.0.22"]  # promoted when .21's cap ran out
     assert state_of(tmp_path, "127.0.0.22") == "warming"
 
-    high = report(config)["high-risk"]
+    high = report_pools(config)["high-risk"]
     ips = {row["ip"]: row for row in high["ips"]}
     assert ips["127.0.0.21"]["eligible"] is False
     assert "cap" in ips["127.0.0.21"]["not_eligible"]
@@ -135,7 +122,7 @@ async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
     await asyncio.sleep(8)  # a bounded look: about eight retries and forty ticks
     assert exhausted() == [False]
     assert smtp_sink.messages == []
-    high = report(config)["high-risk"]
+    high = report_pools(config)["high-risk"]
     assert high["health"] == "exhausted"
     assert high["summary"]["score"] == 0
     assert all(row["eligible"] is False for row in high["ips"])
@@ -155,13 +142,6 @@ cooldown = "3s"
 """
 
 
-def history(config: Path, ip: str) -> dict[str, Any]:
-    result = CliRunner().invoke(main, ["history", ip, "--json", "--config", str(config)])
-    assert result.exit_code == 0, result.output
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
 async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_what_it_waits_on(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
@@ -178,7 +158,7 @@ async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_w
     daemon = await start(daemon_process, config)
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
 
-    retired = {row["ip"]: row for row in report(config)["high-risk"]["ips"]}["127.0.0.20"]
+    retired = {row["ip"]: row for row in report_pools(config)["high-risk"]["ips"]}["127.0.0.20"]
     outlook = retired["retirement"]
     assert outlook["waits_on"] == "delisting"
     assert "bl" in outlook["reason"]
