@@ -70,6 +70,9 @@ class Acceptance:
         self._on_accepted = on_accepted
         self._classifying: set[asyncio.Task[None]] = set()
         self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
+        # Bounce kinds found after the 250, grouped like acceptances: one transaction
+        # each was a durable commit per message on the store's one thread (issue 10).
+        self._kinds = GroupCommit[tuple[str, str]](self._write_kinds, settings.max_batch)
 
     def reconfigure(self, settings: RelaySettings) -> None:
         """New relay settings (a reload changed the pools' IPs)."""
@@ -77,6 +80,9 @@ class Acceptance:
 
     async def _write_messages(self, batch: list[NewMessage]) -> None:
         await self._store(self._queue.enqueue, batch)
+
+    async def _write_kinds(self, batch: list[tuple[str, str]]) -> None:
+        await self._store(self._queue.set_bounce_kinds, batch)
 
     async def queue_submission(
         self, submission: Submission, dsn_of: str | None = None
@@ -144,7 +150,7 @@ class Acceptance:
         try:
             kind = await self._on_accepted(submission, decision)
             if kind is not None:
-                await self._store(self._queue.set_bounce_kind, key, kind)
+                await self._kinds.submit([(key, kind)])
         except Exception:  # watching traffic must never cost a message
             log.exception("acceptance hook failed for a message from %s", submission.client_ip)
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -99,13 +99,28 @@ class QueueRepository(QueueDelivery, QueueReports):
 
     def set_bounce_kind(self, message_id: str, kind: str) -> None:
         """Record a message's bounce kind, found after it was stored (off the 250's path)."""
+        self.set_bounce_kinds([(message_id, kind)])
+
+    def set_bounce_kinds(self, kinds: Sequence[tuple[str, str]]) -> None:
+        """Record (message id, bounce kind) pairs in one transaction.
+
+        Classification ends after the 250, one message at a time; the relay groups
+        the kinds found meanwhile (as it groups acceptances) so that they cost one
+        durable commit per batch, not one per message.
+        """
+        if not kinds:
+            return
+        statement = (
+            update(MESSAGES)
+            .where(MESSAGES.c.id == bindparam("message"))
+            .values(bounce_kind=bindparam("kind"))
+        )
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    update(MESSAGES).where(MESSAGES.c.id == message_id).values(bounce_kind=kind)
-                )
+                conn.execute(statement, [{"message": key, "kind": kind} for key, kind in kinds])
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not record the bounce kind of {message_id}: {exc}") from exc
+            keys = ", ".join(key for key, _ in kinds[:3]) + (", ..." if len(kinds) > 3 else "")
+            raise StoreError(f"could not record the bounce kind of {keys}: {exc}") from exc
 
     def reroute(
         self,
