@@ -38,7 +38,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hrmonitor.adapters.store.queue.bodies import BLOB_IO_BYTES, write_body
+from hrmonitor.adapters.store.queue.bodies import insert_bodies
 from hrmonitor.adapters.store.queue.delivery import QueueDelivery
 from hrmonitor.adapters.store.queue.model import (
     UNFINISHED,
@@ -53,7 +53,6 @@ from hrmonitor.adapters.store.queue.model import (
 from hrmonitor.adapters.store.queue.reports import QueueReports
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
-    BODIES,
     MESSAGES,
     RECIPIENTS,
     QueueAttemptRow,
@@ -206,20 +205,9 @@ def insert_messages(
         for address in m.recipients
     ]
     conn.execute(insert(MESSAGES), message_rows)
-    # SQLite: a large body is written into its pages in place (incremental blob I/O).
-    # Bound as a parameter SQLite copies it to bind it and again to build the record:
-    # storing 10 MB took 2x its size in memory; this way about its page cache (2 MB).
-    blobs = conn.dialect.name == "sqlite"
-    written = [blobs and len(m.body) >= BLOB_IO_BYTES for m in messages]
-    bound = [
-        {"message_id": m.id, "body": m.body}
-        for m, w in zip(messages, written, strict=True)
-        if not w
-    ]
-    if bound:
-        conn.execute(insert(BODIES), bound)
-    for message, blob in zip(messages, written, strict=True):
-        if blob:
-            write_body(conn, message.id, message.body)
+    # Large bodies go in place (SQLite blob I/O) or in slices (PostgreSQL COPY): bound as
+    # one parameter, storing 10 MB took 2x its size on SQLite and left libpq's output
+    # buffer at 10 MB on PostgreSQL.
+    insert_bodies(conn, [(m.id, m.body) for m in messages])
     if recipient_rows:
         conn.execute(insert(RECIPIENTS), recipient_rows)
