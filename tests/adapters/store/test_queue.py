@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
+from hrmonitor.adapters.store.queue.admin import QueueAction, QueueAdmin, QueuedMessage, QueueFilter
 from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
 from hrmonitor.adapters.store.queue.repository import (
     NewMessage,
@@ -296,6 +297,28 @@ def test_bodies_of_arbitrary_sizes_round_trip(
     queue.enqueue([_message(mid, body=body) for mid, body in bodies.items()])
     for mid, body in bodies.items():
         assert queue.body(mid) == body
+
+
+def test_bouncing_a_large_message_reads_it_and_stores_a_large_dsn_in_one_transaction(
+    queue: QueueRepository,
+) -> None:
+    # The operator's bounce reads the body (slices on PostgreSQL) and inserts the DSN
+    # (a COPY) on the same connection, in the same transaction.
+    original = _body(3 * CHUNK_BYTES + 7, 1)
+    queue.enqueue([_message("m1", body=original)])
+    seen: list[bytes] = []
+
+    def make_dsn(message: QueuedMessage, body: bytes, rcpts: Sequence[str]) -> NewMessage:
+        seen.append(body)
+        return _message("dsn1", rcpts=("a@contoso.test",), body=b"DSN\r\n\r\n" + body)
+
+    results = QueueAdmin(queue._engine).act(
+        QueueAction.BOUNCE, QueueFilter(ids=("m1",)), now=T0, actor="test", reason="test",
+        make_dsn=make_dsn,
+    )  # fmt: skip
+    assert [r.dsn for r in results] == ["dsn1"]
+    assert seen == [original]
+    assert queue.body("dsn1") == b"DSN\r\n\r\n" + original
 
 
 def test_a_body_purged_away_is_not_found(queue: QueueRepository) -> None:
