@@ -105,7 +105,10 @@ class QueueRepository(QueueDelivery, QueueReports):
 
         Classification ends after the 250, one message at a time; the relay groups
         the kinds found meanwhile (as it groups acceptances) so that they cost one
-        durable commit per batch, not one per message.
+        transaction per batch, not one per message. The transaction is relaxed (no
+        fsync of its own, like attempt records): a crash can lose a kind, which
+        leaves the message as it is when classification runs out of time,
+        unclassified; the message itself was durable before its 250.
         """
         if not kinds:
             return
@@ -115,7 +118,7 @@ class QueueRepository(QueueDelivery, QueueReports):
             .values(bounce_kind=bindparam("kind"))
         )
         try:
-            with self._engine.begin() as conn:
+            with self._relaxed() as conn:
                 conn.execute(statement, [{"message": key, "kind": kind} for key, kind in kinds])
         except SQLAlchemyError as exc:
             keys = ", ".join(key for key, _ in kinds[:3]) + (", ..." if len(kinds) > 3 else "")
