@@ -10,17 +10,12 @@ it makes them (a routine retire and promote at INFO).
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import config_for, hrmonitor_process, state_of, swaks, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
@@ -29,52 +24,6 @@ from tests.fixtures.smtp_sink import SmtpSink
 pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
 
 LEVEL = r"\S+ (?P<level>[A-Z]+) hrmonitor\.[\w.]+: \[[^]]+\] "
-
-
-class LoggingDaemon:
-    """``hrmonitor run --config C --log-file F`` as a process; its log is that file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log = log
-        self._stderr = (config.parent / "daemon.stderr").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hrmonitor", "run", "--config", str(config),
-             "--log-file", str(log)],
-            stdout=subprocess.DEVNULL, stderr=self._stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 90  # a loaded 2-core box starts it slowly
-        port = None
-        while port is None and time.monotonic() < deadline and self.process.poll() is None:
-            text = log.read_text() if log.exists() else ""
-            found = re.search(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)", text)
-            port = int(found.group(1)) if found else None
-            time.sleep(0.05)
-        if port is None:
-            self.stop()
-            pytest.fail(f"the daemon did not start:\n{log.read_text()[-3000:]}")
-        self.port = port
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self._stderr.close()
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self._stderr.close()
-
-
-@pytest.fixture
-def started() -> Iterator[list[LoggingDaemon]]:
-    daemons: list[LoggingDaemon] = []
-    yield daemons
-    for daemon in daemons:
-        daemon.kill()
 
 
 def audit_lines(log: Path, pattern: str) -> list[re.Match[str]]:
@@ -94,16 +43,14 @@ async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_
     rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    started: list[LoggingDaemon],
+    daemon_process: DaemonFactory,
 ) -> None:
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)  # 127.0.0.20 stays listed: retired, 127.0.0.21 sends on
     smtp_sink.script("later@rcpt.test", "451 4.7.1 later")
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    config.write_text(config.read_text().replace('retry = ["1s"]', 'retry = ["1h"]'))
+    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, retry='["1h"]')
     log_file = tmp_path / "hrmonitor.log"
-    daemon = await asyncio.to_thread(LoggingDaemon, config, log_file)
-    started.append(daemon)
+    daemon = await asyncio.to_thread(daemon_process, config, log_file=log_file)
 
     # The daemon's own decision: routine (the pool keeps its minimum), INFO, once: the
     # applier's line, not the tail's as well.

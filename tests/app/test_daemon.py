@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,19 +16,10 @@ from hrmonitor.adapters.store import open_store
 from hrmonitor.app.daemon import Daemon
 from hrmonitor.config.loading import load_config
 from tests.fixtures.app_config import make_config
+from tests.fixtures.daemon_lab import until
 from tests.fixtures.rbldnsd import Rbldnsd
 
 pytestmark = pytest.mark.slow
-
-
-async def eventually(condition: Callable[[], bool], within: float = 15.0) -> None:
-    """Poll ``condition`` until true; fail after ``within`` seconds (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_scheduled_sweeps_open_and_close_a_listing_interval(
@@ -47,13 +37,13 @@ async def test_scheduled_sweeps_open_and_close_a_listing_interval(
         def open_listings() -> set[str]:
             return {x.ip for x in store.current_listings()}
 
-        await eventually(lambda: "127.0.0.20" in open_listings())
+        await until(lambda: "127.0.0.20" in open_listings(), within=15)
         assert "127.0.0.21" not in open_listings()
 
         rbldnsd.list_ip("127.0.0.21", code="127.0.0.4")
-        await eventually(lambda: "127.0.0.21" in open_listings())
+        await until(lambda: "127.0.0.21" in open_listings(), within=15)
         rbldnsd.delist_ip("127.0.0.21")
-        await eventually(lambda: "127.0.0.21" not in open_listings())
+        await until(lambda: "127.0.0.21" not in open_listings(), within=15)
         [interval] = store.listing_history("127.0.0.21")
         assert interval.codes == ("127.0.0.4",)
         assert interval.cleared_at is not None
@@ -103,7 +93,7 @@ async def test_prometheus_metrics_show_sweeps_and_zone_health(
 
         swept = 'hrmonitor_sweeps_total{outcome="ok",pool="high-risk"}'
         # the exposition server is a thread of its own: a blocking scrape is fine here
-        await eventually(lambda: swept in httpx.get(url, timeout=5).text)
+        await until(lambda: swept in httpx.get(url, timeout=5).text, within=15)
         async with httpx.AsyncClient(timeout=5) as client:
             text = (await client.get(url)).text
         assert 'hrmonitor_zone_health{health="ok",zone="bl"} 1.0' in text

@@ -8,7 +8,6 @@ as Prometheus would and reads the samples.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -22,10 +21,10 @@ from tests.fixtures.daemon_lab import (
     samples,
     scrape_until,
     start,
+    swaks,
     value,
 )
 from tests.fixtures.dns_server import DnsTestServer
-from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
@@ -34,14 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.rbldnsd]
 NORMAL = ("127.0.0.10", "127.0.0.11")
 
 
-async def swaks(port: int, rcpt: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        require_binary("swaks"), "--server", "127.0.0.1", "--port", str(port),
-        "--local-interface", "127.0.0.5", "--from", "a@contoso.test", "--to", rcpt,
-        "--silent", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out.decode()
+async def send(port: int, rcpt: str) -> None:
+    await swaks(port, "--from", "a@contoso.test", "--to", rcpt, "--silent", "2")
 
 
 @pytest.fixture
@@ -61,8 +54,8 @@ async def test_traffic_moves_the_counters_per_pool_source_ip_and_destination(
     daemon = await start(daemon_process, lab_config)
     url = metrics_url(daemon)
     for n in range(3):
-        await swaks(daemon.port, f"user{n}@rcpt.test")
-    await swaks(daemon.port, "later@rcpt.test")
+        await send(daemon.port, f"user{n}@rcpt.test")
+    await send(daemon.port, "later@rcpt.test")
     await smtp_sink.wait_for(3, 30, lambda m: m.rcpts[0].startswith("user"))
 
     # Counters and gauges settle at their own pace (classification runs after the 250,

@@ -21,11 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 from hrmonitor.cli import main
-from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory, DaemonProcess
-from tests.fixtures.daemon_lab import HIGH, NORMAL
+from tests.fixtures.daemon_lab import HIGH, NORMAL, config_for, lab_dns, start, swaks
 from tests.fixtures.dns_server import DnsTestServer
-from tests.fixtures.peers import require_binary
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
@@ -45,20 +43,10 @@ def lab(
     """Writes the config: every pool IP clean, rcpt.test and contoso.test mail to the sink."""
     for ip in sorted(NORMAL | HIGH):
         rbldnsd.delist_ip(ip)
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")  # DSNs to our senders land here
+    lab_dns(dns_server, smtp_sink)  # contoso.test's MX is the sink: DSNs to our senders land there
 
     def write(retry: str) -> Path:
-        return make_config(
-            tmp_path,
-            rbldnsd=rbldnsd,
-            mail_dns=(dns_server.host, dns_server.port),
-            delivery_port=smtp_sink.port,
-            database=store_url,
-            retry=retry,
-        )
+        return config_for(tmp_path, rbldnsd, dns_server, smtp_sink, database=store_url, retry=retry)
 
     return write
 
@@ -81,14 +69,8 @@ async def queue_json(config: Path, *args: str) -> dict[str, Any]:
 
 
 async def send(daemon: DaemonProcess, sender: str, rcpt: str, subject: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        require_binary("swaks"), "--server", f"127.0.0.1:{daemon.port}",
-        "--local-interface", "127.0.0.5", "--helo", "client.test", "--timeout", "20",
-        "--from", sender, "--to", rcpt, "--header", f"Subject: {subject}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, out.decode()
+    envelope = ("--from", sender, "--to", rcpt, "--header", f"Subject: {subject}")
+    await asyncio.wait_for(swaks(daemon.port, *envelope), 30)
 
 
 async def until_queued(config: Path, rcpt: str, state: str, within: float = 20.0) -> str:
@@ -108,7 +90,7 @@ async def test_a_held_message_waits_while_others_are_retried_and_goes_on_release
     lab: Callable[[str], Path], smtp_sink: SmtpSink, daemon_process: DaemonFactory
 ) -> None:
     config = lab('["1s"]')  # a deferred message is retried every second
-    daemon = await asyncio.to_thread(daemon_process, config)
+    daemon = await start(daemon_process, config)
     smtp_sink.script("held@rcpt.test", DEFER)
     smtp_sink.script("control@rcpt.test", DEFER)
     await send(daemon, "alice@contoso.test", "held@rcpt.test", "to be held")
@@ -171,7 +153,7 @@ async def test_flush_delete_and_bounce_against_the_running_daemon(
     lab: Callable[[str], Path], smtp_sink: SmtpSink, daemon_process: DaemonFactory
 ) -> None:
     config = lab('["1h"]')  # after one deferral nothing is tried again for an hour
-    daemon = await asyncio.to_thread(daemon_process, config)
+    daemon = await start(daemon_process, config)
     for name in ("flushed", "deleted", "bounced"):
         smtp_sink.script(f"{name}@rcpt.test", DEFER)
         await send(daemon, "alice@contoso.test", f"{name}@rcpt.test", name)

@@ -8,13 +8,9 @@ source address, so it proves which pool's routing sent it.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiosmtplib
@@ -127,37 +123,16 @@ async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
 _RUNNING = re.compile(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)")
 
 
-@pytest.fixture
-def log_file_daemon(tmp_path: Path) -> Iterator[Callable[[Path, Path], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "hrmonitor", "run", "--config", str(config)]
-        process = subprocess.Popen(
-            [*command, "--log-file", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 async def test_a_hup_reopens_the_log_file_after_logrotate_moves_it(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    log_file_daemon: Callable[[Path, Path], subprocess.Popen[bytes]],
+    daemon_process: DaemonFactory,
 ) -> None:
     config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
     log = tmp_path / "hrmonitor.log"
-    process = log_file_daemon(config, log)
+    process = (await asyncio.to_thread(daemon_process, config, log_file=log)).process
     await until(lambda: log.exists() and _RUNNING.search(log.read_text()) is not None, 30)
     log.rename(tmp_path / "hrmonitor.log.1")  # logrotate, then postrotate: kill -HUP
     process.send_signal(signal.SIGHUP)

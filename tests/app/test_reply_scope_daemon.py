@@ -12,15 +12,13 @@ port) still leaves from the normal pool.
 from __future__ import annotations
 
 import asyncio
-import smtplib
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import NORMAL
+from tests.fixtures.daemon_lab import NORMAL, config_for, lab_dns, smtp_send, start
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -31,8 +29,7 @@ BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus
 
 
 def _send(port: int, rcpt: str) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.5", 0)) as client:
-        client.sendmail("a@contoso.test", [rcpt], f"Subject: to {rcpt}\r\n\r\nhi\r\n".encode())
+    smtp_send(port, rcpt, f"Subject: to {rcpt}\r\n\r\nhi\r\n".encode())
 
 
 def _log_lines(path: Path, text: str, count: int, within: float = 60.0) -> list[str]:
@@ -61,17 +58,9 @@ async def test_blocklist_replies_from_one_mx_leave_the_pool_sending_everywhere_e
             hostile.script(rcpt, BLOCKED)
         dns_server.add("hostile.test", "MX", "10 mx.hostile.test.")
         dns_server.add("mx.hostile.test", "A", hostile.host)
-        dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-        dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-        dns_server.add("contoso.test", "A", "127.0.0.5")
-        dns_server.add("contoso.test", "MX", "10 mx.rcpt.test.")
-        config = make_config(
-            tmp_path,
-            rbldnsd=rbldnsd,
-            mail_dns=(dns_server.host, dns_server.port),
-            delivery_port=smtp_sink.port,
-        )
-        daemon = await asyncio.to_thread(daemon_process, config)
+        lab_dns(dns_server, smtp_sink)
+        config = config_for(tmp_path, rbldnsd, dns_server, smtp_sink)
+        daemon = await start(daemon_process, config)
 
         for rcpt in ("a@hostile.test", "b@hostile.test"):
             await asyncio.to_thread(_send, daemon.port, rcpt)

@@ -9,13 +9,12 @@ proved with a fake clock in ``tests/services/test_sending_limit_alerts.py``.
 from __future__ import annotations
 
 import asyncio
-import smtplib
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import config_for, lab_dns, smtp_send, start
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _send(port: int, number: int) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.5", 0)) as client:
-        message = f"Subject: {number}\r\n\r\nhello\r\n".encode()
-        client.sendmail("a@contoso.test", [f"m{number}@rcpt.test"], message)
+    smtp_send(port, f"m{number}@rcpt.test", f"Subject: {number}\r\n\r\nhello\r\n".encode())
 
 
 async def test_a_sender_over_its_limit_raises_the_sending_limit_alert_once(
@@ -38,17 +35,12 @@ async def test_a_sender_over_its_limit_raises_the_sending_limit_alert_once(
 ) -> None:
     for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)  # a high-risk IP to send the over-limit mail from
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    config = make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(dns_server.host, dns_server.port),
-        delivery_port=smtp_sink.port,
+    lab_dns(dns_server, smtp_sink, dsn_mx=False)
+    config = config_for(
+        tmp_path, rbldnsd, dns_server, smtp_sink,
         extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",
-    )
-    daemon = await asyncio.to_thread(daemon_process, config)
+    )  # fmt: skip
+    daemon = await start(daemon_process, config)
     for number in range(5):  # two under the limit, three over it
         await asyncio.to_thread(_send, daemon.port, number)
     await smtp_sink.wait_for(5, timeout=60)

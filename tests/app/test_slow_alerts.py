@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hrmonitor.adapters.store import open_store
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import state_of
 from tests.fixtures.rbldnsd import Rbldnsd
 
 pytestmark = pytest.mark.slow
@@ -87,15 +87,6 @@ def _sweeps(port: int, pool: str) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-def _state(database: Path, ip: str) -> str | None:
-    store = open_store(f"sqlite:///{database}")
-    try:
-        record = store.ip_record(ip)
-        return str(record.state) if record else None
-    finally:
-        store.close()
-
-
 async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -127,12 +118,10 @@ shutdown_wait = "3s"
     # The first sweep's listings are alerts: the webhook is busy trickling from here on.
     await _until(lambda: trickling_webhook.requests >= 1, 20, "an alert reached the webhook")
     await _until(lambda: _sweeps(metrics, "high-risk") >= 6, 40, "six sweeps of high-risk")
-    await _until(
-        lambda: _state(tmp_path / "hrmonitor.db", "127.0.0.20") == "retired", 20, "retired"
-    )
+    await _until(lambda: state_of(tmp_path, "127.0.0.20") == "retired", 20, "retired")
     rbldnsd.delist_ip("127.0.0.20")  # clean for the 2 s cool-down: rotation brings it back
     await _until(
-        lambda: _state(tmp_path / "hrmonitor.db", "127.0.0.20") in ("standby", "warming", "active"),
+        lambda: state_of(tmp_path, "127.0.0.20") in ("standby", "warming", "active"),
         40,
         "127.0.0.20 restored by rotation",
     )

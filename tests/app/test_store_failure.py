@@ -11,14 +11,13 @@ count, not a traceback per try, and deliver once the store works again.
 from __future__ import annotations
 
 import asyncio
-import smtplib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonFactory
+from tests.fixtures.daemon_lab import config_for, lab_dns, smtp_send, start
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -31,14 +30,12 @@ BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END
 """
 
 
+HELLO = b"Subject: hi\r\n\r\nhello\r\n"
+
+
 def _execute(database: Path, statement: str) -> None:
     with sqlite3.connect(database, timeout=30) as db:
         db.execute(statement)
-
-
-def _send(port: int, rcpt: str) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.5", 0)) as client:
-        client.sendmail("a@contoso.test", [rcpt], b"Subject: hi\r\n\r\nhello\r\n")
 
 
 async def test_a_failing_store_makes_the_queue_runner_back_off_and_log_a_bounded_count(
@@ -48,20 +45,14 @@ async def test_a_failing_store_makes_the_queue_runner_back_off_and_log_a_bounded
     smtp_sink: SmtpSink,
     daemon_process: DaemonFactory,
 ) -> None:
-    dns_server.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns_server.add("mx.rcpt.test", "A", smtp_sink.host)
-    dns_server.add("contoso.test", "A", "127.0.0.5")
-    config = make_config(
-        tmp_path,
-        rbldnsd=rbldnsd,
-        mail_dns=(dns_server.host, dns_server.port),
-        delivery_port=smtp_sink.port,
-    )
-    daemon = await asyncio.to_thread(daemon_process, config)
+    lab_dns(dns_server, smtp_sink, dsn_mx=False)
+    config = config_for(tmp_path, rbldnsd, dns_server, smtp_sink)
+    daemon = await start(daemon_process, config)
     database = tmp_path / "hrmonitor.db"
     await asyncio.to_thread(_execute, database, _DISK_FULL)
 
-    await asyncio.to_thread(_send, daemon.port, "bob@rcpt.test")  # accepted: inserts still work
+    # Accepted: inserts still work.
+    await asyncio.to_thread(smtp_send, daemon.port, "bob@rcpt.test", HELLO)
     await asyncio.sleep(6)  # the old runner retried this pass ~50 times a second
     log = daemon.log.read_text()
     assert "queue runner pass failed" in log
