@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from hrmonitor.cli import main
-from tests.fixtures.app_config import make_config
+from tests.fixtures.app_config import POOLS, make_config
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import HIGH, NORMAL, start, until
 from tests.fixtures.dns_server import DnsTestServer
@@ -31,21 +31,11 @@ from tests.fixtures.smtp_sink import SmtpSink
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-# Every pool swept once at start and then hourly: a test sees each sweep it causes.
-HOURLY_POOLS = """
-[pools.normal]
-risk = "normal"
-ips = ["127.0.0.10", "127.0.0.11"]
-when_exhausted = "use-listed"
-interval = "1h"
-
-[pools.high-risk]
-risk = "high"
-ips = ["127.0.0.20", "127.0.0.21"]
-standby = ["127.0.0.22"]
-interval = "1h"
-cooldown = "2s"
-"""
+# The lab's POOLS, every pool swept once at start and then hourly: a test sees each
+# sweep it causes.
+HOURLY_POOLS = POOLS.replace(
+    'when_exhausted = "use-listed"\n', 'when_exhausted = "use-listed"\ninterval = "1h"\n'
+).replace('interval = "1s"', 'interval = "1h"')
 
 
 class Lab:

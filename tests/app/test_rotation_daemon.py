@@ -8,7 +8,6 @@ webhook receiver. Null-sender mail goes to the high-risk pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,6 @@ from tests.fixtures.smtp_sink import SmtpSink
 from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.close()
 
 
 WARMING_POOLS = """
