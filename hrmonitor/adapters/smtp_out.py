@@ -15,6 +15,12 @@ first reply is replaced transparently, once.
 Outcomes are values: :class:`Sent` carries a reply per recipient,
 :class:`Failed` says why the whole transaction failed and which reply, if any,
 the remote side gave.
+
+DATA is written a piece of whole lines at a time (:func:`data_pieces`), each
+dot-stuffed on its own, waiting for the socket to drain between pieces:
+aiosmtplib's ``data()`` builds the whole stuffed message before writing it
+(line ends, doubled periods, terminator: three copies, 4.67x a 10 MB message
+with the transport's buffer).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -35,6 +42,14 @@ from hrmonitor.errors import BindError
 log = logging.getLogger(__name__)
 
 _BIND_ERRNOS = frozenset({errno.EADDRNOTAVAIL})
+
+# DATA goes out in pieces of whole lines of about this size: a piece and its stuffed
+# form are what the send holds beside the message, and the transport's buffer is
+# drained to its high-water mark (64 KiB) between pieces.
+DATA_PIECE_BYTES = 64 * 1024
+# What aiosmtplib's data() applies to the whole message, applied to each piece.
+_LINE_ENDS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +278,7 @@ class Connections:
                 await _reset(smtp)
                 return Sent(host, source_ip, replies, session.tls)
             try:
-                response = await smtp.data(body)
+                response = await _data(smtp, body)
                 data_reply = Reply(response.code, response.message)
             except aiosmtplib.SMTPDataError as exc:
                 data_reply = Reply(exc.code, exc.message)
@@ -301,6 +316,55 @@ class Connections:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+
+
+def data_pieces(body: bytes, size: int = DATA_PIECE_BYTES) -> Iterator[bytes]:
+    """``body`` as DATA sends it, in pieces: every line end CRLF, a leading period
+    doubled, ending CRLF "." CRLF; joined, exactly what aiosmtplib's ``data()`` sends.
+
+    A piece ends after an LF (a line longer than ``size`` is one piece), so each piece
+    begins a line and no CRLF is split, and the rules applied piece by piece give what
+    they give applied to the whole.
+    """
+    view = memoryview(body)
+    start, end_of_body = 0, len(body)
+    last = b""  # an empty body is a line end and the terminator, as aiosmtplib sends it
+    while start < end_of_body:
+        end = min(start + size, end_of_body)
+        if end < end_of_body:
+            cut = body.rfind(b"\n", start, end)
+            if cut < 0:
+                cut = body.find(b"\n", end)
+            end = end_of_body if cut < 0 else cut + 1
+        piece = _LEADING_PERIOD.sub(b"..", _LINE_ENDS.sub(b"\r\n", view[start:end]))
+        last = piece[-1:]
+        yield piece
+        start = end
+    yield b".\r\n" if last == b"\n" else b"\r\n.\r\n"
+
+
+async def _data(smtp: aiosmtplib.SMTP, body: bytes) -> aiosmtplib.SMTPResponse:
+    """DATA as aiosmtplib's ``data()`` does it (the same bytes, replies and errors), the
+    message written in pieces (:func:`data_pieces`) instead of stuffed whole first."""
+    response = await smtp.execute_command(b"DATA")
+    if response.code != 354:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    protocol = smtp.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    try:
+        for piece in data_pieces(body):
+            protocol.write(piece)
+            # aiosmtplib's flow control (asyncio's StreamWriter.drain pattern): waits
+            # while the transport's buffer is above its high-water mark.
+            await protocol._drain_helper()
+        response = await protocol.read_response(timeout=smtp.timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        smtp.close()
+        raise
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response
 
 
 def _lost(host: str, source_ip: str) -> Failed:
