@@ -237,6 +237,7 @@ class Daemon:
             stack.push_async_callback(engine.close)
             monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
             await monitor.resolve_unconfigured_zones(await asyncio.to_thread(store.open_alerts))
+            await monitor.resolve_unconfigured_pools(await asyncio.to_thread(store.open_alerts))
             audit_tail = AuditTail(store, node)
             await audit_tail.start()  # what the trail holds already is history, not news
             controller = build_controller(config, store, alerting, monitor)

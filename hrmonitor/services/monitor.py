@@ -199,6 +199,39 @@ class Monitor:
             await self._emit(alerts)
         return sorted({str(a.details["zone"]) for a in alerts})
 
+    async def resolve_unconfigured_pools(self, records: Sequence[AlertRecord]) -> list[str]:
+        """Resolve the alerts left open for pools no longer configured (start-up, reload).
+
+        A pool removed from the config is no longer ticked by the controller, so a
+        ``pool-exhausted`` or ``pool-below-min`` it raised, or an alert about one of
+        its IPs, would stay open for ever (a reload refuses to remove a pool whose
+        mail still waits, so nothing is left to deliver from it). Each resolution
+        keeps the alert's kind, severity, pool and IP. ``records``: the store's open
+        alerts. Returns the pools whose alerts were resolved.
+        """
+        now = self._clock.now()
+        alerts = [
+            Alert(
+                kind=AlertKind(record.kind),
+                severity=record.severity,
+                key=record.key,
+                summary=f"pool {pool} is no longer configured: its alert is resolved",
+                at=now,
+                details={"after": "unconfigured"},
+                pool=pool,
+                ip=ip if isinstance(ip, str) else None,
+                resolved=True,
+            )
+            for record in records
+            for pool, ip in [(record.payload.get("pool"), record.payload.get("ip"))]
+            if isinstance(pool, str) and pool not in self._pools
+        ]
+        if alerts:
+            pools = sorted({str(a.pool) for a in alerts})
+            log.info("resolving the alerts of unconfigured pools: %s", ", ".join(pools))
+            await self._emit(alerts)
+        return sorted({str(a.pool) for a in alerts})
+
     def _unconfigured_listing(self, record: AlertRecord, now: datetime) -> Alert | None:
         """The resolution of a listing alert whose zone is no longer configured, or None."""
         details = record.payload.get("details")

@@ -146,6 +146,29 @@ async def test_a_normal_pool_listing_on_a_zone_no_longer_configured_resolves_as_
     assert store.open_alerts() == []
 
 
+async def test_the_alerts_of_a_pool_no_longer_configured_resolve_as_they_were_raised(
+    store: Store, fake_clock: FakeClock
+) -> None:
+    """A pool removed from the config (reload or restart) is no longer ticked: its
+    pool-exhausted alert would stay open for ever. A configured pool's stays open."""
+    assert store.sync_pools([POOL], fake_clock.now()) == []
+    channel = Recording()
+    alerting = Alerting(store, [channel], REPEAT)
+    gone = Alert(AlertKind.POOL_EXHAUSTED, Severity.CRITICAL, "pool-exhausted:gone", "empty",
+                 fake_clock.now(), {}, "gone")  # fmt: skip
+    kept = Alert(AlertKind.POOL_BELOW_MIN, Severity.HIGH, "pool-below-min:normal", "short",
+                 fake_clock.now(), {}, "normal")  # fmt: skip
+    await alerting.emit_batch([gone, kept])
+    monitor = Monitor(ScriptedEngine([]), [], store, fake_clock, alerting.emit_batch, [POOL])
+
+    assert await monitor.resolve_unconfigured_pools(store.open_alerts()) == ["gone"]
+    resolution = channel.got[-1]
+    assert (resolution.key, resolution.resolved, resolution.pool) == (gone.key, True, "gone")
+    assert (resolution.kind, resolution.severity) == (AlertKind.POOL_EXHAUSTED, Severity.CRITICAL)
+    assert [record.key for record in store.open_alerts()] == [kept.key]
+    assert await monitor.resolve_unconfigured_pools(store.open_alerts()) == []  # once
+
+
 async def test_a_failing_listener_does_not_hold_back_the_sweeps_alerts(
     store: Store, fake_clock: FakeClock
 ) -> None:
