@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from functools import partial
@@ -68,7 +68,7 @@ from hrmonitor.app.reload import (
 from hrmonitor.app.validate import config_problems
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
-from hrmonitor.core.alert import Alert
+from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.model import Clock, Pool
 from hrmonitor.core.routing.limits import DAY
 from hrmonitor.errors import ConfigError, StoreError, raise_problems
@@ -273,6 +273,14 @@ class Daemon:
             relay.share_destinations(await asyncio.to_thread(registry.live_count))
             await relay.recover(unowned_before=clock.now() - config.node.lease)
             await self._restore_sending_limits(relay.queue, router)
+            router.reopen_limit_alerts(
+                sender
+                for record in await asyncio.to_thread(store.open_alerts)
+                if record.kind == AlertKind.SENDING_LIMIT
+                for sender in [_sender_of(record.payload)]
+                if sender
+            )
+            router.prune(clock.now())  # those already back under (a raised limit) resolve now
             counts = SenderCounts(store.engine, node)
             await _sync_limits(router, counts, clock)  # the other nodes' last day, too
             stack.push_async_callback(_sync_limits, router, counts, clock)  # the last counts
@@ -530,3 +538,10 @@ async def _sync_limits(router: Router, counts: SenderCounts, clock: Clock) -> No
 async def _stop_relay(relay: Relay, runner: asyncio.Task[None]) -> None:
     await relay.stop()
     await runner
+
+
+def _sender_of(payload: Mapping[str, object]) -> str:
+    """The sender an open ``sending-limit`` alert names (its details), or ""."""
+    details = payload.get("details")
+    sender = details.get("sender") if isinstance(details, Mapping) else None
+    return sender if isinstance(sender, str) else ""

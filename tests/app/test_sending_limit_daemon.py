@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import config_for, lab_dns, smtp_send, start
+from tests.fixtures.daemon_lab import config_for, lab_dns, smtp_send, start, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -50,3 +50,16 @@ async def test_a_sender_over_its_limit_raises_the_sending_limit_alert_once(
     assert len(raised) == 1, raised
     assert "sender a@contoso.test is over its sending limits" in raised[0]
     assert "3 recipients in the last hour > 2" in raised[0]
+
+    # Restarted with a higher limit: the alert the first run left open is resolved
+    # (it used to stay open for ever: the daemon knew its open senders in memory only).
+    config.write_text(
+        config.read_text().replace("recipients_per_hour = 2", "recipients_per_hour = 50")
+    )
+    again = await start(daemon_process, config)
+    resolved = "[sending-limit] resolved: sender a@contoso.test is back under its sending limits"
+    await until(lambda: resolved in again.log.read_text(), within=30)
+    assert await again.stop_async() == 0
+    told = [line for line in again.log.read_text().splitlines() if "[sending-limit]" in line]
+    assert len(told) == 1, told  # resolved once, nothing raised again
+    assert resolved in told[0]

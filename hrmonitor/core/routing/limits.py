@@ -8,7 +8,7 @@ one :class:`RecipientWindow`; time is always passed in.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -223,6 +223,14 @@ class LimitAlerts:
             del self._open[key]
             return _limit_alert(key, limit, now, resolved=True)
         return None
+
+    def reopen(self, senders: Iterable[str]) -> None:
+        """Senders whose alert a previous run left open (the store says so): they stay
+        open here, so that :meth:`back_under` resolves them once their counts (restored
+        from the queue) are under the limits, and a new over-limit message does not
+        raise them again."""
+        for key in senders:
+            self._open.setdefault(key, LimitStatus(True, 0, 0, "open before a restart"))
 
     def back_under(
         self, window: RecipientWindow, limits: SendingLimits, now: datetime

@@ -227,6 +227,11 @@ class Router:
         senders.discard("")  # the null sender is never counted
         return len(senders)
 
+    def reopen_limit_alerts(self, senders: Iterable[str]) -> None:
+        """The senders whose ``sending-limit`` alert is still open in the store (a
+        restart): resolved at :meth:`prune` once they are back under the limits."""
+        self._limit_alerts.reopen(senders)
+
     def take_unpublished(self) -> list[tuple[str, datetime, int]]:
         """(sender, minute, this node's recipients in that minute) for every minute counted
         since the last call: what the other nodes of a cluster need to see."""
