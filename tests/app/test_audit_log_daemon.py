@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import config_for, hrmonitor_process, state_of, swaks, until
-from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.daemon_lab import (
+    RelayLab,
+    hrmonitor_process,
+    state_of,
+    swaks,
+    until,
+)
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
@@ -41,16 +45,15 @@ async def one_line(log: Path, pattern: str) -> re.Match[str]:
 async def test_operator_actions_and_rotation_decisions_are_logged_once_at_their_level(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)  # 127.0.0.20 stays listed: retired, 127.0.0.21 sends on
     smtp_sink.script("later@rcpt.test", "451 4.7.1 later")
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, retry='["1h"]')
+    config = relay_lab.config(retry='["1h"]')
     log_file = tmp_path / "hrmonitor.log"
-    daemon = await asyncio.to_thread(daemon_process, config, log_file=log_file)
+    daemon = await relay_lab.start(config, log_file=log_file)
 
     # The daemon's own decision: routine (the pool keeps its minimum), INFO, once: the
     # applier's line, not the tail's as well.

@@ -18,11 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import config_for, start
-from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.daemon_lab import RelayLab
 from tests.fixtures.hostile_mime import nested_multipart
-from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
@@ -50,13 +47,11 @@ async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, li
 
 async def test_a_noop_on_another_connection_is_answered_while_nested_mime_is_processed(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     hostile = nested_multipart(15_000)
     assert len(hostile) > 1_000_000
     sender_r, sender_w = await asyncio.open_connection(

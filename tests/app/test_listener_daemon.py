@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import (
     NORMAL,
-    config_for,
-    start,
+    RelayLab,
     swaks,
     swaks_status,
 )
 from tests.fixtures.dns_server import DnsTestServer
-from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.slow
@@ -97,17 +94,14 @@ def open_files_limit(limit: int) -> Iterator[None]:
 
 
 async def test_idle_connections_from_one_client_cannot_starve_a_1024_fd_daemon(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
     connect: Connect,
 ) -> None:
     """1,100 idle connections from one address, a daemon with 1,024 file descriptors and
     the default limits: the flood gets 421 past its share, a tenant still sends."""
     with open_files_limit(1024):
-        daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+        daemon = await relay_lab.start()
     greetings: list[str] = []
 
     async def flood_one() -> None:
@@ -134,16 +128,12 @@ async def test_idle_connections_from_one_client_cannot_starve_a_1024_fd_daemon(
 
 
 async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
-    smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
     connect: Connect,
 ) -> None:
     listener = 'max_connections = 3\nmax_connections_per_client = 2\nidle_timeout = "2s"'
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, listener=listener)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(listener=listener)
+    daemon = await relay_lab.start(config)
     opened = [await connect(daemon.port, f"127.0.0.{n}") for n in (70, 71, 72)]
     assert [greeting[:3] for _, greeting in opened] == ["220"] * 3
     _, fourth = await connect(daemon.port, "127.0.0.73")
@@ -161,15 +151,13 @@ async def test_the_total_connection_limit_answers_421_and_idle_clients_time_out(
 
 async def test_address_literal_recipients_are_refused_by_default_and_delivered_when_told(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     refusing, delivering = tmp_path / "refuse", tmp_path / "deliver"
     refusing.mkdir()
     delivering.mkdir()
-    daemon = await start(daemon_process, config_for(refusing, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start(relay_lab.config(refusing))
     for rcpt in ("bob@[127.0.0.50]", "bob@[IPv6:::1]"):
         code, out = await swaks_status(
             daemon.port, "--from", "a@contoso.test", "--to", rcpt, client=TENANT
@@ -179,8 +167,8 @@ async def test_address_literal_recipients_are_refused_by_default_and_delivered_w
     assert await asyncio.to_thread(daemon.stop) == 0
 
     listener = 'address_literals = "deliver"'
-    config = config_for(delivering, rbldnsd, mail_dns, smtp_sink, listener=listener)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(delivering, listener=listener)
+    daemon = await relay_lab.start(config)
     # The sink listens on 127.0.0.50 (the network rule: loopback literals only).
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "bob@[127.0.0.50]")
     [message] = await smtp_sink.wait_for(1, 30)
@@ -196,14 +184,11 @@ async def test_address_literal_recipients_are_refused_by_default_and_delivered_w
 
 
 async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_ends(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
     connect: Connect,
 ) -> None:
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     client, greeting = await connect(daemon.port)
     assert greeting.startswith("220")
     for line, problem in (
@@ -245,15 +230,12 @@ async def test_bare_cr_lf_and_nul_in_commands_get_501_and_in_data_become_line_en
 
 
 async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
     connect: Connect,
 ) -> None:
     """As PHP's mail() and many scripts send it: LF line ends, then CRLF.CRLF."""
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     client, _ = await connect(daemon.port)
     await client.send(b"EHLO client.test\r\n")
     await client.send(b"MAIL FROM:<a@contoso.test>\r\n")
@@ -271,14 +253,11 @@ async def test_a_bare_lf_message_is_accepted_and_relayed_with_crlf_line_ends(
 
 
 async def test_a_resolver_outage_costs_one_lookup_per_sender_domain_not_one_per_message(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
-    smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     mail_dns.drop("down.test")  # never answered: every lookup runs into its timeout
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
 
     async def send(n: int) -> None:
         await swaks(daemon.port, "--from", "a@down.test", "--to", f"out{n}@rcpt.test")

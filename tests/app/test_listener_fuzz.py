@@ -25,13 +25,10 @@ import os
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import HIGH, config_for, start
-from tests.fixtures.dns_server import DnsTestServer
+from tests.fixtures.daemon_lab import HIGH, RelayLab
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 
@@ -224,15 +221,13 @@ async def run_dialogue(port: int, rng: random.Random, marker: str) -> int:
 
 
 async def test_fuzzed_dialogues_never_crash_the_listener_or_lose_an_acknowledged_message(
-    tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     for ip in HIGH:  # a clean high-risk pool, so every acknowledged message can leave
         rbldnsd.delist_ip(ip)
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", daemon.port, local_addr=("127.0.0.6", 0)
     )

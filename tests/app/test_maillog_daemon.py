@@ -9,15 +9,13 @@ the queue lifetime, and the same fields as JSON keys with ``--log-format json``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
-from tests.fixtures.daemon_lab import config_for, lab_dns, start, state_is, swaks, until
+from tests.fixtures.daemon_lab import RelayLab, lab_dns, state_is, swaks, until
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
@@ -60,18 +58,17 @@ def message(body: str) -> list[str]:
 
 
 async def test_each_message_and_attempt_has_one_postfix_shaped_line(
-    tmp_path: Path,
     rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     for ip in HIGH_OK:
         rbldnsd.delist_ip(ip)
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    config = relay_lab.config()
     text = config.read_text().replace("[delivery]\n", '[delivery]\nmax_queue_time = "4s"\n')
     config.write_text(text)
-    daemon = await start(daemon_process, config)
+    daemon = await relay_lab.start(config)
     log = daemon.log
     relay = rf"mx\.rcpt\.test\[{re.escape(smtp_sink.host)}\]:{smtp_sink.port}"
     smtp_sink.script("later@rcpt.test", "451 4.7.1 later", "250 2.1.5 ok")
@@ -161,17 +158,15 @@ async def test_each_message_and_attempt_has_one_postfix_shaped_line(
 
 async def test_json_lines_carry_the_same_fields_and_a_pool_without_ips_expires(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Every high-risk IP listed: a null-sender message waits for an IP, then expires with
     the reason it waited ("has no eligible IP"), not as a bounce of that reason."""
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    config = relay_lab.config()
     text = config.read_text().replace("[delivery]\n", '[delivery]\nmax_queue_time = "3s"\n')
     config.write_text(text)
-    daemon = await asyncio.to_thread(daemon_process, config, ("--log-format", "json"))
+    daemon = await relay_lab.start(config, ("--log-format", "json"))
     for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):
         await until(state_is(tmp_path, ip, "retired"))
     qid = queue_id(await swaks(daemon.port, "--from", "<>", "--to", "dsn@rcpt.test"))

@@ -24,20 +24,17 @@ from click.testing import CliRunner
 
 from hrmonitor.cli import main
 from tests.fixtures.app_config import ROUTING
-from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import (
     DOWN,
     HIGH,
     NORMAL,
-    config_for,
-    start,
+    RelayLab,
     state_is,
     state_of,
     swaks,
     swaks_status,
     until,
 )
-from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.rspamd import RspamdServer
 from tests.fixtures.smtp_sink import SmtpSink
@@ -48,13 +45,12 @@ pytestmark = pytest.mark.slow
 async def test_each_message_leaves_from_the_pool_its_routing_names(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
     smtp_sink.script("gone@rcpt.test", "550 5.1.1 <gone@rcpt.test>: no such user")
 
@@ -100,11 +96,10 @@ async def test_each_message_leaves_from_the_pool_its_routing_names(
 async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     for ip in sorted(HIGH):  # the standby is listed too: taken out, never promoted
         await until(state_is(tmp_path, ip, "retired"))
 
@@ -122,17 +117,14 @@ async def test_an_exhausted_high_risk_pool_holds_mail_until_an_ip_is_back(
 
 
 async def test_kill_9_during_a_load_loses_no_acknowledged_message(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """2,000 messages over 10 connections; kill -9 after 600 acknowledgements; restart;
     every message that got a 250 arrives (at least once)."""
     total, kill_after, connections = 2000, 600, 10
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     acknowledged: set[int] = set()
     numbers = iter(range(total))
     up = asyncio.Event()
@@ -167,7 +159,7 @@ async def test_kill_9_during_a_load_loses_no_acknowledged_message(
         await until(lambda: len(acknowledged) >= kill_after, 120)
         up.clear()
         daemon.kill()
-        daemon = await start(daemon_process, config)
+        daemon = await relay_lab.start(config)
         up.set()
         restarted.set()
 
@@ -190,16 +182,15 @@ async def test_kill_9_during_a_load_loses_no_acknowledged_message(
 async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_listed_ip(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Degraded delivery stays inside the normal pool: never a high-risk IP."""
     rbldnsd.list_ip("127.0.0.10", code="127.0.0.2")
     rbldnsd.list_ip("127.0.0.11", code="127.0.0.2")
     for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22"):  # the high pool is healthy
         rbldnsd.delist_ip(ip)
-    daemon = await start(daemon_process, config_for(tmp_path, rbldnsd, mail_dns, smtp_sink))
+    daemon = await relay_lab.start()
     for ip in ("127.0.0.10", "127.0.0.11"):
         await until(state_is(tmp_path, ip, "retired"))
 
@@ -213,10 +204,8 @@ async def test_an_exhausted_normal_pool_with_use_listed_sends_from_its_least_lis
 
 async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_networks(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """127.0.0.9 is in no tenant network: refused without AUTH, with a wrong password,
     and relayed (from a normal-pool IP) after STARTTLS and a good AUTH as alice."""
@@ -230,8 +219,8 @@ async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_netw
         'domains = ["contoso.test"]\nusers = ["alice"]\n'
     )
     listener = f'tls_cert = "{cert}"\ntls_key = "{key}"\nauth_file = "auth.txt"\n'
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants, listener=listener)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(tenants=tenants, listener=listener)
+    daemon = await relay_lab.start(config)
     envelope = ("--from", "a@contoso.test", "--to", "authed@rcpt.test")
 
     code, out = await swaks_status(daemon.port, *envelope, client="127.0.0.9")
@@ -256,11 +245,9 @@ async def test_smtp_auth_over_tls_lets_a_tenant_user_relay_from_outside_its_netw
 
 
 async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_limits(
-    tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Two recipients before a restart and one after cross a limit of two an hour:
     the restarted daemon counts the sender's mail from the queue, so the third
@@ -269,17 +256,14 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
     # and the third recipient waits, or not, depending on who wins that race.
     for ip in sorted(HIGH):
         rbldnsd.delist_ip(ip)
-    config = config_for(
-        tmp_path, rbldnsd, mail_dns, smtp_sink,
-        extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n",
-    )  # fmt: skip
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(extra="[limits]\nrecipients_per_hour = 2\nrecipients_per_day = 100\n")
+    daemon = await relay_lab.start(config)
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "one@rcpt.test,two@rcpt.test")
     [first] = await smtp_sink.wait_for(1, 30)
     assert first.peer in NORMAL
     assert await daemon.stop_async() == 0
 
-    daemon = await start(daemon_process, config)
+    daemon = await relay_lab.start(config)
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "three@rcpt.test")
     [third] = await smtp_sink.wait_for(1, 30, lambda m: "three@rcpt.test" in m.rcpts)
     assert third.peer in HIGH
@@ -302,9 +286,8 @@ async def test_a_restarted_daemon_still_counts_a_senders_last_day_against_its_li
 async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
     rspamd: RspamdServer,
 ) -> None:
     """[routing] rspamd_url: a real rspamd scores each accepted message (its test rule
@@ -318,9 +301,9 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
     def config(url: str, directory: Path) -> Path:
         directory.mkdir()
         routing = f'{ROUTING}rspamd_url = "{url}"\nrspamd_timeout = "2s"\n'
-        return config_for(directory, rbldnsd, mail_dns, smtp_sink, routing=routing)
+        return relay_lab.config(directory, routing=routing)
 
-    daemon = await start(daemon_process, config(rspamd.url, tmp_path / "up"))
+    daemon = await relay_lab.start(config(rspamd.url, tmp_path / "up"))
     for score, rcpt in (("9", "spammy@rcpt.test"), ("1", "fine@rcpt.test")):
         await swaks(
             daemon.port, "--from", "a@contoso.test", "--to", rcpt,
@@ -335,7 +318,7 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         gone = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens after this
-    daemon = await start(daemon_process, config(gone, tmp_path / "down"))
+    daemon = await relay_lab.start(config(gone, tmp_path / "down"))
     await swaks(daemon.port, "--from", "a@contoso.test", "--to", "unscored@rcpt.test")
     [unscored] = await smtp_sink.wait_for(1, 30, lambda m: "unscored@rcpt.test" in m.rcpts)
     assert unscored.peer in HIGH

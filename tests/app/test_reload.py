@@ -17,14 +17,12 @@ import aiosmtplib
 import pytest
 
 from tests.fixtures.app_config import POOLS, ROUTING, TENANTS, make_config
-from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import (
     HIGH,
     NORMAL,
-    config_for,
+    RelayLab,
     history_process,
     lab_dns,
-    start,
     state_of,
     swaks_status,
     until,
@@ -53,14 +51,13 @@ async def send(client: aiosmtplib.SMTP, sender: str, rcpt: str) -> None:
 async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     session = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await session.connect()
     await send(session, "a@bulk.contoso.test", "before@rcpt.test")
@@ -68,10 +65,7 @@ async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
     assert before.peer in NORMAL  # no rule for bulk mail yet
 
     (tmp_path / "mine.toml").write_text(MINE)
-    config_for(
-        tmp_path, rbldnsd, mail_dns, smtp_sink,
-        routing=ROUTING.replace('"]', '", "mine.toml"]'),
-    )  # fmt: skip
+    relay_lab.config(routing=ROUTING.replace('"]', '", "mine.toml"]'))
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text())
 
@@ -88,13 +82,11 @@ async def test_a_hup_applies_a_new_routing_rule_without_dropping_a_session(
 
 async def test_a_hup_with_a_bad_config_logs_it_and_keeps_running_on_the_old(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     good = config.read_text()
     config.write_text(good.replace('interval = "1s"', 'interval = "0s"', 1))
     daemon.process.send_signal(signal.SIGHUP)
@@ -125,14 +117,11 @@ _RUNNING = re.compile(r"hrmonitor running: .* SMTP on [^\s]+:(\d+)(?!\d)")
 
 async def test_a_hup_reopens_the_log_file_after_logrotate_moves_it(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
-    smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
+    config = relay_lab.config()
     log = tmp_path / "hrmonitor.log"
-    process = (await asyncio.to_thread(daemon_process, config, log_file=log)).process
+    process = (await relay_lab.start(config, log_file=log)).process
     await until(lambda: log.exists() and _RUNNING.search(log.read_text()) is not None, 30)
     log.rename(tmp_path / "hrmonitor.log.1")  # logrotate, then postrotate: kill -HUP
     process.send_signal(signal.SIGHUP)
@@ -186,22 +175,20 @@ def open_alerts(config_dir: Path) -> set[str]:
 
 async def test_a_hup_moves_added_and_removed_ips_through_the_controller_audited(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Normal pool .10/.11 -> .12: mail queued before the reload leaves from .12 after it,
     new mail too, and `history` tells each IP's move by "reload"."""
     smtp_sink.script("queued@rcpt.test", "451 4.3.0 not now")  # until the reload is done
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     session = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await session.connect()
     await send(session, "a@contoso.test", "queued@rcpt.test")
     await until(lambda: tried(tmp_path, "queued@rcpt.test") > 0, 60)
 
-    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    relay_lab.config(pools=pools_with(NORMAL_12))
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     smtp_sink.script("queued@rcpt.test", "250 2.1.5 ok")
@@ -236,7 +223,7 @@ async def test_a_hup_with_new_zones_sees_their_listings_and_resolves_a_removed_z
     rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Started on the dead list only (its zone-health alert open, 127.0.0.20's listing on
     bl unseen); after the reload to bl, the listing is seen and dead's alert resolved."""
@@ -244,7 +231,7 @@ async def test_a_hup_with_new_zones_sees_their_listings_and_resolves_a_removed_z
         tmp_path, rbldnsd=rbldnsd, mail_dns=(mail_dns.host, mail_dns.port),
         delivery_port=smtp_sink.port, zones=("dead",),
     )  # fmt: skip
-    daemon = await start(daemon_process, config)
+    daemon = await relay_lab.start(config)
     await until(lambda: "zone dead is dead" in daemon.log.read_text(), 60)
     assert not listed_on(tmp_path, "127.0.0.20", "bl")
 
@@ -264,15 +251,12 @@ async def test_a_hup_with_new_zones_sees_their_listings_and_resolves_a_removed_z
 
 
 async def test_a_hup_adds_a_tenant_network_for_the_next_connection(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     tenants = TENANTS.replace("127.0.0.0/8", "127.0.0.5/32")
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=tenants)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(tenants=tenants)
+    daemon = await relay_lab.start(config)
     code, out = await swaks_status(
         daemon.port, "--from", "a@contoso.test", "--to", "before@rcpt.test", client="127.0.0.7"
     )
@@ -283,7 +267,7 @@ async def test_a_hup_adds_a_tenant_network_for_the_next_connection(
     await kept.connect()
 
     wider = TENANTS.replace('"127.0.0.0/8"', '"127.0.0.5/32", "127.0.0.7/32"')
-    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, tenants=wider)
+    relay_lab.config(tenants=wider)
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     code, out = await swaks_status(
@@ -303,12 +287,12 @@ async def test_a_hup_that_moves_an_ip_to_another_pool_changes_nothing(
     rbldnsd: Rbldnsd,
     mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """127.0.0.11 moved to high-risk (refused by the store) in the same edit as a new
     normal IP and a new zone: none of it is applied, the daemon runs on the old config."""
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     moved = POOLS.replace('ips = ["127.0.0.10", "127.0.0.11"]', 'ips = ["127.0.0.12"]').replace(
         'standby = ["127.0.0.22"]', 'standby = ["127.0.0.22", "127.0.0.11"]'
     )
@@ -345,26 +329,22 @@ TO_BULK = '[rules.to-bulk]\nsender_domain = "bulk.contoso.test"\npool = "bulk"\n
 
 async def test_a_hup_that_removes_a_pool_with_mail_waiting_for_it_is_refused(
     tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """The bulk pool's message waits (the MX defers it) when a reload drops the pool: the
     reload is refused, the pool stays, and the message leaves from it once the MX takes it."""
     smtp_sink.script("waiting@rcpt.test", "451 4.3.0 not now")
     (tmp_path / "bulk.toml").write_text(TO_BULK)
     with_bulk = ROUTING.replace('"]', '", "bulk.toml"]')
-    config = config_for(
-        tmp_path, rbldnsd, mail_dns, smtp_sink, pools=POOLS + BULK_POOL, routing=with_bulk
-    )
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(pools=POOLS + BULK_POOL, routing=with_bulk)
+    daemon = await relay_lab.start(config)
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await client.connect()
     await send(client, "a@bulk.contoso.test", "waiting@rcpt.test")
     await until(lambda: tried(tmp_path, "waiting@rcpt.test") > 0, 60)
 
-    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)  # no bulk pool, no rule for it
+    relay_lab.config()  # no bulk pool, no rule for it
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "keeping the running config" in daemon.log.read_text(), 60)
     assert "pools.bulk: removed while 1 message(s) wait for it" in daemon.log.read_text()
@@ -381,23 +361,20 @@ async def test_a_hup_that_removes_a_pool_with_mail_waiting_for_it_is_refused(
 
 
 async def test_an_attempt_in_flight_from_a_removed_ip_finishes(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """The MX holds the RCPT of a message sent from .10/.11 while a reload removes both:
     that transaction completes from its IP, once; the next message leaves from .12."""
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config()
+    daemon = await relay_lab.start(config)
     smtp_sink.delay = 5.0
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=daemon.port, timeout=20)
     await client.connect()
     await send(client, "a@contoso.test", "inflight@rcpt.test")
     await until(lambda: smtp_sink.waiting > 0, 60)  # the attempt is at the MX now
 
-    config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=pools_with(NORMAL_12))
+    relay_lab.config(pools=pools_with(NORMAL_12))
     daemon.process.send_signal(signal.SIGHUP)
     await until(lambda: "reloaded" in daemon.log.read_text(), 60)
     smtp_sink.delay = 0.0

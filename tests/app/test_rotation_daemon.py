@@ -12,17 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.daemon_lab import (
-    config_for,
+    RelayLab,
     history,
     report_pools,
-    start,
     state_of,
     swaks,
     until,
 )
-from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.rbldnsd import Rbldnsd
 from tests.fixtures.smtp_sink import SmtpSink
 from tests.fixtures.webhook import WebhookReceiver
@@ -48,16 +45,15 @@ warmup = [{ daily_cap = 2 }, { daily_cap = 4 }]
 async def test_a_warming_ip_out_of_capacity_brings_in_the_next_standby_instead_of_holding_mail(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Item 2: the listed IP retires, a standby warms up under a cap of 2; the third DSN
     must not wait for tomorrow while a clean standby is there."""
     for ip in ("127.0.0.21", "127.0.0.22"):
         rbldnsd.delist_ip(ip)
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=WARMING_POOLS)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(pools=WARMING_POOLS)
+    daemon = await relay_lab.start(config)
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
     await until(lambda: state_of(tmp_path, "127.0.0.21") == "warming")
 
@@ -90,18 +86,15 @@ interval = "1s"
 
 
 async def test_an_unbindable_high_risk_pool_pages_once_and_reports_exhausted(
-    tmp_path: Path,
-    rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
     smtp_sink: SmtpSink,
     webhook: WebhookReceiver,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Item 3: one message held by a pool whose addresses are not on the host, retried every
     second, the rotation ticking five times a second: one webhook, not a flapping pair."""
     extra = f'[[alerts]]\ntype = "webhook"\nurl = "{webhook.url}"\ntimeout = "2s"\n'
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=UNBINDABLE_POOLS, extra=extra)
-    daemon = await start(daemon_process, config)
+    config = relay_lab.config(pools=UNBINDABLE_POOLS, extra=extra)
+    daemon = await relay_lab.start(config)
     await swaks(daemon.port, "--from", "<>", "--to", "held@rcpt.test")
 
     def exhausted() -> list[bool]:
@@ -134,17 +127,15 @@ cooldown = "3s"
 async def test_a_dead_zone_does_not_keep_a_delisted_ip_retired_and_report_says_what_it_waits_on(
     tmp_path: Path,
     rbldnsd: Rbldnsd,
-    mail_dns: DnsTestServer,
-    smtp_sink: SmtpSink,
-    daemon_process: DaemonFactory,
+    relay_lab: RelayLab,
 ) -> None:
     """Item 5: ``dead.test`` (it does not even list its test point) is configured next to
     ``bl``; the cool-down counts ``bl`` alone, and report/history say what the IP waits on."""
     rbldnsd.delist_ip("127.0.0.21")
-    config = config_for(tmp_path, rbldnsd, mail_dns, smtp_sink, pools=COOLING_POOLS)
+    config = relay_lab.config(pools=COOLING_POOLS)
     text = config.read_text().replace('zones = ["bl"]', 'zones = ["bl", "dead"]')
     config.write_text(text)
-    daemon = await start(daemon_process, config)
+    daemon = await relay_lab.start(config)
     await until(lambda: state_of(tmp_path, "127.0.0.20") == "retired")
 
     retired = {row["ip"]: row for row in report_pools(config)["high-risk"]["ips"]}["127.0.0.20"]
