@@ -227,6 +227,32 @@ async def test_smtputf8_and_8bitmime_are_offered_and_utf8_addresses_accepted(
     assert recorder.accepted[0].recipients == ("zoë@bücher.test",)
 
 
+async def test_a_multi_line_reply_goes_out_in_one_write(
+    listener: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EHLO's reply is one write, not one write (and send()) per line."""
+    server, _ = listener
+    writes: list[bytes] = []
+    write = asyncio.StreamWriter.write
+
+    def counting(self: asyncio.StreamWriter, data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", counting)
+    client = await Client.open(server.port, TENANT_IP)
+    writes.clear()
+    ehlo = await client.cmd("EHLO client.test")
+    lines = ehlo.splitlines()
+    assert lines[0] == "250-relay.test"
+    assert lines[-1].startswith("250 ")
+    assert len(lines) >= 4
+    replies = [w for w in writes if w.startswith(b"250")]  # the client's EHLO is not one
+    assert replies == ["\r\n".join(lines).encode() + b"\r\n"]
+    assert (await client.cmd("MAIL FROM:<a@contoso.test>")).startswith("250")  # still a session
+    await client.close()
+
+
 async def test_a_failing_accept_callback_answers_451_and_the_listener_keeps_serving(
     fake_clock: FakeClock,
 ) -> None:

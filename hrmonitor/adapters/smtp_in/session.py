@@ -75,6 +75,7 @@ class RelaySMTP(SMTP):
         self._refusal: str | None = None  # the 421 to send instead of the greeting
         self._last_line = b""  # the last command line as read, line end included
         self.received_at: datetime | None = None  # when DATA began: the Received: stamp
+        self._continued: list[str] = []  # a multi-line reply's lines before its last
         super().__init__(_Handler(listener), **kwargs)
 
     # --- connection limits --------------------------------------------------------------
@@ -158,13 +159,31 @@ class RelaySMTP(SMTP):
             await super().smtp_EHLO(hostname)
 
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and status.startswith(_AIOSMTPD_TOO_BIG):
-            await super().push(TOO_BIG)
-        elif isinstance(status, str) and status.startswith("500 Line too long"):
-            limit = self._listener.settings.max_line_length
-            await super().push(f"500 5.5.2 Line too long (limit {limit})")
-        else:
+        """Write a reply line; a multi-line reply (EHLO's) goes out in one write.
+
+        aiosmtpd writes and drains each line of a multi-line reply on its own:
+        five send() calls for EHLO, about a third of the listener's writes per
+        message. A continuation line (``250-...``) is held until its reply's last
+        line (``250 ...``), which every multi-line reply ends with.
+        """
+        if not isinstance(status, str):
+            if self._continued:  # not expected: a reply is str or bytes throughout
+                await super().push("\r\n".join(self._continued))
+                self._continued.clear()
             await super().push(status)
+            return
+        line = status
+        if line.startswith(_AIOSMTPD_TOO_BIG):
+            line = TOO_BIG
+        elif line.startswith("500 Line too long"):
+            line = f"500 5.5.2 Line too long (limit {self._listener.settings.max_line_length})"
+        if len(line) > 3 and line[3] == "-":
+            self._continued.append(line)
+            return
+        if self._continued:
+            line = "\r\n".join([*self._continued, line])
+            self._continued.clear()
+        await super().push(line)
 
     # --- DATA ---------------------------------------------------------------------------
 
