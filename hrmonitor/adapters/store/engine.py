@@ -5,20 +5,30 @@ survives power loss, not only a crash), foreign keys and a busy timeout, and eve
 transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front, so a
 read-then-write transaction can never fail half-way with SQLITE_BUSY when another
 process (a second daemon, ``hrmonitor ip retire``) wrote in between.
+
+A PostgreSQL engine comes with a sibling (:func:`relaxed_engine`) whose sessions
+run with ``synchronous_commit = off``: the queue's relaxed transactions (claims,
+attempt records) use it instead of sending ``SET LOCAL synchronous_commit = off``
+as an extra round trip in every transaction. Disposing the engine disposes it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 from hrmonitor.errors import StoreError
 
 BUSY_TIMEOUT_MS = 10_000
+RELAXED_OPTIONS = "-c synchronous_commit=off"
+
+# engine -> its relaxed sibling (PostgreSQL engines made by create_store_engine only)
+_RELAXED: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
 
 
 def create_store_engine(url: str) -> Engine:
@@ -35,7 +45,9 @@ def create_store_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        _add_relaxed_sibling(engine, parsed)
+        return engine
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             # One connection shared by every thread, or each thread gets its own empty database.
@@ -47,6 +59,32 @@ def create_store_engine(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     raise StoreError(f"database url {url!r}: only sqlite and postgresql are supported")
+
+
+def relaxed_engine(engine: Engine) -> Engine | None:
+    """``engine``'s sibling whose sessions have ``synchronous_commit = off``, if it has one.
+
+    Only PostgreSQL engines made by :func:`create_store_engine` have one; for any
+    other engine the caller makes the transaction relaxed itself.
+    """
+    return _RELAXED.get(engine)
+
+
+def _add_relaxed_sibling(engine: Engine, parsed: URL) -> None:
+    options = parsed.query.get("options", "")
+    if not isinstance(options, str):  # the option given more than once in the URL
+        options = " ".join(options)
+    # connect_args win over the URL's query, so the URL's own options (search_path) are kept here.
+    sibling = create_engine(
+        parsed,
+        pool_pre_ping=True,
+        connect_args={"options": f"{options} {RELAXED_OPTIONS}".strip()},
+    )
+    _RELAXED[engine] = sibling
+
+    @event.listens_for(engine, "engine_disposed")
+    def _on_dispose(_engine: Engine) -> None:
+        sibling.dispose()
 
 
 def _configure_sqlite(engine: Engine) -> None:

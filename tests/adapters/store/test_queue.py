@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
 
-from hrmonitor.adapters.store.engine import create_store_engine
+from hrmonitor.adapters.store.engine import create_store_engine, relaxed_engine
 from hrmonitor.adapters.store.migrate import upgrade
 from hrmonitor.adapters.store.queue.admin import QueueAction, QueueAdmin, QueuedMessage, QueueFilter
 from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
@@ -42,7 +42,9 @@ def _pg_engine() -> Iterator[Engine]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    # The daemon's way (create_store_engine), so relaxed transactions use the relaxed sibling.
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = create_store_engine(url.render_as_string(hide_password=False))
     try:
         yield engine
     finally:
@@ -105,6 +107,43 @@ def test_claim_takes_only_due_recipients_and_only_once(queue: QueueRepository) -
     assert [c.message_id for c in claimed] == ["m1"]
     assert queue.claim_due(T0, limit=10) == []
     assert [c.message_id for c in queue.claim_due(T0 + timedelta(minutes=10), limit=10)] == ["m2"]
+
+
+@pytest.mark.postgres
+def test_postgres_relaxed_transactions_send_no_extra_statement(postgres_url: str) -> None:
+    """Claims and attempt records run on sessions with synchronous_commit off (issue 11).
+
+    Each relaxed transaction used to send ``SET LOCAL synchronous_commit = off`` as its
+    own round trip; the relaxed sibling's sessions have it from the connection options.
+    """
+    engine = create_store_engine(postgres_url)
+    upgrade(engine)
+    relaxed = relaxed_engine(engine)
+    assert relaxed is not None
+    statements: list[str] = []
+    for watched in (engine, relaxed):
+        event.listen(
+            watched, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql)
+        )
+    queue = QueueRepository(engine)
+    queue.enqueue([_message()])
+    (due,) = queue.claim_due(T0, limit=10)
+    queue.record(
+        [Outcome(due.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250)]
+    )
+    assert statements, "the listeners saw no statement"
+    assert not [sql for sql in statements if "synchronous_commit" in sql.lower()]
+    with relaxed.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        # the URL's own options (the test schema's search_path) are kept
+        assert conn.exec_driver_sql("SHOW search_path").scalar() == engine.url.query[
+            "options"
+        ].removeprefix("-csearch_path=")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    assert relaxed.pool.checkedin() == 1  # type: ignore[attr-defined]
+    engine.dispose()
+    assert relaxed.pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
 def test_recorded_outcomes_update_recipients_and_keep_every_attempt(queue: QueueRepository) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
+from hrmonitor.adapters.store.engine import relaxed_engine
 from hrmonitor.adapters.store.queue.bodies import read_body
 from hrmonitor.adapters.store.queue.model import WAITING, DueRecipient, Outcome, RecipientStatus
 from hrmonitor.adapters.store.queue.schema import ATTEMPTS, BODIES, MESSAGES, RECIPIENTS
@@ -117,9 +118,16 @@ class QueueDelivery:
         Losing one in a crash only repeats a delivery (the recipient is still
         ``delivering`` or due, and :meth:`recover` retries it): at least once holds.
         The next durable commit (an acceptance) flushes it anyway. SQLite: WAL with
-        ``synchronous=NORMAL`` for this transaction only; PostgreSQL:
-        ``synchronous_commit = off`` for this transaction only.
+        ``synchronous=NORMAL`` for this transaction only; PostgreSQL: a connection
+        of the engine's relaxed sibling, whose sessions have ``synchronous_commit =
+        off`` (no extra statement per transaction); an engine without one (made
+        outside ``create_store_engine``) gets ``SET LOCAL synchronous_commit = off``.
         """
+        relaxed = relaxed_engine(self._engine)
+        if relaxed is not None:
+            with relaxed.begin() as conn:
+                yield conn
+            return
         with self._engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
             if sqlite:
