@@ -136,9 +136,11 @@ def test_postgres_relaxed_transactions_send_no_extra_statement(postgres_url: str
     with relaxed.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         # the URL's own options (the test schema's search_path) are kept
-        assert conn.exec_driver_sql("SHOW search_path").scalar() == engine.url.query[
-            "options"
-        ].removeprefix("-csearch_path=")
+        options = engine.url.query["options"]
+        assert isinstance(options, str)
+        assert conn.exec_driver_sql("SHOW search_path").scalar() == options.removeprefix(
+            "-csearch_path="
+        )
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
     assert relaxed.pool.checkedin() == 1  # type: ignore[attr-defined]
