@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import aiosmtplib
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from hrmonitor.cli import main
 from tests.fixtures.app_config import POOLS, make_config
@@ -238,3 +240,56 @@ async def test_a_nodes_per_ip_volume_rows_carry_its_configured_name(
     await asyncio.to_thread(a.stop)  # a stopping node writes its last counts
     assert lab.scalar("SELECT coalesce(sum(sent), 0) FROM ip_volume WHERE node = 'a'") == 1
     assert lab.scalar("SELECT count(*) FROM ip_volume WHERE node NOT IN ('a', '')") == 0
+
+
+async def send_retrying(port: int, rcpt: str) -> int:
+    """``send``, again after a 4xx (what a sending MTA does); returns the retries it took."""
+    for retries in range(3):
+        try:
+            await send(port, rcpt)
+            return retries
+        except aiosmtplib.SMTPResponseException as exc:
+            if not 400 <= exc.code < 500:
+                raise
+    pytest.fail(f"{rcpt} was refused three times")
+
+
+async def test_killed_database_connections_cost_the_daemon_at_most_a_retry(
+    tmp_path: Path,
+    postgres_url: str,
+    counting_proxy: LossyProxy,
+    mail_dns: DnsTestServer,
+    smtp_sink: SmtpSink,
+    daemon_process: DaemonFactory,
+) -> None:
+    """The pool has no pre-ping (issue 10): a connection PostgreSQL killed fails one use.
+
+    The daemon's connections carry an application_name of their own, so only they
+    are terminated. Every message acknowledged before or after is delivered, the
+    daemon keeps running, and a sender sees at most one 4xx per pool.
+    """
+    app = f"hrm-kill-{uuid.uuid4().hex[:12]}"
+    database = make_url(postgres_url).update_query_dict({"application_name": app})
+    lab = Lab(
+        tmp_path,
+        database.render_as_string(hide_password=False),
+        counting_proxy.address,
+        mail_dns,
+        smtp_sink,
+    )
+    a = await start(daemon_process, lab.config("a", lease="20s"))
+    before = [f"p{i}@rcpt.test" for i in range(5)]
+    for rcpt in before:
+        await send(a.port, rcpt)
+    await until(lambda: len(smtp_sink.messages) >= 5, within=30)
+    terminate = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        f" WHERE application_name = '{app}' AND pid <> pg_backend_pid()"
+    )
+    assert lab.scalar(terminate) >= 1  # the daemon's pooled connections
+    after = [f"q{i}@rcpt.test" for i in range(5)]
+    retries = [await send_retrying(a.port, rcpt) for rcpt in after]
+    await until(lambda: len(smtp_sink.messages) >= 10, within=60)
+    assert a.process.poll() is None
+    assert {r for m in smtp_sink.messages for r in m.rcpts} == set(before + after)
+    assert sum(retries) <= 2  # one failed use of a dead connection per pool, at most

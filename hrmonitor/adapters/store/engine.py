@@ -10,6 +10,11 @@ A PostgreSQL engine comes with a sibling (:func:`relaxed_engine`) whose sessions
 run with ``synchronous_commit = off``: the queue's relaxed transactions (claims,
 attempt records) use it instead of sending ``SET LOCAL synchronous_commit = off``
 as an extra round trip in every transaction. Disposing the engine disposes it.
+
+Neither PostgreSQL pool pre-pings (one more round trip per transaction): a
+connection the server dropped fails its next use, SQLAlchemy then discards every
+pooled connection older than it, and the caller's usual failure path (a 4xx to
+the client, the queue runner's retry) costs one retry (``tests/app/test_cluster.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def create_store_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed)
         _add_relaxed_sibling(engine, parsed)
         return engine
     if backend == "sqlite":
@@ -77,7 +82,6 @@ def _add_relaxed_sibling(engine: Engine, parsed: URL) -> None:
     # connect_args win over the URL's query, so the URL's own options (search_path) are kept here.
     sibling = create_engine(
         parsed,
-        pool_pre_ping=True,
         connect_args={"options": f"{options} {RELAXED_OPTIONS}".strip()},
     )
     _RELAXED[engine] = sibling
