@@ -31,7 +31,7 @@ from hrmonitor.core.model import (
     ZoneHealth,
     canonical_ip,
 )
-from hrmonitor.errors import OperatorError
+from hrmonitor.errors import OperatorError, StoreError
 from hrmonitor.services.monitor import Monitor, SweepReport
 
 # --- check --------------------------------------------------------------------------------
@@ -254,7 +254,13 @@ class ReportSource:
     def read(self) -> dict[str, Any]:
         from hrmonitor.services.report import build_report  # noqa: PLC0415  (not on check's path)
 
-        return build_report(self._config, self._store, self._clock.now(), self._zone_of)
+        try:
+            return build_report(self._config, self._store, self._clock.now(), self._zone_of)
+        except StoreError:
+            # The pools do not ping a connection before using it: one the server
+            # closed (a PostgreSQL restart) fails a single read, and the pool drops
+            # it. A watch running for hours reads once more rather than dying.
+            return build_report(self._config, self._store, self._clock.now(), self._zone_of)
 
     def close(self) -> None:
         self._store.close()

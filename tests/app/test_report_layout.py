@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import create_engine, text
 
 from hrmonitor.adapters import terminal
 from hrmonitor.adapters.store import open_store
 from hrmonitor.app.oneshot import ReportSource, report_data
 from hrmonitor.config.loading import load_config
-from tests.fixtures.report_population import HIGH, NORMAL
+from tests.fixtures.report_population import HIGH, NORMAL, populate, write_config
 
 # Each IP's row: its state, what it sent today (of its warm-up cap) and its listings.
 ROWS = {
@@ -110,3 +111,31 @@ def test_a_watch_reads_each_refresh_afresh_from_the_one_store_it_opened(
         for report in (before, after)
     }
     assert list(sent.values()) == [137, 142]
+
+
+def test_a_watch_survives_the_server_closing_its_connection(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The pools do not ping before use: a connection PostgreSQL closed (a restart, an
+    idle timeout) fails one use. A watch reads again instead of dying on it."""
+    app = f"hrm-watch-{tmp_path.name}"[:60]
+    config_path = write_config(tmp_path, f"{postgres_url}&application_name={app}")
+    populate(config_path)
+    config = load_config(config_path)
+    with ReportSource(config) as source:
+        first = source.read()
+        admin = create_engine(postgres_url)
+        try:
+            with admin.connect() as conn:
+                killed = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :app"
+                    ),
+                    {"app": app},
+                ).scalar_one()
+        finally:
+            admin.dispose()
+        assert killed >= 1  # the watch's pooled connection
+        again = source.read()
+    assert [p["name"] for p in again["pools"]] == [p["name"] for p in first["pools"]]
