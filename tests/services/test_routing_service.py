@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hrmonitor.adapters.dns.mail import MailDns
-from hrmonitor.adapters.rule_files import load_routing_files
-from hrmonitor.core.model import Pool, PoolPolicy, RiskClass
 from hrmonitor.core.mx import DomainStatus
-from hrmonitor.core.routing.decide import RoutingSettings, Tenant
-from hrmonitor.core.routing.limits import SendingLimits
 from hrmonitor.services.relay.routing import Router
 from tests.fixtures.dns_server import DnsTestServer
 from tests.fixtures.peers import FakeClock
-
-SHIPPED = Path(__file__).parents[2] / "rules" / "routing.toml"
-POOLS = tuple(
-    Pool(name, risk, (), (), PoolPolicy(), timedelta(minutes=30))
-    for name, risk in (("normal", RiskClass.NORMAL), ("high-risk", RiskClass.HIGH))
-)
-CONTOSO = Tenant("contoso", ("127.0.0.0/8",), ("contoso.example",))
-MESSAGE = b"From: a@contoso.example\r\nSubject: hi\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def router(dns_server: DnsTestServer) -> Router:
-    dns_server.add("contoso.example", "MX", "10 mx.contoso.example.")
-    settings = RoutingSettings(limits=SendingLimits(recipients_per_hour=3, recipients_per_day=50))
-    mail_dns = MailDns(["127.0.0.1"], port=dns_server.port, timeout=0.3, attempts=1)
-    return Router(load_routing_files([SHIPPED]), POOLS, settings, mail_dns, [CONTOSO])
+from tests.fixtures.router import MESSAGE
 
 
 async def test_tenant_mail_with_a_resolving_domain_goes_normal(
