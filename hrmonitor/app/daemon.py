@@ -236,8 +236,9 @@ class Daemon:
             await engine.open()
             stack.push_async_callback(engine.close)
             monitor = build_monitor(config, engine, store, clock, alerting.emit_batch, self.metrics)
-            await monitor.resolve_unconfigured_zones(await asyncio.to_thread(store.open_alerts))
-            await monitor.resolve_unconfigured_pools(await asyncio.to_thread(store.open_alerts))
+            open_alerts = await asyncio.to_thread(store.open_alerts)
+            await monitor.resolve_unconfigured_zones(open_alerts)
+            await monitor.resolve_unconfigured_pools(open_alerts)
             audit_tail = AuditTail(store, node)
             await audit_tail.start()  # what the trail holds already is history, not news
             controller = build_controller(config, store, alerting, monitor)
@@ -275,7 +276,7 @@ class Daemon:
             await self._restore_sending_limits(relay.queue, router)
             router.reopen_limit_alerts(
                 sender
-                for record in await asyncio.to_thread(store.open_alerts)
+                for record in open_alerts  # read at start; zones and pools resolve none of these
                 if record.kind == AlertKind.SENDING_LIMIT
                 for sender in [_sender_of(record.payload)]
                 if sender

@@ -195,8 +195,9 @@ async def hand_over(new: Plan, parts: Reloadable, now: datetime) -> list[str]:
     )
     parts.relay.reconfigure_pools({p.name: frozenset(p.all_ips) for p in new.pools})
     parts.sweeps.replace(old_pools, new.pools, zones_changed)
-    await parts.monitor.resolve_unconfigured_zones(await asyncio.to_thread(parts.store.open_alerts))
-    await parts.monitor.resolve_unconfigured_pools(await asyncio.to_thread(parts.store.open_alerts))
+    open_alerts = await asyncio.to_thread(parts.store.open_alerts)
+    await parts.monitor.resolve_unconfigured_zones(open_alerts)
+    await parts.monitor.resolve_unconfigured_pools(open_alerts)
     return moved
 
 
