@@ -220,6 +220,14 @@ def build_relay(
     )
 
 
+def listener_tenants(config: Config) -> tuple[ListenerTenant, ...]:
+    """The listener's acceptance: each tenant's networks (also ``route``'s and a reload's)."""
+    return tuple(
+        ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
+        for t in config.tenants
+    )
+
+
 def listener_settings(config: Config) -> ListenerSettings:
     """The SMTP listener as ``[listener]`` and the tenants configure it."""
     listener = config.listener
@@ -228,10 +236,7 @@ def listener_settings(config: Config) -> ListenerSettings:
         host=host,
         port=port,
         hostname=listener.hostname,
-        tenants=tuple(
-            ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
-            for t in config.tenants
-        ),
+        tenants=listener_tenants(config),
         max_message_size=listener.max_message_size,
         max_recipients=listener.max_recipients,
         max_line_length=listener.max_line_length,

@@ -31,7 +31,6 @@ logged as taking effect at the next restart; the daemon keeps the old value.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from hrmonitor.adapters.smtp_in import Listener
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.store import Store
 from hrmonitor.app.build import alert_channels, routing_parts, zone_lists
+from hrmonitor.app.compose import listener_tenants
 from hrmonitor.app.validate import config_problems
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config, load_config
@@ -133,14 +133,6 @@ def plan(old: Config, new: Config) -> Plan:
         lists=zone_lists(new),
         pools=new.core_pools(),
         listener_tenants=listener_tenants(new),
-    )
-
-
-def listener_tenants(config: Config) -> tuple[ListenerTenant, ...]:
-    """The listener's acceptance: each tenant's networks."""
-    return tuple(
-        ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
-        for t in config.tenants
     )
 
 

@@ -9,12 +9,11 @@ listener's own test of the networks, and reports a refusal as one.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.smtp_in import tenant_for
+from hrmonitor.app.compose import listener_tenants
 from hrmonitor.config.loading import Config
 from hrmonitor.core.credentials import parse_auth_file
 from hrmonitor.core.delivery.envelope import RELAY_DENIED
@@ -39,11 +38,7 @@ def listener_acceptance(config: Config, client_ip: str, auth_user: str | None) -
     """The listener's answer to ``client_ip`` (and ``auth_user``, as if it had authenticated)."""
     if auth_user is not None:
         return _auth_acceptance(config, auth_user)
-    tenants = tuple(
-        ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
-        for t in config.tenants
-    )
-    tenant = tenant_for(tenants, client_ip)
+    tenant = tenant_for(listener_tenants(config), client_ip)
     if tenant is None:
         return Acceptance(
             None,
