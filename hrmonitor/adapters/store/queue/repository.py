@@ -96,10 +96,6 @@ class QueueRepository(QueueDelivery, QueueReports):
         except SQLAlchemyError as exc:
             raise StoreError(f"could not enqueue {len(messages)} message(s): {exc}") from exc
 
-    def set_bounce_kind(self, message_id: str, kind: str) -> None:
-        """Record a message's bounce kind, found after it was stored (off the 250's path)."""
-        self.set_bounce_kinds([(message_id, kind)])
-
     def set_bounce_kinds(self, kinds: Sequence[tuple[str, str]]) -> None:
         """Record (message id, bounce kind) pairs in one transaction.
 
