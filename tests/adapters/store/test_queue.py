@@ -6,6 +6,8 @@ import random
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from hrmonitor.adapters.store.engine import create_store_engine, relaxed_engine
 from hrmonitor.adapters.store.migrate import upgrade
 from hrmonitor.adapters.store.queue.admin import QueueAction, QueueAdmin, QueuedMessage, QueueFilter
 from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
+from hrmonitor.adapters.store.queue.delivery import _CLAIM_FOR_UPDATE
 from hrmonitor.adapters.store.queue.repository import (
     NewMessage,
     Outcome,
@@ -107,6 +110,86 @@ def test_claim_takes_only_due_recipients_and_only_once(queue: QueueRepository) -
     assert [c.message_id for c in claimed] == ["m1"]
     assert queue.claim_due(T0, limit=10) == []
     assert [c.message_id for c in queue.claim_due(T0 + timedelta(minutes=10), limit=10)] == ["m2"]
+
+
+def _backlog(queue: QueueRepository, waiting: int, delivered: int) -> None:
+    """``waiting`` due messages (inline bodies) after ``delivered`` concluded ones."""
+    body = b"Subject: x\r\n\r\n" + b"y" * 2000 + b"\r\n"
+    done = [_message(f"d{n}", body=body) for n in range(delivered)]
+    queue.enqueue(done)
+    queue.record(
+        [
+            Outcome(due.recipient_id, due.message_id, RecipientStatus.DELIVERED, T0, "normal")
+            for due in queue.claim_due(T0, limit=delivered)
+        ]
+    )
+    later = T0 + timedelta(seconds=1)
+    queue.enqueue([_message(f"w{n}", body=body, arrived_at=later) for n in range(waiting)])
+
+
+def _claim_cost_sqlite(queue: QueueRepository) -> int:
+    """SQLite virtual-machine steps (in blocks of 100) of one claim of 10 recipients."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.set_progress_handler(count, 100)
+
+    engine = queue._engine
+    engine.pool.dispose()  # every connection from here on counts
+    event.listen(engine, "connect", on_connect)
+    try:
+        claimed = queue.claim_due(T0 + timedelta(minutes=1), limit=10)
+    finally:
+        event.remove(engine, "connect", on_connect)
+        engine.pool.dispose()
+    assert len(claimed) == 10
+    return steps
+
+
+def test_a_claims_cost_does_not_grow_with_the_backlog_or_the_history(tmp_path: Path) -> None:
+    """Issue 10: a claim of 10 recipients read every due recipient (joined with its
+    message and inline body, then sorted) before taking the first 10, so each claim
+    cost the whole backlog: 79 % of the store thread under benchmarks/relay.py. It now
+    walks the partial index of waiting recipients and stops at its LIMIT."""
+    costs = []
+    for waiting, delivered in ((20, 0), (2000, 2000)):
+        engine = create_store_engine(f"sqlite:///{tmp_path}/queue-{waiting}.db")
+        upgrade(engine)
+        queue = QueueRepository(engine)
+        _backlog(queue, waiting, delivered)
+        costs.append(_claim_cost_sqlite(queue))
+        engine.dispose()
+    small, large = costs
+    assert large <= small * 2, f"claim cost {small} steps at 20 waiting, {large} at 2,000"
+
+
+@pytest.mark.postgres
+def test_postgres_claims_from_the_waiting_index_without_a_sort(postgres_url: str) -> None:
+    """The same claim on PostgreSQL: its plan reads the partial index in claim order
+    (no Sort node over the due rows), as the planner sees a real backlog."""
+    engine = create_store_engine(postgres_url)
+    upgrade(engine)
+    queue = QueueRepository(engine)
+    _backlog(queue, 2000, 500)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        compiled = _CLAIM_FOR_UPDATE.compile(dialect=conn.dialect)
+        params = dict(compiled.params) | {
+            "now": T0 + timedelta(minutes=1),
+            "limit": 10,
+            "inline_body": 65536,
+        }
+        plan = "\n".join(
+            str(row[0]) for row in conn.exec_driver_sql("EXPLAIN " + str(compiled), params)
+        )
+    engine.dispose()
+    assert "ix_queue_recipients_waiting" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 @pytest.mark.postgres

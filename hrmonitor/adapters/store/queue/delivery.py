@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -33,12 +34,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.engine import relaxed_engine
 from hrmonitor.adapters.store.queue.bodies import read_body
-from hrmonitor.adapters.store.queue.model import WAITING, DueRecipient, Outcome, RecipientStatus
-from hrmonitor.adapters.store.queue.schema import ATTEMPTS, BODIES, MESSAGES, RECIPIENTS
+from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome, RecipientStatus
+from hrmonitor.adapters.store.queue.schema import (
+    ATTEMPTS,
+    BODIES,
+    MESSAGES,
+    RECIPIENTS,
+    is_waiting,
+)
 from hrmonitor.errors import StoreError
 
 # One statement for every outcome shape, so a batch of outcomes is one executemany.
@@ -63,37 +71,54 @@ _RECORD = (
 # The claim's statements, built once: constructing them (a join, a CASE, IN lists,
 # ORDER BY) took more of the store thread's CPU than SQLite's work for a claim of a
 # few recipients, and the runner claims about once per group commit.
-_CLAIM = (
-    select(
-        RECIPIENTS.c.id,
-        RECIPIENTS.c.message_id,
-        RECIPIENTS.c.address,
-        RECIPIENTS.c.domain,
-        RECIPIENTS.c.attempts,
-        MESSAGES.c.mail_from,
-        MESSAGES.c.pool,
-        MESSAGES.c.risk,
-        MESSAGES.c.arrived_at,
-        MESSAGES.c.size,
-        MESSAGES.c.smtputf8,
-        MESSAGES.c.tenant,
-        MESSAGES.c.hold_until,
-        MESSAGES.c.client_ip,
-        case(
-            (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), BODIES.c.body),
-            else_=null(),
-        ).label("small_body"),
+# The claim walks the partial index of waiting recipients (``queue.schema.is_waiting``)
+# in its ORDER BY and stops at the LIMIT, joining messages and bodies for those rows
+# only. With only the (status, next_attempt_at) index SQLite joined every due recipient
+# (and copied its inline body) into a sort and then took the first LIMIT: each claim
+# cost the whole backlog (79 % of the store thread under benchmarks/relay.py).
+
+
+def _claim(dialect: str) -> Select[Any]:
+    return (
+        select(
+            RECIPIENTS.c.id,
+            RECIPIENTS.c.message_id,
+            RECIPIENTS.c.address,
+            RECIPIENTS.c.domain,
+            RECIPIENTS.c.attempts,
+            MESSAGES.c.mail_from,
+            MESSAGES.c.pool,
+            MESSAGES.c.risk,
+            MESSAGES.c.arrived_at,
+            MESSAGES.c.size,
+            MESSAGES.c.smtputf8,
+            MESSAGES.c.tenant,
+            MESSAGES.c.hold_until,
+            MESSAGES.c.client_ip,
+            case(
+                (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), BODIES.c.body),
+                else_=null(),
+            ).label("small_body"),
+        )
+        .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+        .join(BODIES, BODIES.c.message_id == RECIPIENTS.c.message_id)
+        .where(
+            is_waiting(dialect),
+            RECIPIENTS.c.next_attempt_at
+            <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
+        )
+        .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
+        .limit(bindparam("limit", type_=Integer))
     )
-    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
-    .join(BODIES, BODIES.c.message_id == RECIPIENTS.c.message_id)
-    .where(
-        RECIPIENTS.c.status.in_(WAITING),
-        RECIPIENTS.c.next_attempt_at <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
-    )
-    .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
-    .limit(bindparam("limit", type_=Integer))
-)
-_CLAIM_FOR_UPDATE = _CLAIM.with_for_update(of=RECIPIENTS, skip_locked=True)
+
+
+_CLAIM = _claim("sqlite")
+_CLAIM_FOR_UPDATE = _claim("postgresql").with_for_update(of=RECIPIENTS, skip_locked=True)
+# The first entry of the same index: O(1), however many recipients wait or are done.
+_NEXT_DUE = {
+    dialect: select(func.min(RECIPIENTS.c.next_attempt_at)).where(is_waiting(dialect))
+    for dialect in ("sqlite", "postgresql")
+}
 _MARK_DELIVERING = (
     update(RECIPIENTS)
     .where(RECIPIENTS.c.id.in_(bindparam("ids", expanding=True)))
@@ -278,11 +303,7 @@ class QueueDelivery:
         """When the earliest waiting recipient falls due (None if nothing waits)."""
         try:
             with self._engine.connect() as conn:
-                value = conn.execute(
-                    select(func.min(RECIPIENTS.c.next_attempt_at)).where(
-                        RECIPIENTS.c.status.in_(WAITING)
-                    )
-                ).scalar_one_or_none()
+                value = conn.execute(_NEXT_DUE[conn.dialect.name]).scalar_one_or_none()
         except SQLAlchemyError as exc:
             raise StoreError(f"could not read the queue: {exc}") from exc
         if value is None:

@@ -9,10 +9,41 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import TextClause
 
+from hrmonitor.adapters.store.queue.model import WAITING
 from hrmonitor.adapters.store.schema import IP, NAME, STATE, Base
+
+# The waiting recipients (``model.WAITING``) as literal values: a database uses the
+# partial index ``ix_queue_recipients_waiting`` (only they, in claim order) only for a
+# query whose WHERE names the same constants; a bound parameter never matches. On
+# SQLite the column is written ``+status``, in the index and in the queries: unary plus
+# changes nothing but makes the term unusable for ``ix_queue_recipients_due`` (status
+# first), which SQLite's planner otherwise prefers for the equality and then sorts
+# every due recipient. PostgreSQL has no unary plus for text and needs none: its
+# planner picks the partial index for ORDER BY ... LIMIT.
+WAITING_INDEX = "ix_queue_recipients_waiting"
+_WAITING_VALUES = ", ".join(f"'{status}'" for status in WAITING)
+_WAITING_COLUMN = {"sqlite": "+{}status"}
+
+
+def waiting_predicate(dialect: str, table: str = "") -> str:
+    """The partial index's WHERE for ``dialect`` (``table``: a qualifier for queries)."""
+    column = _WAITING_COLUMN.get(dialect, "{}status").format(f"{table}." if table else "")
+    return f"{column} IN ({_WAITING_VALUES})"
 
 
 class QueueMessageRow(Base):
@@ -52,6 +83,15 @@ class QueueRecipientRow(Base):
     __tablename__ = "queue_recipients"
     __table_args__ = (
         Index("ix_queue_recipients_due", "status", "next_attempt_at"),
+        # Only the recipients that wait, in the order the runner claims them: a claim
+        # reads its LIMIT rows off this index whatever the queue's backlog or history.
+        Index(
+            WAITING_INDEX,
+            "next_attempt_at",
+            "id",
+            sqlite_where=text(waiting_predicate("sqlite")),
+            postgresql_where=text(waiting_predicate("postgresql")),
+        ),
         Index("ix_queue_recipients_message_id", "message_id"),
     )
 
@@ -97,3 +137,8 @@ MESSAGES = _table(QueueMessageRow)
 BODIES = _table(QueueBodyRow)
 RECIPIENTS = _table(QueueRecipientRow)
 ATTEMPTS = _table(QueueAttemptRow)
+
+
+def is_waiting(dialect: str) -> TextClause:
+    """RECIPIENTS' waiting recipients, as the partial index on ``dialect`` has them."""
+    return text(waiting_predicate(dialect, RECIPIENTS.name))
