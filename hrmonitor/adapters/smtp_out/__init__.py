@@ -16,11 +16,9 @@ Outcomes are values: :class:`Sent` carries a reply per recipient,
 :class:`Failed` says why the whole transaction failed and which reply, if any,
 the remote side gave.
 
-DATA is written a piece of whole lines at a time (:func:`data_pieces`), each
-dot-stuffed on its own, waiting for the socket to drain between pieces:
-aiosmtplib's ``data()`` builds the whole stuffed message before writing it
-(line ends, doubled periods, terminator: three copies, 4.67x a 10 MB message
-with the transport's buffer).
+DATA is written a piece of whole lines at a time, each dot-stuffed on its
+own, waiting for the socket to drain between pieces, and a stored message is
+read from the queue a slice at a time as it goes out (``smtp_out.data``).
 """
 
 from __future__ import annotations
@@ -28,28 +26,32 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from hrmonitor.adapters.smtp_out.data import Body, DataPieces, data_pieces, send_data
 from hrmonitor.errors import BindError
+
+__all__ = [
+    "Body",
+    "Connections",
+    "DataPieces",
+    "Failed",
+    "OutboundSettings",
+    "Reply",
+    "Sent",
+    "check_bindable",
+    "data_pieces",
+]
 
 log = logging.getLogger(__name__)
 
 _BIND_ERRNOS = frozenset({errno.EADDRNOTAVAIL})
-
-# DATA goes out in pieces of whole lines of about this size: a piece and its stuffed
-# form are what the send holds beside the message, and the transport's buffer is
-# drained to its high-water mark (64 KiB) between pieces.
-DATA_PIECE_BYTES = 64 * 1024
-# What aiosmtplib's data() applies to the whole message, applied to each piece.
-_LINE_ENDS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
-_LEADING_PERIOD = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +202,17 @@ class Connections:
         host: str,
         mail_from: str,
         recipients: Iterable[str],
-        body: bytes,
+        body: Body | bytes,
         smtputf8: bool = False,
         port: int | None = None,
     ) -> Sent | Failed:
-        """One SMTP transaction. Raises BindError when ``source_ip`` cannot be bound."""
+        """One SMTP transaction. Raises BindError when ``source_ip`` cannot be bound.
+
+        ``body``: the message, or a :class:`Body` read as DATA goes out; an error reading
+        it ends the transaction without the terminator and is raised.
+        """
+        if isinstance(body, bytes):
+            body = Body.of(body)
         port = self.settings.port if port is None else port
         key = (source_ip, host, port)
         rcpts = list(recipients)
@@ -247,17 +255,17 @@ class Connections:
         host: str,
         mail_from: str,
         rcpts: list[str],
-        body: bytes,
+        body: Body,
         smtputf8: bool,
     ) -> Sent | Failed:
         smtp = session.smtp
         options: list[str] = []
         if smtputf8 and smtp.supports_extension("smtputf8"):
             options.append("SMTPUTF8")
-        if not body.isascii() and smtp.supports_extension("8bitmime"):
+        if body.eight_bit and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
         if smtp.supports_extension("size"):
-            options.append(f"SIZE={len(body)}")
+            options.append(f"SIZE={body.size}")
         encoding = "utf-8" if smtputf8 else "ascii"
         try:
             try:
@@ -278,7 +286,7 @@ class Connections:
                 await _reset(smtp)
                 return Sent(host, source_ip, replies, session.tls)
             try:
-                response = await _data(smtp, body)
+                response = await send_data(smtp, body)
                 data_reply = Reply(response.code, response.message)
             except aiosmtplib.SMTPDataError as exc:
                 data_reply = Reply(exc.code, exc.message)
@@ -316,55 +324,6 @@ class Connections:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
-
-
-def data_pieces(body: bytes, size: int = DATA_PIECE_BYTES) -> Iterator[bytes]:
-    """``body`` as DATA sends it, in pieces: every line end CRLF, a leading period
-    doubled, ending CRLF "." CRLF; joined, exactly what aiosmtplib's ``data()`` sends.
-
-    A piece ends after an LF (a line longer than ``size`` is one piece), so each piece
-    begins a line and no CRLF is split, and the rules applied piece by piece give what
-    they give applied to the whole.
-    """
-    view = memoryview(body)
-    start, end_of_body = 0, len(body)
-    last = b""  # an empty body is a line end and the terminator, as aiosmtplib sends it
-    while start < end_of_body:
-        end = min(start + size, end_of_body)
-        if end < end_of_body:
-            cut = body.rfind(b"\n", start, end)
-            if cut < 0:
-                cut = body.find(b"\n", end)
-            end = end_of_body if cut < 0 else cut + 1
-        piece = _LEADING_PERIOD.sub(b"..", _LINE_ENDS.sub(b"\r\n", view[start:end]))
-        last = piece[-1:]
-        yield piece
-        start = end
-    yield b".\r\n" if last == b"\n" else b"\r\n.\r\n"
-
-
-async def _data(smtp: aiosmtplib.SMTP, body: bytes) -> aiosmtplib.SMTPResponse:
-    """DATA as aiosmtplib's ``data()`` does it (the same bytes, replies and errors), the
-    message written in pieces (:func:`data_pieces`) instead of stuffed whole first."""
-    response = await smtp.execute_command(b"DATA")
-    if response.code != 354:
-        raise aiosmtplib.SMTPDataError(response.code, response.message)
-    protocol = smtp.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    try:
-        for piece in data_pieces(body):
-            protocol.write(piece)
-            # aiosmtplib's flow control (asyncio's StreamWriter.drain pattern): waits
-            # while the transport's buffer is above its high-water mark.
-            await protocol._drain_helper()
-        response = await protocol.read_response(timeout=smtp.timeout)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-        smtp.close()
-        raise
-    if response.code != 250:
-        raise aiosmtplib.SMTPDataError(response.code, response.message)
-    return response
 
 
 def _lost(host: str, source_ip: str) -> Failed:

@@ -19,9 +19,10 @@ import ipaddress
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 
-from hrmonitor.adapters.smtp_out import Failed, Reply, Sent
+from hrmonitor.adapters.smtp_out import Body, Failed, Reply, Sent
 from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueRepository
 from hrmonitor.core.delivery.dsn import FailedRecipient
 from hrmonitor.core.model import Clock
@@ -48,6 +49,9 @@ from hrmonitor.services.relay.source_ip import SourcePicker
 log = logging.getLogger(__name__)
 
 MAX_CACHED = 10_000  # domains (and MX hosts) whose lookups are remembered
+# A body too large to come with its claim is read from the queue this much at a time as
+# DATA goes out, so a delivery holds a slice of it, not the message (issue 13, item 1).
+SLICE_BYTES = 64 * 1024
 
 
 class Delivery:
@@ -154,9 +158,7 @@ class Delivery:
             await self.conclude(group, now, None, "", None, f"MX lookup: {mx.reason}", own=True)
             return
         hosts = [h.host for h in mx.hosts]
-        body = first.body
-        if body is None:
-            body = await self._store(self._queue.body, first.message_id)
+        body = await self._body(first)
         excluded: set[str] = set()
         last_failure = "no MX host answered"
         while True:
@@ -190,8 +192,30 @@ class Delivery:
             await self._apply(group, outcome[0], now, outcome[1], outcome[2])
             return
 
+    async def _body(self, first: DueRecipient) -> Body:
+        """The message as the sender reads it: the claim's bytes when small, else slices
+        read from the queue afresh for each transaction (every recipient of the group
+        shares the transaction; another host or a retry reads it again)."""
+        if first.body is not None:
+            return Body.of(first.body)
+        message_id, size = first.message_id, first.size
+
+        async def slices() -> AsyncIterator[bytes]:
+            for offset in range(0, size, SLICE_BYTES):
+                length = min(SLICE_BYTES, size - offset)
+                yield await self._store(self._queue.body_slice, message_id, offset, length)
+
+        eight_bit = first.eight_bit
+        if eight_bit is None:  # queued before migration 0008 recorded it: read through once
+            eight_bit = False
+            async for piece in slices():
+                if not piece.isascii():
+                    eight_bit = True
+                    break
+        return Body(size=size, eight_bit=eight_bit, read=slices)
+
     async def _try_hosts(
-        self, group: list[DueRecipient], ip: str, hosts: list[str], body: bytes
+        self, group: list[DueRecipient], ip: str, hosts: list[str], body: Body
     ) -> tuple[Sent | Failed, float, str] | None:
         """The first transaction that got a reply (or the last failure), with its duration
         and the MX host name it went to (replies are evidence about that MX's destination)."""

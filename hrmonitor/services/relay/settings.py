@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, cast
 
-from hrmonitor.adapters.smtp_out import Failed, Sent
+from hrmonitor.adapters.smtp_out import Body, Failed, Sent
 from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
@@ -109,7 +109,7 @@ class Sender(Protocol):
         host: str,
         mail_from: str,
         recipients: Sequence[str],
-        body: bytes,
+        body: Body,
         smtputf8: bool = False,
         port: int | None = None,
     ) -> Sent | Failed: ...

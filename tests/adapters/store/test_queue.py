@@ -445,6 +445,48 @@ def test_bouncing_a_large_message_reads_it_and_stores_a_large_dsn_in_one_transac
     assert queue.body("dsn1") == b"DSN\r\n\r\n" + original
 
 
+@pytest.mark.parametrize("size", [CHUNK_BYTES + 1, 3 * CHUNK_BYTES + 7, 1_000_000])
+def test_a_large_body_read_in_slices_of_any_size_is_the_body(
+    queue: QueueRepository, size: int
+) -> None:
+    # The runner sends a body too large for its claim a slice at a time (blob I/O on
+    # SQLite, substring on PostgreSQL), never the whole of it at once.
+    body = _body(size, size)
+    queue.enqueue([_message("m1", body=body)])
+    for step in (CHUNK_BYTES, 1000, 333_333):
+        slices = [
+            queue.body_slice("m1", offset, min(step, size - offset))
+            for offset in range(0, size, step)
+        ]
+        assert b"".join(slices) == body, step
+
+
+def test_a_slice_is_never_handed_out_short_nor_from_a_body_gone(queue: QueueRepository) -> None:
+    body = _body(3 * CHUNK_BYTES, 3)
+    queue.enqueue([_message("m1", body=body)])
+    assert queue.body_slice("m1", len(body) - 10, 10) == body[-10:]
+    # Past the end: DATA would be cut short, so it is an error, not fewer bytes.
+    with pytest.raises(StoreError, match="expected"):
+        queue.body_slice("m1", len(body) - 10, 11)
+    with queue._engine.begin() as conn:
+        conn.execute(text("DELETE FROM queue_messages"))
+    with pytest.raises(StoreError, match="not in the queue"):
+        queue.body_slice("m1", 0, 10)
+
+
+def test_the_claim_says_whether_a_body_has_8bit_bytes(queue: QueueRepository) -> None:
+    # MAIL FROM declares BODY=8BITMIME before DATA, and a large body is not read first.
+    queue.enqueue(
+        [
+            _message("ascii", body=b"Subject: x\r\n\r\n" + b"a" * 100_000 + b"\r\n"),
+            _message("latin", body=b"Subject: x\r\n\r\n" + b"a" * 100_000 + b"\xe9\r\n"),
+            _message("small", body=b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n"),
+        ]
+    )
+    claimed = {r.message_id: r.eight_bit for r in queue.claim_due(T0, limit=10)}
+    assert claimed == {"ascii": False, "latin": True, "small": True}
+
+
 def test_a_body_purged_away_is_not_found(queue: QueueRepository) -> None:
     queue.enqueue([_message("m1", body=_body(3 * CHUNK_BYTES))])
     with queue._engine.begin() as conn:

@@ -38,7 +38,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.engine import relaxed_engine
-from hrmonitor.adapters.store.queue.bodies import read_body
+from hrmonitor.adapters.store.queue.bodies import read_body, read_body_slice
 from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome, RecipientStatus
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
@@ -92,6 +92,7 @@ def _claim(dialect: str) -> Select[Any]:
             MESSAGES.c.arrived_at,
             MESSAGES.c.size,
             MESSAGES.c.smtputf8,
+            MESSAGES.c.eight_bit,
             MESSAGES.c.tenant,
             MESSAGES.c.hold_until,
             MESSAGES.c.client_ip,
@@ -172,7 +173,7 @@ class QueueDelivery:
         """Mark up to ``limit`` due recipients ``delivering`` and return them, oldest due first.
 
         Bodies up to ``inline_body`` bytes come along (one query instead of one per
-        message); bigger ones are read with :meth:`body` when they are sent.
+        message); bigger ones are sent a slice at a time (:meth:`body_slice`).
         """
         try:
             with self._relaxed() as conn:
@@ -200,6 +201,7 @@ class QueueDelivery:
                 arrived_at=r.arrived_at,
                 size=r.size,
                 smtputf8=bool(r.smtputf8),
+                eight_bit=None if r.eight_bit is None else bool(r.eight_bit),
                 tenant=r.tenant,
                 body=None if r.small_body is None else bytes(r.small_body),
                 hold_until=r.hold_until,
@@ -216,6 +218,23 @@ class QueueDelivery:
             raise StoreError(f"could not read message {message_id}: {exc}") from exc
         if value is None:
             raise StoreError(f"message {message_id} is not in the queue")
+        return value
+
+    def body_slice(self, message_id: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a body from ``offset`` (a large body is sent this way, a
+        slice at a time). Raises StoreError if the message is gone or the body is
+        shorter: a slice is never handed out short, so DATA is never cut short."""
+        try:
+            with self._engine.connect() as conn:
+                value = read_body_slice(conn, message_id, offset, length)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read message {message_id}: {exc}") from exc
+        if value is None:
+            raise StoreError(f"message {message_id} is not in the queue")
+        if len(value) != length:
+            raise StoreError(
+                f"message {message_id}: {len(value)} bytes at {offset}, {length} expected"
+            )
         return value
 
     def record(self, outcomes: Sequence[Outcome]) -> None:

@@ -67,7 +67,10 @@ class DueRecipient:
     size: int
     smtputf8: bool
     tenant: str
-    body: bytes | None = None  # inlined when small (see ``claim_due``), else read with body()
+    body: bytes | None = None  # inlined when small (see ``claim_due``), else read in slices
+    # Has bytes above 127 (MAIL FROM's BODY=8BITMIME): recorded at acceptance; None for a
+    # message queued before migration 0008.
+    eight_bit: bool | None = None
     hold_until: datetime | None = None  # routing is still waiting for the sender's DNS
     client_ip: str = ""
 

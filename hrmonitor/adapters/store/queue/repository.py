@@ -182,6 +182,7 @@ def insert_messages(
             "hold_until": m.hold_until,
             "message_id": m.message_id,
             "smtputf8": int(m.smtputf8),
+            "eight_bit": int(not m.body.isascii()),
             "dsn_of": m.dsn_of,
             "accepted_by": node,
         }

@@ -62,6 +62,8 @@ class QueueMessageRow(Base):
     hold_until: Mapped[datetime | None]
     message_id: Mapped[str] = mapped_column(Text)
     smtputf8: Mapped[int] = mapped_column(Integer)
+    # The body has bytes above 127 (migration 0008; NULL for a message queued before it).
+    eight_bit: Mapped[int | None] = mapped_column(Integer)
     dsn_of: Mapped[str | None] = mapped_column(String(40))
     # The node that accepted it: its sending-limit counts are that node's to restore.
     accepted_by: Mapped[str | None] = mapped_column(NAME)
