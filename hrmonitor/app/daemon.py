@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from hrmonitor.adapters import systemd
 from hrmonitor.adapters.clock import SystemClock
+from hrmonitor.adapters.malloc import fix_mmap_threshold
 from hrmonitor.adapters.metrics import Metrics
 from hrmonitor.adapters.scheduler import Scheduler
 from hrmonitor.adapters.smtp_in import ListenerSettings
@@ -107,6 +108,8 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 def run_daemon(config: Config) -> None:
     """Check everything the config points at (ports too), then run until SIGTERM/SIGINT."""
     raise_problems(config_problems(config, ports=True))
+    # Large buffers (a message's) go back to the kernel when freed (adapters.malloc).
+    fix_mmap_threshold()
     run_loop(Daemon(config).run())
 
 
