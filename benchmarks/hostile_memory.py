@@ -13,6 +13,10 @@ after the 250 a thread samples VmRSS every millisecond. Reported: peak
 above baseline (VmHWM, and the highest sample) as a multiple of the
 message's size, and what is still held after those seconds.
 
+``--deliver`` puts Postfix's ``smtp-sink`` (``benchmarks/relay.py``'s Sink) behind
+the MX name instead, so the message is also sent, and the window lasts until the
+sink has counted it (at least three seconds).
+
 Cases: the hostile message (1 MB of 15,000 nested multipart/mixed parts,
 ``tests/fixtures/hostile_mime.py``), an ordinary 1 MB message (a base64
 attachment) and an ordinary 10 MB one, to tell proportional from constant.
@@ -27,6 +31,7 @@ SQLite allocates; the RSS figures are the ones that count.
     MALLOC_ARENA_MAX=1 .venv/bin/python benchmarks/hostile_memory.py   # passed to the daemon
     .venv/bin/python benchmarks/hostile_memory.py --postgres   # the store on 127.0.0.1:5432
     .venv/bin/python benchmarks/hostile_memory.py --warm-large # a 1 MB message in the warm-up
+    .venv/bin/python benchmarks/hostile_memory.py --deliver    # an MX that takes it
     .venv/bin/python benchmarks/hostile_memory.py --diagnose --cases hostile
 """
 
@@ -53,6 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.relay import SINK_HOST, Sink
 from tests.fixtures.app_config import make_config
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.dns_server import DnsTestServer
@@ -141,24 +147,26 @@ def postgres_schema() -> Iterator[str]:
 
 
 DATABASE: list[str | None] = [None]  # None: SQLite in the run's directory
+SINK: list[Sink] = []  # --deliver: the MX that takes the mail
 
 
 def config_for(directory: Path, dns: DnsTestServer) -> Path:
+    port = SINK[0].port if SINK else 9
     path = make_config(
-        directory, nameserver=(dns.host, dns.port), delivery_port=9, database=DATABASE[0]
+        directory, nameserver=(dns.host, dns.port), delivery_port=port, database=DATABASE[0]
     )
     path.write_text(FAST.sub("", path.read_text()))
     return path
 
 
-def start_dns() -> DnsTestServer:
+def start_dns(mx: str = "127.0.0.50") -> DnsTestServer:
     dns = DnsTestServer()
     dns.start()
     dns.add("contoso.test", "A", "127.0.0.5")
     dns.add("contoso.test", "MX", "10 mx.contoso.test.")
     dns.add("mx.contoso.test", "A", "127.0.0.5")
     dns.add("rcpt.test", "MX", "10 mx.rcpt.test.")
-    dns.add("mx.rcpt.test", "A", "127.0.0.50")
+    dns.add("mx.rcpt.test", "A", mx)
     return dns
 
 
@@ -198,8 +206,11 @@ def measure(name: str, message: bytes, directory: Path, dns: DnsTestServer) -> N
         baseline = statistics.mean(readings)
         sampler = Sampler(pid)
         sampler.start()
+        delivered = SINK[0].count() + 1 if SINK else 0
         reply = send(daemon.port, message)
         time.sleep(3.0)  # classification, the delivery attempt and its deferral
+        while SINK and SINK[0].count() < delivered:
+            time.sleep(0.1)
         sampler.stop()
         hwm = status(pid, "VmHWM")
         size = len(message)
@@ -282,6 +293,7 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true", help="in-process, tracemalloc")
     parser.add_argument("--postgres", action="store_true", help="the store on PostgreSQL")
     parser.add_argument("--warm-large", action="store_true", help="warm with 1 MB too")
+    parser.add_argument("--deliver", action="store_true", help="an MX (smtp-sink) that takes it")
     parser.add_argument("--send", nargs=2, help=argparse.SUPPRESS)  # PORT FILE: the client
     args = parser.parse_args()
     WARM_LARGE[0] = args.warm_large
@@ -290,8 +302,12 @@ def main() -> None:
         return
     arenas = os.environ.get("MALLOC_ARENA_MAX", "unset")
     store = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"MALLOC_ARENA_MAX={arenas}; store {store}; the daemon as a process, one per case")
-    dns = start_dns()
+    mx = "smtp-sink" if args.deliver else "refusing (port 9)"
+    print(f"MALLOC_ARENA_MAX={arenas}; store {store}; MX {mx}; the daemon as a process per case")
+    sink_dir = tempfile.TemporaryDirectory()
+    if args.deliver:
+        SINK.append(Sink(Path(sink_dir.name)))
+    dns = start_dns(SINK_HOST if args.deliver else "127.0.0.50")
     try:
         for name in args.cases.split(","):
             message = CASES[name]()
@@ -305,6 +321,9 @@ def main() -> None:
                     measure(name, message, Path(tmp), dns)
     finally:
         dns.stop()
+        for sink in SINK:
+            sink.stop()
+        sink_dir.cleanup()
 
 
 if __name__ == "__main__":
