@@ -491,6 +491,40 @@ async def test_a_large_message_goes_out_in_slices_to_each_domain_byte_for_byte(
         assert f"SIZE={len(body)}" in message.mail_options
 
 
+async def test_a_large_message_bounced_is_quoted_from_its_header_block_not_read_whole(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DSN quotes the original's header block only: a large message is read in
+    slices up to its first empty line (here past the first slice), never whole."""
+
+    def read_whole(message_id: str) -> bytes:
+        raise AssertionError(f"{message_id} was read whole")
+
+    monkeypatch.setattr(world.queue, "body", read_whole)
+    world.sink.script("gone@rcpt.test", "550 5.1.1 no such user")
+    headers = b"".join(b"X-Trace-%04d: %s\r\n" % (n, b"t" * 60) for n in range(1200))
+    body = (
+        b"Subject: large\r\n"
+        + headers
+        + b"\r\n"
+        + b"".join(b"body line %06d\r\n" % n for n in range(20_000))
+    )
+    world.queue.enqueue(
+        [
+            NewMessage(
+                id="m-large-bounce", tenant="contoso", client_ip=TENANT_IP,
+                mail_from="a@contoso.test", recipients=("gone@rcpt.test",), body=body,
+                arrived_at=world.clock.now(), pool="normal", risk="normal",
+            )
+        ]
+    )  # fmt: skip
+    world.relay.wake()
+    (dsn,) = await world.sink.wait_for(1, 30, where=lambda m: m.mail_from == "")
+    assert b"550 5.1.1 no such user" in dsn.data
+    assert b"X-Trace-1199: " + b"t" * 60 in dsn.data  # the last header, beyond 64 KiB
+    assert b"body line" not in dsn.data
+
+
 async def test_each_node_of_a_cluster_takes_its_share_of_the_per_destination_cap(
     world: World,
 ) -> None:

@@ -198,21 +198,34 @@ class Delivery:
         shares the transaction; another host or a retry reads it again)."""
         if first.body is not None:
             return Body.of(first.body)
-        message_id, size = first.message_id, first.size
-
-        async def slices() -> AsyncIterator[bytes]:
-            for offset in range(0, size, SLICE_BYTES):
-                length = min(SLICE_BYTES, size - offset)
-                yield await self._store(self._queue.body_slice, message_id, offset, length)
-
         eight_bit = first.eight_bit
         if eight_bit is None:  # queued before migration 0008 recorded it: read through once
             eight_bit = False
-            async for piece in slices():
+            async for piece in self._slices(first):
                 if not piece.isascii():
                     eight_bit = True
                     break
-        return Body(size=size, eight_bit=eight_bit, read=slices)
+        return Body(size=first.size, eight_bit=eight_bit, read=lambda: self._slices(first))
+
+    async def _slices(self, first: DueRecipient) -> AsyncIterator[bytes]:
+        """``first``'s stored body from the start, ``SLICE_BYTES`` at a time."""
+        message_id, size = first.message_id, first.size
+        for offset in range(0, size, SLICE_BYTES):
+            length = min(SLICE_BYTES, size - offset)
+            yield await self._store(self._queue.body_slice, message_id, offset, length)
+
+    async def _header_block(self, first: DueRecipient) -> bytes:
+        """What a DSN quotes of the message, its header block: the message up to the
+        first empty line (all of it when it has none), read in slices when large."""
+        if first.body is not None:
+            return first.body
+        head = bytearray()
+        async for piece in self._slices(first):
+            head += piece
+            tail = max(0, len(head) - len(piece) - 3)  # an empty line across the slices too
+            if head.find(b"\r\n\r\n", tail) >= 0 or head.find(b"\n\n", tail) >= 0:
+                break
+        return bytes(head)
 
     async def _try_hosts(
         self, group: list[DueRecipient], ip: str, hosts: list[str], body: Body
@@ -340,7 +353,7 @@ class Delivery:
     async def _send_dsn(
         self, first: DueRecipient, bounced: list[FailedRecipient], now: datetime
     ) -> None:
-        original = await self._store(self._queue.body, first.message_id)
+        original = await self._header_block(first)
         dsn_id = f"{uuid.uuid4().hex}@{self._settings.hostname}"
         submission = dsn_submission(
             first,
