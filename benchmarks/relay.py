@@ -307,6 +307,8 @@ def measure(sink: Sink, host: str, port: int, messages: int, sessions: int, size
         tenth = messages / 10
         result["first_tenth_rate"] = tenth / tenths[0]
         result["last_tenth_rate"] = tenth / (tenths[9] - tenths[8])
+        for n, (since, until) in enumerate(zip([0.0, *tenths], tenths, strict=False), 1):
+            result[f"tenth_{n}_rate"] = tenth / (until - since)
     return result
 
 
@@ -353,36 +355,56 @@ def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, siz
 
 def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int,
                 size: int) -> dict[str, float]:  # fmt: skip
-    """``messages`` accepted while the MX answers 451 to everything, then the MX recovers.
+    """One daemon, three phases against one MX port: fresh load, backlog under 451s, drain.
+
+    1. Fresh load: ``messages`` through the daemon to an MX that accepts
+       everything: the fresh-load rate the drain is compared with, measured by
+       the same daemon in the same invocation (and the backlog then meets a
+       store that already holds that history).
+    2. Backlog: ``messages`` more accepted while the MX answers 451 to every RCPT.
+    3. The MX recovers (a fresh ``smtp-sink`` on the same port): the drain rate is
+       messages / seconds from the recovery until the sink counted the last one.
 
     The config is the benchmark's with one change a postmaster makes for a
     backlog test, ``[delivery] retry = ["30s"]``, so that the whole backlog is due
-    within 30 s of the recovery (hrmonitor has no ``postqueue -f``). The drain
-    rate is messages / seconds from the recovery until the sink counted the last
-    one; duplicates are Message-Ids the recovered sink received more than once.
+    within 30 s of the recovery (hrmonitor has no ``postqueue -f``); nothing is
+    deferred in phase 1, so it does not touch the fresh-load rate. Both accepting
+    MXes dump what they receive: a duplicate is a Message-Id received more than
+    once over the whole run (the backlog's, or a fresh message sent again).
     """
-    refusing = Sink(workdir, refuse=True)
+    # smtp-sink writes as user nobody: its dumps go to a directory it may write in.
+    os.chmod(workdir, 0o755)
+    dumps = workdir / f"dumps-{time.monotonic_ns()}"
+    dumps.mkdir()
+    os.chmod(dumps, 0o777)
+    fresh_sink = Sink(workdir, dump=dumps / "fresh")
+    mx_port = fresh_sink.port
     port = free_port("127.0.0.1")
     metrics_port = free_port("127.0.0.1")
     config = daemon_config(workdir, database=f"sqlite:///{workdir / f'backlog-{port}.db'}",
-                           port=port, sink_port=refusing.port, metrics_port=metrics_port,
+                           port=port, sink_port=mx_port, metrics_port=metrics_port,
                            dns=(peers.dns.host, peers.dns.port), rbl=peers.rbl.nameserver,
                            retry='["30s"]')  # fmt: skip
-    daemon = Daemon(config, workdir / f"backlog-{port}.log")
-    # smtp-sink writes as user nobody: its dump goes to a directory it may write in.
-    os.chmod(workdir, 0o755)
-    dumps = workdir / f"dumps-{port}"
-    dumps.mkdir()
-    os.chmod(dumps, 0o777)
-    dump = dumps / "received"
+    daemon = None
     try:
-        started = time.monotonic()
-        client = source("127.0.0.1", port, messages, sessions, size)
-        client.wait()
-        accepted = time.monotonic() - started
-        refusing.stop()
+        daemon = Daemon(config, workdir / f"backlog-{port}.log")
+        fresh = measure(fresh_sink, "127.0.0.1", port, messages, sessions, size)
+        fresh_sink.stop()
+        print(f"backlog run, phase 1 (fresh load): {fresh['delivered']:.0f} delivered in "
+              f"{fresh['seconds']:.1f} s = {fresh['rate']:.0f} msg/s (accepted in "
+              f"{fresh['accept_seconds']:.1f} s); load {_load()}", flush=True)  # fmt: skip
+        refusing = Sink(workdir, port=mx_port, refuse=True)
+        try:
+            started = time.monotonic()
+            client = source("127.0.0.1", port, messages, sessions, size)
+            client.wait()
+            accepted = time.monotonic() - started
+        finally:
+            refusing.stop()
+        print(f"backlog run, phase 2: {messages} accepted in {accepted:.1f} s while the MX "
+              f"answered 451; load {_load()}", flush=True)  # fmt: skip
         recovered_at = time.monotonic()
-        sink = Sink(workdir, port=refusing.port, dump=dump)
+        sink = Sink(workdir, port=mx_port, dump=dumps / "received")
         try:
             while sink.count() < messages and time.monotonic() - recovered_at < 3600:
                 time.sleep(0.1)
@@ -394,18 +416,36 @@ def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int,
             sink.stop()
         rss = peak_rss_mb(daemon.process.pid)
     finally:
-        daemon.stop()
-    ids = re.findall(rb"(?im)^Message-Id: *(<[^>]*>)", dump.read_bytes())
+        if daemon is not None:
+            daemon.stop()
+        if fresh_sink.process.poll() is None:
+            fresh_sink.stop()
+    fresh_ids = _message_ids(dumps / "fresh")
+    ids = _message_ids(dumps / "received")
+    every = fresh_ids + ids
     return {
+        "fresh_rate": fresh["rate"],
+        "fresh_seconds": fresh["seconds"],
+        "fresh_delivered": fresh["delivered"],
         "accept_seconds": accepted,
         "drained": count,
         "drain_seconds": drained,
         "drain_rate": count / drained,
         "received_total": count_after,
         "distinct_ids": len(set(ids)),
-        "duplicates": len(ids) - len(set(ids)),
+        "duplicates": len(every) - len(set(every)),
         "rss": rss,
     }
+
+
+def _message_ids(dump: Path) -> list[bytes]:
+    if not dump.exists():
+        return []
+    return re.findall(rb"(?im)^Message-Id: *(<[^>]*>)", dump.read_bytes())
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 POSTFIX_MAIN = """\
@@ -549,16 +589,22 @@ def main() -> None:
                 print(f"scale run: {big['delivered']:.0f} of {args.scale} delivered in "
                       f"{big['seconds']:.1f} s = {big['rate']:.0f} msg/s; first tenth "
                       f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
-                      f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB",
-                      flush=True)  # fmt: skip
+                      f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB; "
+                      f"load {_load()}", flush=True)  # fmt: skip
+                if first:  # the middle shows a cost growing with the queue that the ends hide
+                    each = " / ".join(f"{big[f'tenth_{n}_rate']:.0f}" for n in range(1, 11))
+                    print(f"scale run, msg/s per tenth of the messages: {each}", flush=True)
             if args.backlog:
                 b = run_backlog(workdir, peers, args.backlog, args.sessions, args.size)
                 print(f"backlog run: {args.backlog} accepted in {b['accept_seconds']:.1f} s while "
                       f"the MX answered 451; after it recovered {b['drained']:.0f} delivered in "
-                      f"{b['drain_seconds']:.1f} s = {b['drain_rate']:.0f} msg/s; "
-                      f"{b['received_total']:.0f} received in all, {b['distinct_ids']:.0f} "
-                      f"distinct Message-Ids, {b['duplicates']:.0f} duplicates; peak RSS "
-                      f"{b['rss']:.0f} MB", flush=True)  # fmt: skip
+                      f"{b['drain_seconds']:.1f} s = {b['drain_rate']:.0f} msg/s; fresh load "
+                      f"{b['fresh_rate']:.0f} msg/s in the same daemon (drain "
+                      f"{b['drain_rate'] / b['fresh_rate']:.2f} of it); "
+                      f"{b['received_total']:.0f} received after the recovery, "
+                      f"{b['distinct_ids']:.0f} distinct Message-Ids, {b['duplicates']:.0f} "
+                      f"duplicates over the run; peak RSS {b['rss']:.0f} MB; load {_load()}",
+                      flush=True)  # fmt: skip
     finally:
         peers.stop()
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
