@@ -20,6 +20,7 @@ from hrmonitor.adapters.store.migrate import upgrade
 from hrmonitor.adapters.store.queue.admin import QueueAction, QueueAdmin, QueuedMessage, QueueFilter
 from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
 from hrmonitor.adapters.store.queue.delivery import _CLAIM_FOR_UPDATE
+from hrmonitor.adapters.store.queue.model import DueRecipient
 from hrmonitor.adapters.store.queue.repository import (
     NewMessage,
     Outcome,
@@ -110,6 +111,26 @@ def test_claim_takes_only_due_recipients_and_only_once(queue: QueueRepository) -
     assert [c.message_id for c in claimed] == ["m1"]
     assert queue.claim_due(T0, limit=10) == []
     assert [c.message_id for c in queue.claim_due(T0 + timedelta(minutes=10), limit=10)] == ["m2"]
+
+
+def _defer(queue: QueueRepository, due: Sequence[DueRecipient], until: datetime) -> None:
+    deferred = RecipientStatus.DEFERRED
+    queue.record(
+        [Outcome(d.recipient_id, d.message_id, deferred, T0, "normal", until) for d in due]
+    )
+
+
+def test_claims_take_the_oldest_due_first_across_queued_and_deferred(
+    queue: QueueRepository,
+) -> None:
+    """Queued and deferred recipients are claimed in one order: earliest due, then id."""
+    queue.enqueue([_message(f"d{i}", arrived_at=T0) for i in range(3)])
+    _defer(queue, queue.claim_due(T0, limit=3), T0 + timedelta(minutes=1))  # d0-d2 deferred
+    queue.enqueue([_message("q0", arrived_at=T0 + timedelta(seconds=30))])
+    queue.enqueue([_message("q1", arrived_at=T0 + timedelta(minutes=2))])
+    at = T0 + timedelta(minutes=5)
+    assert [d.message_id for d in queue.claim_due(at, limit=2)] == ["q0", "d0"]
+    assert [d.message_id for d in queue.claim_due(at, limit=10)] == ["d1", "d2", "q1"]
 
 
 def _backlog(queue: QueueRepository, waiting: int, delivered: int) -> None:
