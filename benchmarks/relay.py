@@ -353,8 +353,8 @@ def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, siz
     return result, rss
 
 
-def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int,
-                size: int) -> dict[str, float]:  # fmt: skip
+def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int, size: int,
+                database: str | None = None) -> dict[str, float]:  # fmt: skip
     """One daemon, three phases against one MX port: fresh load, backlog under 451s, drain.
 
     1. Fresh load: ``messages`` through the daemon to an MX that accepts
@@ -381,8 +381,9 @@ def run_backlog(workdir: Path, peers: Peers, messages: int, sessions: int,
     mx_port = fresh_sink.port
     port = free_port("127.0.0.1")
     metrics_port = free_port("127.0.0.1")
-    config = daemon_config(workdir, database=f"sqlite:///{workdir / f'backlog-{port}.db'}",
-                           port=port, sink_port=mx_port, metrics_port=metrics_port,
+    url = database or f"sqlite:///{workdir / f'backlog-{port}.db'}"
+    config = daemon_config(workdir, database=url, port=port, sink_port=mx_port,
+                           metrics_port=metrics_port,
                            dns=(peers.dns.host, peers.dns.port), rbl=peers.rbl.nameserver,
                            retry='["30s"]')  # fmt: skip
     daemon = None
@@ -529,6 +530,40 @@ def _wait_listening(host: str, port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
+def scale_run(workdir: Path, peers: Peers, args: argparse.Namespace, backend: str) -> None:
+    if backend == "postgresql":
+        with Postgres() as url:
+            big, rss = run_hrmonitor(workdir, peers, args.scale, args.sessions, args.size, url)
+    else:
+        big, rss = run_hrmonitor(workdir, peers, args.scale, args.sessions, args.size)
+    first, last = big.get("first_tenth_rate", 0.0), big.get("last_tenth_rate", 0.0)
+    print(f"scale run ({backend}): {big['delivered']:.0f} of {args.scale} delivered in "
+          f"{big['seconds']:.1f} s = {big['rate']:.0f} msg/s; first tenth "
+          f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
+          f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB; "
+          f"load {_load()}", flush=True)  # fmt: skip
+    if first:  # the middle shows a cost growing with the queue that the ends hide
+        each = " / ".join(f"{big[f'tenth_{n}_rate']:.0f}" for n in range(1, 11))
+        print(f"scale run ({backend}), msg/s per tenth of the messages: {each}", flush=True)
+
+
+def backlog_run(workdir: Path, peers: Peers, args: argparse.Namespace, backend: str) -> None:
+    if backend == "postgresql":
+        with Postgres() as url:
+            b = run_backlog(workdir, peers, args.backlog, args.sessions, args.size, url)
+    else:
+        b = run_backlog(workdir, peers, args.backlog, args.sessions, args.size)
+    print(f"backlog run ({backend}): {args.backlog} accepted in {b['accept_seconds']:.1f} s "
+          f"while the MX answered 451; after it recovered {b['drained']:.0f} delivered in "
+          f"{b['drain_seconds']:.1f} s = {b['drain_rate']:.0f} msg/s; fresh load "
+          f"{b['fresh_rate']:.0f} msg/s in the same daemon (drain "
+          f"{b['drain_rate'] / b['fresh_rate']:.2f} of it); "
+          f"{b['received_total']:.0f} received after the recovery, "
+          f"{b['distinct_ids']:.0f} distinct Message-Ids, {b['duplicates']:.0f} "
+          f"duplicates over the run; peak RSS {b['rss']:.0f} MB; load {_load()}",
+          flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -537,7 +572,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both MTAs")
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--postgres", action="store_true",
-                        help="also run hrmonitor on PostgreSQL (one node) each round")  # fmt: skip
+                        help="also run hrmonitor on PostgreSQL (one node): each round, "
+                             "and the scale and backlog runs")  # fmt: skip
     parser.add_argument("--scale", type=int, default=0,
                         help="also one N-message run: first vs last tenth, peak RSS")  # fmt: skip
     parser.add_argument("--backlog", type=int, default=0,
@@ -583,28 +619,12 @@ def main() -> None:
                     print(f"ratio hrmonitor ({backend}) / postfix: median "
                           f"{statistics.median(values):.2f}x (min {min(values):.2f}x, "
                           f"max {max(values):.2f}x, {len(values)} rounds)", flush=True)  # fmt: skip
-            if args.scale:
-                big, rss = run_hrmonitor(workdir, peers, args.scale, args.sessions, args.size)
-                first, last = big.get("first_tenth_rate", 0.0), big.get("last_tenth_rate", 0.0)
-                print(f"scale run: {big['delivered']:.0f} of {args.scale} delivered in "
-                      f"{big['seconds']:.1f} s = {big['rate']:.0f} msg/s; first tenth "
-                      f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
-                      f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB; "
-                      f"load {_load()}", flush=True)  # fmt: skip
-                if first:  # the middle shows a cost growing with the queue that the ends hide
-                    each = " / ".join(f"{big[f'tenth_{n}_rate']:.0f}" for n in range(1, 11))
-                    print(f"scale run, msg/s per tenth of the messages: {each}", flush=True)
-            if args.backlog:
-                b = run_backlog(workdir, peers, args.backlog, args.sessions, args.size)
-                print(f"backlog run: {args.backlog} accepted in {b['accept_seconds']:.1f} s while "
-                      f"the MX answered 451; after it recovered {b['drained']:.0f} delivered in "
-                      f"{b['drain_seconds']:.1f} s = {b['drain_rate']:.0f} msg/s; fresh load "
-                      f"{b['fresh_rate']:.0f} msg/s in the same daemon (drain "
-                      f"{b['drain_rate'] / b['fresh_rate']:.2f} of it); "
-                      f"{b['received_total']:.0f} received after the recovery, "
-                      f"{b['distinct_ids']:.0f} distinct Message-Ids, {b['duplicates']:.0f} "
-                      f"duplicates over the run; peak RSS {b['rss']:.0f} MB; load {_load()}",
-                      flush=True)  # fmt: skip
+            # --postgres: the scale and backlog runs again, each on a fresh schema.
+            for backend in ["sqlite"] + (["postgresql"] if args.postgres else []):
+                if args.scale:
+                    scale_run(workdir, peers, args, backend)
+                if args.backlog:
+                    backlog_run(workdir, peers, args, backend)
     finally:
         peers.stop()
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
