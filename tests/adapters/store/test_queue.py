@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +31,7 @@ from hrmonitor.errors import StoreError
 from tests.fixtures.peers import IN_CI
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -148,8 +149,8 @@ def _backlog(queue: QueueRepository, waiting: int, delivered: int) -> None:
     queue.enqueue([_message(f"w{n}", body=body, arrived_at=later) for n in range(waiting)])
 
 
-def _claim_cost_sqlite(queue: QueueRepository) -> int:
-    """SQLite virtual-machine steps (in blocks of 100) of one claim of 10 recipients."""
+def _sqlite_steps(queue: QueueRepository, work: Callable[[], T]) -> tuple[int, T]:
+    """SQLite virtual-machine steps (in blocks of 100) that ``work`` costs, and its result."""
     steps = 0
 
     def count() -> int:
@@ -164,10 +165,18 @@ def _claim_cost_sqlite(queue: QueueRepository) -> int:
     engine.pool.dispose()  # every connection from here on counts
     event.listen(engine, "connect", on_connect)
     try:
-        claimed = queue.claim_due(T0 + timedelta(minutes=1), limit=10)
+        result = work()
     finally:
         event.remove(engine, "connect", on_connect)
         engine.pool.dispose()
+    return steps, result
+
+
+def _claim_cost_sqlite(queue: QueueRepository) -> int:
+    """SQLite virtual-machine steps (in blocks of 100) of one claim of 10 recipients."""
+    steps, claimed = _sqlite_steps(
+        queue, lambda: queue.claim_due(T0 + timedelta(minutes=1), limit=10)
+    )
     assert len(claimed) == 10
     return steps
 
@@ -187,6 +196,27 @@ def test_a_claims_cost_does_not_grow_with_the_backlog_or_the_history(tmp_path: P
         engine.dispose()
     small, large = costs
     assert large <= small * 2, f"claim cost {small} steps at 20 waiting, {large} at 2,000"
+
+
+def test_a_purge_reads_the_old_messages_not_the_whole_history(tmp_path: Path) -> None:
+    """Issue 10, item 4: housekeeping purges finished messages older than a week every
+    few minutes; without an index on arrival each purge read every message of that
+    week's history on the store thread. Behind 20 or 4,000 finished messages, none old
+    enough, a purge now costs the same."""
+    costs = []
+    for delivered in (20, 4000):
+        engine = create_store_engine(f"sqlite:///{tmp_path}/purge-{delivered}.db")
+        upgrade(engine)
+        queue = QueueRepository(engine)
+        _backlog(queue, waiting=0, delivered=delivered)
+        steps, purged = _sqlite_steps(queue, lambda: queue.purge_finished(T0))
+        assert purged == 0
+        costs.append(steps)
+        # and an old enough purge still takes them all
+        assert queue.purge_finished(T0 + timedelta(days=1)) == delivered
+        engine.dispose()
+    small, large = costs
+    assert large <= small * 2 + 2, f"purge cost {small} steps at 20 messages, {large} at 4,000"
 
 
 @pytest.mark.postgres

@@ -48,6 +48,9 @@ def waiting_predicate(dialect: str, table: str = "") -> str:
 
 class QueueMessageRow(Base):
     __tablename__ = "queue_messages"
+    # The housekeeping purge deletes by age: without it each purge read every row of
+    # the week of history the queue keeps (``keep_finished``), on the store thread.
+    __table_args__ = (Index("ix_queue_messages_arrived_at", "arrived_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(NAME)
