@@ -6,6 +6,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -209,7 +210,7 @@ def test_a_purge_reads_the_old_messages_not_the_whole_history(tmp_path: Path) ->
         upgrade(engine)
         queue = QueueRepository(engine)
         _backlog(queue, waiting=0, delivered=delivered)
-        steps, purged = _sqlite_steps(queue, lambda: queue.purge_finished(T0))
+        steps, purged = _sqlite_steps(queue, partial(queue.purge_finished, T0))
         assert purged == 0
         costs.append(steps)
         # and an old enough purge still takes them all
