@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -228,6 +229,34 @@ async def test_the_mx_hosts_address_is_looked_up_once_not_per_attempt(world: Wor
         await world.sink.wait_for(n + 1)
     asked = [q for q in world.dns.queries if q[0] == "mx.rcpt.test."]
     assert asked.count(("mx.rcpt.test.", "A")) == 1
+
+
+async def test_each_message_costs_the_runner_one_claim_not_an_empty_claim_and_a_query_more(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: each finished delivery woke the runner, which claimed again (finding
+    nothing) and asked the store for the next due time; each acceptance did the same
+    after its claim. A short claim now says nothing else is due and reads the next due
+    time in its own transaction, and a finished delivery wakes the runner only when
+    due work waited for a slot."""
+    calls: list[str] = []
+    queue = world.queue
+    for name in ("claim", "next_due_at"):
+        method = getattr(queue, name)
+
+        def counted(*args: Any, _name: str = name, _method: Any = method) -> Any:
+            calls.append(_name)
+            return _method(*args)
+
+        monkeypatch.setattr(queue, name, counted)
+    messages = 6
+    for n in range(messages):
+        code, out = await world.swaks("--from", "a@contoso.test", "--to", f"e{n}@rcpt.test")
+        assert code == 0, out
+        await world.sink.wait_for(n + 1)
+    # one claim per message, and a few more for the runner's poll while the test waits
+    # (before: about three claims and two next-due queries per message)
+    assert len(calls) <= messages + 4, calls
 
 
 async def test_spam_scored_mail_leaves_from_a_high_risk_ip_only(world: World) -> None:

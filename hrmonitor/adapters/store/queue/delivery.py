@@ -39,7 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.engine import relaxed_engine
 from hrmonitor.adapters.store.queue.bodies import read_body, read_body_slice
-from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome, RecipientStatus
+from hrmonitor.adapters.store.queue.model import Claim, DueRecipient, Outcome, RecipientStatus
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
     BODIES,
@@ -175,40 +175,29 @@ class QueueDelivery:
         Bodies up to ``inline_body`` bytes come along (one query instead of one per
         message); bigger ones are sent a slice at a time (:meth:`body_slice`).
         """
+        return self.claim(now, limit, inline_body).recipients
+
+    def claim(self, now: datetime, limit: int, inline_body: int = 64 * 1024) -> Claim:
+        """:meth:`claim_due`, and, when fewer than ``limit`` were due, when the next
+        waiting recipient falls due (what :meth:`next_due_at` would say after it), read
+        in the same transaction: the runner's idle wait needs no query of its own."""
         try:
             with self._relaxed() as conn:
-                query = _CLAIM_FOR_UPDATE if conn.dialect.name == "postgresql" else _CLAIM
+                dialect = conn.dialect.name
+                query = _CLAIM_FOR_UPDATE if dialect == "postgresql" else _CLAIM
                 rows = conn.execute(
                     query, {"now": now, "limit": limit, "inline_body": inline_body}
                 ).all()
-                if not rows:
-                    return []
-                conn.execute(
-                    _MARK_DELIVERING, {"ids": [r.id for r in rows], "now": now, "node": self.node}
-                )
+                if rows:
+                    conn.execute(
+                        _MARK_DELIVERING,
+                        {"ids": [r.id for r in rows], "now": now, "node": self.node},
+                    )
+                full = len(rows) >= limit
+                next_due = None if full else conn.execute(_NEXT_DUE[dialect]).scalar()
         except SQLAlchemyError as exc:
             raise StoreError(f"could not claim due recipients: {exc}") from exc
-        return [
-            DueRecipient(
-                recipient_id=r.id,
-                message_id=r.message_id,
-                address=r.address,
-                domain=r.domain,
-                attempts=r.attempts,
-                mail_from=r.mail_from,
-                pool=r.pool,
-                risk=r.risk,
-                arrived_at=r.arrived_at,
-                size=r.size,
-                smtputf8=bool(r.smtputf8),
-                eight_bit=None if r.eight_bit is None else bool(r.eight_bit),
-                tenant=r.tenant,
-                body=None if r.small_body is None else bytes(r.small_body),
-                hold_until=r.hold_until,
-                client_ip=r.client_ip,
-            )
-            for r in rows
-        ]
+        return Claim(_due_recipients(rows), full, next_due)
 
     def body(self, message_id: str) -> bytes:
         try:
@@ -329,3 +318,27 @@ class QueueDelivery:
             return None
         assert isinstance(value, datetime)
         return value
+
+
+def _due_recipients(rows: Sequence[Any]) -> list[DueRecipient]:
+    return [
+        DueRecipient(
+            recipient_id=r.id,
+            message_id=r.message_id,
+            address=r.address,
+            domain=r.domain,
+            attempts=r.attempts,
+            mail_from=r.mail_from,
+            pool=r.pool,
+            risk=r.risk,
+            arrived_at=r.arrived_at,
+            size=r.size,
+            smtputf8=bool(r.smtputf8),
+            eight_bit=None if r.eight_bit is None else bool(r.eight_bit),
+            tenant=r.tenant,
+            body=None if r.small_body is None else bytes(r.small_body),
+            hold_until=r.hold_until,
+            client_ip=r.client_ip,
+        )
+        for r in rows
+    ]

@@ -76,6 +76,18 @@ class DueRecipient:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim took, and what it says about the rest of the queue."""
+
+    recipients: list[DueRecipient]
+    # ``limit`` were due: more may be. Otherwise every recipient due at the claim's
+    # ``now`` was taken (by this claim, or locked by another node's), and ``next_due``
+    # is when the next waiting one falls due (None: nothing waits).
+    full: bool
+    next_due: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of one attempt for one recipient, and the recipient's new state."""
 

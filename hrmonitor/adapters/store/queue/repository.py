@@ -43,6 +43,7 @@ from hrmonitor.adapters.store.queue.delivery import QueueDelivery
 from hrmonitor.adapters.store.queue.model import (
     UNFINISHED,
     AttemptRecord,
+    Claim,
     DueRecipient,
     MessageRecord,
     NewMessage,
@@ -66,6 +67,7 @@ __all__ = [
     "MESSAGES",
     "RECIPIENTS",
     "AttemptRecord",
+    "Claim",
     "DueRecipient",
     "MessageRecord",
     "NewMessage",
