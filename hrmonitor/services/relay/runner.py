@@ -29,7 +29,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueRepository
+from hrmonitor.adapters.store.queue.repository import (
+    Claim,
+    DueRecipient,
+    Outcome,
+    QueueRepository,
+)
 from hrmonitor.core.backoff import Backoff, FailureLog
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import Clock
@@ -147,11 +152,10 @@ class Relay:
         self._destination_cap = settings.per_destination  # this node's share of it
         self._running = asyncio.Event()
         self._next_housekeeping = 0.0
-        # What the last claim said: whether more may be due (it took its limit, or no
-        # slot was free to claim with), and, when it came back short, the next due
-        # time it read (in a 1-tuple: None inside means nothing waits).
-        self._more_due = False
-        self._next_due: tuple[datetime | None] | None = None
+        # The last pass's claim: whether it took its limit (more may be due) and, if
+        # not, when the next waiting recipient falls due. None: no claim yet, or no
+        # slot was free to claim with, so nothing is known.
+        self._claim: Claim | None = None
         self._running.set()  # "not running" until run() starts
         self._stopped = asyncio.Event()
         self._backoff = Backoff(base=0.1, cap=settings.poll_seconds * 30)
@@ -232,7 +236,7 @@ class Relay:
             # A claim that came back short took everything due: the next pass waits
             # for new mail (the acceptance wakes it), a freed slot (when work waits for
             # one) or the next due time, instead of claiming again to find nothing.
-            if claimed and self._more_due and len(self._active) < self.settings.concurrency:
+            if claimed and self._more_due() and len(self._active) < self.settings.concurrency:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
@@ -271,13 +275,13 @@ class Relay:
             return
         if lost:
             log.warning("%d recipient(s) had a lost claim; they are due again", lost)
+            self.wake()  # due now: the pass's claim said nothing of them
         if purged:
             log.info("purged %d finished message(s)", purged)
 
     async def _idle_wait(self) -> float:
-        if self._next_due is not None:
-            # read by the claim just before (one use: a later wait asks the store)
-            (due,), self._next_due = self._next_due, None
+        if self._claim is not None and not self._claim.full:
+            due = self._claim.next_due  # read by this pass's claim, in its transaction
         else:
             try:
                 due = await self._db_call(self.queue.next_due_at)
@@ -304,14 +308,11 @@ class Relay:
         """Claim what is due now and start delivering it; returns how many recipients."""
         free = self.settings.concurrency - len(self._active)
         if free <= 0:
-            self._more_due = True  # unknown: a freed slot must look
-            self._next_due = None
+            self._claim = None
             return 0
         limit = min(self.settings.claim_batch, free * 4)
-        claim = await self._db_call(self.queue.claim, self._clock.now(), limit)
-        self._more_due = claim.full
-        self._next_due = None if claim.full else (claim.next_due,)
-        due = claim.recipients
+        self._claim = await self._db_call(self.queue.claim, self._clock.now(), limit)
+        due = self._claim.recipients
         groups: dict[tuple[str, str], list[DueRecipient]] = {}
         for recipient in due:
             groups.setdefault((recipient.message_id, recipient.domain), []).append(recipient)
@@ -326,8 +327,13 @@ class Relay:
         # A freed slot matters only when due work waited for one; otherwise waking
         # here cost a claim that found nothing and a next-due query, per delivery
         # (a profile of one PostgreSQL node: a quarter of its store thread).
-        if self._more_due:
+        if self._more_due():
             self.wake()
+
+    def _more_due(self) -> bool:
+        """Whether due work may wait for a slot: the last claim took its limit, or there
+        was no free slot to claim with."""
+        return self._claim is None or self._claim.full
 
     async def run_until_idle(self) -> None:
         """Deliver everything due now and wait for it (tests and one-shot use)."""

@@ -37,13 +37,13 @@ from hrmonitor.adapters.store.schema import IP, NAME, STATE, Base
 # planner picks the partial index for ORDER BY ... LIMIT.
 WAITING_INDEX = "ix_queue_recipients_waiting"
 _WAITING_VALUES = ", ".join(f"'{status}'" for status in WAITING)
-_WAITING_COLUMN = {"sqlite": "+{}status"}
 
 
 def waiting_predicate(dialect: str, table: str = "") -> str:
     """The partial index's WHERE for ``dialect`` (``table``: a qualifier for queries)."""
-    column = _WAITING_COLUMN.get(dialect, "{}status").format(f"{table}." if table else "")
-    return f"{column} IN ({_WAITING_VALUES})"
+    plus = "+" if dialect == "sqlite" else ""
+    qualifier = f"{table}." if table else ""
+    return f"{plus}{qualifier}status IN ({_WAITING_VALUES})"
 
 
 class QueueMessageRow(Base):
