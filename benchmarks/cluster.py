@@ -19,6 +19,10 @@ of the load until smtp-sink counted the last one. "Duplicates" = recipients with
 more than one 2xx attempt in the shared queue (each message has one recipient),
 plus smtp-sink's count beyond the messages sent.
 
+Transactions: ``pg_stat_database``'s commits and rollbacks in the database over the
+run (to one second after the last message; every client of the database counts,
+the daemons' heartbeats included), per delivered message.
+
 CPU: the kernel's user+system time of each process over the run (``/proc/PID/stat``),
 as milliseconds of CPU per delivered message: the daemons, PostgreSQL (every
 ``postgres`` process on the machine, so other users of the server count too: the
@@ -182,6 +186,24 @@ def postgres_cpu() -> float:
     return total
 
 
+def transactions() -> int:
+    """Transactions committed or rolled back in the benchmark's database so far, by every
+    client of it (``pg_stat_database``; each backend reports its counts within a second)."""
+    engine = create_engine(POSTGRES)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                        " WHERE datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def duplicates(url: str) -> int:
     engine = create_engine(url)
     try:
@@ -219,6 +241,7 @@ def run(
             machine = -machine_busy()
             pg_cpu = -postgres_cpu()
             load_cpu = -cpu_seconds(sink.process.pid)
+            xacts = -transactions()
             started = time.monotonic()
             sources = [
                 subprocess.Popen(
@@ -256,7 +279,8 @@ def run(
             load_cpu += sum(cpu_seconds(c.pid) for c in sources)  # done sending by now
             for client in sources:
                 client.wait(60)
-            time.sleep(1)
+            time.sleep(1)  # also: the backends have reported their transactions
+            xacts += transactions() - 1  # less the reading's own
             extra = max(0, sink.count() - total)
         finally:
             for process in daemons:
@@ -268,8 +292,8 @@ def run(
     per = 1000 / max(count, 1)
     return {"nodes": nodes, "delivered": count, "seconds": seconds, "rate": count / seconds,
             "duplicates": twice + extra, "daemon_ms": daemon_cpu * per, "pg_ms": pg_cpu * per,
-            "load_ms": load_cpu * per, "busiest": max(each) / seconds,
-            "machine": machine / seconds}  # fmt: skip
+            "load_ms": load_cpu * per, "xacts": xacts / max(count, 1),
+            "busiest": max(each) / seconds, "machine": machine / seconds}  # fmt: skip
 
 
 def main() -> None:
@@ -300,7 +324,8 @@ def main() -> None:
                     f"{result['seconds']:.1f} s = {result['rate']:.0f} msg/s, "
                     f"{result['duplicates']:.0f} duplicate(s); CPU per message: daemons "
                     f"{result['daemon_ms']:.2f} ms, postgres {result['pg_ms']:.2f} ms, "
-                    f"smtp-source+sink {result['load_ms']:.2f} ms = {cpu:.2f} ms; busiest "
+                    f"smtp-source+sink {result['load_ms']:.2f} ms = {cpu:.2f} ms; "
+                    f"{result['xacts']:.2f} PostgreSQL transactions per message; busiest "
                     f"daemon {result['busiest']:.2f} of a core; machine {result['machine']:.2f} "
                     f"of {os.cpu_count()} cores busy (everyone's)",
                     flush=True,

@@ -21,6 +21,7 @@ from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import RiskClass
 from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.relay.acceptance import Acceptance
+from hrmonitor.services.relay.group_commit import queue_writes
 from hrmonitor.services.relay.settings import RelaySettings
 
 T = TypeVar("T")
@@ -45,15 +46,12 @@ async def test_classification_is_handed_the_first_max_bytes_not_the_message(
         handed.append(submission.data)
         return None
 
-    async def record(outcomes: object) -> None:
-        return None
-
     acceptance = Acceptance(
         queue=queue,
         store=store,
         route=route,
         settings=RelaySettings(hostname="relay.test", pool_ips={}),
-        record=record,
+        write=queue_writes(queue, store, 500).submit,
         wake=lambda: None,
         on_accepted=on_accepted,
     )

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from hrmonitor.adapters.store.queue.repository import (
+    BounceKind,
     DueRecipient,
     NewMessage,
     Outcome,
@@ -29,14 +30,13 @@ from hrmonitor.core.delivery import maillog
 from hrmonitor.core.delivery.dsn import header_value
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.routing.decide import DNS_UNKNOWN_RULE, RouteDecision
-from hrmonitor.services.relay.group_commit import GroupCommit
 from hrmonitor.services.relay.settings import (
     AcceptedFn,
-    RecordFn,
     RelaySettings,
     RouteFn,
     StoreCall,
     StoredFormFn,
+    WriteFn,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Acceptance:
         store: StoreCall,
         route: RouteFn,
         settings: RelaySettings,
-        record: RecordFn,
+        write: WriteFn,
         wake: Callable[[], None],
         stored_form: StoredFormFn | None = None,
         on_accepted: AcceptedFn | None = None,
@@ -64,25 +64,17 @@ class Acceptance:
         self._store = store
         self._route = route
         self._settings = settings
-        self._record = record
+        # The relay's one group commit: messages (durable before their 250), the bounce
+        # kinds found after it and outcomes share its transactions (issue 11).
+        self._write = write
         self._wake = wake
         self._stored_form = stored_form
         self._on_accepted = on_accepted
         self._classifying: set[asyncio.Task[None]] = set()
-        self._enqueue = GroupCommit[NewMessage](self._write_messages, settings.max_batch)
-        # Bounce kinds found after the 250, grouped like acceptances: one transaction
-        # each was a durable commit per message on the store's one thread (issue 10).
-        self._kinds = GroupCommit[tuple[str, str]](self._write_kinds, settings.max_batch)
 
     def reconfigure(self, settings: RelaySettings) -> None:
         """New relay settings (a reload changed the pools' IPs)."""
         self._settings = settings
-
-    async def _write_messages(self, batch: list[NewMessage]) -> None:
-        await self._store(self._queue.enqueue, batch)
-
-    async def _write_kinds(self, batch: list[tuple[str, str]]) -> None:
-        await self._store(self._queue.set_bounce_kinds, batch)
 
     async def queue_submission(
         self, submission: Submission, dsn_of: str | None = None
@@ -114,7 +106,7 @@ class Acceptance:
             smtputf8=submission.smtputf8,
             dsn_of=dsn_of,
         )
-        await self._enqueue.submit([message])
+        await self._write([message])
         if log.isEnabledFor(logging.INFO):
             line = maillog.accepted(
                 message.id, mail_from=submission.mail_from, size=len(message.body),
@@ -150,7 +142,7 @@ class Acceptance:
         try:
             kind = await self._on_accepted(submission, decision)
             if kind is not None:
-                await self._kinds.submit([(key, kind)])
+                await self._write([BounceKind(key, kind)])
         except Exception:  # watching traffic must never cost a message
             log.exception("acceptance hook failed for a message from %s", submission.client_ip)
 
@@ -222,7 +214,7 @@ class Acceptance:
                 )
                 for r in group
             ]
-            await self._record(outcomes)
+            await self._write(outcomes)
             log.info("%s", line.text, extra={"fields": line.as_json()})
             return None
         log.info("%s", line.text, extra={"fields": line.as_json()})

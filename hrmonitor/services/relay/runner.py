@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 from hrmonitor.adapters.store.queue.repository import (
     Claim,
     DueRecipient,
-    Outcome,
     QueueRepository,
 )
 from hrmonitor.core.backoff import Backoff, FailureLog
@@ -40,7 +39,7 @@ from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.model import Clock
 from hrmonitor.services.relay.acceptance import Acceptance
 from hrmonitor.services.relay.delivery import Delivery
-from hrmonitor.services.relay.group_commit import GroupCommit
+from hrmonitor.services.relay.group_commit import queue_writes
 from hrmonitor.services.relay.settings import (
     AcceptedFn,
     AddressFn,
@@ -116,13 +115,15 @@ class Relay:
         self._clock = clock
         self.settings = settings
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hrmonitor-queue")
-        self._record = GroupCommit[Outcome](self._write_outcomes, settings.max_batch)
+        # One group commit for every write of the relay's work (messages, bounce kinds,
+        # outcomes): one transaction per batch of them all.
+        self._writes = queue_writes(queue, self._db_call, settings.max_batch)
         self._acceptance = Acceptance(
             queue=queue,
             store=self._db_call,
             route=self._route,
             settings=settings,
-            record=self._record.submit,
+            write=self._writes.submit,
             wake=self.wake,
             stored_form=stored_form,
             on_accepted=on_accepted,
@@ -131,7 +132,7 @@ class Relay:
             queue=queue,
             store=self._db_call,
             acceptance=self._acceptance,
-            record=self._record.submit,
+            record=self._writes.submit,
             picker=picker,
             mx=mx,
             sender=sender,
@@ -166,9 +167,6 @@ class Relay:
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
-
-    async def _write_outcomes(self, batch: list[Outcome]) -> None:
-        await self._db_call(self.queue.record, batch)
 
     # --- acceptance --------------------------------------------------------------------
 

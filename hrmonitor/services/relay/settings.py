@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, cast
 
 from hrmonitor.adapters.smtp_out import Body, Failed, Sent
-from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome
+from hrmonitor.adapters.store.queue.repository import DueRecipient, Outcome, QueueWrite
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.delivery.retry import RetryPolicy
@@ -55,6 +55,9 @@ OutcomeFn = Callable[[DueRecipient, Outcome], None]
 TagSenderFn = Callable[[str, datetime], str]
 # Store outcome rows; returns once they are written (group-committed with others).
 RecordFn = Callable[[list[Outcome]], Awaitable[None]]
+# Write messages, bounce kinds and outcomes; returns once they are written (the relay's
+# one group commit, ``group_commit.queue_writes``).
+WriteFn = Callable[[Sequence[QueueWrite]], Awaitable[None]]
 
 
 class StoreCall(Protocol):

@@ -23,6 +23,7 @@ from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
 from hrmonitor.adapters.store.queue.delivery import _CLAIM_FOR_UPDATE
 from hrmonitor.adapters.store.queue.model import DueRecipient
 from hrmonitor.adapters.store.queue.repository import (
+    BounceKind,
     NewMessage,
     Outcome,
     QueueRepository,
@@ -558,3 +559,84 @@ def test_purge_takes_the_bodies_with_the_messages(queue: QueueRepository) -> Non
     assert queue.purge_finished(T0 + timedelta(days=1)) == 2
     with queue._engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM queue_bodies")).scalar_one() == 0
+
+
+def _commits(engine: Engine) -> dict[str, list[int]]:
+    """Commits counted per engine: the durable one and (PostgreSQL) its relaxed sibling."""
+    counted: dict[str, list[int]] = {"durable": [], "relaxed": []}
+    event.listen(engine, "commit", lambda _conn: counted["durable"].append(1))
+    relaxed = relaxed_engine(engine)
+    if relaxed is not None:
+        event.listen(relaxed, "commit", lambda _conn: counted["relaxed"].append(1))
+    return counted
+
+
+def test_messages_kinds_and_outcomes_are_written_in_one_transaction(
+    queue: QueueRepository,
+) -> None:
+    """The relay's group commit hands ``write`` all three at once (issue 11): one commit."""
+    queue.enqueue([_message("m1", rcpts=("b@rcpt.test", "c@rcpt.test"))])
+    first, second = queue.claim_due(T0, limit=10)
+    commits = _commits(queue._engine)
+    queue.write(
+        [
+            _message("m2"),
+            BounceKind("m1", "none"),
+            Outcome(first.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250),
+            _message("m3"),
+            Outcome(
+                second.recipient_id,
+                "m1",
+                RecipientStatus.BOUNCED,
+                T0,
+                "normal",
+                code=550,
+                reply="550 5.1.1 no such user",
+            ),  # fmt: skip
+        ]
+    )
+    assert len(commits["durable"]) + len(commits["relaxed"]) == 1
+    # It held messages, whose 250s wait for it: the durable engine's commit.
+    assert commits["durable"] == [1]
+    assert sorted(queue.message_ids()) == ["m1", "m2", "m3"]
+    m1 = queue.message("m1")
+    assert m1 is not None
+    assert m1.bounce_kind == "none"
+    assert {r.address: r.status for r in m1.recipients} == {
+        "b@rcpt.test": RecipientStatus.DELIVERED,
+        "c@rcpt.test": RecipientStatus.BOUNCED,
+    }
+    assert [a.code for a in queue.attempts("m1")] == [250, 550]
+
+
+def test_a_write_without_messages_is_relaxed(postgres_url: str) -> None:
+    """Only messages need a durable commit; kinds and outcomes alone go relaxed, as before."""
+    engine = create_store_engine(postgres_url)
+    upgrade(engine)
+    queue = QueueRepository(engine)
+    queue.enqueue([_message("m1")])
+    (due,) = queue.claim_due(T0, limit=10)
+    commits = _commits(engine)
+    queue.write(
+        [
+            BounceKind("m1", "dsn"),
+            Outcome(due.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250),
+        ]
+    )
+    assert commits == {"durable": [], "relaxed": [1]}
+    engine.dispose()
+
+
+def test_a_failed_write_leaves_nothing_of_it(queue: QueueRepository) -> None:
+    queue.enqueue([_message("m1")])
+    (due,) = queue.claim_due(T0, limit=10)
+    with pytest.raises(StoreError, match=r"2 message\(s\) \(m2, m1\), 1 attempt\(s\)"):
+        queue.write(
+            [
+                _message("m2"),
+                _message("m1"),  # collides: the transaction rolls back whole
+                Outcome(due.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250),
+            ]
+        )
+    assert queue.message_ids() == ["m1"]
+    assert queue.attempts("m1") == []

@@ -230,40 +230,9 @@ class QueueDelivery:
         """Store the attempts and the recipients' new states in one transaction."""
         if not outcomes:
             return
-        attempts = [
-            {
-                "message_id": o.message_id,
-                "recipient_id": o.recipient_id,
-                "pool": o.pool,
-                "source_ip": o.source_ip,
-                "destination": o.destination,
-                "code": o.code,
-                "reply": o.reply,
-                "duration_ms": o.duration_ms,
-                "at": o.at,
-                "own": int(o.own),
-            }
-            for o in outcomes
-        ]
         try:
             with self._relaxed() as conn:
-                conn.execute(insert(ATTEMPTS), attempts)
-                conn.execute(
-                    _RECORD,
-                    [
-                        {
-                            "rid": o.recipient_id,
-                            "new_status": o.status.value,
-                            "at": o.at,
-                            "reply": o.reply,
-                            "increment": 1 if o.counts_as_attempt else 0,
-                            "code": o.code,
-                            "destination": o.destination or None,
-                            "next_at": o.next_attempt_at,
-                        }
-                        for o in outcomes
-                    ],
-                )
+                record_outcomes(conn, outcomes)
         except SQLAlchemyError as exc:
             raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
 
@@ -318,6 +287,43 @@ class QueueDelivery:
             return None
         assert isinstance(value, datetime)
         return value
+
+
+def record_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """Insert the attempts and move the recipients to their new states, in ``conn``'s
+    transaction (:meth:`QueueDelivery.record`, and the relay's group commit)."""
+    attempts = [
+        {
+            "message_id": o.message_id,
+            "recipient_id": o.recipient_id,
+            "pool": o.pool,
+            "source_ip": o.source_ip,
+            "destination": o.destination,
+            "code": o.code,
+            "reply": o.reply,
+            "duration_ms": o.duration_ms,
+            "at": o.at,
+            "own": int(o.own),
+        }
+        for o in outcomes
+    ]
+    conn.execute(insert(ATTEMPTS), attempts)
+    conn.execute(
+        _RECORD,
+        [
+            {
+                "rid": o.recipient_id,
+                "new_status": o.status.value,
+                "at": o.at,
+                "reply": o.reply,
+                "increment": 1 if o.counts_as_attempt else 0,
+                "code": o.code,
+                "destination": o.destination or None,
+                "next_at": o.next_attempt_at,
+            }
+            for o in outcomes
+        ],
+    )
 
 
 def _due_recipients(rows: Sequence[Any]) -> list[DueRecipient]:

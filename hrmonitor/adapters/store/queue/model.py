@@ -107,6 +107,19 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class BounceKind:
+    """What classification found in an accepted message (after its 250): its bounce kind."""
+
+    message_id: str
+    kind: str
+
+
+# What the relay writes to the queue as it works, group-committed together: new
+# messages (durable before their 250), the kinds found after it, and attempt outcomes.
+QueueWrite = NewMessage | BounceKind | Outcome
+
+
+@dataclass(frozen=True, slots=True)
 class RecipientRecord:
     id: int
     message_id: str
