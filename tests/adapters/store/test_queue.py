@@ -592,7 +592,7 @@ def test_messages_kinds_and_outcomes_are_written_in_one_transaction(
                 "normal",
                 code=550,
                 reply="550 5.1.1 no such user",
-            ),  # fmt: skip
+            ),
         ]
     )
     assert len(commits["durable"]) + len(commits["relaxed"]) == 1
