@@ -30,8 +30,8 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-# Two workers (PYTEST_WORKERS to change): most of the suite waits on daemons and peers
-# it started, so two processes cut the suite from about 10 to about 6 minutes on a 2-core
-# machine (pytest-xdist). Every test's
-# peers bind free ports and its store is its own file or schema, so tests never share.
+# Two workers (pytest-xdist; PYTEST_WORKERS to change): most of the suite waits on the
+# daemons and peers it started, so two processes cut it from about 10 to about 6 minutes
+# on a 2-core machine. Every test's peers bind free ports and its store is its own file
+# or schema, so the workers' tests never share anything.
 .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
