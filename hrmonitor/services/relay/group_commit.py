@@ -63,10 +63,10 @@ class GroupCommit(Generic[T]):
                 entry = self._pending.pop(0)
                 batch.append(entry)
                 size += len(entry[0])
-            lanes = self._lanes(batch)
             try:
                 await self._write([item for items, _ in batch for item in items])
             except Exception as exc:
+                lanes = self._lanes(batch)  # only a failure needs them
                 if len(lanes) < 2:
                     _settle(batch, exc)
                     continue

@@ -426,7 +426,7 @@ def test_large_bodies_are_stored_and_read_byte_for_byte_beside_small_ones(
     claimed = {r.message_id: r.body for r in queue.claim_due(T0, limit=10)}
     assert claimed["s1"] == b"Subject: x\r\n\r\nbody\r\n"
     assert claimed["b1"] is None  # read when it is sent
-    queue.set_bounce_kinds([("b1", "none")])
+    queue.write([BounceKind("b1", "none")])
     assert queue.body("b1") == large
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
-from hrmonitor.adapters.store.queue.repository import NewMessage, QueueRepository
+from hrmonitor.adapters.store.queue.repository import BounceKind, NewMessage, QueueRepository
 
 def status(field):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -47,12 +47,12 @@ engine = create_store_engine(sys.argv[1])
 upgrade(engine)
 queue = QueueRepository(engine)
 queue.enqueue([message("warm", os.urandom(300_000))])  # connection, statements, page cache
-queue.set_bounce_kinds([("warm", "none")])
+queue.write([BounceKind("warm", "none")])
 queue.body("warm")
 body = os.urandom(10_000_000)
 size = len(body)
 store, _, store_held = peak(lambda: queue.enqueue([message("big", body)]))
-update, _, _ = peak(lambda: queue.set_bounce_kinds([("big", "none")]))
+update, _, _ = peak(lambda: queue.write([BounceKind("big", "none")]))
 before_read = status("VmRSS")
 read, back, _ = peak(lambda: queue.body("big"))
 assert back == body
@@ -72,7 +72,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from hrmonitor.adapters.store.engine import create_store_engine
 from hrmonitor.adapters.store.migrate import upgrade
-from hrmonitor.adapters.store.queue.repository import NewMessage, QueueRepository
+from hrmonitor.adapters.store.queue.repository import BounceKind, NewMessage, QueueRepository
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -1,4 +1,4 @@
-"""The queue runner's side of the queue: claim due recipients, read bodies, record outcomes.
+"""The queue runner's side of the queue: claim due recipients, read bodies, the outcomes' rows.
 
 A recipient moves ``queued``/``deferred`` -> ``delivering`` when the runner
 claims it, then to ``delivered``, ``bounced`` or ``deferred``. A claim records
@@ -226,16 +226,6 @@ class QueueDelivery:
             )
         return value
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Store the attempts and the recipients' new states in one transaction."""
-        if not outcomes:
-            return
-        try:
-            with self._relaxed() as conn:
-                record_outcomes(conn, outcomes)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"could not record {len(outcomes)} attempt(s): {exc}") from exc
-
     def recover(
         self,
         now: datetime,
@@ -291,7 +281,7 @@ class QueueDelivery:
 
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     """Insert the attempts and move the recipients to their new states, in ``conn``'s
-    transaction (:meth:`QueueDelivery.record`, and the relay's group commit)."""
+    transaction (``QueueRepository.write``)."""
     attempts = [
         {
             "message_id": o.message_id,

@@ -96,9 +96,9 @@ class QueueRepository(QueueDelivery, QueueReports):
         """Store ``messages`` and their recipients in one transaction; returns after commit."""
         self.write(messages)
 
-    def set_bounce_kinds(self, kinds: Sequence[tuple[str, str]]) -> None:
-        """Record (message id, bounce kind) pairs in one relaxed transaction (see :meth:`write`)."""
-        self.write([BounceKind(key, kind) for key, kind in kinds])
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Store the attempts and the recipients' new states in one relaxed transaction."""
+        self.write(outcomes)
 
     def write(self, writes: Sequence[QueueWrite]) -> None:
         """New messages, bounce kinds and attempt outcomes, all in one transaction.
