@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -33,6 +34,30 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 AcceptFn = Callable[[Submission], Awaitable[str]]
 # (user, password) -> the tenant the user sends for, or None to refuse the login.
 AuthenticateFn = Callable[[str, str], str | None]
+
+
+class ConnectionGate(Protocol):
+    """Who may open one more connection: the listener's own limits, or the daemon's
+    (a listener process asks the daemon, so that the limits hold for the node)."""
+
+    async def admit(self, client: str) -> str | None:
+        """None if ``client`` may have one more connection (now counted), else why not."""
+        ...
+
+    def release(self, client: str) -> None: ...
+
+
+class LocalGate:
+    """:class:`ConnectionLimits` of this process."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+
+    async def admit(self, client: str) -> str | None:
+        return self.limits.admit(client)
+
+    def release(self, client: str) -> None:
+        self.limits.release(client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +114,16 @@ class Listener:
         accept: AcceptFn,
         clock: Clock,
         authenticate: AuthenticateFn | None = None,
+        gate: ConnectionGate | None = None,
     ) -> None:
+        """``gate``: who admits connections; by default this listener's own limits."""
         self.settings = settings
         self.accept = accept
         self.clock = clock
         self._authenticate = authenticate
-        self._server: asyncio.Server | None = None
-        self.connections = ConnectionLimits(
-            settings.max_connections, settings.max_connections_per_client
+        self._servers: list[asyncio.Server] = []
+        self.gate: ConnectionGate = gate or LocalGate(
+            ConnectionLimits(settings.max_connections, settings.max_connections_per_client)
         )
         self._tls: ssl.SSLContext | None = None
         # Asked at RCPT and again at DATA for every message, by few distinct clients;
@@ -137,9 +164,9 @@ class Listener:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not self._servers:
             raise RuntimeError("the listener is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._servers[0].sockets[0].getsockname()[1])
 
     def _authenticator(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
@@ -169,10 +196,16 @@ class Listener:
             loop=asyncio.get_running_loop(),
         )
 
-    async def start(self) -> None:
+    async def start(self, sockets: Sequence[socket.socket] = ()) -> None:
+        """Listen on ``settings.host:port``, or serve ``sockets`` already listening
+        (a listener process serves the daemon's)."""
         loop = asyncio.get_running_loop()
+        if sockets:
+            for sock in sockets:
+                self._servers.append(await loop.create_server(self._protocol, sock=sock))
+            return
         try:
-            self._server = await loop.create_server(
+            server = await loop.create_server(
                 self._protocol,
                 host=self.settings.host,
                 port=self.settings.port,
@@ -183,10 +216,12 @@ class Listener:
             raise BindError(
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {exc}"
             ) from exc
+        self._servers.append(server)
         log.info("SMTP listener on %s:%d", self.settings.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()

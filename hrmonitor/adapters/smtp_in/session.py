@@ -1,7 +1,8 @@
 """One SMTP session: aiosmtpd's protocol with the relay's policy in front of its commands.
 
 - Connection limits: a client over ``max_connections`` or
-  ``max_connections_per_client`` gets ``421`` instead of the greeting.
+  ``max_connections_per_client`` gets ``421`` instead of the greeting. The
+  listener's gate counts them: its own, or in a listener process the daemon's.
 - Command lines end with CRLF: a bare CR, bare LF or NUL in HELO/EHLO,
   MAIL or RCPT gets ``501 5.5.2`` naming it (aiosmtpd itself splits commands
   at LF and drops the line end, so what reaches us is checked as read).
@@ -71,8 +72,8 @@ class RelaySMTP(SMTP):
         # aiosmtpd sizes its StreamReader from this attribute inside __init__.
         self.line_length_limit = listener.settings.max_line_length + 2
         self._listener = listener
-        self._client: str | None = None  # the address counted against the limits
-        self._refusal: str | None = None  # the 421 to send instead of the greeting
+        self._peer: str | None = None  # the client's address
+        self._client: str | None = None  # the address counted against the limits, once admitted
         self._last_line = b""  # the last command line as read, line end included
         self.received_at: datetime | None = None  # when DATA began: the Received: stamp
         self._continued: list[str] = []  # a multi-line reply's lines before its last
@@ -81,22 +82,26 @@ class RelaySMTP(SMTP):
     # --- connection limits --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._client is None and self._refusal is None:  # not the STARTTLS re-entry
+        if self._peer is None:  # not the STARTTLS re-entry
             peer = transport.get_extra_info("peername")
-            client = str(peer[0]) if peer else "?"
-            reason = self._listener.connections.admit(client)
-            if reason is None:
-                self._client = client
-            else:
-                hostname = self._listener.settings.hostname
-                self._refusal = f"421 4.7.0 {hostname} Error: too many connections; try later"
+            self._peer = str(peer[0]) if peer else "?"
         super().connection_made(transport)
 
     async def _handle_client(self) -> None:
-        if self._refusal is not None:
+        # Runs once per connection, before the greeting: admitted, or 421 and closed.
+        assert self._peer is not None
+        gate = self._listener.gate
+        reason = await gate.admit(self._peer)
+        if reason is None:
+            if self.transport is None or self.transport.is_closing():
+                gate.release(self._peer)  # gone while it waited for the answer
+                return
+            self._client = self._peer
+        else:
+            hostname = self._listener.settings.hostname
             # A flood's clients often hang up before the 421 is written: nothing to report.
             with contextlib.suppress(ConnectionError):
-                await self.push(self._refusal)
+                await self.push(f"421 4.7.0 {hostname} Error: too many connections; try later")
             if self.transport is not None:
                 self.transport.close()
             return
@@ -104,9 +109,8 @@ class RelaySMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._client is not None:
-            self._listener.connections.release(self._client)
-            self._client = None
-            self._refusal = ""  # released: a late second call must not count again
+            self._listener.gate.release(self._client)
+            self._client = None  # released: a late second call must not count again
         super().connection_lost(error)
 
     def _timeout_cb(self) -> None:
