@@ -20,10 +20,10 @@ from hrmonitor.app.monitoring import (
     schedule_warnings,
     zone_lists,
 )
+from hrmonitor.app.smtp_parts import authenticator
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
 from hrmonitor.core.bounce.reason import BouncePatterns
-from hrmonitor.core.credentials import parse_auth_file, verify_password
 from hrmonitor.core.routing.decide import RoutingSettings, Tenant
 from hrmonitor.core.routing.limits import SendingLimits
 from hrmonitor.core.routing.rules import RoutingRule, check_rule_pools
@@ -161,30 +161,3 @@ def batv_keys(config: Config) -> BatvKeys | None:
 def bounce_patterns(config: Config) -> BouncePatterns:
     """The shipped patterns and the operator's (``[bounces] patterns``), read together."""
     return load_bounce_files([f.path for f in config.rule_files(RuleKind.BOUNCE)])
-
-
-def authenticator(config: Config) -> Callable[[str, str], str | None] | None:
-    """SMTP AUTH: (user, password) -> the tenant that user relays for, or None.
-
-    Only users named in a tenant's ``users`` and present in ``[listener]
-    auth_file`` can log in; None (no AUTH at all) without an auth file.
-    """
-    listener = config.listener
-    if not listener.auth_file:
-        return None
-    path = config.path(listener.auth_file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(str(config.source), "listener.auth_file", f"{path}: {error}") from None
-    hashes = parse_auth_file(text, str(path))
-    tenant_of = {user: tenant.name for tenant in config.tenants for user in tenant.users}
-
-    def authenticate(user: str, password: str) -> str | None:
-        tenant = tenant_of.get(user)
-        encoded = hashes.get(user)
-        if tenant is None or encoded is None or not verify_password(password, encoded):
-            return None
-        return tenant
-
-    return authenticate

@@ -17,7 +17,6 @@ limits) comes from Config.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -25,16 +24,15 @@ from typing import Protocol
 
 from hrmonitor.adapters.dns.mail import MailDns
 from hrmonitor.adapters.rule_files import load_feedback_files
-from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
-from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
-from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, check_bindable
+from hrmonitor.adapters.smtp_in import Listener
+from hrmonitor.adapters.smtp_out import check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.model import DueRecipient, Outcome
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.app.monitoring import build_monitor, zone_lists
+from hrmonitor.app.smtp_parts import listener_settings
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config
-from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.core.delivery.retry import RetryPolicy
@@ -45,6 +43,7 @@ from hrmonitor.core.routing.decide import RouteDecision
 from hrmonitor.services.monitor import Monitor
 from hrmonitor.services.relay.routing import Router
 from hrmonitor.services.relay.runner import Relay, RelaySettings, route_with
+from hrmonitor.services.relay.settings import Sender
 from hrmonitor.services.relay.source_ip import PoolPicker, use_listed
 from hrmonitor.services.rotation.controller import Controller
 from hrmonitor.services.rotation.effects import AlertSink
@@ -58,9 +57,7 @@ __all__ = [
     "build_listener",
     "build_monitor",
     "build_relay",
-    "listener_settings",
     "node_name",
-    "outbound_connections",
 ]
 
 
@@ -132,19 +129,6 @@ def build_controller(
     return controller
 
 
-def outbound_connections(config: Config) -> Connections:
-    """Outbound SMTP as ``[delivery]`` configures it (port, timeouts, HELO name)."""
-    delivery = config.delivery
-    return Connections(
-        OutboundSettings(
-            port=delivery.port,
-            helo_name=config.listener.hostname,
-            connect_timeout=delivery.connect_timeout.total_seconds(),
-            command_timeout=delivery.command_timeout.total_seconds(),
-        )
-    )
-
-
 def build_relay(
     config: Config,
     store: Store,
@@ -152,7 +136,7 @@ def build_relay(
     *,
     router: Router,
     controller: Rotation,
-    sender: Connections,
+    sender: Sender,
     mail: MailDns,
     on_alert: Callable[[Alert], None] | None = None,
     feed: TrafficFeed | None = None,
@@ -217,38 +201,6 @@ def build_relay(
         on_accepted=on_accepted if feed is not None or metrics is not None else None,
         on_outcome=on_outcome if feed is not None or metrics is not None else None,
         tag_sender=watcher.tag_sender if watcher is not None and config.verp.enabled else None,
-    )
-
-
-def listener_tenants(config: Config) -> tuple[ListenerTenant, ...]:
-    """The listener's acceptance: each tenant's networks (also ``route``'s and a reload's)."""
-    return tuple(
-        ListenerTenant(t.name, tuple(ipaddress.ip_network(n, strict=False) for n in t.networks))
-        for t in config.tenants
-    )
-
-
-def listener_settings(config: Config) -> ListenerSettings:
-    """The SMTP listener as ``[listener]`` and the tenants configure it."""
-    listener = config.listener
-    host, port = split_address(listener.bind)
-    return ListenerSettings(
-        host=host,
-        port=port,
-        hostname=listener.hostname,
-        tenants=listener_tenants(config),
-        max_message_size=listener.max_message_size,
-        max_recipients=listener.max_recipients,
-        max_line_length=listener.max_line_length,
-        timeout=listener.idle_timeout.total_seconds(),
-        max_connections=listener.max_connections,
-        max_connections_per_client=listener.max_connections_per_client,
-        address_literals=listener.address_literals,
-        literal_families=frozenset(
-            ipaddress.ip_address(ip).version for pool in config.core_pools() for ip in pool.all_ips
-        ),
-        tls_cert=str(config.path(listener.tls_cert)) if listener.tls_cert else "",
-        tls_key=str(config.path(listener.tls_key)) if listener.tls_key else "",
     )
 
 

@@ -16,27 +16,24 @@ import logging
 import os
 import signal
 import socket
-import sys
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from functools import partial
-from typing import Any, TypeVar
 
 from hrmonitor.adapters import systemd
 from hrmonitor.adapters.clock import SystemClock
 from hrmonitor.adapters.malloc import fix_mmap_threshold
 from hrmonitor.adapters.metrics import Metrics
 from hrmonitor.adapters.scheduler import Scheduler
-from hrmonitor.adapters.smtp_in import ListenerSettings
-from hrmonitor.adapters.smtp_out import check_bindable
+from hrmonitor.adapters.smtp_in import Listener, ListenerSettings
+from hrmonitor.adapters.smtp_out import Connections, check_bindable
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.nodes import ROLES, ROTATION, SWEEPER, NodeRegistry
 from hrmonitor.adapters.store.queue.repository import QueueRepository
 from hrmonitor.adapters.store.sender_counts import SenderCounts
 from hrmonitor.app.build import (
     alert_channels,
-    authenticator,
     batv_keys,
     bounce_patterns,
     build_router,
@@ -53,9 +50,8 @@ from hrmonitor.app.compose import (
     build_listener,
     build_monitor,
     build_relay,
-    listener_settings,
-    outbound_connections,
 )
+from hrmonitor.app.event_loop import run_loop
 from hrmonitor.app.metrics_refresh import refresh_metrics
 from hrmonitor.app.reload import (
     Reloadable,
@@ -66,7 +62,9 @@ from hrmonitor.app.reload import (
     reopen_log_files,
     restart_only,
 )
+from hrmonitor.app.smtp_parts import authenticator, listener_settings, outbound_connections
 from hrmonitor.app.validate import config_problems
+from hrmonitor.app.worker_processes import DeliveryProcesses, ListenerProcesses
 from hrmonitor.config.loading import Config
 from hrmonitor.config.sections import split_address
 from hrmonitor.core.alert import Alert, AlertKind
@@ -86,23 +84,6 @@ from hrmonitor.services.surge.watcher import SurgeWatcher
 log = logging.getLogger(__name__)
 
 ROUTER_PRUNE = timedelta(minutes=1)
-
-
-T = TypeVar("T")
-
-
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop where it exists (every platform but Windows).
-
-    uvloop (libuv) carries many small socket operations with less overhead than
-    asyncio's pure-Python loop: about 20 % more messages per second in
-    benchmarks/relay.py, which is what brings the relay level with Postfix.
-    """
-    if sys.platform == "win32":  # pragma: no cover - uvloop has no Windows build
-        return asyncio.run(main)
-    import uvloop  # noqa: PLC0415  (the CLI's light commands never need it)
-
-    return uvloop.run(main)
 
 
 def run_daemon(config: Config) -> None:
@@ -253,7 +234,7 @@ class Daemon:
             watcher = SurgeWatcher(surge_settings(config), alerting.emit, batv=batv_keys(config))
             feed = TrafficFeed(watcher, patterns)
             stack.callback(feed.close)
-            connections = outbound_connections(config)
+            connections = await self._outbound()
             stack.push_async_callback(connections.close)
 
             def raise_alert(alert: Alert) -> None:
@@ -292,8 +273,7 @@ class Daemon:
             stack.push_async_callback(_stop_relay, relay, runner)
             await self._check_bindable(controller)
 
-            listener = build_listener(config, relay, clock, authenticate=authenticator(config))
-            await listener.start()
+            listener = await self._start_listener(relay)
             self.listener_port = listener.port
             stack.push_async_callback(listener.stop)  # closed first: no new mail while draining
 
@@ -369,6 +349,36 @@ class Daemon:
             await self._sweep_all()
 
     # --- parts ----------------------------------------------------------------------------
+
+    async def _outbound(self) -> Connections | DeliveryProcesses:
+        """Outbound SMTP in this process, or in ``[delivery] processes`` of its own."""
+        config = self.config
+        if config.delivery.processes == 0:
+            return outbound_connections(config)
+        processes = DeliveryProcesses(
+            config_path=config.source,
+            count=config.delivery.processes,
+            log_level=logging.getLogger().getEffectiveLevel(),
+        )
+        await processes.start()
+        return processes
+
+    async def _start_listener(self, relay: Relay) -> Listener | ListenerProcesses:
+        """SMTP in this process, or in ``[listener] processes`` of its own (issue 10)."""
+        config = self.config
+        if config.listener.processes == 0:
+            listener = build_listener(config, relay, self.clock, authenticate=authenticator(config))
+            await listener.start()
+            return listener
+        processes = ListenerProcesses(
+            self._listener_settings(),
+            relay.accept,
+            config_path=config.source,
+            count=config.listener.processes,
+            log_level=logging.getLogger().getEffectiveLevel(),
+        )
+        await processes.start()
+        return processes
 
     def _listener_settings(self) -> ListenerSettings:
         return listener_settings(self.config)

@@ -44,8 +44,9 @@ from hrmonitor.adapters.smtp_in import Listener
 from hrmonitor.adapters.smtp_in import Tenant as ListenerTenant
 from hrmonitor.adapters.store import Store
 from hrmonitor.app.build import alert_channels, routing_parts, zone_lists
-from hrmonitor.app.compose import listener_tenants
+from hrmonitor.app.smtp_parts import listener_tenants
 from hrmonitor.app.validate import config_problems
+from hrmonitor.app.worker_processes import ListenerProcesses
 from hrmonitor.config.files import RuleKind
 from hrmonitor.config.loading import Config, load_config
 from hrmonitor.core.dnsbl.catalogue import ZoneList
@@ -86,7 +87,7 @@ class Reloadable:
     alerting: Alerting
     controller: Controller
     monitor: Monitor
-    listener: Listener
+    listener: Listener | ListenerProcesses
     relay: Relay
     store: Store
     sweeps: SweepSchedule

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hrmonitor.adapters.smtp_in import tenant_for
-from hrmonitor.app.compose import listener_tenants
+from hrmonitor.app.smtp_parts import listener_tenants
 from hrmonitor.config.loading import Config
 from hrmonitor.core.credentials import parse_auth_file
 from hrmonitor.core.delivery.envelope import RELAY_DENIED

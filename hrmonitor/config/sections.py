@@ -129,6 +129,8 @@ class ListenerConfig(Section):
     max_connections_per_client: Int = Field(default=50, ge=1)
     idle_timeout: Duration = timedelta(minutes=5)
     address_literals: Literal["refuse", "deliver"] = "refuse"
+    # SMTP sessions served by this many processes beside the daemon's (0: in its own).
+    processes: Int = Field(default=1, ge=0, le=64)
 
     @field_validator("bind")
     @classmethod
@@ -181,6 +183,8 @@ class DeliveryConfig(Section):
     command_timeout: Timeout = timedelta(seconds=60)
     per_destination_concurrency: Int = Field(default=10, ge=1, le=100_000)
     concurrency: Int = Field(default=100, ge=1, le=100_000)
+    # SMTP transactions run in this many processes beside the daemon's (0: in its own).
+    processes: Int = Field(default=1, ge=0, le=64)
 
     @field_validator("retry")
     @classmethod

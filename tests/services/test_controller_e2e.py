@@ -20,8 +20,9 @@ import pytest
 
 from hrmonitor.adapters.store import Store
 from hrmonitor.app.build import build_router, mail_dns
-from hrmonitor.app.compose import build_controller, build_monitor, build_relay, outbound_connections
+from hrmonitor.app.compose import build_controller, build_monitor, build_relay
 from hrmonitor.app.monitoring import dnsbl_engine, open_configured_store
+from hrmonitor.app.smtp_parts import outbound_connections
 from hrmonitor.config.loading import load_config
 from hrmonitor.core.alert import Alert
 from hrmonitor.core.delivery.envelope import Submission

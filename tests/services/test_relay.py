@@ -31,8 +31,9 @@ from hrmonitor.adapters.smtp_out import Connections
 from hrmonitor.adapters.store import Store
 from hrmonitor.adapters.store.queue.repository import NewMessage, QueueRepository, RecipientStatus
 from hrmonitor.app.build import build_router, mail_dns
-from hrmonitor.app.compose import build_listener, build_relay, outbound_connections
+from hrmonitor.app.compose import build_listener, build_relay
 from hrmonitor.app.monitoring import open_configured_store
+from hrmonitor.app.smtp_parts import outbound_connections
 from hrmonitor.config.loading import Config, load_config
 from hrmonitor.core.alert import Alert, AlertKind
 from hrmonitor.core.feedback.replies import RemoteReply
