@@ -24,7 +24,8 @@ run (to one second after the last message; every client of the database counts,
 the daemons' heartbeats included), per delivered message.
 
 CPU: the kernel's user+system time of each process over the run (``/proc/PID/stat``),
-as milliseconds of CPU per delivered message: the daemons, PostgreSQL (every
+as milliseconds of CPU per delivered message: the daemons (each with its worker
+processes, ``[listener]`` and ``[delivery] processes``), PostgreSQL (every
 ``postgres`` process on the machine, so other users of the server count too: the
 figure is an upper bound), and the load (smtp-source, smtp-sink). CPU per message
 does not depend on how busy the machine is the way msg/s does, so it gives a
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.relay import SINK_HOST, Sink, binary, free_port  # noqa: E402
 from tests.fixtures.dns_server import DnsTestServer  # noqa: E402
+from tests.fixtures.processes import children  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -86,6 +88,7 @@ ips = ["127.0.0.20"]
 [listener]
 bind = "127.0.0.1:{port}"
 hostname = "relay.bench"
+{processes}
 
 [[tenants]]
 name = "bench"
@@ -107,6 +110,7 @@ port = {sink_port}
 feedback = ["{root}/rules/feedback.toml"]
 per_destination_concurrency = 40
 concurrency = 100
+{processes}
 
 [metrics]
 bind = ""
@@ -131,13 +135,20 @@ def drop_schema(schema: str) -> None:
 
 
 def start_node(
-    workdir: Path, name: str, url: str, dns_port: int, sink_port: int
+    workdir: Path, name: str, url: str, dns_port: int, sink_port: int, processes: int | None
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """``processes``: ``[listener]`` and ``[delivery] processes`` (None: the default, 1)."""
     port = free_port("127.0.0.1")
     config = workdir / f"{name}.toml"
     config.write_text(
         CONFIG.format(
-            url=url, name=name, dns_port=dns_port, port=port, sink_port=sink_port, root=ROOT
+            url=url,
+            name=name,
+            dns_port=dns_port,
+            port=port,
+            sink_port=sink_port,
+            root=ROOT,
+            processes="" if processes is None else f"processes = {processes}",
         )
     )
     log = (workdir / f"{name}.log").open("wb")
@@ -163,6 +174,11 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def node_cpu_seconds(pid: int) -> float:
+    """A node's CPU so far: the daemon's and its live worker processes' (its children)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
 
 
 def machine_busy() -> float:
@@ -222,7 +238,12 @@ def duplicates(url: str) -> int:
 
 
 def run(
-    nodes: int, messages: int, sessions: int, size: int, dns: DnsTestServer
+    nodes: int,
+    messages: int,
+    sessions: int,
+    size: int,
+    dns: DnsTestServer,
+    processes: int | None = None,
 ) -> dict[str, float]:
     schema, url = schema_url()
     with tempfile.TemporaryDirectory(prefix="hrm-cluster-") as tmp:
@@ -232,12 +253,12 @@ def run(
         try:
             ports = []
             for n in range(nodes):
-                process, port = start_node(workdir, f"node{n}", url, dns.port, sink.port)
+                process, port = start_node(workdir, f"node{n}", url, dns.port, sink.port, processes)
                 daemons.append(process)
                 ports.append(port)
             time.sleep(2)  # the first sweeps and heartbeats are over
             targets = [ports[i % nodes] for i in range(2)]
-            each = [-cpu_seconds(p.pid) for p in daemons]
+            each = [-node_cpu_seconds(p.pid) for p in daemons]
             machine = -machine_busy()
             pg_cpu = -postgres_cpu()
             load_cpu = -cpu_seconds(sink.process.pid)
@@ -271,7 +292,9 @@ def run(
                 time.sleep(0.05)
             seconds = time.monotonic() - started
             count = sink.count()
-            each = [before + cpu_seconds(p.pid) for before, p in zip(each, daemons, strict=True)]
+            each = [
+                before + node_cpu_seconds(p.pid) for before, p in zip(each, daemons, strict=True)
+            ]
             daemon_cpu = sum(each)
             machine += machine_busy()
             pg_cpu += postgres_cpu()
@@ -302,7 +325,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=None,
+                        help="[listener] and [delivery] processes of every node (default: "
+                             "the shipped default, 1 each; 0: each node one process)")  # fmt: skip
     args = parser.parse_args()
+    shown = "default (1)" if args.processes is None else str(args.processes)
+    print(f"[listener] and [delivery] processes per node: {shown}", flush=True)
     dns = DnsTestServer()
     dns.add("bench.test", "A", "127.0.0.5")
     dns.add("sink.test", "MX", "10 mx.sink.test.")
@@ -314,7 +342,7 @@ def main() -> None:
     try:
         for round_ in range(args.rounds):
             for nodes in (1, 2):
-                result = run(nodes, args.messages, args.sessions, args.size, dns)
+                result = run(nodes, args.messages, args.sessions, args.size, dns, args.processes)
                 rates[nodes].append(result["rate"])
                 duplicated += int(result["duplicates"])
                 cpu = result["daemon_ms"] + result["pg_ms"] + result["load_ms"]

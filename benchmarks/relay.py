@@ -4,6 +4,13 @@ Run as root (Postfix's ``postfix start`` needs it) from the repository root::
 
     .venv/bin/python benchmarks/relay.py --rounds 3 --postgres   # 5,000 x 2 KB, 20 sessions
     .venv/bin/python benchmarks/relay.py --skip-postfix --scale 100000   # the scale run
+    .venv/bin/python benchmarks/relay.py --rounds 5 --postgres --in-process
+
+The daemon runs as shipped: SMTP sessions in one listener process and outbound
+transactions in one delivery process beside it (``[listener] processes`` and
+``[delivery] processes``, both 1 by default). ``--in-process`` adds a row, labelled
+"in-process", with both set to 0 (everything in the daemon's one process): a
+comparison of the same code and config, not a figure of the default product.
 
 hrmonitor's side is the console script a user runs, ``hrmonitor run --config
 FILE``, as its own process, with a config a user could write
@@ -28,7 +35,8 @@ start of smtp-source until smtp-sink counted the last one. Both sides are
 durable before they acknowledge: hrmonitor commits to its database (SQLite
 WAL with synchronous=FULL, group commit; or PostgreSQL) before 250; Postfix
 fsyncs its queue file (its default). Peak RSS is the kernel's VmHWM of the
-daemon's process.
+daemon's process plus each of its worker processes' (``[listener] processes``
+and ``[delivery] processes``, one each by default): the sum of their peaks.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test peers (tests.fixtures) serve the benchmark too
+from tests.fixtures.processes import children  # noqa: E402
+
 SINK_HOST = "127.0.0.60"
 POSTFIX_HOST = "127.0.0.1"  # Postfix insists on an interface address for inet_interfaces
 POSTFIX_BIND = "127.0.0.71"
@@ -85,8 +95,14 @@ RBL_FILES = {"bench.zone": "127.0.0.2 :127.0.0.2:\n"}
 
 
 def daemon_config(workdir: Path, *, database: str, port: int, sink_port: int, metrics_port: int,
-                  dns: tuple[str, int], rbl: tuple[str, int], retry: str = "") -> Path:  # fmt: skip
-    """What an operator writes: the shipped rules, defaults for everything not about ports."""
+                  dns: tuple[str, int], rbl: tuple[str, int], retry: str = "",
+                  in_process: bool = False) -> Path:  # fmt: skip
+    """What an operator writes: the shipped rules, defaults for everything not about ports.
+
+    ``in_process``: ``processes = 0`` for the listener and delivery (SMTP in and out in the
+    daemon's own process, as before worker processes): a labelled comparison row only.
+    """
+    processes = "processes = 0" if in_process else ""
     (workdir / "catalogue.toml").write_text(CATALOGUE)
     rules = ROOT / "rules"
     normal = ", ".join(f'"{ip}"' for ip in NORMAL_IPS)
@@ -117,6 +133,7 @@ ips = [{high}]
 [listener]
 bind = "127.0.0.1:{port}"
 hostname = "hrmonitor.bench"
+{processes}
 
 [[tenants]]
 name = "bench"
@@ -133,6 +150,7 @@ patterns = "{rules / "bounce.toml"}"
 port = {sink_port}
 feedback = ["{rules / "feedback.toml"}"]
 {f"retry = {retry}" if retry else ""}
+{processes}
 
 [metrics]
 bind = "127.0.0.1:{metrics_port}"
@@ -312,8 +330,36 @@ def measure(sink: Sink, host: str, port: int, messages: int, sessions: int, size
     return result
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+class PeakRss(float):
+    """MB, summed over the daemon and its workers; ``parts``: the daemon's, then each worker's."""
+
+    parts: tuple[float, ...] = ()
+
+
+def peak_rss_mb(pid: int) -> PeakRss:
+    """The daemon's peak RSS with its worker processes': the sum of each one's VmHWM
+    (an upper bound of their peak together)."""
+    parts = tuple(_hwm_mb(each) for each in (pid, *children(pid)))
+    total = PeakRss(sum(parts))
+    total.parts = parts
+    return total
+
+
+def rss_parts(rss: float) -> str:
+    """`` (daemon A + workers B + C)`` for a :class:`PeakRss` of several processes."""
+    parts: tuple[float, ...] = getattr(rss, "parts", ())
+    if len(parts) < 2:
+        return ""
+    daemon, *workers = parts
+    return f" (daemon {daemon:.0f} + workers {' + '.join(f'{w:.0f}' for w in workers)})"
+
+
+def _hwm_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -330,7 +376,8 @@ def metric(port: int, name: str) -> float:
 
 
 def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, size: int,
-                  database: str | None = None) -> tuple[dict[str, float], float]:  # fmt: skip
+                  database: str | None = None,
+                  in_process: bool = False) -> tuple[dict[str, float], float]:  # fmt: skip
     """One measured run of ``hrmonitor run``; the result and the daemon's peak RSS (MB)."""
     sink = Sink(workdir)
     port = free_port("127.0.0.1")
@@ -338,7 +385,7 @@ def run_hrmonitor(workdir: Path, peers: Peers, messages: int, sessions: int, siz
     url = database or f"sqlite:///{workdir / f'hrmonitor-{port}.db'}"
     config = daemon_config(workdir, database=url, port=port, sink_port=sink.port,
                            metrics_port=metrics_port, dns=(peers.dns.host, peers.dns.port),
-                           rbl=peers.rbl.nameserver)  # fmt: skip
+                           rbl=peers.rbl.nameserver, in_process=in_process)  # fmt: skip
     daemon = None
     try:
         daemon = Daemon(config, workdir / f"hrmonitor-{port}.log")
@@ -540,7 +587,7 @@ def scale_run(workdir: Path, peers: Peers, args: argparse.Namespace, backend: st
     print(f"scale run ({backend}): {big['delivered']:.0f} of {args.scale} delivered in "
           f"{big['seconds']:.1f} s = {big['rate']:.0f} msg/s; first tenth "
           f"{first:.0f} msg/s, last tenth {last:.0f} msg/s "
-          f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB; "
+          f"({last / first if first else 0:.2f}); peak RSS {rss:.0f} MB{rss_parts(rss)}; "
           f"load {_load()}", flush=True)  # fmt: skip
     if first:  # the middle shows a cost growing with the queue that the ends hide
         each = " / ".join(f"{big[f'tenth_{n}_rate']:.0f}" for n in range(1, 11))
@@ -560,7 +607,8 @@ def backlog_run(workdir: Path, peers: Peers, args: argparse.Namespace, backend: 
           f"{b['drain_rate'] / b['fresh_rate']:.2f} of it); "
           f"{b['received_total']:.0f} received after the recovery, "
           f"{b['distinct_ids']:.0f} distinct Message-Ids, {b['duplicates']:.0f} "
-          f"duplicates over the run; peak RSS {b['rss']:.0f} MB; load {_load()}",
+          f"duplicates over the run; peak RSS {b['rss']:.0f} MB{rss_parts(b['rss'])}; "
+          f"load {_load()}",
           flush=True)  # fmt: skip
 
 
@@ -574,6 +622,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="also run hrmonitor on PostgreSQL (one node): each round, "
                              "and the scale and backlog runs")  # fmt: skip
+    parser.add_argument("--in-process", action="store_true",
+                        help="also a labelled row of hrmonitor on SQLite with [listener] and "
+                             "[delivery] processes = 0 (no worker processes)")  # fmt: skip
     parser.add_argument("--scale", type=int, default=0,
                         help="also one N-message run: first vs last tenth, peak RSS")  # fmt: skip
     parser.add_argument("--backlog", type=int, default=0,
@@ -585,14 +636,18 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="hrmonitor-bench-") as tmp:
             workdir = Path(tmp)
-            ratios: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+            ratios: dict[str, list[float]] = {"sqlite": [], "postgresql": [], "in-process": []}
             for round_no in range(1, args.rounds + 1):
                 # Alternate the MTAs round by round: the machine's load drifts, and a ratio
                 # of runs made seconds apart is fairer than one of runs made minutes apart.
                 rates = {}
                 backends = ["sqlite"] + (["postgresql"] if args.postgres else [])
+                backends += ["in-process"] if args.in_process else []
                 for backend in backends:
-                    if backend == "postgresql":
+                    if backend == "in-process":  # SQLite, processes = 0: a comparison only
+                        hr, rss = run_hrmonitor(workdir, peers, args.messages, args.sessions,
+                                                args.size, in_process=True)  # fmt: skip
+                    elif backend == "postgresql":
                         with Postgres() as url:
                             hr, rss = run_hrmonitor(workdir, peers, args.messages,
                                                     args.sessions, args.size, url)  # fmt: skip
@@ -603,7 +658,7 @@ def main() -> None:
                     print(f"[{round_no}] hrmonitor run ({backend}): {load}: "
                           f"{hr['delivered']:.0f} delivered in {hr['seconds']:.2f} s = "
                           f"{hr['rate']:.0f} msg/s (accepted in {hr['accept_seconds']:.2f} s; "
-                          f"sweeps {hr['sweeps']:.0f}; peak RSS {rss:.0f} MB)",
+                          f"sweeps {hr['sweeps']:.0f}; peak RSS {rss:.0f} MB{rss_parts(rss)})",
                           flush=True)  # fmt: skip
                 if args.skip_postfix:
                     continue
