@@ -172,7 +172,10 @@ class Daemon:
         for warning in schedule_warnings(config, lists):
             log.warning("%s", warning)
         pools = config.core_pools()
-        async with AsyncExitStack() as stack:
+        # The signal handlers are removed last (``signals`` unwinds after ``stack``): a
+        # second SIGTERM during the drain is the same request again, not the default
+        # action that kills the daemon mid-drain.
+        async with AsyncExitStack() as signals, AsyncExitStack() as stack:
             stack.push_async_callback(router.close)  # the rspamd client, if any
             store = await asyncio.to_thread(open_configured_store, config, clock)
             stack.callback(store.close)
@@ -314,7 +317,7 @@ class Daemon:
             self._reloadable = Reloadable(
                 router, alerting, controller, monitor, listener, relay, store, sweeps
             )
-            self._install_signals(stack)
+            self._install_signals(signals)
             log.info(
                 "hrmonitor running: pools %s, lists %s, SMTP on %s:%s",
                 ", ".join(config.pools),
@@ -425,6 +428,12 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _on_hup(self) -> None:
+        if self.stopping.is_set():
+            log.info("SIGHUP while stopping: nothing reloaded")
+            return
+        self._spawn(self.reload())
+
     def _install_signals(self, stack: AsyncExitStack) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -434,7 +443,7 @@ class Daemon:
                 continue
             stack.callback(loop.remove_signal_handler, sig)
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         except (NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP (Windows)
             return
         stack.callback(loop.remove_signal_handler, signal.SIGHUP)

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import re
+import signal
 import socket
 import sqlite3
 from pathlib import Path
@@ -334,3 +335,22 @@ async def test_rspamd_scores_each_message_and_an_unscored_one_goes_high(
         [(reasons,)] = db.execute("SELECT reasons FROM queue_messages").fetchall()
     [reason] = [r for r in json.loads(reasons) if r["rule"] == "spam-score-unknown"]
     assert "ConnectError" in reason["detail"]
+
+
+async def test_a_second_sigterm_during_the_drain_is_the_same_request_not_a_kill(
+    smtp_sink: SmtpSink, relay_lab: RelayLab
+) -> None:
+    """An operator who sends SIGTERM again (Ctrl-C twice, a second `kill`) while the
+    daemon drains: the drain goes on and the daemon exits 0. Before, the handlers were
+    removed as the shutdown began, and the default action killed it mid-drain (-15)."""
+    daemon = await relay_lab.start()
+    smtp_sink.delay = 2.0  # the RCPT waits: a delivery is in flight when the stop begins
+    await swaks(daemon.port, "--from", "a@contoso.test", "--to", "twice@rcpt.test")
+    await until(lambda: smtp_sink.waiting == 1, within=20)
+    daemon.process.send_signal(signal.SIGTERM)
+    await until(lambda: "hrmonitor stopping" in daemon.log.read_text(), within=10)
+    daemon.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(daemon.process.wait, 30)
+    assert code == 0
+    [message] = smtp_sink.for_rcpt("twice@rcpt.test")  # the drain finished its delivery
+    assert message.peer in NORMAL
