@@ -54,14 +54,13 @@ def prepare(args: argparse.Namespace) -> Config:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=args.log_level, stream=sys.stderr)  # until the pair is up
-    logging.getLogger().setLevel(args.log_level)
     for library in ("mail.log", "asyncio"):  # aiosmtpd logs every connection at INFO
         logging.getLogger(library).setLevel(args.library_log_level)
     return load_config(args.config)
 
 
 async def connect(fd: int, make_end: Callable[[], P]) -> P:
-    """The socket pair to the daemon, with this process's log records going over it."""
+    """This process's end of its socket pair to the daemon (``--channel``)."""
     channel = socket.socket(fileno=fd)
     channel.setblocking(False)
     _transport, end = await asyncio.get_running_loop().create_unix_connection(

@@ -94,7 +94,8 @@ class _Worker(Generic[E]):
 class Workers(Generic[E]):
     """``count`` processes of ``python -m MODULE``, each with a pair to an end of ``make_end``.
 
-    ``fds``: listening sockets every worker gets (``--listen FD``).
+    ``sockets``: listening sockets every worker gets (``--listen FD``), set before
+    :meth:`start`.
     """
 
     def __init__(
@@ -377,7 +378,9 @@ def _bind(settings: ListenerSettings) -> list[socket.socket]:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address[0], port, *address[2:]))
             port = port or sock.getsockname()[1]  # port 0: the one picked, for every address
-            sock.listen(1024)
+            sock.listen(
+                100
+            )  # asyncio's default, which each listener process's create_server sets again
             sock.setblocking(False)
     except OSError as exc:
         for sock in sockets:

@@ -21,11 +21,13 @@ import pytest
 from hrmonitor.adapters.smtp_in import Tenant
 from hrmonitor.adapters.smtp_in import handoff as inbound
 from hrmonitor.adapters.smtp_in.connections import ConnectionLimits
+from hrmonitor.adapters.smtp_in.session import FAILED_REPLY
 from hrmonitor.adapters.smtp_out import Connections, OutboundSettings, Sent
 from hrmonitor.adapters.smtp_out import handoff as outbound
 from hrmonitor.adapters.smtp_out.data import Body
 from hrmonitor.core.delivery.envelope import Submission
 from hrmonitor.errors import BindError
+from tests.fixtures.daemon_lab import until
 from tests.fixtures.smtp_sink import SmtpSink
 
 A = TypeVar("A", bound=asyncio.Protocol)
@@ -109,6 +111,10 @@ async def test_connections_are_counted_by_the_daemon_and_given_back_when_a_proce
     one.release("192.0.2.1")
     assert await two.admit("192.0.2.1") is None  # the slot one gave back
     assert limits.open == 2
+    two.release("192.0.2.99")  # never admitted through this pair: ignored, the pair stays up
+    assert await two.admit("192.0.2.2") is None
+    assert limits.open == 3
+    two.release("192.0.2.2")
     daemon_two.close()  # the process holding both is gone: its connections count no more
     await asyncio.wait_for(daemon_two.closed, 5)
     assert limits.open == 0
@@ -129,9 +135,9 @@ async def test_the_daemon_gone_answers_451_to_what_was_handed_over() -> None:
     waiting = asyncio.ensure_future(end.accept(submission()))
     await started.wait()
     daemon.close()
-    assert await asyncio.wait_for(waiting, 5) == inbound.FAILED_REPLY
+    assert await asyncio.wait_for(waiting, 5) == FAILED_REPLY
     await asyncio.wait_for(end.closed, 5)
-    assert await end.accept(submission()) == inbound.FAILED_REPLY
+    assert await end.accept(submission()) == FAILED_REPLY
 
 
 async def test_new_tenants_reach_the_listener_process() -> None:
@@ -147,10 +153,7 @@ async def test_new_tenants_reach_the_listener_process() -> None:
     )
     fabrikam = (Tenant("fabrikam", (ipaddress.ip_network("192.0.2.0/24"),)),)
     daemon.send_tenants(fabrikam)
-    for _ in range(100):
-        if len(heard) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(heard) == 2, within=5)
     assert heard == [tenants, fabrikam]  # at connection, then the reload's
 
 
@@ -241,11 +244,7 @@ async def test_a_transaction_given_up_on_is_cancelled_in_the_delivery_process(
             body=b"Subject: hi\r\n\r\nbody\r\n",
         )
     )
-    for _ in range(200):
-        if smtp_sink.waiting:
-            break
-        await asyncio.sleep(0.01)
-    assert smtp_sink.waiting == 1
+    await until(lambda: smtp_sink.waiting == 1, within=5)
     sending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sending
@@ -271,10 +270,7 @@ async def test_the_delivery_process_gone_fails_the_transactions_in_flight(
             body=b"Subject: hi\r\n\r\nbody\r\n",
         )
     )
-    for _ in range(200):
-        if smtp_sink.waiting:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: smtp_sink.waiting == 1, within=5)
     worker.close()
     outcome = await asyncio.wait_for(sending, 5)
     assert not isinstance(outcome, Sent)

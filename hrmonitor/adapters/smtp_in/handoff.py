@@ -1,7 +1,7 @@
 """Between a listener process and the daemon: one socket pair, framed messages.
 
 With ``[listener] processes = N`` the SMTP sessions are served by N separate
-processes (``app.listener_processes``), as Postfix's ``smtpd`` processes serve
+processes (``app.worker_processes``), as Postfix's ``smtpd`` processes serve
 them for its queue manager; the daemon keeps everything that needs the store,
 the router or a global count. Per message a listener process sends the
 envelope and the data it took (``SUBMIT``) and waits for the reply to give
@@ -12,16 +12,14 @@ refusal). Per connection it asks the daemon's one set of connection limits
 records go to the daemon's log (``LOG``); the daemon sends the tenants'
 networks at start and after a reload (``TENANTS``).
 
-A frame is a fixed 13-byte prefix (kind, request id, length of the JSON
-``meta``, length of the raw ``body``), the meta, then the body. The body of a
-``SUBMIT`` is the message: it is read into one buffer of its announced size
-and handed on without a copy (issue 13: a message is held once per process).
-Either end refuses a frame over its limits and closes the pair: fail closed.
+The frames are those of ``adapters.frames``; the body of a ``SUBMIT`` is the message,
+read on the daemon's side into one buffer of its size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from collections import Counter
@@ -31,6 +29,7 @@ from datetime import datetime
 from hrmonitor.adapters.frames import DaemonSide, Frame, WorkerSide, frame
 from hrmonitor.adapters.smtp_in.connections import ConnectionLimits
 from hrmonitor.adapters.smtp_in.listener import AcceptFn, Tenant
+from hrmonitor.adapters.smtp_in.session import FAILED_REPLY
 from hrmonitor.core.delivery.envelope import Submission
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,6 @@ FREE = ord("F")
 REPLY = ord("R")
 ADMITTED = ord("a")
 TENANTS = ord("T")
-
-FAILED_REPLY = "451 4.3.0 Temporary failure storing the message; try again"
 
 
 def submission_meta(submission: Submission) -> bytes:
@@ -83,8 +80,6 @@ def tenants_meta(tenants: Iterable[Tenant]) -> bytes:
 
 
 def tenants_from(meta: bytes) -> tuple[Tenant, ...]:
-    import ipaddress  # noqa: PLC0415  (only a reload's few bytes need it)
-
     return tuple(
         Tenant(str(name), tuple(ipaddress.ip_network(n) for n in networks))
         for name, networks in json.loads(meta)
@@ -234,7 +229,6 @@ class DaemonEnd(DaemonSide):
 
     def _free(self, client: str) -> None:
         if self._held[client] <= 0:  # not held by this process: never count below zero
-            del self._held[client]
             return
         self._held[client] -= 1
         if self._held[client] == 0:

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+# The reply when the message could not be handed over or stored: the client sends it again.
+FAILED_REPLY = "451 4.3.0 Temporary failure storing the message; try again"
 _AIOSMTPD_TOO_BIG = ("552 Error: Too much mail data", "552 Error: message size exceeds")
 
 
@@ -372,4 +374,4 @@ class _Handler:
             return await listener.accept(submission)
         except Exception:
             log.exception("accepting a message from %s failed", client_ip)
-            return "451 4.3.0 Temporary failure storing the message; try again"
+            return FAILED_REPLY

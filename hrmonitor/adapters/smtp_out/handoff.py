@@ -21,7 +21,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hrmonitor.adapters.frames import DaemonSide, Frame, WorkerSide, frame
@@ -36,8 +36,6 @@ SEND = ord("S")
 CANCEL = ord("C")
 # delivery process -> daemon
 RESULT = ord("R")
-
-MAX_RESULT = 1 << 24  # replies of max_recipients recipients fit many times over
 
 
 def result_meta(outcome: Sent | Failed | BindError) -> bytes:
@@ -127,7 +125,6 @@ class DaemonEnd(DaemonSide):
                 "mail_from": mail_from,
                 "recipients": list(recipients),
                 "smtputf8": smtputf8,
-                "eight_bit": body.eight_bit,
                 "port": port,
             }
         ).encode("utf-8")
@@ -199,7 +196,6 @@ class DeliveryEnd(WorkerSide):
         self._tasks.pop(request, None)
 
     async def _send(self, request: int, meta: dict[str, Any], data: bytes) -> None:
-        body = _body(data, bool(meta["eight_bit"]))
         outcome: Sent | Failed | BindError
         try:
             outcome = await self._connections.send(
@@ -207,7 +203,7 @@ class DeliveryEnd(WorkerSide):
                 host=str(meta["host"]),
                 mail_from=str(meta["mail_from"]),
                 recipients=[str(r) for r in meta["recipients"]],
-                body=body,
+                body=data,  # Body.of there: its size and 8-bit-ness from the bytes
                 smtputf8=bool(meta["smtputf8"]),
                 port=None if meta["port"] is None else int(meta["port"]),
             )
@@ -223,10 +219,3 @@ class DeliveryEnd(WorkerSide):
     def lost(self) -> None:
         for task in self._tasks.values():
             task.cancel()
-
-
-def _body(data: bytes, eight_bit: bool) -> Body:
-    async def whole() -> AsyncIterator[bytes]:
-        yield data
-
-    return Body(size=len(data), eight_bit=eight_bit, read=whole)
