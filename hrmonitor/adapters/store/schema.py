@@ -45,6 +45,15 @@ NAME = String(100)  # pool names, list keys, scopes
 STATE = String(32)
 
 
+def utc(value: datetime | None) -> datetime | None:
+    """``value`` in UTC, as the store keeps it; a naive datetime is refused (ValueError)."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime; naive values are refused rather than guessed at."""
 
@@ -52,11 +61,9 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        value = utc(value)
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware UTC")
-        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value

@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from hrmonitor.adapters.store.engine import create_store_engine, relaxed_engine
 from hrmonitor.adapters.store.migrate import upgrade
+from hrmonitor.adapters.store.queue import postgresql
 from hrmonitor.adapters.store.queue.admin import QueueAction, QueueAdmin, QueuedMessage, QueueFilter
 from hrmonitor.adapters.store.queue.bodies import CHUNK_BYTES
-from hrmonitor.adapters.store.queue.delivery import _CLAIM_FOR_UPDATE
 from hrmonitor.adapters.store.queue.model import DueRecipient
 from hrmonitor.adapters.store.queue.repository import (
     BounceKind,
@@ -224,64 +224,81 @@ def test_a_purge_reads_the_old_messages_not_the_whole_history(tmp_path: Path) ->
 @pytest.mark.postgres
 def test_postgres_claims_from_the_waiting_index_without_a_sort(postgres_url: str) -> None:
     """The same claim on PostgreSQL: its plan reads the partial index in claim order
-    (no Sort node over the due rows), as the planner sees a real backlog."""
+    (no Sort node over the due rows), as the planner sees a real backlog. The claim's
+    one statement sorts only what it claimed (at most ``limit`` rows) to return them in
+    order: the part that picks them (the CTE ``picked``) has no sort."""
     engine = create_store_engine(postgres_url)
     upgrade(engine)
     queue = QueueRepository(engine)
     _backlog(queue, 2000, 500)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
-        compiled = _CLAIM_FOR_UPDATE.compile(dialect=conn.dialect)
-        params = dict(compiled.params) | {
-            "now": T0 + timedelta(minutes=1),
-            "limit": 10,
-            "inline_body": 65536,
-        }
-        plan = "\n".join(
-            str(row[0]) for row in conn.exec_driver_sql("EXPLAIN " + str(compiled), params)
-        )
+        params = {"now": T0 + timedelta(minutes=1), "limit": 10, "inline": 65536, "node": None}
+        (plan,) = conn.exec_driver_sql(
+            "EXPLAIN (FORMAT JSON) " + postgresql._CLAIM, params
+        ).scalar_one()
     engine.dispose()
-    assert "ix_queue_recipients_waiting" in plan, plan
-    assert "Sort" not in plan, plan
+    picked = _plan_nodes(plan["Plan"], lambda node: node.get("Subplan Name") == "CTE picked")
+    assert len(picked) == 1, plan
+    below = _plan_nodes(picked[0], lambda _node: True)
+    assert [n for n in below if n.get("Index Name") == "ix_queue_recipients_waiting"], plan
+    assert not [n for n in below if n["Node Type"] == "Sort"], plan
+
+
+def _plan_nodes(node: dict[str, Any], wanted: Callable[[dict[str, Any]], bool]) -> list[Any]:
+    """The nodes of an EXPLAIN (FORMAT JSON) plan, ``node`` and all below it, that ``wanted``."""
+    found = [node] if wanted(node) else []
+    for child in node.get("Plans", []):
+        found += _plan_nodes(child, wanted)
+    return found
 
 
 @pytest.mark.postgres
-def test_postgres_relaxed_transactions_send_no_extra_statement(postgres_url: str) -> None:
+def test_postgres_relaxed_transactions_send_no_extra_statement(
+    postgres_url: str, tmp_path: Path
+) -> None:
     """Claims and attempt records run on sessions with synchronous_commit off (issue 11).
 
     Each relaxed transaction used to send ``SET LOCAL synchronous_commit = off`` as its
     own round trip; the relaxed sibling's sessions have it from the connection options.
+    What the connections send is read off libpq's protocol trace (the hot statements
+    bypass SQLAlchemy's execution events: ``queue.postgresql``).
     """
     engine = create_store_engine(postgres_url)
-    upgrade(engine)
     relaxed = relaxed_engine(engine)
     assert relaxed is not None
-    statements: list[str] = []
-    for watched in (engine, relaxed):
-        event.listen(
-            watched, "before_cursor_execute", lambda _c, _cur, sql, *_a: statements.append(sql)
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as sink:
+        for watched in (engine, relaxed):
+            event.listen(
+                watched, "connect", lambda dbapi, _record: dbapi.pgconn.trace(sink.fileno())
+            )
+        upgrade(engine)
+        queue = QueueRepository(engine)
+        queue.enqueue([_message()])
+        (due,) = queue.claim_due(T0, limit=10)
+        queue.record(
+            [Outcome(due.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250)]
         )
-    queue = QueueRepository(engine)
-    queue.enqueue([_message()])
-    (due,) = queue.claim_due(T0, limit=10)
-    queue.record(
-        [Outcome(due.recipient_id, "m1", RecipientStatus.DELIVERED, T0, "normal", code=250)]
-    )
-    assert statements, "the listeners saw no statement"
-    assert not [sql for sql in statements if "synchronous_commit" in sql.lower()]
-    with relaxed.connect() as conn:
-        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
-        # the URL's own options (the test schema's search_path) are kept
-        options = engine.url.query["options"]
-        assert isinstance(options, str)
-        assert conn.exec_driver_sql("SHOW search_path").scalar() == options.removeprefix(
-            "-csearch_path="
-        )
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
-    assert relaxed.pool.checkedin() == 1  # type: ignore[attr-defined]
-    engine.dispose()
-    assert relaxed.pool.checkedin() == 0  # type: ignore[attr-defined]
+        # Everything both ends sent since each connection opened (statements keep
+        # their newlines, so the text is searched whole).
+        sent = trace.read_text()
+        assert "INSERT INTO queue_attempts" in sent, sent
+        assert "claimed_by" in sent, sent
+        assert "synchronous_commit" not in sent.lower()
+        with relaxed.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+            # the URL's own options (the test schema's search_path) are kept
+            options = engine.url.query["options"]
+            assert isinstance(options, str)
+            assert conn.exec_driver_sql("SHOW search_path").scalar() == options.removeprefix(
+                "-csearch_path="
+            )
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert relaxed.pool.checkedin() == 1  # type: ignore[attr-defined]
+        engine.dispose()  # closes every traced connection before the trace file
+        assert relaxed.pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
 def test_recorded_outcomes_update_recipients_and_keep_every_attempt(queue: QueueRepository) -> None:
@@ -331,6 +348,76 @@ def test_recorded_outcomes_update_recipients_and_keep_every_attempt(queue: Queue
     attempts = queue.attempts("m1")
     assert [(a.source_ip, a.code) for a in attempts] == [("127.0.0.10", 451), ("127.0.0.11", 250)]
     assert queue.next_due_at() is None
+
+
+def test_one_write_with_two_outcomes_of_a_recipient_applies_both_in_order(
+    queue: QueueRepository,
+) -> None:
+    """PostgreSQL updates a batch's recipients in one ``UPDATE ... FROM unnest``, which
+    would apply only one of two rows for the same recipient: such a batch goes in rounds.
+    Both attempts count and the later outcome is the recipient's state, as row by row."""
+    queue.enqueue([_message(), _message("m2", message_id="<m2@contoso.test>")])
+    first, second = sorted(queue.claim_due(T0, limit=10), key=lambda d: d.message_id)
+    retry_at = T0 + timedelta(minutes=5)
+    queue.write(
+        [
+            Outcome(
+                first.recipient_id,
+                "m1",
+                RecipientStatus.DEFERRED,
+                T0,
+                "normal",
+                next_attempt_at=retry_at,
+                code=451,
+                reply="451 later",
+            ),
+            Outcome(second.recipient_id, "m2", RecipientStatus.DELIVERED, T0, "normal", code=250),
+            Outcome(
+                first.recipient_id,
+                "m1",
+                RecipientStatus.DELIVERED,
+                T0 + timedelta(seconds=1),
+                "normal",
+                code=250,
+                reply="250 ok",
+            ),
+            BounceKind("m1", "hard"),
+            BounceKind("m1", "soft"),
+        ]
+    )
+    record = queue.message("m1")
+    assert record is not None
+    (rcpt,) = record.recipients
+    assert (rcpt.status, rcpt.attempts, rcpt.last_code, rcpt.last_reply) == (
+        RecipientStatus.DELIVERED,
+        2,
+        250,
+        "250 ok",
+    )
+    assert rcpt.next_attempt_at == retry_at  # the delivery kept the deferral's next time
+    assert record.bounce_kind == "soft"  # the later of the two kinds
+    assert [a.code for a in queue.attempts("m1")] == [451, 250]
+    other = queue.message("m2")
+    assert other is not None
+    assert [(r.status, r.attempts) for r in other.recipients] == [(RecipientStatus.DELIVERED, 1)]
+
+
+def test_a_naive_timestamp_is_refused_as_a_store_error(queue: QueueRepository) -> None:
+    with pytest.raises(StoreError, match="naive datetime"):
+        queue.enqueue([_message(arrived_at=datetime(2026, 11, 28, 12, 0))])
+    assert queue.message("m1") is None
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4), max_size=30))
+def test_rounds_hold_each_key_once_and_keep_each_keys_order(keys: list[int]) -> None:
+    items = list(enumerate(keys))  # (position, key)
+    rounds = list(postgresql._once_each(items, key=lambda item: item[1]))
+    assert sorted(item for r in rounds for item in r) == items  # every item, once
+    for r in rounds:
+        assert len({key for _, key in r}) == len(r)
+    for key in set(keys):  # a key's items come in the order they were given
+        order = [pos for r in rounds for pos, k in r if k == key]
+        assert order == sorted(order)
 
 
 def test_recover_makes_recipients_left_delivering_due_again(queue: QueueRepository) -> None:

@@ -75,7 +75,7 @@ def insert_bodies(conn: Connection, bodies: Sequence[tuple[str, bytes]]) -> None
             for message_id, body in streamed:
                 _write_blob(conn, message_id, body)
     else:
-        _copy_bodies(conn, streamed)
+        copy_bodies(conn, streamed)
 
 
 def _write_blob(conn: Connection, message_id: str, body: bytes) -> None:
@@ -88,7 +88,7 @@ def _write_blob(conn: Connection, message_id: str, body: bytes) -> None:
         blob.write(body)
 
 
-def _copy_bodies(conn: Connection, bodies: Sequence[tuple[str, bytes]]) -> None:
+def copy_bodies(conn: Connection, bodies: Sequence[tuple[str, bytes]]) -> None:
     """PostgreSQL: one binary COPY of the rows, each body sent in slices of the message
     (memoryview: no slice is copied before libpq's buffer)."""
     with (

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Integer,
     Text,
@@ -34,10 +35,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from hrmonitor.adapters.store.engine import relaxed_engine
+from hrmonitor.adapters.store.queue import postgresql
 from hrmonitor.adapters.store.queue.bodies import read_body, read_body_slice
 from hrmonitor.adapters.store.queue.model import Claim, DueRecipient, Outcome, RecipientStatus
 from hrmonitor.adapters.store.queue.schema import (
@@ -76,45 +77,38 @@ _RECORD = (
 # only. With only the (status, next_attempt_at) index SQLite joined every due recipient
 # (and copied its inline body) into a sort and then took the first LIMIT: each claim
 # cost the whole backlog (79 % of the store thread under benchmarks/relay.py).
-
-
-def _claim(dialect: str) -> Select[Any]:
-    return (
-        select(
-            RECIPIENTS.c.id,
-            RECIPIENTS.c.message_id,
-            RECIPIENTS.c.address,
-            RECIPIENTS.c.domain,
-            RECIPIENTS.c.attempts,
-            MESSAGES.c.mail_from,
-            MESSAGES.c.pool,
-            MESSAGES.c.risk,
-            MESSAGES.c.arrived_at,
-            MESSAGES.c.size,
-            MESSAGES.c.smtputf8,
-            MESSAGES.c.eight_bit,
-            MESSAGES.c.tenant,
-            MESSAGES.c.hold_until,
-            MESSAGES.c.client_ip,
-            case(
-                (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), BODIES.c.body),
-                else_=null(),
-            ).label("small_body"),
-        )
-        .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
-        .join(BODIES, BODIES.c.message_id == RECIPIENTS.c.message_id)
-        .where(
-            is_waiting(dialect),
-            RECIPIENTS.c.next_attempt_at
-            <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
-        )
-        .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
-        .limit(bindparam("limit", type_=Integer))
+# This is the claim on SQLite; PostgreSQL's is one statement (``queue.postgresql.claim``).
+_CLAIM = (
+    select(
+        RECIPIENTS.c.id,
+        RECIPIENTS.c.message_id,
+        RECIPIENTS.c.address,
+        RECIPIENTS.c.domain,
+        RECIPIENTS.c.attempts,
+        MESSAGES.c.mail_from,
+        MESSAGES.c.pool,
+        MESSAGES.c.risk,
+        MESSAGES.c.arrived_at,
+        MESSAGES.c.size,
+        MESSAGES.c.smtputf8,
+        MESSAGES.c.eight_bit,
+        MESSAGES.c.tenant,
+        MESSAGES.c.hold_until,
+        MESSAGES.c.client_ip,
+        case(
+            (MESSAGES.c.size <= bindparam("inline_body", type_=Integer), BODIES.c.body),
+            else_=null(),
+        ).label("small_body"),
     )
-
-
-_CLAIM = _claim("sqlite")
-_CLAIM_FOR_UPDATE = _claim("postgresql").with_for_update(of=RECIPIENTS, skip_locked=True)
+    .join(MESSAGES, MESSAGES.c.id == RECIPIENTS.c.message_id)
+    .join(BODIES, BODIES.c.message_id == RECIPIENTS.c.message_id)
+    .where(
+        is_waiting("sqlite"),
+        RECIPIENTS.c.next_attempt_at <= bindparam("now", type_=RECIPIENTS.c.next_attempt_at.type),
+    )
+    .order_by(RECIPIENTS.c.next_attempt_at, RECIPIENTS.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
 # The first entry of the same index: O(1), however many recipients wait or are done.
 _NEXT_DUE = {
     dialect: select(func.min(RECIPIENTS.c.next_attempt_at)).where(is_waiting(dialect))
@@ -184,20 +178,27 @@ class QueueDelivery:
         try:
             with self._relaxed() as conn:
                 dialect = conn.dialect.name
-                query = _CLAIM_FOR_UPDATE if dialect == "postgresql" else _CLAIM
-                rows = conn.execute(
-                    query, {"now": now, "limit": limit, "inline_body": inline_body}
-                ).all()
-                if rows:
-                    conn.execute(
-                        _MARK_DELIVERING,
-                        {"ids": [r.id for r in rows], "now": now, "node": self.node},
+                if dialect == "postgresql":
+                    recipients, next_due = postgresql.claim(
+                        conn, now, limit, inline_body, self.node
                     )
-                full = len(rows) >= limit
-                next_due = None if full else conn.execute(_NEXT_DUE[dialect]).scalar()
-        except SQLAlchemyError as exc:
+                else:
+                    rows = conn.execute(
+                        _CLAIM, {"now": now, "limit": limit, "inline_body": inline_body}
+                    ).all()
+                    if rows:
+                        conn.execute(
+                            _MARK_DELIVERING,
+                            {"ids": [r.id for r in rows], "now": now, "node": self.node},
+                        )
+                    recipients = _due_recipients(rows)
+                    next_due = None
+                    if len(rows) < limit:
+                        next_due = conn.execute(_NEXT_DUE[dialect]).scalar()
+        except (SQLAlchemyError, psycopg.Error, ValueError) as exc:  # ValueError: a naive now
             raise StoreError(f"could not claim due recipients: {exc}") from exc
-        return Claim(_due_recipients(rows), full, next_due)
+        full = len(recipients) >= limit
+        return Claim(recipients, full, None if full else next_due)
 
     def body(self, message_id: str) -> bytes:
         try:
