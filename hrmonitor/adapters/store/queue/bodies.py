@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, insert, literal_column, select
 from sqlalchemy.engine import Connection
 
@@ -75,7 +76,7 @@ def insert_bodies(conn: Connection, bodies: Sequence[tuple[str, bytes]]) -> None
             for message_id, body in streamed:
                 _write_blob(conn, message_id, body)
     else:
-        copy_bodies(conn, streamed)
+        copy_bodies(_driver(conn), streamed)
 
 
 def _write_blob(conn: Connection, message_id: str, body: bytes) -> None:
@@ -88,11 +89,12 @@ def _write_blob(conn: Connection, message_id: str, body: bytes) -> None:
         blob.write(body)
 
 
-def copy_bodies(conn: Connection, bodies: Sequence[tuple[str, bytes]]) -> None:
-    """PostgreSQL: one binary COPY of the rows, each body sent in slices of the message
-    (memoryview: no slice is copied before libpq's buffer)."""
+def copy_bodies(driver: psycopg.Connection[Any], bodies: Sequence[tuple[str, bytes]]) -> None:
+    """PostgreSQL: one binary COPY of the rows on ``driver`` (in its transaction), each
+    body sent in slices of the message (memoryview: no slice is copied before libpq's
+    buffer)."""
     with (
-        _driver(conn).cursor() as cursor,
+        driver.cursor() as cursor,
         cursor.copy(f"COPY {BODIES.name} (message_id, body) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.write(_COPY_HEADER)

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     Integer,
     Text,
@@ -161,6 +160,14 @@ class QueueDelivery:
                 if sqlite:
                     conn.connection.driver_connection.execute("PRAGMA synchronous = FULL")  # type: ignore[union-attr]
 
+    def _hot_engine(self, *, durable: bool) -> Engine:
+        """PostgreSQL: the engine for ``queue.postgresql``'s one-statement transactions:
+        the engine itself when ``durable``, otherwise its relaxed sibling (see
+        :meth:`_relaxed`), or the engine if it has none: never less durable than asked."""
+        if durable:
+            return self._engine
+        return relaxed_engine(self._engine) or self._engine
+
     def claim_due(
         self, now: datetime, limit: int, inline_body: int = 64 * 1024
     ) -> list[DueRecipient]:
@@ -176,13 +183,12 @@ class QueueDelivery:
         waiting recipient falls due (what :meth:`next_due_at` would say after it), read
         in the same transaction: the runner's idle wait needs no query of its own."""
         try:
-            with self._relaxed() as conn:
-                dialect = conn.dialect.name
-                if dialect == "postgresql":
-                    recipients, next_due = postgresql.claim(
-                        conn, now, limit, inline_body, self.node
-                    )
-                else:
+            if self._engine.dialect.name == "postgresql":
+                recipients, next_due = postgresql.claim(
+                    self._hot_engine(durable=False), now, limit, inline_body, self.node
+                )
+            else:
+                with self._relaxed() as conn:
                     rows = conn.execute(
                         _CLAIM, {"now": now, "limit": limit, "inline_body": inline_body}
                     ).all()
@@ -194,8 +200,8 @@ class QueueDelivery:
                     recipients = _due_recipients(rows)
                     next_due = None
                     if len(rows) < limit:
-                        next_due = conn.execute(_NEXT_DUE[dialect]).scalar()
-        except (SQLAlchemyError, psycopg.Error, ValueError) as exc:  # ValueError: a naive now
+                        next_due = conn.execute(_NEXT_DUE[conn.dialect.name]).scalar()
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: a naive now
             raise StoreError(f"could not claim due recipients: {exc}") from exc
         full = len(recipients) >= limit
         return Claim(recipients, full, None if full else next_due)

@@ -1,26 +1,25 @@
-"""The relay's hot statements on PostgreSQL: the group commit and the claim, pipelined.
+"""The relay's hot statements on PostgreSQL: a group commit and a claim, one round trip each.
 
 What the relay writes per batch (``QueueRepository.write``: new messages, their
 bodies and recipients, bounce kinds, attempts and the recipients' new states)
-went to PostgreSQL as an ``executemany`` per table: psycopg sends one execution
-per row, PostgreSQL runs each as a statement of its own, and the store thread
-waited for all of them. Under ``benchmarks/relay.py`` that thread was the
-daemon's bottleneck on PostgreSQL (84 % busy; waits on those executions 44 % of
-it, the commit's fsync 6 %).
+went to PostgreSQL as an ``executemany`` per table in a transaction: psycopg
+sends one execution per row, PostgreSQL runs each as a statement of its own,
+and the store thread waited for all of them, then for the commit. Under
+``benchmarks/relay.py`` that thread was the daemon's bottleneck on PostgreSQL
+(84 % busy; waits on those executions 44 % of it, the commit's 6 %).
 
 Here every table gets one statement whose parameters are arrays, one per
 column, expanded by ``unnest``: ``INSERT ... SELECT ... FROM unnest(...)`` and
-``UPDATE ... FROM unnest(...)``. The statements' text never changes with the
-batch size, so psycopg prepares each once per connection. They are sent in
-psycopg's pipeline mode: BEGIN and every statement go out together and the
-store waits once; the commit is the transaction's second round trip.
+``UPDATE ... FROM unnest(...)``, and a batch's statements go as one statement
+of data-modifying CTEs on a connection in autocommit mode: one statement is one
+transaction, so the batch costs one round trip, BEGIN and COMMIT included
+(:func:`write` says when it takes a transaction of several statements instead).
+Its text depends only on which tables the batch touches, never on its size, so
+psycopg prepares each shape once per connection.
 
 The claim (:func:`claim`) is one statement too: lock the due recipients, mark
-them claimed and return them with their messages, pipelined with the query for
-the next due time.
-
-Large bodies still go by binary ``COPY`` (``bodies.copy_bodies``), after the
-pipeline (``COPY`` cannot run in one), in the same transaction.
+them claimed, return them with their messages, and say when the next one falls
+due.
 
 Timestamps pass the check SQLAlchemy's ``UtcDateTime`` makes (``schema.utc``): a
 naive datetime is refused, never guessed at.
@@ -29,11 +28,13 @@ naive datetime is refused, never guessed at.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
+import psycopg
+from sqlalchemy.engine import Connection, Engine
 
 from hrmonitor.adapters.store.queue.bodies import LARGE_BODY_BYTES, copy_bodies
 from hrmonitor.adapters.store.queue.model import (
@@ -110,47 +111,92 @@ WHERE r.id = o.rid
 
 T = TypeVar("T")
 
+# One table's statement and its parameters: alone, or as one CTE of a bigger statement.
+_Part = tuple[str, tuple[Any, ...]]
+
 
 def write(
-    conn: Connection,
+    engine: Engine,
     messages: Sequence[NewMessage],
     kinds: Sequence[BounceKind],
     outcomes: Sequence[Outcome],
     node: str | None,
 ) -> None:
-    """Write one group commit's rows in ``conn``'s transaction (PostgreSQL only).
+    """Write one group commit's rows with ``engine`` (the durable engine or its relaxed
+    sibling: the caller chooses).
 
-    Raises psycopg's errors as they come (the caller turns them into ``StoreError``).
+    The parts (each table's statement) go as one statement of data-modifying CTEs on
+    a connection in autocommit mode, which PostgreSQL runs as one transaction: the
+    store waits for one round trip, and the commit is the statement's own (durable
+    or not by the session's ``synchronous_commit``). Foreign keys are checked at the
+    end of the statement, so recipients and bodies may name messages inserted beside
+    them.
+
+    Two cases need a transaction of several statements: a large body, whose ``COPY``
+    is a statement of its own, and a row that two items of the batch change (two
+    outcomes of one recipient): the parts of one statement see one snapshot and
+    cannot change the same row twice, so such items go in rounds in which each row
+    appears once, in the order given.
+
+    Statements go through SQLAlchemy (``exec_driver_sql``: the SQL as written, no
+    compilation), so its handling of errors holds: a connection the server dropped
+    invalidates the pool's older connections, as for every other statement.
     """
-    driver = conn.connection.driver_connection
-    assert driver is not None
+    small = [m for m in messages if len(m.body) < LARGE_BODY_BYTES]
     large = [(m.id, m.body) for m in messages if len(m.body) >= LARGE_BODY_BYTES]
-    with driver.pipeline(), driver.cursor() as cursor:
-        if messages:
-            cursor.execute(_INSERT_MESSAGES, _message_arrays(messages, node))
-            small = [m for m in messages if len(m.body) < LARGE_BODY_BYTES]
-            if small:
-                cursor.execute(_INSERT_BODIES, ([m.id for m in small], [m.body for m in small]))
-            recipients = _recipient_arrays(messages)
-            if recipients[0]:
-                cursor.execute(_INSERT_RECIPIENTS, recipients)
-        for round_ in _once_each(kinds, key=lambda k: k.message_id):
-            cursor.execute(_SET_KINDS, ([k.message_id for k in round_], [k.kind for k in round_]))
-        if outcomes:
-            cursor.execute(_INSERT_ATTEMPTS, _attempt_arrays(outcomes))
-        # Two outcomes of one recipient in one UPDATE ... FROM would apply only one of
-        # them: each round holds a recipient at most once, in the order they came.
-        for distinct in _once_each(outcomes, key=lambda o: o.recipient_id):
-            cursor.execute(_RECORD_OUTCOMES, _outcome_arrays(distinct))
-    if large:
-        copy_bodies(conn, large)
+    kind_rounds = _once_each(kinds, key=lambda k: k.message_id)
+    outcome_rounds = _once_each(outcomes, key=lambda o: o.recipient_id)
+    parts: list[_Part] = []
+    if messages:
+        parts.append((_INSERT_MESSAGES, _message_arrays(messages, node)))
+        recipients = _recipient_arrays(messages)
+        if recipients[0]:
+            parts.append((_INSERT_RECIPIENTS, recipients))
+    if small:
+        parts.append((_INSERT_BODIES, ([m.id for m in small], [m.body for m in small])))
+    for same in kind_rounds:
+        parts.append((_SET_KINDS, ([k.message_id for k in same], [k.kind for k in same])))
+    if outcomes:
+        parts.append((_INSERT_ATTEMPTS, _attempt_arrays(outcomes)))
+    for distinct in outcome_rounds:
+        parts.append((_RECORD_OUTCOMES, _outcome_arrays(distinct)))
+    if not parts:
+        return
+    if not large and len(kind_rounds) <= 1 and len(outcome_rounds) <= 1:
+        with _autocommit(engine) as conn:
+            conn.exec_driver_sql(*_one_statement(parts))
+        return
+    with engine.begin() as conn:
+        for statement, params in parts:
+            conn.exec_driver_sql(statement, params)
+        if large:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            copy_bodies(driver, large)
 
 
-def _once_each(items: Sequence[T], key: Any) -> Iterator[list[T]]:
+@contextmanager
+def _autocommit(engine: Engine) -> Iterator[Connection]:
+    """A connection of ``engine`` in autocommit mode: each statement its own transaction
+    (SQLAlchemy sets the mode back when the connection returns to the pool)."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _one_statement(parts: Sequence[_Part]) -> _Part:
+    """``parts`` as one statement: each a data-modifying CTE (their placeholders are
+    positional, so their parameters follow one another in the same order)."""
+    if len(parts) == 1:
+        return parts[0]
+    ctes = ",\n".join(f"p{index} AS ({statement})" for index, (statement, _) in enumerate(parts))
+    return f"WITH {ctes}\nSELECT 1", tuple(value for _, params in parts for value in params)
+
+
+def _once_each(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     """``items`` in rounds in which no key repeats, each item in the first round that
     has no item of its key yet, so that a key's items keep their order."""
     rounds: list[list[T]] = []
-    seen: list[set[Any]] = []
+    seen: list[set[Hashable]] = []
     for item in items:
         k = key(item)
         for index, keys in enumerate(seen):
@@ -161,7 +207,7 @@ def _once_each(items: Sequence[T], key: Any) -> Iterator[list[T]]:
         else:
             seen.append({k})
             rounds.append([item])
-    return iter(rounds)
+    return rounds
 
 
 def _message_arrays(messages: Sequence[NewMessage], node: str | None) -> tuple[Any, ...]:
@@ -233,8 +279,10 @@ def _outcome_arrays(outcomes: Sequence[Outcome]) -> tuple[list[Any], ...]:
 
 # The claim in one statement: lock the oldest due recipients (walking the partial index
 # of waiting ones, skipping rows another node holds), mark them ours, and return them
-# with their messages and small bodies. ``queue.delivery``'s claim runs the same steps as
-# a SELECT ... FOR UPDATE and an UPDATE, each a round trip.
+# with their messages and small bodies, and when the next waiting recipient that this
+# claim did not take falls due (the claim's own snapshot still shows the ones it took
+# as waiting). ``queue.delivery``'s claim runs these steps as three statements. The
+# LEFT JOIN from ``next_due`` gives one row even when nothing was due.
 _CLAIM = f"""
 WITH picked AS (
     SELECT id FROM {RECIPIENTS.name}
@@ -248,59 +296,52 @@ WITH picked AS (
         claimed_by = %(node)s
     FROM picked WHERE r.id = picked.id
     RETURNING r.id, r.message_id, r.address, r.domain, r.attempts, r.next_attempt_at
+), next_due AS (
+    SELECT min(next_attempt_at) AS at FROM {RECIPIENTS.name}
+    WHERE {waiting_predicate("postgresql")} AND id NOT IN (SELECT id FROM picked)
 )
-SELECT c.id, c.message_id, c.address, c.domain, c.attempts, m.mail_from, m.pool, m.risk,
-    m.arrived_at, m.size, m.smtputf8, m.eight_bit, m.tenant, m.hold_until, m.client_ip,
-    CASE WHEN m.size <= %(inline)s THEN b.body END
-FROM claimed AS c
-JOIN {MESSAGES.name} AS m ON m.id = c.message_id
-JOIN {BODIES.name} AS b ON b.message_id = c.message_id
+SELECT next_due.at, c.id, c.message_id, c.address, c.domain, c.attempts, m.mail_from,
+    m.pool, m.risk, m.arrived_at, m.size, m.smtputf8, m.eight_bit, m.tenant, m.hold_until,
+    m.client_ip, CASE WHEN m.size <= %(inline)s THEN b.body END
+FROM next_due LEFT JOIN (
+    claimed AS c
+    JOIN {MESSAGES.name} AS m ON m.id = c.message_id
+    JOIN {BODIES.name} AS b ON b.message_id = c.message_id
+) ON true
 ORDER BY c.next_attempt_at, c.id
 """
 
-_NEXT_DUE = (
-    f"SELECT min(next_attempt_at) FROM {RECIPIENTS.name} WHERE {waiting_predicate('postgresql')}"
-)
-
 
 def claim(
-    conn: Connection, now: datetime, limit: int, inline_body: int, node: str | None
+    engine: Engine, now: datetime, limit: int, inline_body: int, node: str | None
 ) -> tuple[list[DueRecipient], datetime | None]:
-    """Claim up to ``limit`` due recipients in ``conn``'s transaction (PostgreSQL only),
-    and read when the next waiting one falls due, both in one round trip.
-
-    Results come in binary: a bytea body as text is hex, twice its size to read and decode.
-    """
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor(binary=True) as claimed, driver.cursor(binary=True) as due:
-        with driver.pipeline():
-            claimed.execute(
-                _CLAIM, {"now": _utc(now), "limit": limit, "inline": inline_body, "node": node}
-            )
-            due.execute(_NEXT_DUE)
-        rows = claimed.fetchall()
-        next_due = due.fetchone()
+    """Claim up to ``limit`` due recipients, in one statement on a connection of
+    ``engine`` in autocommit mode (the claim is its own transaction), and say when
+    the next waiting one falls due."""
+    params = {"now": _utc(now), "limit": limit, "inline": inline_body, "node": node}
+    with _autocommit(engine) as conn:
+        rows = conn.exec_driver_sql(_CLAIM, params).all()
     recipients = [
         DueRecipient(
-            recipient_id=r[0],
-            message_id=r[1],
-            address=r[2],
-            domain=r[3],
-            attempts=r[4],
-            mail_from=r[5],
-            pool=r[6],
-            risk=r[7],
-            arrived_at=r[8].astimezone(UTC),
-            size=r[9],
-            smtputf8=bool(r[10]),
-            eight_bit=None if r[11] is None else bool(r[11]),
-            tenant=r[12],
-            hold_until=None if r[13] is None else r[13].astimezone(UTC),
-            client_ip=r[14],
-            body=None if r[15] is None else bytes(r[15]),
+            recipient_id=r[1],
+            message_id=r[2],
+            address=r[3],
+            domain=r[4],
+            attempts=r[5],
+            mail_from=r[6],
+            pool=r[7],
+            risk=r[8],
+            arrived_at=r[9].astimezone(UTC),
+            size=r[10],
+            smtputf8=bool(r[11]),
+            eight_bit=None if r[12] is None else bool(r[12]),
+            tenant=r[13],
+            hold_until=None if r[14] is None else r[14].astimezone(UTC),
+            client_ip=r[15],
+            body=None if r[16] is None else bytes(r[16]),
         )
         for r in rows
+        if r[1] is not None
     ]
-    first = None if next_due is None or next_due[0] is None else next_due[0].astimezone(UTC)
-    return recipients, first
+    first = rows[0][0]
+    return recipients, None if first is None else first.astimezone(UTC)

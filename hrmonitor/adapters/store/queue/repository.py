@@ -117,8 +117,8 @@ class QueueRepository(QueueDelivery, QueueReports):
         leaves its message unclassified, or an outcome, which repeats a delivery
         (:meth:`recover`): at least once holds.
 
-        On PostgreSQL each table's rows go as one statement of arrays, all of them in one
-        round trip (``queue.postgresql``); elsewhere as an ``executemany`` per table.
+        On PostgreSQL the whole batch is one statement (one round trip, its own
+        transaction: ``queue.postgresql``); elsewhere an ``executemany`` per table.
         """
         messages = [w for w in writes if isinstance(w, NewMessage)]
         kinds = [w for w in writes if isinstance(w, BounceKind)]
@@ -126,10 +126,11 @@ class QueueRepository(QueueDelivery, QueueReports):
         if not (messages or kinds or outcomes):
             return
         try:
+            if self._engine.dialect.name == "postgresql":
+                engine = self._hot_engine(durable=bool(messages))
+                postgresql.write(engine, messages, kinds, outcomes, self.node)
+                return
             with self._engine.begin() if messages else self._relaxed() as conn:
-                if conn.dialect.name == "postgresql":
-                    postgresql.write(conn, messages, kinds, outcomes, self.node)
-                    return
                 if messages:
                     insert_messages(conn, messages, self.node)
                 if kinds:
