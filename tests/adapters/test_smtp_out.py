@@ -15,6 +15,7 @@ from hrmonitor.adapters.smtp_out import (
     check_bindable,
 )
 from hrmonitor.errors import BindError
+from tests.fixtures.daemon_lab import until
 from tests.fixtures.smtp_sink import DROP_IN_DATA, GARBAGE_IN_DATA, SinkFactory, SmtpSink
 
 BODY = b"Subject: t\r\n\r\nhello\r\n.leading dot\r\n"
@@ -71,6 +72,28 @@ async def test_a_session_is_reused_for_the_same_source_ip_and_host(
         assert isinstance(await _send(connections, smtp_sink, "127.0.0.10", ["b@rcpt.test"]), Sent)
     assert len(smtp_sink.messages) == 3
     assert len(connections._idle[("127.0.0.10", smtp_sink.host, smtp_sink.port)]) == 1
+
+
+async def test_an_idle_session_is_closed_after_idle_seconds_without_another_send(
+    smtp_sink: SmtpSink,
+) -> None:
+    """A session kept for reuse says QUIT once idle ``idle_seconds``, though nothing is
+    sent to its destination again (a checkout only looks at its own destination's)."""
+    conns = Connections(
+        OutboundSettings(
+            port=smtp_sink.port, helo_name="relay.test", command_timeout=5, idle_seconds=0.2
+        )
+    )
+    try:
+        assert isinstance(await _send(conns, smtp_sink, "127.0.0.10", ["b@rcpt.test"]), Sent)
+        assert isinstance(await _send(conns, smtp_sink, "127.0.0.11", ["b@rcpt.test"]), Sent)
+        assert smtp_sink.quits == []  # kept for reuse
+        await until(lambda: len(smtp_sink.quits) == 2, within=5)
+        assert sorted(smtp_sink.quits) == ["127.0.0.10", "127.0.0.11"]
+        assert conns._idle == {}  # nor are the destinations remembered
+        assert conns._pruning is None  # and nothing is left scheduled
+    finally:
+        await conns.close()
 
 
 async def test_an_unbindable_source_ip_raises_bind_error_and_sends_nothing(

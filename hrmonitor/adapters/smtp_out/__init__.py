@@ -138,6 +138,7 @@ class Connections:
         self._idle: dict[tuple[str, str, int], list[_Session]] = {}
         self._no_tls: set[str] = set()
         self._quitting: set[asyncio.Task[None]] = set()
+        self._pruning: asyncio.TimerHandle | None = None
 
     def _quit_later(self, smtp: aiosmtplib.SMTP) -> None:
         task = asyncio.ensure_future(_quit(smtp))
@@ -194,6 +195,27 @@ class Connections:
             return
         session.idle_since = time.monotonic()
         self._idle.setdefault(key, []).append(session)
+        self._prune_later()
+
+    def _prune_later(self) -> None:
+        """Run :meth:`prune` ``idle_seconds`` from now, and again while sessions idle.
+
+        A session kept for reuse is closed (QUIT) once idle that long, as Postfix's
+        connection cache closes its sessions after ``smtp_connection_cache_time_limit``:
+        a checkout only ever looked at its own destination's sessions, so one that was
+        never sent to again held its connection (and a file descriptor, and a slot at
+        the remote MX) until the remote side timed it out. A session closes between
+        ``idle_seconds`` and twice that after its last use.
+        """
+        if self._pruning is None:
+            loop = asyncio.get_running_loop()
+            self._pruning = loop.call_later(self.settings.idle_seconds, self._prune_tick)
+
+    def _prune_tick(self) -> None:
+        self._pruning = None
+        self.prune()
+        if self._idle:
+            self._prune_later()
 
     async def send(
         self,
@@ -305,13 +327,17 @@ class Connections:
             return Failed(host, source_ip, f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            self._pruning = None
         sessions = [s for group in self._idle.values() for s in group]
         self._idle.clear()
         await asyncio.gather(*(_quit(s.smtp) for s in sessions), return_exceptions=True)
         await asyncio.gather(*self._quitting, return_exceptions=True)
 
     def prune(self) -> None:
-        """Close sessions idle for longer than ``idle_seconds``."""
+        """Close sessions idle for longer than ``idle_seconds`` (and forget destinations
+        left without sessions); runs on its own while sessions idle (:meth:`_prune_later`)."""
         now = time.monotonic()
         for key, sessions in list(self._idle.items()):
             keep = []
