@@ -40,6 +40,7 @@ from hrmonitor.adapters.store.engine import relaxed_engine
 from hrmonitor.adapters.store.queue import postgresql
 from hrmonitor.adapters.store.queue.bodies import read_body, read_body_slice
 from hrmonitor.adapters.store.queue.model import Claim, DueRecipient, Outcome, RecipientStatus
+from hrmonitor.adapters.store.queue.rows import attempt_rows, outcome_changes
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
     BODIES,
@@ -289,38 +290,8 @@ class QueueDelivery:
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     """Insert the attempts and move the recipients to their new states, in ``conn``'s
     transaction (``QueueRepository.write``)."""
-    attempts = [
-        {
-            "message_id": o.message_id,
-            "recipient_id": o.recipient_id,
-            "pool": o.pool,
-            "source_ip": o.source_ip,
-            "destination": o.destination,
-            "code": o.code,
-            "reply": o.reply,
-            "duration_ms": o.duration_ms,
-            "at": o.at,
-            "own": int(o.own),
-        }
-        for o in outcomes
-    ]
-    conn.execute(insert(ATTEMPTS), attempts)
-    conn.execute(
-        _RECORD,
-        [
-            {
-                "rid": o.recipient_id,
-                "new_status": o.status.value,
-                "at": o.at,
-                "reply": o.reply,
-                "increment": 1 if o.counts_as_attempt else 0,
-                "code": o.code,
-                "destination": o.destination or None,
-                "next_at": o.next_attempt_at,
-            }
-            for o in outcomes
-        ],
-    )
+    conn.execute(insert(ATTEMPTS), attempt_rows(outcomes))
+    conn.execute(_RECORD, outcome_changes(outcomes))
 
 
 def _due_recipients(rows: Sequence[Any]) -> list[DueRecipient]:

@@ -44,6 +44,13 @@ from hrmonitor.adapters.store.queue.model import (
     Outcome,
     RecipientStatus,
 )
+from hrmonitor.adapters.store.queue.rows import (
+    Row,
+    attempt_rows,
+    message_rows,
+    outcome_changes,
+    recipient_rows,
+)
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
     BODIES,
@@ -53,31 +60,83 @@ from hrmonitor.adapters.store.queue.schema import (
 )
 from hrmonitor.adapters.store.schema import utc as _utc
 
-_INSERT_MESSAGES = f"""
-INSERT INTO {MESSAGES.name} (id, tenant, client_ip, mail_from, size, arrived_at, pool, risk,
-    reasons, bounce_kind, hold_until, message_id, smtputf8, eight_bit, dsn_of, accepted_by)
-SELECT id, tenant, client_ip, mail_from, size, arrived_at, pool, risk,
-    reasons::json, bounce_kind, hold_until, message_id, smtputf8, eight_bit, dsn_of, %s
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::timestamptz[],
-    %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::int[],
-    %s::int[], %s::text[])
-    AS m(id, tenant, client_ip, mail_from, size, arrived_at, pool, risk, reasons, bounce_kind,
-        hold_until, message_id, smtputf8, eight_bit, dsn_of)
-"""
+# A column sent as an array: its name in the rows (``queue.rows``) and the table, and
+# PostgreSQL's element type.
+_Column = tuple[str, str]
+
+_MESSAGE_COLUMNS: tuple[_Column, ...] = (
+    ("id", "text"),
+    ("tenant", "text"),
+    ("client_ip", "text"),
+    ("mail_from", "text"),
+    ("size", "int"),
+    ("arrived_at", "timestamptz"),
+    ("pool", "text"),
+    ("risk", "text"),
+    ("reasons", "json"),
+    ("bounce_kind", "text"),
+    ("hold_until", "timestamptz"),
+    ("message_id", "text"),
+    ("smtputf8", "int"),
+    ("eight_bit", "int"),
+    ("dsn_of", "text"),
+    ("accepted_by", "text"),
+)
+_RECIPIENT_COLUMNS: tuple[_Column, ...] = (
+    ("message_id", "text"),
+    ("address", "text"),
+    ("domain", "text"),
+    ("status", "text"),
+    ("attempts", "int"),
+    ("next_attempt_at", "timestamptz"),
+    ("last_code", "int"),
+    ("last_reply", "text"),
+    ("remote_mta", "text"),
+    ("updated_at", "timestamptz"),
+)
+_ATTEMPT_COLUMNS: tuple[_Column, ...] = (
+    ("message_id", "text"),
+    ("recipient_id", "int"),
+    ("pool", "text"),
+    ("source_ip", "text"),
+    ("destination", "text"),
+    ("code", "int"),
+    ("reply", "text"),
+    ("duration_ms", "float8"),
+    ("at", "timestamptz"),
+    ("own", "int"),
+)
+_CHANGE_COLUMNS: tuple[_Column, ...] = (
+    ("rid", "int"),
+    ("new_status", "text"),
+    ("at", "timestamptz"),
+    ("reply", "text"),
+    ("increment", "int"),
+    ("code", "int"),
+    ("destination", "text"),
+    ("next_at", "timestamptz"),
+)
+
+
+def _unnest(columns: Sequence[_Column], alias: str) -> str:
+    """``unnest(%s::type[], ...) AS alias(name, ...)``: one array parameter per column."""
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+    return f"unnest({arrays}) AS {alias}({', '.join(name for name, _ in columns)})"
+
+
+def _insert(table: str, columns: Sequence[_Column]) -> str:
+    names = ", ".join(name for name, _ in columns)
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(columns, 'v')}"
+
+
+_INSERT_MESSAGES = _insert(MESSAGES.name, _MESSAGE_COLUMNS)
+_INSERT_RECIPIENTS = _insert(RECIPIENTS.name, _RECIPIENT_COLUMNS)
+_INSERT_ATTEMPTS = _insert(ATTEMPTS.name, _ATTEMPT_COLUMNS)
 
 # %b: the bodies go in binary (as text, bytea doubles in size: hex).
 _INSERT_BODIES = f"""
 INSERT INTO {BODIES.name} (message_id, body)
 SELECT message_id, body FROM unnest(%s::text[], %b::bytea[]) AS b(message_id, body)
-"""
-
-_INSERT_RECIPIENTS = f"""
-INSERT INTO {RECIPIENTS.name} (message_id, address, domain, status, attempts, next_attempt_at,
-    last_code, last_reply, remote_mta, updated_at)
-SELECT message_id, address, domain, '{RecipientStatus.QUEUED.value}', 0, next_attempt_at,
-    NULL, '', '', updated_at
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
-    AS r(message_id, address, domain, next_attempt_at, updated_at)
 """
 
 _SET_KINDS = f"""
@@ -86,26 +145,17 @@ FROM unnest(%s::text[], %s::text[]) AS k(id, kind)
 WHERE m.id = k.id
 """
 
-_INSERT_ATTEMPTS = f"""
-INSERT INTO {ATTEMPTS.name} (message_id, recipient_id, pool, source_ip, destination, code,
-    reply, duration_ms, at, own)
-SELECT * FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[],
-    %s::text[], %s::float8[], %s::timestamptz[], %s::int[])
-"""
-
 # The same change as ``delivery._RECORD`` (the statement other databases run per outcome).
 _RECORD_OUTCOMES = f"""
 UPDATE {RECIPIENTS.name} AS r SET
-    status = o.status,
+    status = o.new_status,
     updated_at = o.at,
     last_reply = o.reply,
     attempts = r.attempts + o.increment,
     last_code = coalesce(o.code, r.last_code),
     remote_mta = coalesce(o.destination, r.remote_mta),
     next_attempt_at = coalesce(o.next_at, r.next_attempt_at)
-FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::int[],
-    %s::text[], %s::timestamptz[])
-    AS o(rid, status, at, reply, increment, code, destination, next_at)
+FROM {_unnest(_CHANGE_COLUMNS, "o")}
 WHERE r.id = o.rid
 """
 
@@ -148,18 +198,18 @@ def write(
     outcome_rounds = _once_each(outcomes, key=lambda o: o.recipient_id)
     parts: list[_Part] = []
     if messages:
-        parts.append((_INSERT_MESSAGES, _message_arrays(messages, node)))
-        recipients = _recipient_arrays(messages)
-        if recipients[0]:
-            parts.append((_INSERT_RECIPIENTS, recipients))
+        parts.append((_INSERT_MESSAGES, _arrays(message_rows(messages, node), _MESSAGE_COLUMNS)))
+        recipients = recipient_rows(messages)
+        if recipients:
+            parts.append((_INSERT_RECIPIENTS, _arrays(recipients, _RECIPIENT_COLUMNS)))
     if small:
         parts.append((_INSERT_BODIES, ([m.id for m in small], [m.body for m in small])))
     for same in kind_rounds:
         parts.append((_SET_KINDS, ([k.message_id for k in same], [k.kind for k in same])))
     if outcomes:
-        parts.append((_INSERT_ATTEMPTS, _attempt_arrays(outcomes)))
+        parts.append((_INSERT_ATTEMPTS, _arrays(attempt_rows(outcomes), _ATTEMPT_COLUMNS)))
     for distinct in outcome_rounds:
-        parts.append((_RECORD_OUTCOMES, _outcome_arrays(distinct)))
+        parts.append((_RECORD_OUTCOMES, _arrays(outcome_changes(distinct), _CHANGE_COLUMNS)))
     if not parts:
         return
     if not large and len(kind_rounds) <= 1 and len(outcome_rounds) <= 1:
@@ -210,71 +260,18 @@ def _once_each(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]
     return rounds
 
 
-def _message_arrays(messages: Sequence[NewMessage], node: str | None) -> tuple[Any, ...]:
-    return (
-        node,
-        [m.id for m in messages],
-        [m.tenant for m in messages],
-        [m.client_ip for m in messages],
-        [m.mail_from for m in messages],
-        [len(m.body) for m in messages],
-        [_utc(m.arrived_at) for m in messages],
-        [m.pool for m in messages],
-        [m.risk for m in messages],
-        [json.dumps([dict(r) for r in m.reasons]) for m in messages],
-        [m.bounce_kind for m in messages],
-        [_utc(m.hold_until) for m in messages],
-        [m.message_id for m in messages],
-        [int(m.smtputf8) for m in messages],
-        [int(not m.body.isascii()) for m in messages],
-        [m.dsn_of for m in messages],
-    )
-
-
-def _recipient_arrays(messages: Sequence[NewMessage]) -> tuple[list[Any], ...]:
-    ids: list[str] = []
-    addresses: list[str] = []
-    domains: list[str] = []
-    due: list[datetime | None] = []
-    updated: list[datetime | None] = []
-    for m in messages:
-        first = _utc(m.due_at or m.hold_until or m.arrived_at)
-        arrived = _utc(m.arrived_at)
-        for address in m.recipients:
-            ids.append(m.id)
-            addresses.append(address)
-            domains.append(address.rpartition("@")[2].lower())
-            due.append(first)
-            updated.append(arrived)
-    return ids, addresses, domains, due, updated
-
-
-def _attempt_arrays(outcomes: Sequence[Outcome]) -> tuple[list[Any], ...]:
-    return (
-        [o.message_id for o in outcomes],
-        [o.recipient_id for o in outcomes],
-        [o.pool for o in outcomes],
-        [o.source_ip for o in outcomes],
-        [o.destination for o in outcomes],
-        [o.code for o in outcomes],
-        [o.reply for o in outcomes],
-        [float(o.duration_ms) for o in outcomes],
-        [_utc(o.at) for o in outcomes],
-        [int(o.own) for o in outcomes],
-    )
-
-
-def _outcome_arrays(outcomes: Sequence[Outcome]) -> tuple[list[Any], ...]:
-    return (
-        [o.recipient_id for o in outcomes],
-        [o.status.value for o in outcomes],
-        [_utc(o.at) for o in outcomes],
-        [o.reply for o in outcomes],
-        [1 if o.counts_as_attempt else 0 for o in outcomes],
-        [o.code for o in outcomes],
-        [o.destination or None for o in outcomes],
-        [_utc(o.next_attempt_at) for o in outcomes],
-    )
+def _arrays(rows: Sequence[Row], columns: Sequence[_Column]) -> tuple[list[Any], ...]:
+    """``rows``' values as one list per column, in ``columns``' order: a timestamp
+    passes ``schema.utc`` (a naive one is refused), JSON goes as its text."""
+    arrays: list[list[Any]] = []
+    for name, kind in columns:
+        values = [row[name] for row in rows]
+        if kind == "timestamptz":
+            values = [_utc(value) for value in values]
+        elif kind == "json":
+            values = [json.dumps(value) for value in values]
+        arrays.append(values)
+    return tuple(arrays)
 
 
 # The claim in one statement: lock the oldest due recipients (walking the partial index

@@ -56,6 +56,7 @@ from hrmonitor.adapters.store.queue.model import (
     RecipientStatus,
 )
 from hrmonitor.adapters.store.queue.reports import QueueReports
+from hrmonitor.adapters.store.queue.rows import message_rows, recipient_rows
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
     MESSAGES,
@@ -215,47 +216,11 @@ def insert_messages(
 
     ``node``: the node accepting them (its sending-limit counts are restored from them).
     """
-    message_rows = [
-        {
-            "id": m.id,
-            "tenant": m.tenant,
-            "client_ip": m.client_ip,
-            "mail_from": m.mail_from,
-            "size": len(m.body),
-            "arrived_at": m.arrived_at,
-            "pool": m.pool,
-            "risk": m.risk,
-            "reasons": [dict(r) for r in m.reasons],
-            "bounce_kind": m.bounce_kind,
-            "hold_until": m.hold_until,
-            "message_id": m.message_id,
-            "smtputf8": int(m.smtputf8),
-            "eight_bit": int(not m.body.isascii()),
-            "dsn_of": m.dsn_of,
-            "accepted_by": node,
-        }
-        for m in messages
-    ]
-    recipient_rows = [
-        {
-            "message_id": m.id,
-            "address": address,
-            "domain": address.rpartition("@")[2].lower(),
-            "status": RecipientStatus.QUEUED.value,
-            "attempts": 0,
-            "next_attempt_at": m.due_at or m.hold_until or m.arrived_at,
-            "last_code": None,
-            "last_reply": "",
-            "remote_mta": "",
-            "updated_at": m.arrived_at,
-        }
-        for m in messages
-        for address in m.recipients
-    ]
-    conn.execute(insert(MESSAGES), message_rows)
+    conn.execute(insert(MESSAGES), message_rows(messages, node))
     # Large bodies go in place (SQLite blob I/O) or in slices (PostgreSQL COPY): bound as
     # one parameter, storing 10 MB took 2x its size on SQLite and left libpq's output
     # buffer at 10 MB on PostgreSQL.
     insert_bodies(conn, [(m.id, m.body) for m in messages])
-    if recipient_rows:
-        conn.execute(insert(RECIPIENTS), recipient_rows)
+    recipients = recipient_rows(messages)
+    if recipients:
+        conn.execute(insert(RECIPIENTS), recipients)
