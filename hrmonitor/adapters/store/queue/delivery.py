@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -40,7 +39,7 @@ from hrmonitor.adapters.store.engine import relaxed_engine
 from hrmonitor.adapters.store.queue import postgresql
 from hrmonitor.adapters.store.queue.bodies import read_body, read_body_slice
 from hrmonitor.adapters.store.queue.model import Claim, DueRecipient, Outcome, RecipientStatus
-from hrmonitor.adapters.store.queue.rows import attempt_rows, outcome_changes
+from hrmonitor.adapters.store.queue.rows import attempt_rows, due_recipients, outcome_changes
 from hrmonitor.adapters.store.queue.schema import (
     ATTEMPTS,
     BODIES,
@@ -198,7 +197,7 @@ class QueueDelivery:
                             _MARK_DELIVERING,
                             {"ids": [r.id for r in rows], "now": now, "node": self.node},
                         )
-                    recipients = _due_recipients(rows)
+                    recipients = due_recipients(rows)
                     next_due = None
                     if len(rows) < limit:
                         next_due = conn.execute(_NEXT_DUE[conn.dialect.name]).scalar()
@@ -292,27 +291,3 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome]) -> None:
     transaction (``QueueRepository.write``)."""
     conn.execute(insert(ATTEMPTS), attempt_rows(outcomes))
     conn.execute(_RECORD, outcome_changes(outcomes))
-
-
-def _due_recipients(rows: Sequence[Any]) -> list[DueRecipient]:
-    return [
-        DueRecipient(
-            recipient_id=r.id,
-            message_id=r.message_id,
-            address=r.address,
-            domain=r.domain,
-            attempts=r.attempts,
-            mail_from=r.mail_from,
-            pool=r.pool,
-            risk=r.risk,
-            arrived_at=r.arrived_at,
-            size=r.size,
-            smtputf8=bool(r.smtputf8),
-            eight_bit=None if r.eight_bit is None else bool(r.eight_bit),
-            tenant=r.tenant,
-            body=None if r.small_body is None else bytes(r.small_body),
-            hold_until=r.hold_until,
-            client_ip=r.client_ip,
-        )
-        for r in rows
-    ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -47,6 +47,7 @@ from hrmonitor.adapters.store.queue.model import (
 from hrmonitor.adapters.store.queue.rows import (
     Row,
     attempt_rows,
+    due_recipients,
     message_rows,
     outcome_changes,
     recipient_rows,
@@ -279,7 +280,8 @@ def _arrays(rows: Sequence[Row], columns: Sequence[_Column]) -> tuple[list[Any],
 # with their messages and small bodies, and when the next waiting recipient that this
 # claim did not take falls due (the claim's own snapshot still shows the ones it took
 # as waiting). ``queue.delivery``'s claim runs these steps as three statements. The
-# LEFT JOIN from ``next_due`` gives one row even when nothing was due.
+# LEFT JOIN from ``next_due`` gives one row even when nothing was due. The columns are
+# named as SQLite's claim names them, for ``rows.due_recipients``.
 _CLAIM = f"""
 WITH picked AS (
     SELECT id FROM {RECIPIENTS.name}
@@ -297,9 +299,9 @@ WITH picked AS (
     SELECT min(next_attempt_at) AS at FROM {RECIPIENTS.name}
     WHERE {waiting_predicate("postgresql")} AND id NOT IN (SELECT id FROM picked)
 )
-SELECT next_due.at, c.id, c.message_id, c.address, c.domain, c.attempts, m.mail_from,
-    m.pool, m.risk, m.arrived_at, m.size, m.smtputf8, m.eight_bit, m.tenant, m.hold_until,
-    m.client_ip, CASE WHEN m.size <= %(inline)s THEN b.body END
+SELECT next_due.at AS next_due, c.id, c.message_id, c.address, c.domain, c.attempts,
+    m.mail_from, m.pool, m.risk, m.arrived_at, m.size, m.smtputf8, m.eight_bit, m.tenant,
+    m.hold_until, m.client_ip, CASE WHEN m.size <= %(inline)s THEN b.body END AS small_body
 FROM next_due LEFT JOIN (
     claimed AS c
     JOIN {MESSAGES.name} AS m ON m.id = c.message_id
@@ -318,27 +320,5 @@ def claim(
     params = {"now": _utc(now), "limit": limit, "inline": inline_body, "node": node}
     with _autocommit(engine) as conn:
         rows = conn.exec_driver_sql(_CLAIM, params).all()
-    recipients = [
-        DueRecipient(
-            recipient_id=r[1],
-            message_id=r[2],
-            address=r[3],
-            domain=r[4],
-            attempts=r[5],
-            mail_from=r[6],
-            pool=r[7],
-            risk=r[8],
-            arrived_at=r[9].astimezone(UTC),
-            size=r[10],
-            smtputf8=bool(r[11]),
-            eight_bit=None if r[12] is None else bool(r[12]),
-            tenant=r[13],
-            hold_until=None if r[14] is None else r[14].astimezone(UTC),
-            client_ip=r[15],
-            body=None if r[16] is None else bytes(r[16]),
-        )
-        for r in rows
-        if r[1] is not None
-    ]
-    first = rows[0][0]
-    return recipients, None if first is None else first.astimezone(UTC)
+    recipients = due_recipients([r for r in rows if r.id is not None])
+    return recipients, _utc(rows[0].next_due)

@@ -1,17 +1,20 @@
 """The queue's rows, as every database stores them: a message, its recipients, an
-attempt, and an outcome's change to its recipient.
+attempt, and an outcome's change to its recipient; and a claimed recipient as read.
 
 One place says what each column holds: ``repository`` and ``delivery`` bind these
 rows through SQLAlchemy (an ``executemany`` per table), ``postgresql`` sends their
 columns as arrays. Timestamps are as given (timezone-aware; each path checks them).
+Both claims (SQLite's in ``delivery``, PostgreSQL's in ``postgresql``) name their
+columns alike and read them with :func:`due_recipients`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
-from hrmonitor.adapters.store.queue.model import NewMessage, Outcome, RecipientStatus
+from hrmonitor.adapters.store.queue.model import DueRecipient, NewMessage, Outcome, RecipientStatus
 
 Row = dict[str, Any]
 
@@ -97,4 +100,31 @@ def outcome_changes(outcomes: Sequence[Outcome]) -> list[Row]:
             "next_at": o.next_attempt_at,
         }
         for o in outcomes
+    ]
+
+
+def due_recipients(rows: Sequence[Any]) -> list[DueRecipient]:
+    """Claimed recipients from a claim's rows (``id``, ``message_id``, ... ``small_body``:
+    the columns both claims select), timestamps in UTC: SQLAlchemy's types give UTC, a
+    statement run as written gives the session's time zone."""
+    return [
+        DueRecipient(
+            recipient_id=r.id,
+            message_id=r.message_id,
+            address=r.address,
+            domain=r.domain,
+            attempts=r.attempts,
+            mail_from=r.mail_from,
+            pool=r.pool,
+            risk=r.risk,
+            arrived_at=r.arrived_at.astimezone(UTC),
+            size=r.size,
+            smtputf8=bool(r.smtputf8),
+            eight_bit=None if r.eight_bit is None else bool(r.eight_bit),
+            tenant=r.tenant,
+            body=None if r.small_body is None else bytes(r.small_body),
+            hold_until=None if r.hold_until is None else r.hold_until.astimezone(UTC),
+            client_ip=r.client_ip,
+        )
+        for r in rows
     ]
